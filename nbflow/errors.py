@@ -1,0 +1,85 @@
+"""Errors, warnings and the two control-flow signals tasks may raise.
+
+Every message says what happened, where, and how to fix it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class NbflowError(Exception):
+    """Base class of every error nbflow raises itself."""
+
+
+class NbflowWarning(UserWarning):
+    """Base class of nbflow's warnings (filter them with this category)."""
+
+
+class TaskDefinitionError(NbflowError, TypeError):
+    """A task was defined or called with options or arguments that cannot work."""
+
+
+class FlowError(NbflowError, ValueError):
+    """The graph of a flow was built in a way that cannot work."""
+
+
+class CycleError(FlowError):
+    """An edge would close a cycle in a flow."""
+
+
+class RunError(NbflowError, RuntimeError):
+    """A run was used in a way that cannot work (e.g. the result of an unfinished task)."""
+
+
+class TaskTimeoutError(NbflowError, TimeoutError):
+    """An attempt of a task ran longer than its ``timeout``."""
+
+
+class WorkerDiedError(NbflowError, RuntimeError):
+    """The worker process running an attempt died (crash, ``os._exit``, out-of-memory kill)."""
+
+
+class UpstreamFailedError(NbflowError, RuntimeError):
+    """A task did not run because an upstream task did not succeed."""
+
+
+class CancelledError(NbflowError, RuntimeError):
+    """A task did not finish because its run was cancelled."""
+
+
+class RemoteError(NbflowError, RuntimeError):
+    """An exception raised in a worker process that could not be sent back as itself."""
+
+
+class Signal(Exception):  # noqa: N818 - the names follow Prefect 1's signals
+    """Base of the signals a task raises to end itself with a given state."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class SKIP(Signal):  # noqa: N801
+    """Raise inside a task to end it ``skipped`` (its downstream is skipped too).
+
+    >>> from nbflow import task, SKIP
+    >>> @task(cache=False)
+    ... def maybe(x):
+    ...     if x is None:
+    ...         raise SKIP("no input today")
+    ...     return x
+    >>> maybe(None) is None
+    True
+    """
+
+
+class FAIL(Signal):  # noqa: N801
+    """Raise inside a task to fail it at once, with no further retries."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """A ``" Did you mean 'x'?"`` suffix for an error message, or ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""

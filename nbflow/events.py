@@ -1,0 +1,75 @@
+"""The event stream of a run: what front ends and the history subscribe to."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nbflow.state import State
+
+log = logging.getLogger("nbflow")
+
+RUN_STARTED = "run_started"
+TASK_STATE = "task_state"
+RUN_FINISHED = "run_finished"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One change in a run.
+
+    ``kind`` is ``run_started``, ``task_state`` (``task_run`` changed to ``state``) or
+    ``run_finished`` (``state`` is the run's). ``run`` is the ``FlowRun``.
+    """
+
+    kind: str
+    run_id: str
+    time: float
+    state: State
+    task_run: Any = None
+    run: Any = None
+
+
+Listener = Callable[[Event], Any]
+
+
+class EventBus:
+    """Calls each subscriber for each event, in the thread that emitted it.
+
+    A subscriber that raises is logged and kept; it never changes the run.
+
+    >>> bus = EventBus()
+    >>> seen = []
+    >>> unsubscribe = bus.subscribe(seen.append)
+    >>> bus.emit(Event("run_started", "r1", 0.0, State.RUNNING))
+    >>> [e.kind for e in seen]
+    ['run_started']
+    """
+
+    def __init__(self) -> None:
+        self._listeners: tuple[Listener, ...] = ()
+        self._lock = threading.Lock()
+
+    def __bool__(self) -> bool:
+        return bool(self._listeners)
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(event)`` for every event; returns a function that unsubscribes."""
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._listeners = tuple(x for x in self._listeners if x is not listener)
+
+        return unsubscribe
+
+    def emit(self, event: Event) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("nbflow event listener %r failed on %s", listener, event.kind)

@@ -1,0 +1,85 @@
+"""Where attempts run. One small protocol: ``submit(attempt) -> Future``, ``shutdown()``.
+
+An executor enforces an attempt's ``timeout`` itself (each kind stops work its own
+way) and always completes the future with an ``Outcome``, never an exception.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Any, Protocol, runtime_checkable
+
+from nbflow.errors import NbflowError, did_you_mean
+from nbflow.executor.local import SequentialExecutor, ThreadExecutor
+from nbflow.worker import Attempt, Outcome
+
+__all__ = [
+    "Executor",
+    "ProcessExecutor",
+    "SequentialExecutor",
+    "ThreadExecutor",
+    "resolve_executor",
+]
+
+EXECUTOR_NAMES = ("threads", "processes", "sequential", "dask")
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs attempts. ``inline`` executors run them in the thread that submits."""
+
+    name: str
+    inline: bool
+
+    def submit(self, attempt: Attempt) -> Future[Outcome]: ...
+
+    def shutdown(self, cancel: bool = False) -> None: ...
+
+
+def __getattr__(name: str) -> Any:
+    # The processes executor needs joblib: imported only when asked for.
+    if name == "ProcessExecutor":
+        from nbflow.executor.processes import ProcessExecutor
+
+        return ProcessExecutor
+    if name == "DaskExecutor":
+        from nbflow.executor.dask import DaskExecutor
+
+        return DaskExecutor
+    raise AttributeError(name)
+
+
+def resolve_executor(spec: Any, max_workers: int | None) -> Executor:
+    """An executor for ``flow.run(executor=..., max_workers=...)``."""
+    if max_workers is not None and (
+        isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
+    ):
+        raise NbflowError(f"Expected max_workers to be an int >= 1, but got {max_workers!r}.")
+    if isinstance(spec, str):
+        if spec == "threads":
+            return ThreadExecutor(max_workers)
+        if spec == "sequential":
+            return SequentialExecutor()
+        if spec == "processes":
+            from nbflow.executor.processes import ProcessExecutor
+
+            return ProcessExecutor(max_workers)
+        if spec == "dask":
+            from nbflow.executor.dask import DaskExecutor
+
+            return DaskExecutor(n_workers=max_workers)
+        raise NbflowError(
+            f"Unknown executor {spec!r}.{did_you_mean(spec, EXECUTOR_NAMES)} "
+            f"Choose one of: {', '.join(EXECUTOR_NAMES)}, or pass an executor instance."
+        )
+    if isinstance(spec, Executor):
+        if max_workers is not None:
+            raise NbflowError(
+                "max_workers= applies to executors given by name; set it on the "
+                f"instance instead (e.g. {type(spec).__name__}(max_workers={max_workers}))."
+            )
+        return spec
+    raise NbflowError(
+        f"Expected executor to be one of {', '.join(map(repr, EXECUTOR_NAMES))} or an "
+        f"executor instance, but got {spec!r}."
+    )

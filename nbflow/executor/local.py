@@ -1,0 +1,224 @@
+"""Executors in the scheduler's own process: sequential and threads."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from concurrent.futures import Future, InvalidStateError
+from typing import Any
+
+from nbflow.errors import TaskTimeoutError
+from nbflow.logs import LogRecord
+from nbflow.timer import Timer
+from nbflow.worker import Attempt, Outcome, execute, failure
+
+log = logging.getLogger("nbflow")
+
+
+def _resolve(future: Future[Outcome], outcome: Outcome) -> bool:
+    try:
+        future.set_result(outcome)
+    except InvalidStateError:
+        return False
+    return True
+
+
+class SequentialExecutor:
+    """Runs each attempt in the calling thread, one at a time.
+
+    Timeouts: in the main thread an attempt is interrupted with ``SIGALRM`` (this
+    stops Python code and sleeps, not a C call that never returns to Python). In
+    any other thread it cannot be interrupted: it runs to its end and is then
+    marked ``timed_out`` if it overran, with its result discarded.
+    """
+
+    name = "sequential"
+    inline = True
+
+    def submit(self, attempt: Attempt) -> Future[Outcome]:
+        future: Future[Outcome] = Future()
+        future.set_running_or_notify_cancel()
+        if attempt.timeout is None:
+            outcome = execute(attempt)
+        elif threading.current_thread() is threading.main_thread() and hasattr(
+            signal, "setitimer"
+        ):
+            outcome = _execute_with_alarm(attempt, attempt.timeout)
+        else:
+            outcome = execute(attempt)
+            if outcome.end - outcome.start > attempt.timeout:
+                outcome = failure(
+                    TaskTimeoutError(
+                        f"Task '{attempt.label}' ran {outcome.end - outcome.start:.2f}s, over "
+                        f"its timeout of {attempt.timeout:g}s. The sequential executor cannot "
+                        "interrupt a task outside the main thread, so it ran to its end and "
+                        "its result was discarded."
+                    ),
+                    outcome.start,
+                    timed_out=True,
+                )
+        future.set_result(outcome)
+        return future
+
+    def shutdown(self, cancel: bool = False) -> None:
+        pass
+
+
+def _execute_with_alarm(attempt: Attempt, timeout: float) -> Outcome:
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise TaskTimeoutError(f"Task '{attempt.label}' timed out after {timeout:g}s.")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        outcome = execute(attempt)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    if isinstance(outcome.error, TaskTimeoutError):
+        outcome.timed_out = True
+    return outcome
+
+
+_STOP = None
+
+
+class _Worker(threading.Thread):
+    def __init__(self, pool: ThreadExecutor, number: int) -> None:
+        super().__init__(name=f"nbflow-worker-{number}", daemon=True)
+        self.pool = pool
+        self.capturing = False
+        self.slot: tuple[Attempt, Future[Outcome]] | None = None
+        self.abandoned = False
+
+    def run(self) -> None:
+        pool = self.pool
+        get = pool._queue.get
+        while True:
+            item = self.slot
+            if item is None:
+                item = get()
+                if item is _STOP:
+                    return
+            self.slot = None
+            attempt, future = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            if attempt.timeout is not None:
+                pool._watch(self, attempt, future)
+            outcome = execute(attempt)
+            if self.abandoned:
+                # Timed out earlier: the run moved on; this thread was replaced.
+                log.warning(
+                    "Task '%s' finished %.1fs after its timeout; its result was discarded.",
+                    attempt.label,
+                    time.time() - outcome.start - (attempt.timeout or 0),
+                )
+                return
+            # Completing the future runs the scheduler's callback in this thread; the
+            # first attempt it submits lands in self.slot and runs next, right here.
+            self.capturing = True
+            _resolve(future, outcome)
+            self.capturing = False
+
+
+class ThreadExecutor:
+    """Runs attempts on a pool of threads in this process.
+
+    A thread that completes an attempt runs the next ready attempt itself when the
+    scheduler submits one from its callback, so a chain of tasks does not hop
+    between threads. A timed-out attempt cannot be stopped (Python threads cannot be
+    killed): the run moves on, a warning says so, and a fresh thread replaces it.
+
+    >>> ThreadExecutor(max_workers=4).max_workers
+    4
+    """
+
+    name = "threads"
+    inline = False
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        if max_workers is not None and (
+            isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
+        ):
+            raise ValueError(f"Expected max_workers to be an int >= 1, but got {max_workers!r}.")
+        self.max_workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._workers: list[_Worker] = []
+        self._spawned = 0
+        self._timer: Timer | None = None
+
+    def __repr__(self) -> str:
+        return f"ThreadExecutor(max_workers={self.max_workers})"
+
+    def submit(self, attempt: Attempt) -> Future[Outcome]:
+        future: Future[Outcome] = Future()
+        me = threading.current_thread()
+        if isinstance(me, _Worker) and me.pool is self and me.capturing and me.slot is None:
+            me.slot = (attempt, future)
+            return future
+        self._queue.put((attempt, future))
+        if len(self._workers) < self.max_workers:
+            self._spawn()
+        return future
+
+    def _spawn(self) -> None:
+        with self._lock:
+            if len(self._workers) >= self.max_workers:
+                return
+            self._spawned += 1
+            worker = _Worker(self, self._spawned)
+            self._workers.append(worker)
+        worker.start()
+
+    def _watch(self, worker: _Worker, attempt: Attempt, future: Future[Outcome]) -> None:
+        if self._timer is None:
+            with self._lock:
+                if self._timer is None:
+                    self._timer = Timer("threads")
+        assert attempt.timeout is not None
+        started = time.time()
+
+        def expire() -> None:
+            if future.done():
+                return
+            message = (
+                f"Task '{attempt.label}' timed out after {attempt.timeout:g}s. Its thread "
+                "could not be stopped (Python threads cannot be killed) and keeps running "
+                "in the background; its result will be discarded. Use "
+                "executor='processes' to stop runaway tasks."
+            )
+            outcome = failure(TaskTimeoutError(message), started, timed_out=True)
+            outcome.logs = [LogRecord(time.time(), "WARNING", message)]
+            if _resolve(future, outcome):
+                log.warning(message)
+                worker.abandoned = True
+                with self._lock:
+                    if worker in self._workers:
+                        self._workers.remove(worker)
+                self._spawn()
+
+        self._timer.call_at(time.monotonic() + attempt.timeout, expire)
+
+    def shutdown(self, cancel: bool = False) -> None:
+        """Stop the threads (they finish their current attempt); the pool can be reused."""
+        with self._lock:
+            workers, self._workers = self._workers, []
+        if cancel:
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not _STOP:
+                    item[1].cancel()
+        for _ in workers:
+            self._queue.put(_STOP)
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None

@@ -1,0 +1,287 @@
+"""Attempts in worker processes: joblib's reusable loky executor (cloudpickle).
+
+Functions defined in a notebook or ``__main__`` travel by value. The pool stays warm
+across runs. A worker that dies fails only the attempt it was running; attempts that
+died with it through no fault of their own run again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import pickle
+import re
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass, field
+from typing import Any
+
+from nbflow.errors import RemoteError, TaskTimeoutError, WorkerDiedError
+from nbflow.timer import Timer
+from nbflow.worker import Attempt, Outcome, execute, failure
+
+log = logging.getLogger("nbflow")
+
+
+def _run_in_worker(attempt: Attempt, marker: str) -> Outcome:
+    """The function the worker process runs: mark the start, run, unmark."""
+    fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, f"{os.getpid()} {time.time()}".encode())
+    os.close(fd)
+    try:
+        outcome = execute(attempt)
+        if outcome.error is not None:
+            try:
+                pickle.dumps(outcome.error)
+            except Exception:
+                outcome.error = RemoteError(f"{type(outcome.error).__name__}: {outcome.error}")
+        return outcome
+    finally:
+        os.unlink(marker)
+
+
+def _read_marker(path: str) -> tuple[int, float] | None:
+    try:
+        with open(path) as fh:
+            pid, started = fh.read().split()
+        return int(pid), float(started)
+    except (OSError, ValueError):
+        return None
+
+
+def _exit_code_text(exc: BaseException) -> str:
+    found = re.search(r"\{([^}]*)\}", str(exc))
+    if not found:
+        return "exit code unknown"
+    codes = []
+    for part in found.group(1).split(","):
+        m = re.match(r"\s*(\w+)\((-?\d+)\)", part)
+        if not m:
+            continue
+        name, code = m.groups()
+        codes.append(f"exit code {code}" if name == "EXIT" else f"exit code {code}, {name}")
+    return "; ".join(codes) or "exit code unknown"
+
+
+@dataclass(eq=False)
+class _Job:
+    attempt: Attempt
+    outer: Future[Outcome]
+    marker: str
+    pool: Any = None
+    submitted: float = field(default_factory=time.time)
+
+
+class ProcessExecutor:
+    """Runs attempts in a warm pool of worker processes.
+
+    >>> ProcessExecutor(max_workers=2).max_workers
+    2
+    """
+
+    name = "processes"
+    inline = False
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        if max_workers is not None and (
+            isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
+        ):
+            raise ValueError(f"Expected max_workers to be an int >= 1, but got {max_workers!r}.")
+        self.max_workers = max_workers or os.cpu_count() or 1
+        self._lock = threading.Lock()
+        self._jobs: dict[int, _Job] = {}
+        self._ids = itertools.count()
+        base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        self._dir = tempfile.mkdtemp(prefix="nbflow-", dir=base)
+        self._timer = Timer("processes")
+        self._killed_pools: set[int] = set()
+        self._handled_pools: set[int] = set()
+
+    def __repr__(self) -> str:
+        return f"ProcessExecutor(max_workers={self.max_workers})"
+
+    def _pool(self) -> Any:
+        from joblib.externals.loky import get_reusable_executor
+
+        return get_reusable_executor(max_workers=self.max_workers, timeout=300)
+
+    def submit(self, attempt: Attempt) -> Future[Outcome]:
+        number = next(self._ids)
+        job = _Job(attempt, Future(), os.path.join(self._dir, str(number)))
+        job.outer.set_running_or_notify_cancel()
+        with self._lock:
+            self._jobs[number] = job
+        self._send(number, job)
+        return job.outer
+
+    def _send(self, number: int, job: _Job) -> None:
+        if job.outer.done():
+            return
+        try:
+            pool = self._pool()
+            inner = pool.submit(_run_in_worker, job.attempt, job.marker)
+        except Exception as exc:  # e.g. the function cannot be pickled
+            self._finish(number, job, failure(exc, time.time()))
+            return
+        job.pool = pool
+        inner.add_done_callback(lambda f: self._on_done(number, job, f))
+        if job.attempt.timeout is not None:
+            self._timer.call_at(
+                time.monotonic() + job.attempt.timeout, lambda: self._check_deadline(number, job)
+            )
+
+    def _finish(self, number: int, job: _Job, outcome: Outcome) -> bool:
+        with self._lock:
+            self._jobs.pop(number, None)
+        try:
+            job.outer.set_result(outcome)
+        except InvalidStateError:
+            return False
+        return True
+
+    def _on_done(self, number: int, job: _Job, inner: Future[Any]) -> None:
+        if job.outer.done():
+            return
+        if inner.cancelled():
+            self._finish(number, job, failure(RemoteError("cancelled"), job.submitted))
+            return
+        exc = inner.exception()
+        if exc is None:
+            self._finish(number, job, inner.result())
+            return
+        from joblib.externals.loky.process_executor import BrokenProcessPool
+
+        if not isinstance(exc, BrokenProcessPool):
+            self._finish(
+                number,
+                job,
+                failure(
+                    RemoteError(
+                        f"Task '{job.attempt.label}': the worker process could not run it or "
+                        f"send back its result: {type(exc).__name__}: {exc}"
+                    ),
+                    job.submitted,
+                ),
+            )
+            return
+        self._on_broken(id(job.pool), exc)
+
+    def _on_broken(self, pool_id: int, exc: BaseException) -> None:
+        """A pool broke: blame the attempt whose worker died, run the others again."""
+        with self._lock:
+            if pool_id in self._handled_pools:
+                return
+            self._handled_pools.add(pool_id)
+            jobs = [(n, j) for n, j in self._jobs.items() if id(j.pool) == pool_id]
+            killed_by_us = pool_id in self._killed_pools
+        started = [(n, j) for n, j in jobs if os.path.exists(j.marker) and not j.outer.done()]
+        waiting = [(n, j) for n, j in jobs if (n, j) not in started and not j.outer.done()]
+        for n, j in started:
+            try:
+                os.unlink(j.marker)
+            except OSError:
+                pass
+        if killed_by_us:
+            # We killed a worker to stop a timed-out attempt; everything else is innocent.
+            retry = started + waiting
+        elif len(started) == 1:
+            n, j = started[0]
+            self._finish(n, j, self._died(j, _exit_code_text(exc)))
+            retry = waiting
+        else:
+            retry = waiting
+            for n, j in started:
+                threading.Thread(
+                    target=self._isolate, args=(n, j), name="nbflow-isolate", daemon=True
+                ).start()
+        # Resubmit from the timer thread, not from loky's own (dying) manager thread.
+        for n, j in retry:
+            self._timer.call_at(time.monotonic(), lambda n=n, j=j: self._send(n, j))
+
+    def _died(self, job: _Job, codes: str) -> Outcome:
+        return failure(
+            WorkerDiedError(
+                f"Task '{job.attempt.label}': worker process died ({codes}). This is a crash "
+                "in native code, os._exit() or the system killing it for using too much memory."
+            ),
+            job.submitted,
+        )
+
+    def _isolate(self, number: int, job: _Job) -> None:
+        """Run one suspect alone in a fresh process, so a death is attributed exactly."""
+        from joblib.externals.loky import ProcessPoolExecutor
+        from joblib.externals.loky.process_executor import BrokenProcessPool
+
+        pool = ProcessPoolExecutor(max_workers=1)
+        try:
+            inner = pool.submit(_run_in_worker, job.attempt, job.marker)
+            try:
+                outcome = inner.result(timeout=job.attempt.timeout)
+            except TimeoutError:
+                pool.shutdown(wait=False, kill_workers=True)
+                outcome = failure(
+                    TaskTimeoutError(
+                        f"Task '{job.attempt.label}' timed out after {job.attempt.timeout:g}s; "
+                        "its worker process was killed."
+                    ),
+                    job.submitted,
+                    timed_out=True,
+                )
+            except BrokenProcessPool as exc:
+                outcome = self._died(job, _exit_code_text(exc))
+            except Exception as exc:
+                outcome = failure(RemoteError(f"{type(exc).__name__}: {exc}"), job.submitted)
+            self._finish(number, job, outcome)
+        finally:
+            pool.shutdown(wait=False)
+
+    def _check_deadline(self, number: int, job: _Job) -> None:
+        if job.outer.done():
+            return
+        timeout = job.attempt.timeout
+        assert timeout is not None
+        marker = _read_marker(job.marker)
+        now = time.time()
+        if marker is None:  # not started yet: look again soon
+            self._timer.call_at(time.monotonic() + min(timeout, 0.25), lambda: self._check_deadline(number, job))
+            return
+        pid, started = marker
+        if now - started < timeout:
+            self._timer.call_at(
+                time.monotonic() + started + timeout - now, lambda: self._check_deadline(number, job)
+            )
+            return
+        outcome = failure(
+            TaskTimeoutError(
+                f"Task '{job.attempt.label}' timed out after {timeout:g}s; its worker process "
+                f"(pid {pid}) was killed and replaced."
+            ),
+            started,
+            timed_out=True,
+        )
+        with self._lock:
+            self._killed_pools.add(id(job.pool))
+        if self._finish(number, job, outcome):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def shutdown(self, cancel: bool = False) -> None:
+        """Release this run's resources; the warm pool stays unless ``cancel``."""
+        if cancel:
+            with self._lock:
+                jobs = list(self._jobs.items())
+                pools = {id(j.pool): j.pool for _, j in jobs if j.pool is not None}
+                self._killed_pools.update(pools)
+            for pool in pools.values():
+                pool.shutdown(wait=False, kill_workers=True)
+            for n, j in jobs:
+                self._finish(n, j, failure(RemoteError("cancelled"), j.submitted))
+        self._timer.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)

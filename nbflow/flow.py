@@ -1,0 +1,639 @@
+"""The deferred graph: ``Flow``, its ``Node`` handles and ``Edge`` records.
+
+A flow is plain data: nodes (a task plus how it is called) and edges. Building it
+runs nothing; ``flow.run()`` hands it to the scheduler.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import graphlib
+import inspect
+import itertools
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from nbflow.errors import CycleError, FlowError, TaskDefinitionError, did_you_mean
+from nbflow.task import Task, node_refusal, unmapped
+
+if TYPE_CHECKING:
+    import graphviz
+
+    from nbflow.run import FlowRun
+
+_current: contextvars.ContextVar[Flow | None] = contextvars.ContextVar(
+    "nbflow_flow", default=None
+)
+_registry: weakref.WeakValueDictionary[str, Flow] = weakref.WeakValueDictionary()
+_ids = itertools.count(1)
+FlowHook = Callable[[Any, Any], Any]
+
+
+def current_flow() -> Flow | None:
+    """The flow whose ``with`` block is active in this context, if any."""
+    return _current.get()
+
+
+def registered_flow(name: str) -> Flow | None:
+    """The latest flow built in this process under ``name``."""
+    return _registry.get(name)
+
+
+class Node:
+    """A task's place in a flow: what calling a task inside ``with Flow`` returns.
+
+    A node is a handle, not a value: it refuses ``bool()``, iteration, indexing and
+    arithmetic with a message that says to run the flow.
+    """
+
+    __slots__ = ("__weakref__", "id", "name", "task")
+
+    def __init__(self, task: Task[Any, Any], name: str) -> None:
+        self.task = task
+        self.name = name
+        self.id = next(_ids)
+
+    def __repr__(self) -> str:
+        return f"<Node '{self.name}' of task '{self.task.name}'>"
+
+    def __bool__(self) -> bool:
+        raise TypeError(node_refusal(self, "a truth test (if/and/or)"))
+
+    def __iter__(self) -> Iterator[Any]:
+        raise TypeError(node_refusal(self, "iteration or unpacking"))
+
+    def __len__(self) -> int:
+        raise TypeError(node_refusal(self, "len()"))
+
+    def __getitem__(self, item: Any) -> Any:
+        raise TypeError(node_refusal(self, "indexing"))
+
+    def __getattr__(self, item: str) -> Any:
+        if item.startswith("__"):
+            raise AttributeError(item)
+        raise AttributeError(node_refusal(self, f"attribute access (.{item})"))
+
+    def __float__(self) -> float:
+        raise TypeError(node_refusal(self, "float()"))
+
+    def __int__(self) -> int:
+        raise TypeError(node_refusal(self, "int()"))
+
+    def __index__(self) -> int:
+        raise TypeError(node_refusal(self, "an index"))
+
+    def __add__(self, other: Any) -> Any:
+        raise TypeError(node_refusal(self, "arithmetic"))
+
+    __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __add__
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """An edge of a flow: data (``key`` names the argument) or ordering (``key=None``)."""
+
+    upstream: Node
+    downstream: Node
+    key: str | None = None
+    mapped: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MapSource:
+    """An argument a mapped node iterates over: a list literal or an upstream node."""
+
+    source: Any  # Node or list
+
+
+@dataclass(slots=True)
+class Call:
+    """How a node's task is called: arguments may hold nodes, also inside containers."""
+
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    mapped: bool = False
+
+    def copy(self) -> Call:
+        return Call(self.args, dict(self.kwargs), self.mapped)
+
+
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+def iter_nodes(value: Any) -> Iterator[Node]:
+    """The nodes found in an argument, also inside lists, tuples, dicts and sets."""
+    if isinstance(value, Node):
+        yield value
+    elif isinstance(value, MapSource):
+        yield from iter_nodes(value.source)
+    elif type(value) in _CONTAINERS:
+        items = value.values() if isinstance(value, dict) else value
+        for item in items:
+            yield from iter_nodes(item)
+
+
+class Flow:
+    """A graph of tasks, built by calling tasks inside ``with Flow(...)`` or directly.
+
+    >>> from nbflow import Flow, task
+    >>> @task(cache=False)
+    ... def inc(x):
+    ...     return x + 1
+    >>> with Flow("doc") as flow:
+    ...     a = inc(1)
+    ...     b = inc(a)
+    >>> run = flow.run(executor="sequential")
+    >>> run.result(b)
+    3
+    >>> [n.name for n in flow.sorted()]
+    ['inc', 'inc-2']
+    """
+
+    def __init__(
+        self,
+        name: str,
+        tasks: Iterable[Task[Any, Any] | Node] | None = None,
+        *,
+        on_failure: FlowHook | Iterable[FlowHook] | None = None,
+        on_success: FlowHook | Iterable[FlowHook] | None = None,
+        _register: bool = True,
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise FlowError(f"Expected the flow name to be a non-empty string, but got {name!r}.")
+        self.name = name
+        self.on_failure = _flow_hooks(name, "on_failure", on_failure)
+        self.on_success = _flow_hooks(name, "on_success", on_success)
+        self._calls: dict[Node, Call] = {}
+        self._by_name: dict[str, Node] = {}
+        self._up: dict[Node, dict[Node, None]] = {}
+        self._down: dict[Node, dict[Node, None]] = {}
+        self._edges: dict[Edge, None] = {}
+        self._tokens: list[contextvars.Token[Flow | None]] = []
+        self.version = 0
+        for t in tasks or ():
+            self.add_task(t)
+        if _register:
+            _registry[name] = self
+
+    # -- context ---------------------------------------------------------------
+    def __enter__(self) -> Flow:
+        self._tokens.append(_current.set(self))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self._tokens.pop())
+
+    def __repr__(self) -> str:
+        return f"<Flow '{self.name}': {len(self._calls)} tasks, {len(self._edges)} edges>"
+
+    # -- inspection ------------------------------------------------------------
+    @property
+    def tasks(self) -> tuple[Node, ...]:
+        """The nodes of the flow, in the order they were added."""
+        return tuple(self._calls)
+
+    @property
+    def edges(self) -> tuple[Edge, ...]:
+        """The edges of the flow, in the order they were added."""
+        return tuple(self._edges)
+
+    def call(self, node: Node | Task[Any, Any] | str) -> Call:
+        """How ``node`` is called in this flow."""
+        return self._calls[self.node(node)]
+
+    def upstream(self, node: Node | Task[Any, Any] | str) -> tuple[Node, ...]:
+        """The nodes ``node`` depends on."""
+        return tuple(self._up[self.node(node)])
+
+    def downstream(self, node: Node | Task[Any, Any] | str) -> tuple[Node, ...]:
+        """The nodes that depend on ``node``."""
+        return tuple(self._down[self.node(node)])
+
+    def sorted(self) -> tuple[Node, ...]:
+        """The nodes in an order where every node comes after its upstream nodes."""
+        order = {n: i for i, n in enumerate(self._calls)}
+        sorter: graphlib.TopologicalSorter[Node] = graphlib.TopologicalSorter()
+        for n in self._calls:
+            sorter.add(n, *self._up[n])
+        sorter.prepare()
+        out: list[Node] = []
+        while sorter.is_active():
+            ready = sorted(sorter.get_ready(), key=order.__getitem__)
+            out.extend(ready)
+            sorter.done(*ready)
+        return tuple(out)
+
+    def node(self, ref: Node | Task[Any, Any] | str) -> Node:
+        """The node ``ref`` stands for: a node of this flow, a task in it once, or a name."""
+        if isinstance(ref, Node):
+            if ref not in self._calls:
+                raise FlowError(f"Node '{ref.name}' is not part of flow '{self.name}'.")
+            return ref
+        if isinstance(ref, str):
+            found = self._by_name.get(ref)
+            if found is None:
+                raise FlowError(
+                    f"Flow '{self.name}' has no task named '{ref}'."
+                    f"{did_you_mean(ref, self._by_name)}"
+                )
+            return found
+        if isinstance(ref, Task):
+            nodes = [n for n in self._calls if n.task is ref]
+            if len(nodes) == 1:
+                return nodes[0]
+            if not nodes:
+                raise FlowError(f"Task '{ref.name}' is not part of flow '{self.name}'.")
+            names = ", ".join(f"'{n.name}'" for n in nodes)
+            raise FlowError(
+                f"Task '{ref.name}' appears {len(nodes)} times in flow '{self.name}' "
+                f"(nodes {names}); use the node returned when it was added."
+            )
+        raise FlowError(
+            f"Expected a node, a task or a task name of flow '{self.name}', but got {ref!r}."
+        )
+
+    # -- building --------------------------------------------------------------
+    def add_task(self, task: Task[Any, Any] | Node, *, new: bool = False) -> Node:
+        """Add a task as a node (or return its node if it is already in the flow once).
+
+        ``new=True`` always adds another node of the same task.
+        """
+        if isinstance(task, Node):
+            if task not in self._calls:
+                self._insert(task, Call())
+            return task
+        if not isinstance(task, Task):
+            raise FlowError(
+                f"Flow '{self.name}' can only hold tasks, but got {task!r}; "
+                "decorate the function with @task first."
+            )
+        if not new:
+            existing = [n for n in self._calls if n.task is task]
+            if len(existing) == 1:
+                return existing[0]
+        node = Node(task, self._free_name(task.name))
+        self._insert(node, Call())
+        return node
+
+    def add_edge(
+        self,
+        upstream: Node | Task[Any, Any],
+        downstream: Node | Task[Any, Any],
+        key: str | None = None,
+        mapped: bool = False,
+    ) -> Edge:
+        """Add an ordering edge, or with ``key`` a data edge into that argument."""
+        up = self._resolve(upstream)
+        down = self._resolve(downstream)
+        call = self._calls[down]
+        if key is None:
+            if mapped:
+                raise FlowError(
+                    f"Flow '{self.name}': a mapped edge into '{down.name}' needs key= "
+                    "naming the argument to map over."
+                )
+            self._link(up, down)
+            edge = Edge(up, down)
+            self._edges[edge] = None
+            self.version += 1
+            return edge
+        self._check_key(down, key)
+        if key in call.kwargs:
+            raise FlowError(
+                f"Argument '{key}' of '{down.name}' in flow '{self.name}' is already set; "
+                "each argument takes one value."
+            )
+        self._link(up, down)
+        call.kwargs[key] = MapSource(up) if mapped else up
+        if mapped:
+            call.mapped = True
+        edge = Edge(up, down, key, mapped)
+        self._edges[edge] = None
+        self.version += 1
+        return edge
+
+    def set_dependencies(
+        self,
+        task: Node | Task[Any, Any],
+        upstream_tasks: Iterable[Node | Task[Any, Any]] | None = None,
+        keyword_tasks: Mapping[str, Any] | None = None,
+        mapped: bool = False,
+    ) -> Node:
+        """Add ``task`` (if needed) with ordering edges and keyword inputs.
+
+        A value of ``keyword_tasks`` that is not a task or node is a constant input.
+
+        >>> from nbflow import Flow, task
+        >>> @task(cache=False)
+        ... def add(x, y):
+        ...     return x + y
+        >>> flow = Flow("imperative")
+        >>> node = flow.set_dependencies(add, keyword_tasks={"x": 1, "y": 2})
+        >>> flow.run(executor="sequential").result(node)
+        3
+        """
+        node = self._resolve(task)
+        for up in upstream_tasks or ():
+            self.add_edge(up, node)
+        for key, value in (keyword_tasks or {}).items():
+            if isinstance(value, (Node, Task)):
+                self.add_edge(value, node, key=key, mapped=mapped)
+            else:
+                self._check_key(node, key)
+                call = self._calls[node]
+                if key in call.kwargs:
+                    raise FlowError(
+                        f"Argument '{key}' of '{node.name}' in flow '{self.name}' is already set."
+                    )
+                if mapped:
+                    call.kwargs[key] = MapSource(_literal_items(node.task, key, value))
+                    call.mapped = True
+                else:
+                    call.kwargs[key] = value
+                self.version += 1
+        return node
+
+    def update(self, other: Flow) -> None:
+        """Merge the nodes and edges of ``other`` into this flow."""
+        if not isinstance(other, Flow):
+            raise FlowError(f"Flow.update() expects a Flow, but got {other!r}.")
+        for node, call in other._calls.items():
+            if node not in self._calls:
+                self._insert(node, call.copy(), link=False)
+        for edge in other._edges:
+            self._link(edge.upstream, edge.downstream)
+            self._edges[edge] = None
+        self.version += 1
+
+    def copy(self) -> Flow:
+        """A new flow with the same nodes and edges (not registered under the name)."""
+        new = Flow(self.name, on_failure=self.on_failure, on_success=self.on_success, _register=False)
+        new.update(self)
+        return new
+
+    # -- running ---------------------------------------------------------------
+    def run(
+        self,
+        executor: Any = "threads",
+        max_workers: int | None = None,
+        background: bool = False,
+        **options: Any,
+    ) -> FlowRun:
+        """Run the flow; returns a ``FlowRun`` (at once if ``background=True``).
+
+        ``executor`` is "threads" (default), "processes", "sequential", or an
+        executor instance such as ``ThreadExecutor(max_workers=4)``.
+        """
+        from nbflow.run import start_run
+
+        return start_run(
+            self, executor=executor, max_workers=max_workers, background=background, **options
+        )
+
+    def visualize(self, run: FlowRun | None = None) -> graphviz.Digraph:
+        """A graphviz drawing of the flow, coloured by state when ``run`` is given."""
+        from nbflow.visualize import draw
+
+        return draw(self, run)
+
+    # -- internals -------------------------------------------------------------
+    def _free_name(self, base: str) -> str:
+        if base not in self._by_name:
+            return base
+        for i in itertools.count(2):
+            candidate = f"{base}-{i}"
+            if candidate not in self._by_name:
+                return candidate
+        raise AssertionError("unreachable")
+
+    def _insert(self, node: Node, call: Call, link: bool = True) -> None:
+        if node.name in self._by_name and self._by_name[node.name] is not node:
+            raise FlowError(
+                f"Flow '{self.name}' already has a different task named '{node.name}'; "
+                "give one of them another name with task.with_options(name=...)."
+            )
+        self._calls[node] = call
+        self._by_name[node.name] = node
+        self._up.setdefault(node, {})
+        self._down.setdefault(node, {})
+        if link:
+            for up in {id(n): n for n in iter_nodes((call.args, call.kwargs))}.values():
+                self._link(up, node)
+        self.version += 1
+
+    def _resolve(self, ref: Node | Task[Any, Any]) -> Node:
+        if isinstance(ref, Node):
+            if ref not in self._calls:
+                self._insert(ref, Call())
+            return ref
+        if isinstance(ref, Task):
+            return self.add_task(ref)
+        raise FlowError(f"Expected a task or a node of flow '{self.name}', but got {ref!r}.")
+
+    def _check_key(self, node: Node, key: str) -> None:
+        sig = node.task.signature
+        if sig is None:
+            return
+        params = sig.parameters
+        if key in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return
+        raise TaskDefinitionError(
+            f"Task '{node.task.name}' got an unexpected argument '{key}'."
+            f"{did_you_mean(key, params)}"
+        )
+
+    def _link(self, up: Node, down: Node) -> None:
+        if up not in self._calls:
+            self._insert(up, Call())
+        if up in self._up[down]:
+            return
+        path = self._path(down, up)
+        if path is not None or up is down:
+            cycle = " -> ".join(n.name for n in [up, *(path or [down])])
+            raise CycleError(
+                f"Flow '{self.name}' would have a cycle: {cycle}. "
+                "Remove one of these dependencies."
+            )
+        self._up[down][up] = None
+        self._down[up][down] = None
+
+    def _path(self, start: Node, goal: Node) -> list[Node] | None:
+        """A path of downstream edges from ``start`` to ``goal``, or None."""
+        parents: dict[Node, Node | None] = {start: None}
+        stack = [start]
+        while stack:
+            n = stack.pop()
+            if n is goal:
+                path = [n]
+                while (p := parents[path[-1]]) is not None:
+                    path.append(p)
+                return path[::-1]
+            for d in self._down[n]:
+                if d not in parents:
+                    parents[d] = n
+                    stack.append(d)
+        return None
+
+    def _add_call(
+        self,
+        task: Task[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        mapped: bool,
+        wait_for: Iterable[Any] | None,
+    ) -> Node:
+        args = tuple(self._substitute(a) for a in args)
+        kwargs = {k: self._substitute(v) for k, v in kwargs.items()}
+        if not mapped:  # unmapped(x) means x outside .map() too, as in Prefect 1
+            args = tuple(a.value if isinstance(a, unmapped) else a for a in args)
+            kwargs = {k: v.value if isinstance(v, unmapped) else v for k, v in kwargs.items()}
+        keys = _bind(task, args, kwargs, mapped)
+        if mapped:
+            args, kwargs = _map_arguments(task, args, kwargs, keys)
+        node = Node(task, self._free_name(task.name))
+        call = Call(args, kwargs, mapped)
+        self._calls[node] = call
+        self._by_name[node.name] = node
+        self._up[node] = {}
+        self._down[node] = {}
+        try:
+            for key, value in keys.items():
+                is_mapped = mapped and not isinstance(value, unmapped)
+                inner = value.value if isinstance(value, unmapped) else value
+                for up in iter_nodes(inner):
+                    self._link(up, node)
+                    self._edges[Edge(up, node, key, is_mapped)] = None
+            for dep in _as_list(wait_for):
+                up = self._resolve(self._substitute(dep))
+                self._link(up, node)
+                self._edges[Edge(up, node)] = None
+        except BaseException:
+            self._remove(node)
+            raise
+        self.version += 1
+        return node
+
+    def _remove(self, node: Node) -> None:
+        for up in self._up.pop(node, {}):
+            self._down[up].pop(node, None)
+        for down in self._down.pop(node, {}):
+            self._up[down].pop(node, None)
+        self._calls.pop(node, None)
+        self._by_name.pop(node.name, None)
+        for edge in [e for e in self._edges if node in (e.upstream, e.downstream)]:
+            del self._edges[edge]
+
+    def _substitute(self, value: Any) -> Any:
+        """Replace tasks by their nodes (adding them if new), also inside containers."""
+        if isinstance(value, Node):
+            if value not in self._calls:
+                raise FlowError(
+                    f"Node '{value.name}' belongs to another flow, not to '{self.name}'. "
+                    "Build both parts in the same flow, or merge them with flow.update(other)."
+                )
+            return value
+        if isinstance(value, Task):
+            return self._resolve(value)
+        if isinstance(value, unmapped):
+            return unmapped(self._substitute(value.value))
+        t = type(value)
+        if t is list or t is tuple or t is set or t is frozenset:
+            return t(self._substitute(v) for v in value)
+        if t is dict:
+            return {k: self._substitute(v) for k, v in value.items()}
+        return value
+
+
+def _as_list(wait_for: Any) -> list[Any]:
+    if wait_for is None:
+        return []
+    if isinstance(wait_for, (Node, Task)):
+        return [wait_for]
+    if isinstance(wait_for, (list, tuple, set)):
+        return list(wait_for)
+    raise TaskDefinitionError(f"wait_for= expects a list of tasks or nodes, but got {wait_for!r}.")
+
+
+def _bind(
+    task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], mapped: bool
+) -> dict[str, Any]:
+    """Check the call against the signature; map each argument value to its parameter name."""
+    sig = task.signature
+    if sig is None:
+        keys = {f"arg{i}": a for i, a in enumerate(args)}
+        keys.update(kwargs)
+        return keys
+    params = sig.parameters
+    has_var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    for key in kwargs:
+        if key not in params and not has_var_kw:
+            raise TaskDefinitionError(
+                f"Task '{task.name}' got an unexpected argument '{key}'."
+                f"{did_you_mean(key, params)}"
+            )
+    try:
+        bound = sig.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TaskDefinitionError(
+            f"Task '{task.name}' cannot be called like this: {exc}. "
+            f"Its signature is {task.name}{sig}."
+        ) from None
+    keys = {}
+    for name, value in bound.arguments.items():
+        kind = params[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            keys.update(value)
+        elif kind is inspect.Parameter.VAR_POSITIONAL:
+            for i, v in enumerate(value):
+                keys[f"{name}[{i}]"] = v
+        else:
+            keys[name] = value
+    return keys
+
+
+def _literal_items(task: Task[Any, Any], key: str, value: Any) -> list[Any]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TaskDefinitionError(
+            f"Task '{task.name}'.map() maps over argument '{key}', but got "
+            f"{type(value).__name__} {value!r:.40}, which is not a list. Wrap constants "
+            "in unmapped(...)."
+        )
+    return list(value)
+
+
+def _map_arguments(
+    task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], keys: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    names = {id(v): k for k, v in keys.items()}
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, unmapped):
+            return value.value
+        if isinstance(value, Node):
+            return MapSource(value)
+        return MapSource(_literal_items(task, names.get(id(value), "?"), value))
+
+    new_args = tuple(convert(a) for a in args)
+    new_kwargs = {k: convert(v) for k, v in kwargs.items()}
+    if not any(isinstance(a, MapSource) for a in (*new_args, *new_kwargs.values())):
+        raise TaskDefinitionError(
+            f"Task '{task.name}'.map() needs at least one argument to map over; "
+            "every argument is wrapped in unmapped(...)."
+        )
+    return new_args, new_kwargs
+
+
+def _flow_hooks(name: str, option: str, value: Any) -> tuple[FlowHook, ...]:
+    if value is None:
+        return ()
+    hooks = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    for hook in hooks:
+        if not callable(hook):
+            raise FlowError(
+                f"Flow '{name}': expected {option} to be a callable hook(flow, flow_run) or "
+                f"a list of them, but got {hook!r}."
+            )
+    return hooks

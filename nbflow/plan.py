@@ -1,0 +1,115 @@
+"""A flow compiled for running: per node, what it waits for and who waits for it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from nbflow.errors import TaskDefinitionError
+from nbflow.flow import Call, Flow, MapSource, Node, iter_nodes
+
+
+@dataclass(eq=False)
+class NodePlan:
+    node: Node
+    call: Call
+    mapped: bool
+    # Upstream nodes needed as a whole (for a mapped upstream: all its children).
+    whole: list[Node] = field(default_factory=list)
+    # Mapped upstream nodes this mapped node iterates over child by child.
+    elementwise: list[Node] = field(default_factory=list)
+    # Upstream nodes (not mapped) whose value this mapped node iterates over.
+    sources: list[Node] = field(default_factory=list)
+    consumers: list[NodePlan] = field(default_factory=list)
+    elem_consumers: list[NodePlan] = field(default_factory=list)
+    # True when arguments hold no node and no MapSource: they are passed as they are.
+    literal: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+
+def compile_plan(flow: Flow) -> list[NodePlan]:
+    """Turn a flow into per-node plans in topological order (checks every call binds)."""
+    cached: tuple[int, list[NodePlan]] | None = getattr(flow, "_plan_cache", None)
+    if cached is not None and cached[0] == flow.version:
+        return cached[1]
+    plans: dict[Node, NodePlan] = {}
+    for node in flow.sorted():
+        call = flow.call(node)
+        _check_complete(node, call)
+        plan = NodePlan(node, call, call.mapped)
+        mapped_sources: list[Node] = []
+        for value in (*call.args, *call.kwargs.values()):
+            if isinstance(value, MapSource) and isinstance(value.source, Node):
+                src = value.source
+                if flow.call(src).mapped:
+                    mapped_sources.append(src)
+                elif src not in plan.sources:
+                    plan.sources.append(src)
+        whole: dict[Node, None] = {}
+        for up in flow.upstream(node):
+            if up not in mapped_sources:
+                whole[up] = None
+        # A mapped source also used whole (e.g. unmapped(xs)) is waited for as a whole.
+        for src in mapped_sources:
+            if src in _whole_uses(call, src) or src in whole:
+                whole[src] = None
+        plan.whole = list(whole)
+        plan.elementwise = [s for s in dict.fromkeys(mapped_sources) if s not in whole]
+        plan.literal = not any(
+            isinstance(v, MapSource) or any(True for _ in iter_nodes(v))
+            for v in (*call.args, *call.kwargs.values())
+        )
+        for up in plan.whole:
+            plans[up].consumers.append(plan)
+        for up in plan.elementwise:
+            plans[up].elem_consumers.append(plan)
+        plans[node] = plan
+    result = list(plans.values())
+    flow._plan_cache = (flow.version, result)  # type: ignore[attr-defined]
+    return result
+
+
+def _whole_uses(call: Call, src: Node) -> set[Node]:
+    """Nodes used by ``call`` outside of a MapSource (as a whole value)."""
+    found: set[Node] = set()
+    for value in (*call.args, *call.kwargs.values()):
+        if isinstance(value, MapSource):
+            if not isinstance(value.source, Node):
+                found.update(iter_nodes(value.source))
+        else:
+            found.update(iter_nodes(value))
+    return found
+
+
+def _check_complete(node: Node, call: Call) -> None:
+    sig = node.task.signature
+    if sig is None:
+        return
+    try:
+        sig.bind(*call.args, **call.kwargs)
+    except TypeError as exc:
+        raise TaskDefinitionError(
+            f"Task '{node.name}' cannot be called with the inputs the flow gives it: {exc}. "
+            f"Pass them when calling the task, or with flow.set_dependencies({node.name}, "
+            "keyword_tasks={...})."
+        ) from None
+
+
+def materialize(value: Any, values: dict[Node, Any], index: int | None) -> Any:
+    """``value`` with each node replaced by its result and each MapSource by item ``index``."""
+    if isinstance(value, Node):
+        return values[value]
+    if isinstance(value, MapSource):
+        src = value.source
+        if isinstance(src, Node):
+            return values[src][index]
+        return materialize(src[index], values, index)
+    t = type(value)
+    if t is list or t is tuple or t is set or t is frozenset:
+        return t(materialize(v, values, index) for v in value)
+    if t is dict:
+        return {k: materialize(v, values, index) for k, v in value.items()}
+    return value

@@ -1,0 +1,103 @@
+"""What a run remembers of each task run: plain records, filled by the scheduler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from nbflow.state import State
+
+if TYPE_CHECKING:
+    from nbflow.flow import Node
+    from nbflow.logs import LogRecord
+    from nbflow.task import Task
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One attempt of a task run."""
+
+    number: int
+    start: float
+    end: float
+    state: State
+    error: BaseException | None = None
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+class TaskRun:
+    """The run of one task (or one mapped child) within a flow run.
+
+    Fields: ``state``, ``attempts``, ``history`` (one ``AttemptRecord`` per attempt),
+    ``error``, ``traceback``, ``logs``, ``start``, ``end``, ``duration``, ``cached``,
+    ``key``, ``reason`` (why it was skipped or did not run), ``map_index`` and, for a
+    mapped task, ``children``.
+    """
+
+    __slots__ = (
+        "_inputs",
+        "_value",
+        "_waiting",
+        "attempts",
+        "cached",
+        "children",
+        "end",
+        "error",
+        "history",
+        "key",
+        "logs",
+        "map_index",
+        "name",
+        "node",
+        "reason",
+        "start",
+        "state",
+        "traceback",
+    )
+
+    def __init__(self, node: Node, name: str, map_index: int | None = None) -> None:
+        self.node = node
+        self.name = name
+        self.map_index = map_index
+        self.state = State.PENDING
+        self.attempts = 0
+        self.history: list[AttemptRecord] = []
+        self.error: BaseException | None = None
+        self.traceback: str | None = None
+        self.logs: list[LogRecord] = []
+        self.start: float | None = None
+        self.end: float | None = None
+        self.cached = False
+        self.key: str | None = None
+        self.reason: str | None = None
+        self.children: list[TaskRun] | None = None
+        self._value: Any = None
+        self._waiting = 0
+        self._inputs: Any = None
+
+    @property
+    def task(self) -> Task[Any, Any]:
+        """The task this is a run of."""
+        return self.node.task
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from the first attempt's start to the end, or None."""
+        if self.start is None or self.end is None:
+            return None
+        return self.end - self.start
+
+    @property
+    def mapped(self) -> bool:
+        """True for the parent run of a mapped task."""
+        return self.children is not None
+
+    def __repr__(self) -> str:
+        extra = f", {self.attempts} attempts" if self.attempts > 1 else ""
+        if self.children is not None:
+            done = sum(c.state.is_finished for c in self.children)
+            extra += f", {done}/{len(self.children)} children done"
+        return f"<TaskRun '{self.name}' {self.state.value}{extra}>"

@@ -1,0 +1,264 @@
+"""``FlowRun``: the handle of one run of a flow (results, states, retry, cancel)."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from nbflow.errors import RunError, UpstreamFailedError
+from nbflow.events import Event, EventBus, Listener
+from nbflow.executor import SequentialExecutor, resolve_executor
+from nbflow.flow import Flow, Node
+from nbflow.records import TaskRun
+from nbflow.scheduler import Engine, cancelled_error
+from nbflow.state import State
+from nbflow.task import Task
+
+if TYPE_CHECKING:
+    import graphviz
+    import pandas as pd
+
+_RUN_OPTIONS = ("executor", "max_workers", "background", "listeners")
+
+
+def new_run_id() -> str:
+    """A readable, unique, sortable run id: ``20261122-101500-3fa2c1``."""
+    return time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+class FlowRun:
+    """One run of a flow: its state, the run of each task, their results.
+
+    >>> from nbflow import Flow, task
+    >>> @task(cache=False)
+    ... def half(x):
+    ...     return x / 2
+    >>> with Flow("doc-run") as flow:
+    ...     h = half(3)
+    >>> run = flow.run()
+    >>> run.ok, run.result(h), run[h].state.value
+    (True, 1.5, 'success')
+    """
+
+    def __init__(self, flow: Flow, engine: Engine, executor_spec: Any, max_workers: int | None) -> None:
+        self.flow = flow
+        self.id = engine.run_id
+        self._engine = engine
+        self._executor_spec = executor_spec
+        self._max_workers = max_workers
+        self._thread: threading.Thread | None = None
+
+    # -- overall -----------------------------------------------------------------
+    @property
+    def state(self) -> State:
+        """``running`` until the end; then ``success``, ``failed`` or ``cancelled``."""
+        return self._engine.state
+
+    @property
+    def ok(self) -> bool:
+        """True when every task ended success, cached or skipped."""
+        return self._engine.state is State.SUCCESS
+
+    @property
+    def done(self) -> bool:
+        return self._engine.closed.is_set()
+
+    @property
+    def start(self) -> float | None:
+        return self._engine.start
+
+    @property
+    def end(self) -> float | None:
+        return self._engine.end
+
+    @property
+    def duration(self) -> float | None:
+        e = self._engine
+        if e.start is None:
+            return None
+        return (e.end or time.time()) - e.start
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a background run to end; True if it has ended."""
+        return self._engine.closed.wait(timeout)
+
+    def cancel(self) -> None:
+        """Cancel the run: pending tasks become cancelled; running process tasks are
+        terminated; running threads finish but their results are discarded."""
+        self._engine.cancel()
+
+    def subscribe(self, listener: Listener) -> Any:
+        """Call ``listener(event)`` for each later event of this run."""
+        return self._engine.bus.subscribe(listener)
+
+    # -- per task -----------------------------------------------------------------
+    def __getitem__(self, ref: Node | Task[Any, Any] | str) -> TaskRun:
+        """The ``TaskRun`` of a node (or of a task that is in the flow once, or a name)."""
+        if isinstance(ref, str) and ref.endswith("]") and "[" in ref:
+            base, _, index = ref[:-1].rpartition("[")
+            parent = self[base]
+            if parent.children is None or not index.isdigit() or int(index) >= len(parent.children):
+                raise RunError(f"Run of flow '{self.flow.name}' has no task run '{ref}'.")
+            return parent.children[int(index)]
+        return self._engine.runs[self.flow.node(ref)]
+
+    @property
+    def task_runs(self) -> list[TaskRun]:
+        """Every task run, mapped children in place of their parent."""
+        out: list[TaskRun] = []
+        for run in self._engine.runs.values():
+            if run.children is not None:
+                out.extend(run.children)
+            else:
+                out.append(run)
+        return out
+
+    @property
+    def failed(self) -> list[TaskRun]:
+        """The task runs that did not succeed (failed, timed out, upstream failed, cancelled)."""
+        bad = (State.FAILED, State.TIMED_OUT, State.UPSTREAM_FAILED, State.CANCELLED)
+        return [r for r in self.task_runs if r.state in bad]
+
+    def result(self, ref: Node | Task[Any, Any] | str) -> Any:
+        """The value of a task; raises the task's own error if it failed.
+
+        A mapped task gives the list of its children's values; a skipped task gives None.
+        """
+        run = self[ref]
+        return self._result_of(run)
+
+    def _result_of(self, run: TaskRun) -> Any:
+        state = run.state
+        if state.is_successful:
+            if run.children is not None:
+                return [self._result_of(c) for c in run.children]
+            return run._value
+        if state is State.SKIPPED:
+            if run.children:
+                return [self._result_of(c) for c in run.children]
+            return None
+        if state in (State.PENDING, State.RUNNING, State.RETRYING):
+            raise RunError(
+                f"Task '{run.name}' has not finished (it is {state.value}); "
+                "wait for the run with run.wait() first."
+            )
+        if state is State.CANCELLED:
+            raise cancelled_error(run)
+        if run.children:
+            for child in run.children:
+                if not child.state.is_ok:
+                    return self._result_of(child)
+        if run.error is not None and state is not State.UPSTREAM_FAILED:
+            raise run.error
+        raise UpstreamFailedError(
+            f"Task '{run.name}' did not run: {run.reason}. See run.failed for the cause."
+        )
+
+    def counts(self) -> dict[str, int]:
+        """How many task runs are in each state."""
+        out: dict[str, int] = {}
+        for run in self.task_runs:
+            out[run.state.value] = out.get(run.state.value, 0) + 1
+        return out
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per task run (mapped children included)."""
+        import pandas as pd
+
+        rows = [
+            {
+                "task": r.node.name,
+                "name": r.name,
+                "map_index": r.map_index,
+                "state": r.state.value,
+                "attempts": r.attempts,
+                "start": pd.to_datetime(r.start, unit="s") if r.start else None,
+                "end": pd.to_datetime(r.end, unit="s") if r.end else None,
+                "duration": r.duration,
+                "cached": r.cached,
+                "error": None if r.error is None else f"{type(r.error).__name__}: {r.error}",
+            }
+            for r in self.task_runs
+        ]
+        columns = ["task", "name", "map_index", "state", "attempts", "start", "end",
+                   "duration", "cached", "error"]
+        return pd.DataFrame(rows, columns=columns)
+
+    def retry(self, flow: Flow | None = None, **options: Any) -> FlowRun:
+        """A new run where only failed, cancelled and upstream-failed tasks (and what
+        depends on them) run again; every other result is reused."""
+        if not self.done:
+            raise RunError("This run has not ended yet; wait for it (run.wait()) before retrying.")
+        prior: dict[str, TaskRun] = {}
+        for run in self._engine.runs.values():
+            prior[run.name] = run
+            for child in run.children or ():
+                prior[child.name] = child
+        options.setdefault("executor", self._executor_spec)
+        if options["executor"] == self._executor_spec:
+            options.setdefault("max_workers", self._max_workers)
+        return start_run(flow or self.flow, prior=prior, **options)
+
+    def visualize(self) -> graphviz.Digraph:
+        """The flow drawn with this run's states."""
+        return self.flow.visualize(self)
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items()))
+        took = f", {self.duration:.2f}s" if self.duration is not None else ""
+        return f"<FlowRun '{self.flow.name}' {self.state.value}: {counts or 'no tasks'}{took}>"
+
+
+def start_run(
+    flow: Flow,
+    executor: Any = "threads",
+    max_workers: int | None = None,
+    background: bool = False,
+    listeners: list[Listener] | tuple[Listener, ...] = (),
+    prior: dict[str, TaskRun] | None = None,
+    echo: bool = False,
+    **unknown: Any,
+) -> FlowRun:
+    """Start a run of ``flow`` (what ``flow.run()`` calls)."""
+    if unknown:
+        from nbflow.errors import did_you_mean
+
+        key = next(iter(unknown))
+        raise RunError(
+            f"flow.run() got an unexpected option '{key}'.{did_you_mean(key, _RUN_OPTIONS)}"
+        )
+    if not isinstance(background, bool):
+        raise RunError(f"Expected background to be True or False, but got {background!r}.")
+    exe = resolve_executor(executor, max_workers)
+    bus = EventBus()
+    for listener in listeners:
+        bus.subscribe(listener)
+    engine = Engine(flow, exe, new_run_id(), bus=bus, prior=prior, echo=echo)
+    run = FlowRun(flow, engine, executor, max_workers)
+    engine.owner = run
+    if background:
+        thread = threading.Thread(target=engine.drive, name=f"nbflow-run-{engine.run_id}", daemon=True)
+        run._thread = thread
+        thread.start()
+    else:
+        engine.drive()
+    return run
+
+
+def run_now(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], mapped: bool) -> Any:
+    """Run a task called outside a flow, now, in this thread; return its value."""
+    flow = Flow(task.name, _register=False)
+    with flow:
+        node = task.map(*args, **kwargs) if mapped else task(*args, **kwargs)
+    run = start_run(flow, executor=SequentialExecutor(), echo=True)
+    return run.result(node)
+
+
+def on_event(listener: Listener) -> Listener:
+    """Identity helper so listeners can be declared with a decorator."""
+    return listener
+
+
+__all__ = ["Event", "FlowRun", "start_run"]

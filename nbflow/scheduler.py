@@ -1,0 +1,602 @@
+"""One run of one flow: dynamic ready-set scheduling, retries, triggers, mapping.
+
+All state changes happen here, in the scheduler's process, under one lock. Workers
+return outcomes; completing an outcome's future calls back into the engine, which
+records it, works out what became ready and submits it, from whichever thread
+delivered the outcome (so a chain continues on the thread that finished its
+upstream). Propagation uses a work list, never recursion, so long chains are safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from nbflow.errors import (
+    FAIL,
+    SKIP,
+    CancelledError,
+    NbflowError,
+    TaskTimeoutError,
+    UpstreamFailedError,
+)
+from nbflow.events import RUN_FINISHED, RUN_STARTED, TASK_STATE, Event, EventBus
+from nbflow.executor import Executor
+from nbflow.flow import Flow, MapSource, Node
+from nbflow.plan import NodePlan, compile_plan, materialize
+from nbflow.records import AttemptRecord, TaskRun
+from nbflow.state import FAILED_STATES, State
+from nbflow.timer import Timer
+from nbflow.worker import Attempt, Outcome
+
+log = logging.getLogger("nbflow")
+
+_OK = (State.SUCCESS, State.CACHED, State.SKIPPED)
+
+
+class _ChildValues:
+    """Indexable view of a mapped node's child values (for element-wise mapping)."""
+
+    __slots__ = ("children", "engine")
+
+    def __init__(self, engine: Engine, children: list[TaskRun]) -> None:
+        self.engine = engine
+        self.children = children
+
+    def __getitem__(self, i: int) -> Any:
+        return self.engine._value_of(self.children[i])
+
+
+def _trigger_met(trigger: str, states: list[State]) -> tuple[bool, str]:
+    if not states or trigger == "all_finished":
+        return True, ""
+    if trigger == "all_successful":
+        return all(s in _OK for s in states), "an upstream task did not succeed"
+    if trigger == "any_failed":
+        return any(s in FAILED_STATES for s in states), "no upstream task failed"
+    if trigger == "all_failed":
+        return all(s in FAILED_STATES for s in states), "not every upstream task failed"
+    if trigger == "any_successful":
+        return any(s.is_successful for s in states), "no upstream task succeeded"
+    raise NbflowError(f"unknown trigger {trigger!r}")
+
+
+class Engine:
+    """Runs one flow once. Created and driven by ``FlowRun``; not public API."""
+
+    def __init__(
+        self,
+        flow: Flow,
+        executor: Executor,
+        run_id: str,
+        *,
+        bus: EventBus | None = None,
+        prior: dict[str, TaskRun] | None = None,
+        echo: bool = False,
+        owner: Any = None,
+    ) -> None:
+        self.flow = flow
+        self.plans = compile_plan(flow)
+        self.executor = executor
+        self.run_id = run_id
+        self.bus = bus or EventBus()
+        self.prior = prior or {}
+        self.echo = echo
+        self.owner = owner  # the FlowRun, handed to hooks and events
+        self.runs: dict[Node, TaskRun] = {}
+        self._plan_of: dict[Node, NodePlan] = {p.node: p for p in self.plans}
+        self._mapvals: dict[Node, list[Any]] = {}
+        self._done_children: dict[Node, int] = {}
+        self._reused: set[int] = set()
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._ready: deque[TaskRun] = deque()
+        self._work: deque[Callable[[], None]] = deque()
+        self._events: list[Event] = []
+        self._hooks: list[tuple[Callable[..., Any], Any, Any]] = []
+        self._dispatching = False
+        self._remaining = len(self.plans)
+        self._driver: threading.Thread | None = None
+        self._timer: Timer | None = None
+        self.finished = threading.Event()  # every task has ended
+        self.closed = threading.Event()  # and hooks ran, the executor is shut down
+        self.cancelled = False
+        self.state = State.PENDING
+        self.start: float | None = None
+        self.end: float | None = None
+        for plan in self.plans:
+            run = TaskRun(plan.node, plan.name)
+            run._waiting = len(plan.whole) + len(plan.elementwise)
+            self.runs[plan.node] = run
+
+    # -- driving ---------------------------------------------------------------
+    def drive(self) -> None:
+        """Run the flow to its end in this thread (the driver)."""
+        self._driver = threading.current_thread()
+        try:
+            with self._lock:
+                self.state = State.RUNNING
+                self.start = time.time()
+                self._emit_run(RUN_STARTED, State.RUNNING)
+                if not self.plans:
+                    self._finish_run()
+                for plan in self.plans:
+                    if self.runs[plan.node]._waiting == 0:
+                        self._work.append(lambda p=plan: self._activate(p))
+                self._drain()
+            self._flush()
+            if self.executor.inline:
+                while True:
+                    self._dispatch()
+                    with self._cond:
+                        while not self._ready and not self.finished.is_set():
+                            self._cond.wait()
+                        if self.finished.is_set() and not self._ready:
+                            break
+            else:
+                self._dispatch()
+                self.finished.wait()
+        except BaseException:
+            self.cancel()
+            self._close()
+            raise
+        self._close()
+
+    def _close(self) -> None:
+        if self.closed.is_set():
+            return
+        try:
+            self.executor.shutdown(cancel=self.cancelled)
+        except Exception:
+            log.exception("nbflow: shutting down executor %r failed", self.executor)
+        if self._timer is not None:
+            self._timer.stop()
+        flow = self.flow
+        hooks = flow.on_success if self.state is State.SUCCESS else flow.on_failure
+        if self.state is not State.CANCELLED or flow.on_failure:
+            for hook in hooks:
+                self._call_hook(hook, flow, self.owner)
+        if self.bus:
+            self.bus.emit(Event(RUN_FINISHED, self.run_id, time.time(), self.state, run=self.owner))
+        self.closed.set()
+
+    def cancel(self) -> None:
+        """Cancel every task that has not finished; running ones are abandoned."""
+        with self._lock:
+            if self.finished.is_set():
+                return
+            self.cancelled = True
+            now = time.time()
+            for run in self.runs.values():
+                for unit in run.children or ():
+                    if not unit.state.is_finished:
+                        self._set(unit, State.CANCELLED, now, "the run was cancelled")
+                if not run.state.is_finished:
+                    self._set(run, State.CANCELLED, now, "the run was cancelled")
+            self._ready.clear()
+            self._work.clear()
+            self._finish_run()
+        self._flush()
+
+    # -- state changes (lock held) -----------------------------------------------
+    def _emit_run(self, kind: str, state: State) -> None:
+        if self.bus:
+            self._events.append(Event(kind, self.run_id, time.time(), state, run=self.owner))
+
+    def _set(self, unit: TaskRun, state: State, now: float, reason: str | None = None) -> None:
+        unit.state = state
+        if reason is not None:
+            unit.reason = reason
+        if state.is_finished:
+            unit.end = now
+            if unit.start is None:
+                unit.start = now
+        if self.bus:
+            self._events.append(Event(TASK_STATE, self.run_id, now, state, unit, self.owner))
+
+    def _drain(self) -> None:
+        work = self._work
+        while work:
+            work.popleft()()
+
+    def _upstream_states(self, plan: NodePlan, index: int | None) -> tuple[list[State], bool]:
+        """States a unit's trigger sees, and whether an upstream skip propagates to it."""
+        states: list[State] = []
+        skipped = False
+        for up in plan.whole:
+            run = self.runs[up]
+            if run.children is not None and run.children:
+                states.extend(c.state for c in run.children)
+                skipped = skipped or run.state is State.SKIPPED
+            else:
+                states.append(run.state)
+                skipped = skipped or run.state is State.SKIPPED
+        if index is not None:
+            for up in plan.elementwise:
+                child = self.runs[up].children[index]  # type: ignore[index]
+                states.append(child.state)
+                skipped = skipped or child.state is State.SKIPPED
+        return states, skipped
+
+    def _gate(self, plan: NodePlan, unit: TaskRun) -> None:
+        """Decide whether a unit whose upstreams are done runs, and set its inputs."""
+        now = time.time()
+        states, skipped = self._upstream_states(plan, unit.map_index)
+        if State.CANCELLED in states:
+            self._end_unit(plan, unit, State.CANCELLED, now, "an upstream task was cancelled")
+            return
+        if skipped:
+            self._end_unit(plan, unit, State.SKIPPED, now, "an upstream task was skipped")
+            return
+        trigger = plan.node.task.trigger
+        met, why = _trigger_met(trigger, states)
+        if not met:
+            if trigger == "all_successful":
+                bad = self._first_bad_upstream(plan, unit.map_index)
+                self._end_unit(plan, unit, State.UPSTREAM_FAILED, now, f"upstream '{bad}' did not succeed")
+            else:
+                self._end_unit(plan, unit, State.SKIPPED, now, f"trigger '{trigger}' not met: {why}")
+            return
+        prior = self.prior.get(unit.name)
+        if prior is not None and prior.state in _OK and self._all_reused(plan, unit.map_index):
+            self._reuse(plan, unit, prior, now)
+            return
+        values: dict[Node, Any] = {}
+        if not plan.literal:
+            for up in plan.whole:
+                values[up] = self._value_of(self.runs[up])
+            for up in plan.elementwise:
+                values[up] = _ChildValues(self, self.runs[up].children)  # type: ignore[arg-type]
+            for up in plan.sources:
+                values[up] = self._mapvals[up]
+        call = plan.call
+        try:
+            if plan.literal:
+                args, kwargs = call.args, call.kwargs
+            else:
+                idx = unit.map_index
+                args = tuple(materialize(a, values, idx) for a in call.args)
+                kwargs = {k: materialize(v, values, idx) for k, v in call.kwargs.items()}
+        except Exception as exc:  # an upstream value that cannot be indexed, etc.
+            unit.error = exc
+            self._end_unit(plan, unit, State.FAILED, now, f"could not build its inputs: {exc}")
+            return
+        unit._inputs = (args, kwargs)
+        self._ready.append(unit)
+
+    def _first_bad_upstream(self, plan: NodePlan, index: int | None) -> str:
+        for up in plan.whole:
+            run = self.runs[up]
+            for r in run.children or (run,):
+                if r.state not in _OK:
+                    return r.name
+        if index is not None:
+            for up in plan.elementwise:
+                child = self.runs[up].children[index]  # type: ignore[index]
+                if child.state not in _OK:
+                    return child.name
+        return "?"
+
+    def _all_reused(self, plan: NodePlan, index: int | None) -> bool:
+        reused = self._reused
+        for up in plan.whole:
+            if id(self.runs[up]) not in reused:
+                return False
+        if index is not None:
+            for up in plan.elementwise:
+                if id(self.runs[up].children[index]) not in reused:  # type: ignore[index]
+                    return False
+        return True
+
+    def _reuse(self, plan: NodePlan, unit: TaskRun, prior: TaskRun, now: float) -> None:
+        unit._value = prior._value
+        unit.logs = list(prior.logs)
+        unit.history = list(prior.history)
+        unit.attempts = 0
+        unit.cached = prior.state is not State.SKIPPED
+        unit.key = prior.key
+        unit.start = prior.start
+        self._reused.add(id(unit))
+        state = State.SKIPPED if prior.state is State.SKIPPED else State.CACHED
+        self._end_unit(plan, unit, state, now, prior.reason if state is State.SKIPPED else None)
+
+    def _value_of(self, run: TaskRun) -> Any:
+        """The value a downstream task receives from ``run``."""
+        if run.children is not None:
+            return [self._value_of(c) for c in run.children]
+        state = run.state
+        if state.is_successful:
+            return run._value
+        if state is State.SKIPPED:
+            return None
+        if run.error is not None:
+            return run.error
+        return UpstreamFailedError(f"Task '{run.name}' ended {state.value}: {run.reason}")
+
+    def _activate(self, plan: NodePlan) -> None:
+        """Every upstream of ``plan`` is done: run it, or expand it into children."""
+        run = self.runs[plan.node]
+        if not plan.mapped:
+            self._gate(plan, run)
+            return
+        now = time.time()
+        for src in plan.sources:
+            state = self.runs[src].state
+            if not state.is_successful:
+                end_state = (
+                    state if state in (State.SKIPPED, State.CANCELLED) else State.UPSTREAM_FAILED
+                )
+                self._end_node(plan, run, end_state, now, f"cannot map over '{src.name}': it ended {state.value}")
+                return
+        lengths: dict[str, int] = {}
+        try:
+            for key, value in (*enumerate(plan.call.args), *plan.call.kwargs.items()):
+                if not isinstance(value, MapSource):
+                    continue
+                source = value.source
+                if isinstance(source, Node):
+                    up = self.runs[source]
+                    if source in self._mapvals or source in plan.sources:
+                        if source not in self._mapvals:
+                            self._mapvals[source] = list(up._value)
+                        lengths[f"{source.name}"] = len(self._mapvals[source])
+                    elif up.children is None:
+                        self._end_node(plan, run, State.UPSTREAM_FAILED, now, f"cannot map over '{source.name}': it ended {up.state.value}")
+                        return
+                    else:
+                        lengths[source.name] = len(up.children)
+                else:
+                    lengths[str(key)] = len(source)
+        except TypeError as exc:
+            run.error = TypeError(f"Task '{plan.name}' cannot map over its input: {exc}")
+            self._end_node(plan, run, State.FAILED, now, str(run.error))
+            return
+        if len(set(lengths.values())) > 1:
+            sizes = ", ".join(f"'{k}' has {v}" for k, v in lengths.items())
+            run.error = ValueError(
+                f"Task '{plan.name}' maps over inputs of different lengths: {sizes}. Mapped "
+                "inputs are zipped: give them the same length, or wrap constants in unmapped(...)."
+            )
+            self._end_node(plan, run, State.FAILED, now, str(run.error))
+            return
+        count = next(iter(lengths.values()), 0)
+        children = [TaskRun(plan.node, f"{plan.name}[{i}]", i) for i in range(count)]
+        run.children = children
+        run.start = now
+        self._done_children[plan.node] = 0
+        self._set(run, State.RUNNING, now)
+        for child in children:
+            waiting = 0
+            for up in plan.elementwise:
+                if not self.runs[up].children[child.map_index].state.is_finished:  # type: ignore[index]
+                    waiting += 1
+            child._waiting = waiting
+            if waiting == 0:
+                self._gate(plan, child)
+        for consumer in plan.elem_consumers:
+            self._decrement(consumer)
+        if count == 0:
+            run._value = []
+            self._end_node(plan, run, State.SUCCESS, now)
+
+    def _decrement(self, plan: NodePlan) -> None:
+        run = self.runs[plan.node]
+        run._waiting -= 1
+        if run._waiting == 0 and not run.state.is_finished:
+            self._work.append(lambda: self._activate(plan))
+
+    def _end_unit(self, plan: NodePlan, unit: TaskRun, state: State, now: float, reason: str | None = None) -> None:
+        """A unit (a plain task run or a mapped child) has ended."""
+        if unit.map_index is None:
+            self._end_node(plan, unit, state, now, reason)
+            return
+        self._set(unit, state, now, reason)
+        parent = self.runs[plan.node]
+        done = self._done_children[plan.node] = self._done_children[plan.node] + 1
+        i = unit.map_index
+        for consumer in plan.elem_consumers:
+            crun = self.runs[consumer.node]
+            if crun.children is not None:
+                child = crun.children[i]
+                child._waiting -= 1
+                if child._waiting == 0 and not child.state.is_finished:
+                    self._work.append(lambda c=consumer, ch=child: self._gate(c, ch))
+        if done == len(parent.children or ()) and not parent.state.is_finished:
+            self._end_node(plan, parent, self._parent_state(parent), now)
+
+    @staticmethod
+    def _parent_state(parent: TaskRun) -> State:
+        """A mapped node's state once all its children have ended."""
+        states = {c.state for c in parent.children or ()}
+        if State.CANCELLED in states:
+            return State.CANCELLED
+        if State.FAILED in states or State.TIMED_OUT in states:
+            return State.FAILED
+        if State.UPSTREAM_FAILED in states:
+            return State.UPSTREAM_FAILED
+        if states == {State.SKIPPED}:
+            return State.SKIPPED
+        if states == {State.CACHED}:
+            return State.CACHED
+        return State.SUCCESS
+
+    def _end_node(self, plan: NodePlan, run: TaskRun, state: State, now: float, reason: str | None = None) -> None:
+        """A node has ended as a whole: release the nodes that wait for it."""
+        if run.children:
+            run.start = min((c.start for c in run.children if c.start), default=run.start)
+            run.attempts = sum(c.attempts for c in run.children)
+            run.cached = all(c.cached for c in run.children)
+            if all(id(c) in self._reused for c in run.children):
+                self._reused.add(id(run))
+        elif run.children is not None and self._all_reused(plan, None):
+            self._reused.add(id(run))  # an empty map over reused inputs
+        self._set(run, state, now, reason)
+        if run.children is None and plan.mapped:
+            # Ended before expanding: its element-wise consumers cannot expand either.
+            for consumer in plan.elem_consumers:
+                self._decrement(consumer)
+        for consumer in plan.consumers:
+            self._decrement(consumer)
+        self._remaining -= 1
+        if self._remaining == 0:
+            self._finish_run()
+
+    def _finish_run(self) -> None:
+        if self.finished.is_set():
+            return
+        self.end = time.time()
+        if self.cancelled:
+            self.state = State.CANCELLED
+        elif all(r.state in _OK for r in self.runs.values()):
+            self.state = State.SUCCESS
+        else:
+            self.state = State.FAILED
+        self.finished.set()
+        self._cond.notify_all()
+
+    # -- dispatch and outcomes -----------------------------------------------------
+    def _kick(self) -> None:
+        if self.executor.inline and threading.current_thread() is not self._driver:
+            with self._cond:
+                self._cond.notify_all()
+            return
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Submit ready units. One thread dispatches at a time; others just queue."""
+        while True:
+            with self._lock:
+                if self._dispatching or not self._ready:
+                    return
+                self._dispatching = True
+                batch = list(self._ready)
+                self._ready.clear()
+                attempts = []
+                now = time.time()
+                for unit in batch:
+                    if unit.state.is_finished:
+                        continue
+                    unit.attempts += 1
+                    if unit.start is None:
+                        unit.start = now
+                    self._set(unit, State.RUNNING, now)
+                    task = unit.node.task
+                    args, kwargs = unit._inputs
+                    attempts.append(
+                        (
+                            unit,
+                            Attempt(
+                                task.fn,
+                                args,
+                                kwargs,
+                                task.name,
+                                unit.name,
+                                unit.attempts,
+                                task.timeout,
+                                task.log_prints,
+                                self.echo,
+                            ),
+                        )
+                    )
+            self._flush()
+            try:
+                for unit, attempt in attempts:
+                    future = self.executor.submit(attempt)
+                    future.add_done_callback(lambda f, u=unit: self._on_outcome(u, f))
+            finally:
+                with self._lock:
+                    self._dispatching = False
+
+    def _on_outcome(self, unit: TaskRun, future: Future[Outcome]) -> None:
+        if future.cancelled():
+            return
+        outcome = future.result()
+        plan = self._plan_of[unit.node]
+        task = unit.node.task
+        with self._lock:
+            if unit.state.is_finished or self.finished.is_set():
+                return
+            if outcome.logs:
+                unit.logs.extend(outcome.logs)
+            error = outcome.error
+            now = outcome.end or time.time()
+            if error is None:
+                unit._value = outcome.value
+                unit.error = None
+                unit.traceback = None
+                unit.history.append(AttemptRecord(unit.attempts, outcome.start, now, State.SUCCESS))
+                self._end_unit(plan, unit, State.SUCCESS, now)
+                self._hook(task.on_success, unit)
+            elif isinstance(error, SKIP):
+                unit.history.append(AttemptRecord(unit.attempts, outcome.start, now, State.SKIPPED, error))
+                self._end_unit(plan, unit, State.SKIPPED, now, error.message or "raised SKIP")
+            else:
+                state = State.TIMED_OUT if outcome.timed_out or isinstance(error, TaskTimeoutError) else State.FAILED
+                unit.error = error
+                unit.traceback = outcome.traceback
+                unit.history.append(AttemptRecord(unit.attempts, outcome.start, now, state, error))
+                if (
+                    not isinstance(error, FAIL)
+                    and unit.attempts <= task.retries
+                    and isinstance(error, task.retry_on)
+                ):
+                    self._set(unit, State.RETRYING, now, f"attempt {unit.attempts} {state.value}: {error}")
+                    self._hook(task.on_retry, unit)
+                    self._schedule_retry(unit, task.retry_delay, task.retry_backoff, task.retry_jitter)
+                else:
+                    self._end_unit(plan, unit, state, now, f"{type(error).__name__}: {error}")
+                    self._hook(task.on_failure, unit)
+            self._drain()
+        self._flush()
+        self._kick()
+
+    def _schedule_retry(self, unit: TaskRun, delay: float, backoff: float, jitter: float) -> None:
+        wait = delay * backoff ** (unit.attempts - 1)
+        if jitter:
+            wait *= 1 + random.uniform(-jitter, jitter)
+        if wait <= 0:
+            self._ready.append(unit)
+            return
+        if self._timer is None:
+            self._timer = Timer(f"retry-{self.run_id}")
+
+        def due() -> None:
+            with self._lock:
+                if unit.state is not State.RETRYING or self.finished.is_set():
+                    return
+                self._ready.append(unit)
+            self._kick()
+
+        self._timer.call_at(time.monotonic() + wait, due)
+
+    # -- hooks and events (called without the lock) ---------------------------------
+    def _hook(self, hooks: tuple[Callable[..., Any], ...], unit: TaskRun) -> None:
+        for hook in hooks:
+            self._hooks.append((hook, unit.node.task, unit))
+
+    def _flush(self) -> None:
+        with self._lock:
+            events, self._events = self._events, []
+            hooks, self._hooks = self._hooks, []
+        for event in events:
+            self.bus.emit(event)
+        for hook, obj, run in hooks:
+            self._call_hook(hook, obj, run)
+
+    @staticmethod
+    def _call_hook(hook: Callable[..., Any], obj: Any, run: Any) -> None:
+        try:
+            hook(obj, run)
+        except Exception:
+            name = getattr(hook, "__qualname__", repr(hook))
+            log.exception("nbflow: hook '%s' raised; the run's outcome is unchanged", name)
+
+
+def cancelled_error(run: TaskRun) -> CancelledError:
+    return CancelledError(f"Task '{run.name}' was cancelled: {run.reason or 'the run was cancelled'}.")

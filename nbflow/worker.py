@@ -1,0 +1,93 @@
+"""The worker side: run one attempt of one task and return its outcome.
+
+This is all a worker (thread, process or Dask worker) does; deciding what the
+outcome means (retry, fail, cache) happens in the scheduler's process.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback as _tb
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nbflow import logs
+from nbflow.logs import LogRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What a worker needs to run one attempt: the function, its inputs and options."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    task_name: str
+    label: str
+    number: int
+    timeout: float | None = None
+    log_prints: bool = True
+    echo: bool = False
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What came of one attempt: a value or an error, its logs and its timings."""
+
+    value: Any = None
+    error: BaseException | None = None
+    traceback: str | None = None
+    logs: list[LogRecord] | None = None
+    start: float = 0.0
+    end: float = 0.0
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def format_user_traceback(exc: BaseException, skip: int = 1) -> str:
+    """The traceback of ``exc`` without its first ``skip`` frames (nbflow's own)."""
+    tb = exc.__traceback__
+    for _ in range(skip):
+        if tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+    return "".join(_tb.format_exception(type(exc), exc, tb))
+
+
+def execute(attempt: Attempt) -> Outcome:
+    """Run one attempt, capturing its logs; never raises (but for KeyboardInterrupt)."""
+    cap, previous = logs.begin(attempt.task_name, attempt.log_prints, attempt.echo)
+    start = time.time()
+    try:
+        value = attempt.fn(*attempt.args, **attempt.kwargs)
+    except (Exception, SystemExit) as exc:
+        end = time.time()
+        logs.end(cap, previous)
+        return Outcome(
+            error=exc,
+            traceback=format_user_traceback(exc),
+            logs=cap.records or None,
+            start=start,
+            end=end,
+        )
+    except BaseException:
+        logs.end(cap, previous)
+        raise
+    end = time.time()
+    logs.end(cap, previous)
+    return Outcome(value=value, logs=cap.records or None, start=start, end=end)
+
+
+def failure(error: BaseException, start: float, *, timed_out: bool = False) -> Outcome:
+    """An outcome for an attempt that the executor ended (timeout, dead worker)."""
+    now = time.time()
+    return Outcome(
+        error=error,
+        traceback=f"{type(error).__name__}: {error}\n",
+        start=start or now,
+        end=now,
+        timed_out=timed_out,
+    )
