@@ -61,7 +61,7 @@ class Signal(Exception):  # noqa: N818 - the names follow Prefect 1's signals
         self.message = message
 
 
-class SKIP(Signal):  # noqa: N801
+class SKIP(Signal):
     """Raise inside a task to end it ``skipped`` (its downstream is skipped too).
 
     >>> from nbflow import task, SKIP
@@ -75,7 +75,7 @@ class SKIP(Signal):  # noqa: N801
     """
 
 
-class FAIL(Signal):  # noqa: N801
+class FAIL(Signal):
     """Raise inside a task to fail it at once, with no further retries."""
 
 

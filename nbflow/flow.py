@@ -23,9 +23,7 @@ if TYPE_CHECKING:
 
     from nbflow.run import FlowRun
 
-_current: contextvars.ContextVar[Flow | None] = contextvars.ContextVar(
-    "nbflow_flow", default=None
-)
+_current: contextvars.ContextVar[Flow | None] = contextvars.ContextVar("nbflow_flow", default=None)
 _registry: weakref.WeakValueDictionary[str, Flow] = weakref.WeakValueDictionary()
 _ids = itertools.count(1)
 FlowHook = Callable[[Any, Any], Any]
@@ -369,7 +367,9 @@ class Flow:
 
     def copy(self) -> Flow:
         """A new flow with the same nodes and edges (not registered under the name)."""
-        new = Flow(self.name, on_failure=self.on_failure, on_success=self.on_success, _register=False)
+        new = Flow(
+            self.name, on_failure=self.on_failure, on_success=self.on_success, _register=False
+        )
         new.update(self)
         return new
 
@@ -453,8 +453,7 @@ class Flow:
         if path is not None or up is down:
             cycle = " -> ".join(n.name for n in [up, *(path or [down])])
             raise CycleError(
-                f"Flow '{self.name}' would have a cycle: {cycle}. "
-                "Remove one of these dependencies."
+                f"Flow '{self.name}' would have a cycle: {cycle}. Remove one of these dependencies."
             )
         self._up[down][up] = None
         self._down[up][down] = None
@@ -571,8 +570,7 @@ def _bind(
     for key in kwargs:
         if key not in params and not has_var_kw:
             raise TaskDefinitionError(
-                f"Task '{task.name}' got an unexpected argument '{key}'."
-                f"{did_you_mean(key, params)}"
+                f"Task '{task.name}' got an unexpected argument '{key}'.{did_you_mean(key, params)}"
             )
     try:
         bound = sig.bind(*args, **kwargs)

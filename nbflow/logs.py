@@ -24,7 +24,7 @@ TASK_LOGGER = "nbflow.task"
 class LogRecord:
     """One captured log line of a task run.
 
-    >>> str(LogRecord(time=0.0, level="INFO", message="hello"))[-12:]
+    >>> str(LogRecord(time=0.0, level="INFO", message="hello"))[-11:]
     ' INFO hello'
     """
 
@@ -88,6 +88,8 @@ class _StdoutRouter(io.TextIOBase):
         self.target.flush()
 
     def __getattr__(self, name: str) -> Any:
+        if name == "target":  # during interpreter shutdown the instance may be cleared
+            raise AttributeError(name)
         return getattr(self.target, name)
 
 

@@ -42,7 +42,9 @@ class FlowRun:
     (True, 1.5, 'success')
     """
 
-    def __init__(self, flow: Flow, engine: Engine, executor_spec: Any, max_workers: int | None) -> None:
+    def __init__(
+        self, flow: Flow, engine: Engine, executor_spec: Any, max_workers: int | None
+    ) -> None:
         self.flow = flow
         self.id = engine.run_id
         self._engine = engine
@@ -182,8 +184,18 @@ class FlowRun:
             }
             for r in self.task_runs
         ]
-        columns = ["task", "name", "map_index", "state", "attempts", "start", "end",
-                   "duration", "cached", "error"]
+        columns = [
+            "task",
+            "name",
+            "map_index",
+            "state",
+            "attempts",
+            "start",
+            "end",
+            "duration",
+            "cached",
+            "error",
+        ]
         return pd.DataFrame(rows, columns=columns)
 
     def retry(self, flow: Flow | None = None, **options: Any) -> FlowRun:
@@ -239,7 +251,9 @@ def start_run(
     run = FlowRun(flow, engine, executor, max_workers)
     engine.owner = run
     if background:
-        thread = threading.Thread(target=engine.drive, name=f"nbflow-run-{engine.run_id}", daemon=True)
+        thread = threading.Thread(
+            target=engine.drive, name=f"nbflow-run-{engine.run_id}", daemon=True
+        )
         run._thread = thread
         thread.start()
     else:
@@ -247,7 +261,9 @@ def start_run(
     return run
 
 
-def run_now(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], mapped: bool) -> Any:
+def run_now(
+    task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], mapped: bool
+) -> Any:
     """Run a task called outside a flow, now, in this thread; return its value."""
     flow = Flow(task.name, _register=False)
     with flow:

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from functools import partial
 from typing import Any
 
 from nbflow.errors import (
@@ -95,6 +96,7 @@ class Engine:
         self._done_children: dict[Node, int] = {}
         self._reused: set[int] = set()
         self._lock = threading.RLock()
+        self._emit_lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._ready: deque[TaskRun] = deque()
         self._work: deque[Callable[[], None]] = deque()
@@ -128,7 +130,7 @@ class Engine:
                     self._finish_run()
                 for plan in self.plans:
                     if self.runs[plan.node]._waiting == 0:
-                        self._work.append(lambda p=plan: self._activate(p))
+                        self._work.append(partial(self._activate, plan))
                 self._drain()
             self._flush()
             if self.executor.inline:
@@ -151,6 +153,7 @@ class Engine:
     def _close(self) -> None:
         if self.closed.is_set():
             return
+        self._flush()
         try:
             self.executor.shutdown(cancel=self.cancelled)
         except Exception:
@@ -239,9 +242,13 @@ class Engine:
         if not met:
             if trigger == "all_successful":
                 bad = self._first_bad_upstream(plan, unit.map_index)
-                self._end_unit(plan, unit, State.UPSTREAM_FAILED, now, f"upstream '{bad}' did not succeed")
+                self._end_unit(
+                    plan, unit, State.UPSTREAM_FAILED, now, f"upstream '{bad}' did not succeed"
+                )
             else:
-                self._end_unit(plan, unit, State.SKIPPED, now, f"trigger '{trigger}' not met: {why}")
+                self._end_unit(
+                    plan, unit, State.SKIPPED, now, f"trigger '{trigger}' not met: {why}"
+                )
             return
         prior = self.prior.get(unit.name)
         if prior is not None and prior.state in _OK and self._all_reused(plan, unit.map_index):
@@ -332,7 +339,13 @@ class Engine:
                 end_state = (
                     state if state in (State.SKIPPED, State.CANCELLED) else State.UPSTREAM_FAILED
                 )
-                self._end_node(plan, run, end_state, now, f"cannot map over '{src.name}': it ended {state.value}")
+                self._end_node(
+                    plan,
+                    run,
+                    end_state,
+                    now,
+                    f"cannot map over '{src.name}': it ended {state.value}",
+                )
                 return
         lengths: dict[str, int] = {}
         try:
@@ -341,16 +354,22 @@ class Engine:
                     continue
                 source = value.source
                 if isinstance(source, Node):
-                    up = self.runs[source]
+                    src_run = self.runs[source]
                     if source in self._mapvals or source in plan.sources:
                         if source not in self._mapvals:
-                            self._mapvals[source] = list(up._value)
+                            self._mapvals[source] = list(src_run._value)
                         lengths[f"{source.name}"] = len(self._mapvals[source])
-                    elif up.children is None:
-                        self._end_node(plan, run, State.UPSTREAM_FAILED, now, f"cannot map over '{source.name}': it ended {up.state.value}")
+                    elif src_run.children is None:
+                        self._end_node(
+                            plan,
+                            run,
+                            State.UPSTREAM_FAILED,
+                            now,
+                            f"cannot map over '{source.name}': it ended {src_run.state.value}",
+                        )
                         return
                     else:
-                        lengths[source.name] = len(up.children)
+                        lengths[source.name] = len(src_run.children)
                 else:
                     lengths[str(key)] = len(source)
         except TypeError as exc:
@@ -371,14 +390,14 @@ class Engine:
         run.start = now
         self._done_children[plan.node] = 0
         self._set(run, State.RUNNING, now)
-        for child in children:
+        for i, unit in enumerate(children):
             waiting = 0
             for up in plan.elementwise:
-                if not self.runs[up].children[child.map_index].state.is_finished:  # type: ignore[index]
+                if not self.runs[up].children[i].state.is_finished:  # type: ignore[index]
                     waiting += 1
-            child._waiting = waiting
+            unit._waiting = waiting
             if waiting == 0:
-                self._gate(plan, child)
+                self._gate(plan, unit)
         for consumer in plan.elem_consumers:
             self._decrement(consumer)
         if count == 0:
@@ -389,9 +408,11 @@ class Engine:
         run = self.runs[plan.node]
         run._waiting -= 1
         if run._waiting == 0 and not run.state.is_finished:
-            self._work.append(lambda: self._activate(plan))
+            self._work.append(partial(self._activate, plan))
 
-    def _end_unit(self, plan: NodePlan, unit: TaskRun, state: State, now: float, reason: str | None = None) -> None:
+    def _end_unit(
+        self, plan: NodePlan, unit: TaskRun, state: State, now: float, reason: str | None = None
+    ) -> None:
         """A unit (a plain task run or a mapped child) has ended."""
         if unit.map_index is None:
             self._end_node(plan, unit, state, now, reason)
@@ -406,7 +427,7 @@ class Engine:
                 child = crun.children[i]
                 child._waiting -= 1
                 if child._waiting == 0 and not child.state.is_finished:
-                    self._work.append(lambda c=consumer, ch=child: self._gate(c, ch))
+                    self._work.append(partial(self._gate, consumer, child))
         if done == len(parent.children or ()) and not parent.state.is_finished:
             self._end_node(plan, parent, self._parent_state(parent), now)
 
@@ -426,7 +447,9 @@ class Engine:
             return State.CACHED
         return State.SUCCESS
 
-    def _end_node(self, plan: NodePlan, run: TaskRun, state: State, now: float, reason: str | None = None) -> None:
+    def _end_node(
+        self, plan: NodePlan, run: TaskRun, state: State, now: float, reason: str | None = None
+    ) -> None:
         """A node has ended as a whole: release the nodes that wait for it."""
         if run.children:
             run.start = min((c.start for c in run.children if c.start), default=run.start)
@@ -508,7 +531,7 @@ class Engine:
             try:
                 for unit, attempt in attempts:
                     future = self.executor.submit(attempt)
-                    future.add_done_callback(lambda f, u=unit: self._on_outcome(u, f))
+                    future.add_done_callback(partial(self._on_outcome, unit))
             finally:
                 with self._lock:
                     self._dispatching = False
@@ -534,10 +557,16 @@ class Engine:
                 self._end_unit(plan, unit, State.SUCCESS, now)
                 self._hook(task.on_success, unit)
             elif isinstance(error, SKIP):
-                unit.history.append(AttemptRecord(unit.attempts, outcome.start, now, State.SKIPPED, error))
+                unit.history.append(
+                    AttemptRecord(unit.attempts, outcome.start, now, State.SKIPPED, error)
+                )
                 self._end_unit(plan, unit, State.SKIPPED, now, error.message or "raised SKIP")
             else:
-                state = State.TIMED_OUT if outcome.timed_out or isinstance(error, TaskTimeoutError) else State.FAILED
+                state = (
+                    State.TIMED_OUT
+                    if outcome.timed_out or isinstance(error, TaskTimeoutError)
+                    else State.FAILED
+                )
                 unit.error = error
                 unit.traceback = outcome.traceback
                 unit.history.append(AttemptRecord(unit.attempts, outcome.start, now, state, error))
@@ -546,9 +575,13 @@ class Engine:
                     and unit.attempts <= task.retries
                     and isinstance(error, task.retry_on)
                 ):
-                    self._set(unit, State.RETRYING, now, f"attempt {unit.attempts} {state.value}: {error}")
+                    self._set(
+                        unit, State.RETRYING, now, f"attempt {unit.attempts} {state.value}: {error}"
+                    )
                     self._hook(task.on_retry, unit)
-                    self._schedule_retry(unit, task.retry_delay, task.retry_backoff, task.retry_jitter)
+                    self._schedule_retry(
+                        unit, task.retry_delay, task.retry_backoff, task.retry_jitter
+                    )
                 else:
                     self._end_unit(plan, unit, state, now, f"{type(error).__name__}: {error}")
                     self._hook(task.on_failure, unit)
@@ -581,13 +614,16 @@ class Engine:
             self._hooks.append((hook, unit.node.task, unit))
 
     def _flush(self) -> None:
-        with self._lock:
-            events, self._events = self._events, []
-            hooks, self._hooks = self._hooks, []
-        for event in events:
-            self.bus.emit(event)
-        for hook, obj, run in hooks:
-            self._call_hook(hook, obj, run)
+        # Serialised, so events reach listeners in the order they happened, whichever
+        # thread recorded them.
+        with self._emit_lock:
+            with self._lock:
+                events, self._events = self._events, []
+                hooks, self._hooks = self._hooks, []
+            for event in events:
+                self.bus.emit(event)
+            for hook, obj, run in hooks:
+                self._call_hook(hook, obj, run)
 
     @staticmethod
     def _call_hook(hook: Callable[..., Any], obj: Any, run: Any) -> None:
@@ -599,4 +635,6 @@ class Engine:
 
 
 def cancelled_error(run: TaskRun) -> CancelledError:
-    return CancelledError(f"Task '{run.name}' was cancelled: {run.reason or 'the run was cancelled'}.")
+    return CancelledError(
+        f"Task '{run.name}' was cancelled: {run.reason or 'the run was cancelled'}."
+    )

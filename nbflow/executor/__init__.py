@@ -21,7 +21,7 @@ __all__ = [
     "resolve_executor",
 ]
 
-EXECUTOR_NAMES = ("threads", "processes", "sequential", "dask")
+EXECUTOR_NAMES = ("threads", "processes", "sequential")
 
 
 @runtime_checkable
@@ -42,10 +42,6 @@ def __getattr__(name: str) -> Any:
         from nbflow.executor.processes import ProcessExecutor
 
         return ProcessExecutor
-    if name == "DaskExecutor":
-        from nbflow.executor.dask import DaskExecutor
-
-        return DaskExecutor
     raise AttributeError(name)
 
 
@@ -64,10 +60,6 @@ def resolve_executor(spec: Any, max_workers: int | None) -> Executor:
             from nbflow.executor.processes import ProcessExecutor
 
             return ProcessExecutor(max_workers)
-        if spec == "dask":
-            from nbflow.executor.dask import DaskExecutor
-
-            return DaskExecutor(n_workers=max_workers)
         raise NbflowError(
             f"Unknown executor {spec!r}.{did_you_mean(spec, EXECUTOR_NAMES)} "
             f"Choose one of: {', '.join(EXECUTOR_NAMES)}, or pass an executor instance."

@@ -44,9 +44,7 @@ class SequentialExecutor:
         future.set_running_or_notify_cancel()
         if attempt.timeout is None:
             outcome = execute(attempt)
-        elif threading.current_thread() is threading.main_thread() and hasattr(
-            signal, "setitimer"
-        ):
+        elif threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
             outcome = _execute_with_alarm(attempt, attempt.timeout)
         else:
             outcome = execute(attempt)

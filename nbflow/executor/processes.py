@@ -7,6 +7,7 @@ died with it through no fault of their own run again.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -19,6 +20,7 @@ import threading
 import time
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from nbflow.errors import RemoteError, TaskTimeoutError, WorkerDiedError
@@ -98,6 +100,7 @@ class ProcessExecutor:
         self._ids = itertools.count()
         base = "/dev/shm" if os.path.isdir("/dev/shm") else None
         self._dir = tempfile.mkdtemp(prefix="nbflow-", dir=base)
+        self._dir_ready = True
         self._timer = Timer("processes")
         self._killed_pools: set[int] = set()
         self._handled_pools: set[int] = set()
@@ -111,6 +114,9 @@ class ProcessExecutor:
         return get_reusable_executor(max_workers=self.max_workers, timeout=300)
 
     def submit(self, attempt: Attempt) -> Future[Outcome]:
+        if not self._dir_ready:
+            os.makedirs(self._dir, mode=0o700, exist_ok=True)
+            self._dir_ready = True
         number = next(self._ids)
         job = _Job(attempt, Future(), os.path.join(self._dir, str(number)))
         job.outer.set_running_or_notify_cancel()
@@ -181,11 +187,9 @@ class ProcessExecutor:
             killed_by_us = pool_id in self._killed_pools
         started = [(n, j) for n, j in jobs if os.path.exists(j.marker) and not j.outer.done()]
         waiting = [(n, j) for n, j in jobs if (n, j) not in started and not j.outer.done()]
-        for n, j in started:
-            try:
+        for _, j in started:
+            with contextlib.suppress(OSError):
                 os.unlink(j.marker)
-            except OSError:
-                pass
         if killed_by_us:
             # We killed a worker to stop a timed-out attempt; everything else is innocent.
             retry = started + waiting
@@ -201,7 +205,7 @@ class ProcessExecutor:
                 ).start()
         # Resubmit from the timer thread, not from loky's own (dying) manager thread.
         for n, j in retry:
-            self._timer.call_at(time.monotonic(), lambda n=n, j=j: self._send(n, j))
+            self._timer.call_at(time.monotonic(), partial(self._send, n, j))
 
     def _died(self, job: _Job, codes: str) -> Outcome:
         return failure(
@@ -248,12 +252,15 @@ class ProcessExecutor:
         marker = _read_marker(job.marker)
         now = time.time()
         if marker is None:  # not started yet: look again soon
-            self._timer.call_at(time.monotonic() + min(timeout, 0.25), lambda: self._check_deadline(number, job))
+            self._timer.call_at(
+                time.monotonic() + min(timeout, 0.25), lambda: self._check_deadline(number, job)
+            )
             return
         pid, started = marker
         if now - started < timeout:
             self._timer.call_at(
-                time.monotonic() + started + timeout - now, lambda: self._check_deadline(number, job)
+                time.monotonic() + started + timeout - now,
+                lambda: self._check_deadline(number, job),
             )
             return
         outcome = failure(
@@ -267,10 +274,8 @@ class ProcessExecutor:
         with self._lock:
             self._killed_pools.add(id(job.pool))
         if self._finish(number, job, outcome):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def shutdown(self, cancel: bool = False) -> None:
         """Release this run's resources; the warm pool stays unless ``cancel``."""
@@ -284,4 +289,5 @@ class ProcessExecutor:
             for n, j in jobs:
                 self._finish(n, j, failure(RemoteError("cancelled"), j.submitted))
         self._timer.stop()
+        self._dir_ready = False
         shutil.rmtree(self._dir, ignore_errors=True)
