@@ -85,7 +85,18 @@ class Node:
     def __add__(self, other: Any) -> Any:
         raise TypeError(node_refusal(self, "arithmetic"))
 
-    __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __add__
+    __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = __add__
+    __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = __pow__ = __rpow__ = __add__
+    __matmul__ = __rmatmul__ = __and__ = __rand__ = __or__ = __ror__ = __xor__ = __add__
+    __lshift__ = __rshift__ = __lt__ = __le__ = __gt__ = __ge__ = __add__
+
+    def __neg__(self) -> Any:
+        raise TypeError(node_refusal(self, "arithmetic"))
+
+    __pos__ = __abs__ = __invert__ = __neg__
+
+    def __contains__(self, item: Any) -> bool:
+        raise TypeError(node_refusal(self, "'in'"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +176,7 @@ class Flow:
         self.on_success = _flow_hooks(name, "on_success", on_success)
         self._calls: dict[Node, Call] = {}
         self._by_name: dict[str, Node] = {}
+        self._names: dict[Node, str] = {}
         self._up: dict[Node, dict[Node, None]] = {}
         self._down: dict[Node, dict[Node, None]] = {}
         self._edges: dict[Edge, None] = {}
@@ -196,6 +208,10 @@ class Flow:
     def edges(self) -> tuple[Edge, ...]:
         """The edges of the flow, in the order they were added."""
         return tuple(self._edges)
+
+    def name_of(self, node: Node) -> str:
+        """The name of ``node`` in this flow (unique within it)."""
+        return self._names.get(node, node.name)
 
     def call(self, node: Node | Task[Any, Any] | str) -> Call:
         """How ``node`` is called in this flow."""
@@ -243,7 +259,7 @@ class Flow:
                 return nodes[0]
             if not nodes:
                 raise FlowError(f"Task '{ref.name}' is not part of flow '{self.name}'.")
-            names = ", ".join(f"'{n.name}'" for n in nodes)
+            names = ", ".join(f"'{self.name_of(n)}'" for n in nodes)
             raise FlowError(
                 f"Task '{ref.name}' appears {len(nodes)} times in flow '{self.name}' "
                 f"(nodes {names}); use the node returned when it was added."
@@ -269,8 +285,8 @@ class Flow:
             )
         if not new:
             existing = [n for n in self._calls if n.task is task]
-            if len(existing) == 1:
-                return existing[0]
+            if existing:
+                return self.node(task)  # the one node, or an error naming them all
         node = Node(task, self._free_name(task.name))
         self._insert(node, Call())
         return node
@@ -409,13 +425,12 @@ class Flow:
         raise AssertionError("unreachable")
 
     def _insert(self, node: Node, call: Call, link: bool = True) -> None:
-        if node.name in self._by_name and self._by_name[node.name] is not node:
-            raise FlowError(
-                f"Flow '{self.name}' already has a different task named '{node.name}'; "
-                "give one of them another name with task.with_options(name=...)."
-            )
+        name = node.name
+        if self._by_name.get(name, node) is not node:
+            name = self._free_name(name)  # merged from another flow: same name, other node
         self._calls[node] = call
-        self._by_name[node.name] = node
+        self._by_name[name] = node
+        self._names[node] = name
         self._up.setdefault(node, {})
         self._down.setdefault(node, {})
         if link:
@@ -451,7 +466,7 @@ class Flow:
             return
         path = self._path(down, up)
         if path is not None or up is down:
-            cycle = " -> ".join(n.name for n in [up, *(path or [down])])
+            cycle = " -> ".join(self.name_of(n) for n in [up, *(path or [down])])
             raise CycleError(
                 f"Flow '{self.name}' would have a cycle: {cycle}. Remove one of these dependencies."
             )
@@ -496,6 +511,7 @@ class Flow:
         call = Call(args, kwargs, mapped)
         self._calls[node] = call
         self._by_name[node.name] = node
+        self._names[node] = node.name
         self._up[node] = {}
         self._down[node] = {}
         try:
@@ -521,7 +537,7 @@ class Flow:
         for down in self._down.pop(node, {}):
             self._up[down].pop(node, None)
         self._calls.pop(node, None)
-        self._by_name.pop(node.name, None)
+        self._by_name.pop(self._names.pop(node, node.name), None)
         for edge in [e for e in self._edges if node in (e.upstream, e.downstream)]:
             del self._edges[edge]
 

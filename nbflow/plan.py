@@ -14,6 +14,7 @@ class NodePlan:
     node: Node
     call: Call
     mapped: bool
+    name: str
     # Upstream nodes needed as a whole (for a mapped upstream: all its children).
     whole: list[Node] = field(default_factory=list)
     # Mapped upstream nodes this mapped node iterates over child by child.
@@ -25,10 +26,6 @@ class NodePlan:
     # True when arguments hold no node and no MapSource: they are passed as they are.
     literal: bool = True
 
-    @property
-    def name(self) -> str:
-        return self.node.name
-
 
 def compile_plan(flow: Flow) -> list[NodePlan]:
     """Turn a flow into per-node plans in topological order (checks every call binds)."""
@@ -38,8 +35,9 @@ def compile_plan(flow: Flow) -> list[NodePlan]:
     plans: dict[Node, NodePlan] = {}
     for node in flow.sorted():
         call = flow.call(node)
-        _check_complete(node, call)
-        plan = NodePlan(node, call, call.mapped)
+        name = flow.name_of(node)
+        _check_complete(name, node, call)
+        plan = NodePlan(node, call, call.mapped, name)
         mapped_sources: list[Node] = []
         for value in (*call.args, *call.kwargs.values()):
             if isinstance(value, MapSource) and isinstance(value.source, Node):
@@ -84,7 +82,7 @@ def _whole_uses(call: Call, src: Node) -> set[Node]:
     return found
 
 
-def _check_complete(node: Node, call: Call) -> None:
+def _check_complete(name: str, node: Node, call: Call) -> None:
     sig = node.task.signature
     if sig is None:
         return
@@ -92,8 +90,8 @@ def _check_complete(node: Node, call: Call) -> None:
         sig.bind(*call.args, **call.kwargs)
     except TypeError as exc:
         raise TaskDefinitionError(
-            f"Task '{node.name}' cannot be called with the inputs the flow gives it: {exc}. "
-            f"Pass them when calling the task, or with flow.set_dependencies({node.name}, "
+            f"Task '{name}' cannot be called with the inputs the flow gives it: {exc}. "
+            f"Pass them when calling the task, or with flow.set_dependencies({name}, "
             "keyword_tasks={...})."
         ) from None
 

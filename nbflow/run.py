@@ -7,6 +7,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from nbflow.cache import ResultStore, open_store
 from nbflow.errors import RunError, UpstreamFailedError
 from nbflow.events import Event, EventBus, Listener
 from nbflow.executor import SequentialExecutor, resolve_executor
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     import graphviz
     import pandas as pd
 
-_RUN_OPTIONS = ("executor", "max_workers", "background", "listeners")
+_RUN_OPTIONS = ("executor", "max_workers", "background", "listeners", "refresh", "store")
 
 
 def new_run_id() -> str:
@@ -171,7 +172,7 @@ class FlowRun:
 
         rows = [
             {
-                "task": r.node.name,
+                "task": self.flow.name_of(r.node),
                 "name": r.name,
                 "map_index": r.map_index,
                 "state": r.state.value,
@@ -231,6 +232,8 @@ def start_run(
     listeners: list[Listener] | tuple[Listener, ...] = (),
     prior: dict[str, TaskRun] | None = None,
     echo: bool = False,
+    refresh: bool = False,
+    store: Any = None,
     **unknown: Any,
 ) -> FlowRun:
     """Start a run of ``flow`` (what ``flow.run()`` calls)."""
@@ -243,11 +246,18 @@ def start_run(
         )
     if not isinstance(background, bool):
         raise RunError(f"Expected background to be True or False, but got {background!r}.")
+    if not isinstance(refresh, bool):
+        raise RunError(f"Expected refresh to be True or False, but got {refresh!r}.")
+    results = (
+        None if store is False else store if isinstance(store, ResultStore) else open_store(store)
+    )
     exe = resolve_executor(executor, max_workers)
     bus = EventBus()
     for listener in listeners:
         bus.subscribe(listener)
-    engine = Engine(flow, exe, new_run_id(), bus=bus, prior=prior, echo=echo)
+    engine = Engine(
+        flow, exe, new_run_id(), bus=bus, prior=prior, echo=echo, store=results, refresh=refresh
+    )
     run = FlowRun(flow, engine, executor, max_workers)
     engine.owner = run
     if background:

@@ -13,6 +13,7 @@ import logging
 import random
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -27,9 +28,11 @@ from nbflow.errors import (
     TaskTimeoutError,
     UpstreamFailedError,
 )
+from nbflow.cache import CacheWarning, ResultStore
 from nbflow.events import RUN_FINISHED, RUN_STARTED, TASK_STATE, Event, EventBus
 from nbflow.executor import Executor
 from nbflow.flow import Flow, MapSource, Node
+from nbflow.hashing import Unhashable, digest, fingerprint, hash_value
 from nbflow.plan import NodePlan, compile_plan, materialize
 from nbflow.records import AttemptRecord, TaskRun
 from nbflow.state import FAILED_STATES, State
@@ -81,6 +84,8 @@ class Engine:
         prior: dict[str, TaskRun] | None = None,
         echo: bool = False,
         owner: Any = None,
+        store: ResultStore | None = None,
+        refresh: bool = False,
     ) -> None:
         self.flow = flow
         self.plans = compile_plan(flow)
@@ -90,6 +95,9 @@ class Engine:
         self.prior = prior or {}
         self.echo = echo
         self.owner = owner  # the FlowRun, handed to hooks and events
+        self.store = store
+        self.refresh = refresh
+        self._fingerprints: dict[int, str | None] = {}
         self.runs: dict[Node, TaskRun] = {}
         self._plan_of: dict[Node, NodePlan] = {p.node: p for p in self.plans}
         self._mapvals: dict[Node, list[Any]] = {}
@@ -275,7 +283,67 @@ class Engine:
             self._end_unit(plan, unit, State.FAILED, now, f"could not build its inputs: {exc}")
             return
         unit._inputs = (args, kwargs)
+        if self.store is not None:
+            unit.key = self._key(plan, unit)
         self._ready.append(unit)
+
+    def _fingerprint(self, plan: NodePlan) -> str | None:
+        task = plan.node.task
+        found = self._fingerprints.get(id(task), "")
+        if found != "":
+            return found
+        try:
+            fp: str | None = fingerprint(task.fn, task.cache_version)
+        except Unhashable as exc:
+            fp = None
+            warnings.warn(
+                f"Task '{task.name}' is not cached: its {exc.what} is a {exc.type_name} that "
+                "cannot be hashed. Pass it as an argument, or make it hashable (picklable).",
+                CacheWarning,
+                stacklevel=2,
+            )
+        self._fingerprints[id(task)] = fp
+        return fp
+
+    def _key(self, plan: NodePlan, unit: TaskRun) -> str | None:
+        """Merkle key: fingerprint + upstream keys + hashes of literal arguments."""
+        fp = self._fingerprint(plan)
+        if fp is None:
+            return None
+        keys: dict[Node, Any] = {}
+        for up in plan.whole:
+            run = self.runs[up]
+            if run.key is None or not run.state.is_ok:
+                return None
+            keys[up] = run.key if run.state is not State.SKIPPED else "skipped:" + run.key
+        index = unit.map_index
+        for up in plan.elementwise:
+            child = self.runs[up].children[index]  # type: ignore[index]
+            if child.key is None or not child.state.is_ok:
+                return None
+            keys[up] = _Keyed(child.key)
+        for up in plan.sources:
+            run = self.runs[up]
+            if run.key is None:
+                return None
+            keys[up] = _Keyed(f"{run.key}[{index}]")
+        call = plan.call
+        try:
+            shape = (
+                tuple(_shape(a, keys, index) for a in call.args),
+                {k: _shape(v, keys, index) for k, v in call.kwargs.items()},
+            )
+            return digest(fp.encode(), hash_value(shape, "argument").encode())
+        except Unhashable as exc:
+            if id(plan) not in self._fingerprints:
+                self._fingerprints[id(plan)] = None
+                warnings.warn(
+                    f"Task '{plan.name}' is not cached: an argument is a {exc.type_name} that "
+                    "cannot be hashed.",
+                    CacheWarning,
+                    stacklevel=2,
+                )
+            return None
 
     def _first_bad_upstream(self, plan: NodePlan, index: int | None) -> str:
         for up in plan.whole:
@@ -451,6 +519,8 @@ class Engine:
         self, plan: NodePlan, run: TaskRun, state: State, now: float, reason: str | None = None
     ) -> None:
         """A node has ended as a whole: release the nodes that wait for it."""
+        if run.children is not None and all(c.key is not None for c in run.children):
+            run.key = digest(*(c.key.encode() for c in run.children if c.key is not None))
         if run.children:
             run.start = min((c.start for c in run.children if c.start), default=run.start)
             run.attempts = sum(c.attempts for c in run.children)
@@ -492,7 +562,7 @@ class Engine:
         self._dispatch()
 
     def _dispatch(self) -> None:
-        """Submit ready units. One thread dispatches at a time; others just queue."""
+        """Submit ready units (cache hits end at once). One thread dispatches at a time."""
         while True:
             with self._lock:
                 if self._dispatching or not self._ready:
@@ -500,35 +570,50 @@ class Engine:
                 self._dispatching = True
                 batch = list(self._ready)
                 self._ready.clear()
-                attempts = []
-                now = time.time()
-                for unit in batch:
-                    if unit.state.is_finished:
-                        continue
-                    unit.attempts += 1
-                    if unit.start is None:
-                        unit.start = now
-                    self._set(unit, State.RUNNING, now)
-                    task = unit.node.task
-                    args, kwargs = unit._inputs
-                    attempts.append(
-                        (
-                            unit,
-                            Attempt(
-                                task.fn,
-                                args,
-                                kwargs,
-                                task.name,
-                                unit.name,
-                                unit.attempts,
-                                task.timeout,
-                                task.log_prints,
-                                self.echo,
-                            ),
-                        )
-                    )
-            self._flush()
             try:
+                hits: dict[str, Any] = {}
+                if self.store is not None and not self.refresh:
+                    keys = [
+                        u.key
+                        for u in batch
+                        if u.key is not None and u.attempts == 0 and u.node.task.cache
+                    ]
+                    hits = self.store.get_many(keys)
+                attempts = []
+                with self._lock:
+                    now = time.time()
+                    for unit in batch:
+                        if unit.state.is_finished:
+                            continue
+                        if unit.key in hits:
+                            unit._value = hits[unit.key]
+                            unit.cached = True
+                            self._end_unit(self._plan_of[unit.node], unit, State.CACHED, now)
+                            continue
+                        unit.attempts += 1
+                        if unit.start is None:
+                            unit.start = now
+                        self._set(unit, State.RUNNING, now)
+                        task = unit.node.task
+                        args, kwargs = unit._inputs
+                        attempts.append(
+                            (
+                                unit,
+                                Attempt(
+                                    task.fn,
+                                    args,
+                                    kwargs,
+                                    task.name,
+                                    unit.name,
+                                    unit.attempts,
+                                    task.timeout,
+                                    task.log_prints,
+                                    self.echo,
+                                ),
+                            )
+                        )
+                    self._drain()
+                self._flush()
                 for unit, attempt in attempts:
                     future = self.executor.submit(attempt)
                     future.add_done_callback(partial(self._on_outcome, unit))
@@ -586,6 +671,8 @@ class Engine:
                     self._end_unit(plan, unit, state, now, f"{type(error).__name__}: {error}")
                     self._hook(task.on_failure, unit)
             self._drain()
+        if error is None and self.store is not None and unit.key is not None and task.cache:
+            self.store.set(unit.key, outcome.value, task=task.name, expire=task.cache_expire)
         self._flush()
         self._kick()
 
@@ -632,6 +719,36 @@ class Engine:
         except Exception:
             name = getattr(hook, "__qualname__", repr(hook))
             log.exception("nbflow: hook '%s' raised; the run's outcome is unchanged", name)
+
+
+class _Keyed:
+    """Stands for an upstream value by its cache key inside an argument's shape."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _shape(value: Any, keys: dict[Node, Any], index: int | None) -> Any:
+    """An argument with nodes replaced by their keys, ready to hash."""
+    if isinstance(value, Node):
+        found = keys[value]
+        return ("@node", found.key if isinstance(found, _Keyed) else found)
+    if isinstance(value, MapSource):
+        src = value.source
+        if isinstance(src, Node):
+            found = keys[src]
+            return ("@node", found.key if isinstance(found, _Keyed) else f"{found}[{index}]")
+        return _shape(src[index], keys, index)
+    t = type(value)
+    if t is list or t is tuple:
+        return t(_shape(v, keys, index) for v in value)
+    if t is dict:
+        return {k: _shape(v, keys, index) for k, v in value.items()}
+    if t is set or t is frozenset:
+        return ("@set", sorted((_shape(v, keys, index) for v in value), key=repr))
+    return value
 
 
 def cancelled_error(run: TaskRun) -> CancelledError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import inspect
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
@@ -252,6 +253,11 @@ class Task(Generic[P, R]):
             "to get a copy with other options."
         )
 
+    def __delattr__(self, key: str) -> None:
+        raise AttributeError(
+            f"Task '{self.name}' is immutable; its option '{key}' cannot be deleted."
+        )
+
     def with_options(self, **options: Any) -> Task[P, R]:
         """A copy of this task with some options changed.
 
@@ -318,7 +324,11 @@ class Task(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<Task '{self.name}'>"
 
-    def __reduce__(self) -> tuple[Any, ...]:
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        module = sys.modules.get(self.__module__ or "")
+        qualname: str = getattr(self, "__qualname__", None) or ""
+        if module is not None and getattr(module, qualname, None) is self:
+            return qualname  # a module-level task pickles by reference
         options = {k: getattr(self, k) for k in _OPTION_NAMES}
         return (_rebuild_task, (self.fn, options))
 
@@ -347,9 +357,10 @@ def task(fn: Any = None, /, **options: Any) -> Any:
     """
     unknown = [k for k in options if k not in _OPTION_NAMES]
     if unknown:
+        where = f" for task '{getattr(fn, '__name__', fn)}'" if callable(fn) else ""
         raise TaskDefinitionError(
-            f"@task got an unknown option '{unknown[0]}'.{did_you_mean(unknown[0], _OPTION_NAMES)}"
-            f" Options are: {', '.join(_OPTION_NAMES)}."
+            f"@task got an unknown option '{unknown[0]}'{where}."
+            f"{did_you_mean(unknown[0], _OPTION_NAMES)} Options are: {', '.join(_OPTION_NAMES)}."
         )
     if fn is None:
         return lambda f: Task(f, **options)

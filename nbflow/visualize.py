@@ -51,7 +51,7 @@ def draw(flow: Flow, run: Any = None) -> graphviz.Digraph:
     runs = run._engine.runs if run is not None else {}
     for node in flow.tasks:
         mapped = flow.call(node).mapped
-        label, state = _label(node.name, runs.get(node))
+        label, state = _label(flow.name_of(node), runs.get(node))
         if run is None and mapped:
             label += "\n(mapped)"
         dot.node(

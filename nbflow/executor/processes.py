@@ -102,8 +102,10 @@ class ProcessExecutor:
         self._dir = tempfile.mkdtemp(prefix="nbflow-", dir=base)
         self._dir_ready = True
         self._timer = Timer("processes")
-        self._killed_pools: set[int] = set()
-        self._handled_pools: set[int] = set()
+        # Keyed by id(); the values keep the pools alive so that ids are not reused.
+        self._killed_pools: dict[int, Any] = {}
+        self._handled_pools: dict[int, Any] = {}
+        self._deferred: list[tuple[int, _Job]] = []
 
     def __repr__(self) -> str:
         return f"ProcessExecutor(max_workers={self.max_workers})"
@@ -130,6 +132,11 @@ class ProcessExecutor:
             return
         try:
             pool = self._pool()
+            with self._lock:
+                if id(pool) in self._killed_pools and id(pool) not in self._handled_pools:
+                    # We just killed one of its workers: wait until it is replaced.
+                    self._deferred.append((number, job))
+                    return
             inner = pool.submit(_run_in_worker, job.attempt, job.marker)
         except Exception as exc:  # e.g. the function cannot be pickled
             self._finish(number, job, failure(exc, time.time()))
@@ -151,7 +158,11 @@ class ProcessExecutor:
         return True
 
     def _on_done(self, number: int, job: _Job, inner: Future[Any]) -> None:
+        from joblib.externals.loky.process_executor import BrokenProcessPool
+
         if job.outer.done():
+            if not inner.cancelled() and isinstance(inner.exception(), BrokenProcessPool):
+                self._on_broken(job.pool, inner.exception())  # type: ignore[arg-type]
             return
         if inner.cancelled():
             self._finish(number, job, failure(RemoteError("cancelled"), job.submitted))
@@ -160,8 +171,6 @@ class ProcessExecutor:
         if exc is None:
             self._finish(number, job, inner.result())
             return
-        from joblib.externals.loky.process_executor import BrokenProcessPool
-
         if not isinstance(exc, BrokenProcessPool):
             self._finish(
                 number,
@@ -175,16 +184,18 @@ class ProcessExecutor:
                 ),
             )
             return
-        self._on_broken(id(job.pool), exc)
+        self._on_broken(job.pool, exc)
 
-    def _on_broken(self, pool_id: int, exc: BaseException) -> None:
+    def _on_broken(self, pool: Any, exc: BaseException) -> None:
         """A pool broke: blame the attempt whose worker died, run the others again."""
+        pool_id = id(pool)
         with self._lock:
             if pool_id in self._handled_pools:
                 return
-            self._handled_pools.add(pool_id)
+            self._handled_pools[pool_id] = pool
             jobs = [(n, j) for n, j in self._jobs.items() if id(j.pool) == pool_id]
             killed_by_us = pool_id in self._killed_pools
+            deferred, self._deferred = self._deferred, []
         started = [(n, j) for n, j in jobs if os.path.exists(j.marker) and not j.outer.done()]
         waiting = [(n, j) for n, j in jobs if (n, j) not in started and not j.outer.done()]
         for _, j in started:
@@ -204,7 +215,7 @@ class ProcessExecutor:
                     target=self._isolate, args=(n, j), name="nbflow-isolate", daemon=True
                 ).start()
         # Resubmit from the timer thread, not from loky's own (dying) manager thread.
-        for n, j in retry:
+        for n, j in retry + deferred:
             self._timer.call_at(time.monotonic(), partial(self._send, n, j))
 
     def _died(self, job: _Job, codes: str) -> Outcome:
@@ -272,7 +283,7 @@ class ProcessExecutor:
             timed_out=True,
         )
         with self._lock:
-            self._killed_pools.add(id(job.pool))
+            self._killed_pools[id(job.pool)] = job.pool
         if self._finish(number, job, outcome):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -284,6 +295,7 @@ class ProcessExecutor:
                 jobs = list(self._jobs.items())
                 pools = {id(j.pool): j.pool for _, j in jobs if j.pool is not None}
                 self._killed_pools.update(pools)
+                self._handled_pools.update(pools)
             for pool in pools.values():
                 pool.shutdown(wait=False, kill_workers=True)
             for n, j in jobs:
