@@ -13,6 +13,14 @@ if TYPE_CHECKING:
     from nbflow.task import Task
 
 
+class _Unloaded:
+    def __repr__(self) -> str:
+        return "<not loaded>"
+
+
+UNLOADED: Any = _Unloaded()  # a recorded task run's value, not read from the store yet
+
+
 @dataclass(frozen=True, slots=True)
 class AttemptRecord:
     """One attempt of a task run."""

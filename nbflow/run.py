@@ -12,6 +12,7 @@ from nbflow.errors import RunError, UpstreamFailedError
 from nbflow.events import Event, EventBus, Listener
 from nbflow.executor import SequentialExecutor, resolve_executor
 from nbflow.flow import Flow, Node
+from nbflow.history import open_history
 from nbflow.records import TaskRun
 from nbflow.scheduler import Engine, cancelled_error
 from nbflow.state import State
@@ -258,6 +259,8 @@ def start_run(
     engine = Engine(
         flow, exe, new_run_id(), bus=bus, prior=prior, echo=echo, store=results, refresh=refresh
     )
+    if results is not None and not echo:
+        bus.subscribe(open_history(results.path).record)
     run = FlowRun(flow, engine, executor, max_workers)
     engine.owner = run
     if background:

@@ -20,6 +20,7 @@ from concurrent.futures import Future
 from functools import partial
 from typing import Any
 
+from nbflow.cache import CacheWarning, ResultStore
 from nbflow.errors import (
     FAIL,
     SKIP,
@@ -28,13 +29,12 @@ from nbflow.errors import (
     TaskTimeoutError,
     UpstreamFailedError,
 )
-from nbflow.cache import CacheWarning, ResultStore
 from nbflow.events import RUN_FINISHED, RUN_STARTED, TASK_STATE, Event, EventBus
 from nbflow.executor import Executor
 from nbflow.flow import Flow, MapSource, Node
 from nbflow.hashing import Unhashable, digest, fingerprint, hash_value
 from nbflow.plan import NodePlan, compile_plan, materialize
-from nbflow.records import AttemptRecord, TaskRun
+from nbflow.records import UNLOADED, AttemptRecord, TaskRun
 from nbflow.state import FAILED_STATES, State
 from nbflow.timer import Timer
 from nbflow.worker import Attempt, Outcome
@@ -42,6 +42,7 @@ from nbflow.worker import Attempt, Outcome
 log = logging.getLogger("nbflow")
 
 _OK = (State.SUCCESS, State.CACHED, State.SKIPPED)
+_MISSING = object()
 
 
 class _ChildValues:
@@ -91,7 +92,7 @@ class Engine:
         self.plans = compile_plan(flow)
         self.executor = executor
         self.run_id = run_id
-        self.bus = bus or EventBus()
+        self.bus = bus if bus is not None else EventBus()
         self.prior = prior or {}
         self.echo = echo
         self.owner = owner  # the FlowRun, handed to hooks and events
@@ -258,10 +259,6 @@ class Engine:
                     plan, unit, State.SKIPPED, now, f"trigger '{trigger}' not met: {why}"
                 )
             return
-        prior = self.prior.get(unit.name)
-        if prior is not None and prior.state in _OK and self._all_reused(plan, unit.map_index):
-            self._reuse(plan, unit, prior, now)
-            return
         values: dict[Node, Any] = {}
         if not plan.literal:
             for up in plan.whole:
@@ -285,6 +282,16 @@ class Engine:
         unit._inputs = (args, kwargs)
         if self.store is not None:
             unit.key = self._key(plan, unit)
+        prior = self.prior.get(unit.name)
+        if (
+            prior is not None
+            and prior.state in _OK
+            and (self.store is None or prior.key is None or prior.key == unit.key)
+            and self._all_reused(plan, unit.map_index)
+            and self._load_prior(prior)
+        ):
+            self._reuse(plan, unit, prior, now)
+            return
         self._ready.append(unit)
 
     def _fingerprint(self, plan: NodePlan) -> str | None:
@@ -367,6 +374,18 @@ class Engine:
             for up in plan.elementwise:
                 if id(self.runs[up].children[index]) not in reused:  # type: ignore[index]
                     return False
+        return True
+
+    def _load_prior(self, prior: TaskRun) -> bool:
+        """Make sure a prior run's value is at hand (a recorded run's comes from the store)."""
+        if prior._value is not UNLOADED or prior.state is State.SKIPPED:
+            return True
+        if self.store is None or prior.key is None:
+            return False
+        value = self.store.get(prior.key, _MISSING)
+        if value is _MISSING:
+            return False
+        prior._value = value
         return True
 
     def _reuse(self, plan: NodePlan, unit: TaskRun, prior: TaskRun, now: float) -> None:
