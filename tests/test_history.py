@@ -1,0 +1,239 @@
+"""Run history: recorded as it happens, read back in new processes, retried."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import nbflow
+from nbflow import Flow, State, task
+from nbflow.errors import RunError
+
+FLOW_MODULE = textwrap.dedent(
+    """
+    import os, pathlib, time
+    from nbflow import Flow, task
+
+    LOG = pathlib.Path(os.environ["EXEC_LOG"])
+
+    def mark(name):
+        with LOG.open("a") as fh:
+            fh.write(name + "\\n")
+
+    @task
+    def first():
+        mark("first")
+        return 1
+
+    @task
+    def second(x):
+        mark("second")
+        if os.environ.get("SLOW_SECOND"):
+            time.sleep(60)
+        if not pathlib.Path(os.environ["FIXED"]).exists():
+            raise ValueError("input not fixed yet")
+        return x + 1
+
+    @task
+    def third(x):
+        mark("third")
+        return x * 10
+
+    @task
+    def side(x):
+        mark("side")
+        return -x
+
+    with Flow("history-demo") as flow:
+        a = first()
+        b = second(a)
+        c = third(b)
+        s = side(a)
+    """
+)
+
+
+def _script(tmp_path, body):
+    (tmp_path / "histflow.py").write_text(FLOW_MODULE)
+    script = tmp_path / "main.py"
+    script.write_text(textwrap.dedent(body))
+    return script
+
+
+def _env(tmp_path, home, **extra):
+    env = dict(os.environ, NBFLOW_HOME=str(home), EXEC_LOG=str(tmp_path / "log"))
+    env["FIXED"] = str(tmp_path / "fixed")
+    env["PYTHONPATH"] = str(tmp_path)
+    env.update(extra)
+    return env
+
+
+def _executed(tmp_path):
+    log = tmp_path / "log"
+    lines = log.read_text().split() if log.exists() else []
+    log.unlink(missing_ok=True)
+    return sorted(lines)
+
+
+def test_a_failed_run_is_retried_from_the_history_in_a_new_process(tmp_path, _private_store):
+    run_script = _script(
+        tmp_path,
+        """
+        import histflow
+        run = histflow.flow.run()
+        print(run.state.value)
+        """,
+    )
+    env = _env(tmp_path, _private_store)
+    out = subprocess.run([sys.executable, run_script], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["failed"], out.stderr
+    assert _executed(tmp_path) == ["first", "second", "side"]
+
+    (tmp_path / "fixed").touch()
+    retry_script = tmp_path / "retry.py"
+    retry_script.write_text(
+        textwrap.dedent(
+            """
+            import histflow, nbflow
+            past = nbflow.load_run("latest")
+            print(past["second"].state.value, past["third"].state.value)
+            run = past.retry()
+            print(run.state.value, run.result(histflow.c))
+            print(run["first"].state.value, run["side"].state.value)
+            """
+        )
+    )
+    out = subprocess.run([sys.executable, retry_script], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["failed", "upstream_failed", "success", "20", "cached", "cached"]
+    assert _executed(tmp_path) == ["second", "third"]
+
+
+def test_runs_lists_past_runs_newest_first_with_counts(_private_store):
+    @task
+    def ok():
+        return 1
+
+    @task
+    def bad(x):
+        raise RuntimeError("no")
+
+    with Flow("listed") as flow:
+        bad(ok())
+    first = flow.run(executor="sequential")
+    second = flow.run(executor="sequential")
+    table = nbflow.runs()
+    assert list(table["id"][:2]) == [second.id, first.id]
+    assert list(table["flow"][:2]) == ["listed", "listed"]
+    assert list(table["state"][:2]) == ["failed", "failed"]
+    assert int(table["failed"].iloc[0]) == 1
+    assert int(table["tasks"].iloc[0]) == 2
+
+
+def test_a_loaded_run_has_the_recorded_errors_logs_and_attempts(_private_store):
+    @task(retries=1)
+    def noisy():
+        print("about to fail")
+        raise KeyError("missing")
+
+    with Flow("loaded") as flow:
+        noisy()
+    run = flow.run(executor="sequential")
+    past = nbflow.load_run(run.id[:12])
+    record = past["noisy"]
+    assert record.state is State.FAILED
+    assert record.attempts == 2
+    assert "KeyError" in str(record.error)
+    assert "missing" in record.traceback
+    assert [log.message for log in record.logs] == ["about to fail", "about to fail"]
+    assert [a.number for a in record.history] == [1, 2]
+    assert past.failed[0].name == "noisy"
+
+
+def test_a_run_killed_mid_flow_is_interrupted_and_retry_runs_only_what_did_not_finish(
+    tmp_path, _private_store
+):
+    (tmp_path / "fixed").touch()
+    script = _script(
+        tmp_path,
+        """
+        import histflow
+        histflow.flow.run(executor="sequential")
+        """,
+    )
+    env = _env(tmp_path, _private_store, SLOW_SECOND="1")
+    proc = subprocess.Popen([sys.executable, script], env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        log = tmp_path / "log"
+        if log.exists() and "second" in log.read_text():
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)  # let the history writer record 'first' (it batches, within ms)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert _executed(tmp_path) == ["first", "second"]
+
+    retry = tmp_path / "retry.py"
+    retry.write_text(
+        textwrap.dedent(
+            """
+            import histflow, nbflow
+            past = nbflow.load_run("latest")
+            print(past.state.value, past.interrupted)
+            run = past.retry(executor="sequential")
+            print(run.state.value, run["first"].state.value)
+            """
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, retry], env=_env(tmp_path, _private_store), capture_output=True, text=True
+    )
+    assert out.stdout.split() == ["cancelled", "True", "success", "cached"], out.stderr
+    assert _executed(tmp_path) == ["second", "side", "third"]
+
+
+def test_retry_needs_the_flow_defined_in_this_process(tmp_path, _private_store):
+    script = _script(tmp_path, "import histflow\nhistflow.flow.run()\n")
+    subprocess.run([sys.executable, script], env=_env(tmp_path, _private_store), check=True)
+    past = nbflow.load_run("latest")
+    with pytest.raises(RunError, match="No flow named 'history-demo' is defined in this process"):
+        past.retry()
+
+
+def test_an_unknown_run_id_says_where_to_look(_private_store):
+    @task
+    def one():
+        return 1
+
+    with Flow("some") as flow:
+        one()
+    flow.run()
+    with pytest.raises(RunError, match="No run 'nope' in the history"):
+        nbflow.load_run("nope")
+
+
+def test_cache_info_and_clear_cache_by_task(_private_store):
+    @task
+    def keep(x):
+        return x
+
+    @task
+    def drop(x):
+        return -x
+
+    with Flow("managed") as flow:
+        keep.map([1, 2, 3])
+        drop(1)
+    flow.run()
+    info = nbflow.cache_info()
+    assert info["per_task"] == {"keep": 3, "drop": 1}
+    assert info["entries"] == 4 and info["bytes"] > 0
+    assert nbflow.clear_cache(task="drop") == 1
+    assert nbflow.cache_info()["per_task"] == {"keep": 3}
+    assert nbflow.clear_cache(older_than=3600) == 0
+    assert nbflow.clear_cache() == 3
+    assert nbflow.cache_info()["entries"] == 0
