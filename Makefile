@@ -25,9 +25,11 @@ sysdeps:
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
+SOURCES := nbflow tests examples $(wildcard benchmarks)
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check nbflow tests benchmarks examples
-	$(VENV)/bin/ruff format --check nbflow tests benchmarks examples
+	$(VENV)/bin/ruff check $(SOURCES)
+	$(VENV)/bin/ruff format --check $(SOURCES)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
