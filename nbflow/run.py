@@ -5,10 +5,11 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from nbflow.cache import ResultStore, open_store
-from nbflow.errors import RunError, UpstreamFailedError
+from nbflow.errors import NbflowWarning, RunError, UpstreamFailedError
 from nbflow.events import Event, EventBus, Listener
 from nbflow.executor import SequentialExecutor, resolve_executor
 from nbflow.flow import Flow, Node
@@ -260,7 +261,15 @@ def start_run(
         flow, exe, new_run_id(), bus=bus, prior=prior, echo=echo, store=results, refresh=refresh
     )
     if results is not None and not echo:
-        bus.subscribe(open_history(results.path).record)
+        try:
+            bus.subscribe(open_history(results.path).record)
+        except Exception as exc:  # a read-only or broken store: run without history
+            warnings.warn(
+                f"nbflow cannot record this run in '{results.path}' ({exc}); "
+                "it will not be in the run history.",
+                NbflowWarning,
+                stacklevel=3,
+            )
     run = FlowRun(flow, engine, executor, max_workers)
     engine.owner = run
     if background:

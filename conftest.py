@@ -1,4 +1,4 @@
-"""Every test gets its own result store, so tests never share cached results."""
+"""Every test (and doctest) gets its own result store, so tests never share results."""
 
 import pytest
 
