@@ -34,7 +34,7 @@ def test_visualize_without_a_run_draws_every_task_and_edge():
 
 
 def test_visualize_with_a_run_colours_nodes_by_state_and_counts_mapped_children():
-    flow, xs, bad, after = _flow()
+    flow, *_ = _flow()
     run = flow.run(executor="sequential")
     source = run.visualize().source
     assert COLOURS[State.FAILED] in source
