@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS task_runs (
 CREATE INDEX IF NOT EXISTS runs_by_start ON runs (start);
 """
 
-_STOP = object()
+_INSERT_TASK = "INSERT OR REPLACE INTO task_runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 _open: weakref.WeakValueDictionary[str, History] = weakref.WeakValueDictionary()
 _open_lock = threading.Lock()
 
@@ -73,40 +73,43 @@ class History:
         finally:
             os.umask(old)
         self._lock = threading.Lock()
+        self._conn_lock = threading.Lock()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._pending = 0
-        self._idle = threading.Condition()
         self._thread: threading.Thread | None = None
 
     # -- recording ------------------------------------------------------------------
     def record(self, event: Event) -> None:
-        """An event listener: queue what should be written."""
-        if event.kind == TASK_STATE:
-            if not event.state.is_finished:
-                return
-            item: Any = ("task", event.run_id, event.task_run, event.run)
-        elif event.kind == RUN_STARTED:
+        """An event listener: queue what should be written (about a microsecond)."""
+        kind = event.kind
+        if kind == TASK_STATE:
+            if event.state.is_finished:
+                self._queue.put(("task", event.run_id, event.task_run, event.run))
+            return
+        if kind == RUN_STARTED:
             run = event.run
-            item = ("start", event.run_id, run.flow.name, run.start, _executor_name(run))
-        elif event.kind == RUN_FINISHED:
+            item: Any = ("start", event.run_id, run.flow.name, run.start, _executor_name(run))
+        elif kind == RUN_FINISHED:
             item = ("end", event.run_id, event.run.end, event.state.value)
         else:
             return
-        with self._idle:
-            self._pending += 1
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._write_loop, name="nbflow-history", daemon=True
-                )
-                self._thread.start()
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._write_loop, name="nbflow-history", daemon=True
+                    )
+                    self._thread.start()
         self._queue.put(item)
-        if event.kind == RUN_FINISHED:
+        if kind == RUN_FINISHED:
             self.flush()
 
     def flush(self, timeout: float = 30) -> None:
         """Wait until everything recorded so far is written."""
-        with self._idle:
-            self._idle.wait_for(lambda: self._pending == 0, timeout)
+        if self._thread is None:
+            return
+        done = threading.Event()
+        self._queue.put(("flush", done))
+        done.wait(timeout)
 
     def _write_loop(self) -> None:
         while True:
@@ -117,28 +120,31 @@ class History:
                 except queue.Empty:
                     break
             try:
-                self._write(batch)
+                self._write([item for item in batch if item[0] != "flush"])
             except Exception:
                 import logging
 
                 logging.getLogger("nbflow").exception("nbflow: could not write run history")
-            with self._idle:
-                self._pending -= len(batch)
-                self._idle.notify_all()
+            for item in batch:
+                if item[0] == "flush":
+                    item[1].set()
 
     def _write(self, batch: list[Any]) -> None:
-        with self._lock:
+        if not batch:
+            return
+        with self._conn_lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
+                tasks: list[tuple[Any, ...]] = []
                 for item in batch:
                     if item[0] == "task":
-                        conn.execute(
-                            "INSERT OR REPLACE INTO task_runs VALUES "
-                            "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                            _task_row(item[1], item[2], item[3]),
-                        )
-                    elif item[0] == "start":
+                        tasks.append(_task_row(item[1], item[2], item[3]))
+                        continue
+                    if tasks:  # keep the order of starts, tasks and ends
+                        conn.executemany(_INSERT_TASK, tasks)
+                        tasks = []
+                    if item[0] == "start":
                         _, run_id, flow, start, executor = item
                         conn.execute(
                             "INSERT OR REPLACE INTO runs (id, flow, start, state, pid, host, "
@@ -158,6 +164,8 @@ class History:
                         conn.execute(
                             "UPDATE runs SET end = ?, state = ? WHERE id = ?", (end, state, run_id)
                         )
+                if tasks:
+                    conn.executemany(_INSERT_TASK, tasks)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -165,7 +173,7 @@ class History:
 
     # -- reading --------------------------------------------------------------------
     def _mark_interrupted(self) -> None:
-        with self._lock:
+        with self._conn_lock:
             rows = self._conn.execute(
                 "SELECT id, pid, host FROM runs WHERE state = 'running'"
             ).fetchall()
@@ -191,7 +199,7 @@ class History:
         )
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        with self._lock:
+        with self._conn_lock:
             rows = self._conn.execute(sql).fetchall()
         keys = ("id", "flow", "start", "end", "state", "interrupted", "executor", "tasks", "failed")
         return [dict(zip(keys, row, strict=True)) for row in rows]
@@ -199,7 +207,7 @@ class History:
     def resolve(self, run_id: str) -> str | None:
         """The id of ``run_id`` ("latest", a full id or a unique prefix), or None."""
         self.flush()
-        with self._lock:
+        with self._conn_lock:
             if run_id == "latest":
                 row = self._conn.execute(
                     "SELECT id FROM runs ORDER BY start DESC LIMIT 1"
@@ -213,7 +221,7 @@ class History:
     def load(self, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The run row and its task rows."""
         self._mark_interrupted()
-        with self._lock:
+        with self._conn_lock:
             cur = self._conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,))
             names = [d[0] for d in cur.description]
             run = dict(zip(names, cur.fetchone(), strict=True))

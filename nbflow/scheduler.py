@@ -10,6 +10,7 @@ upstream). Propagation uses a work list, never recursion, so long chains are saf
 from __future__ import annotations
 
 import logging
+import pickle
 import random
 import threading
 import time
@@ -338,9 +339,9 @@ class Engine:
         try:
             shape = (
                 tuple(_shape(a, keys, index) for a in call.args),
-                {k: _shape(v, keys, index) for k, v in call.kwargs.items()},
+                tuple((k, _shape(v, keys, index)) for k, v in call.kwargs.items()),
             )
-            return digest(fp.encode(), hash_value(shape, "argument").encode())
+            return digest(fp.encode(), pickle.dumps(shape, protocol=4))
         except Unhashable as exc:
             if id(plan) not in self._fingerprints:
                 self._fingerprints[id(plan)] = None
@@ -749,25 +750,34 @@ class _Keyed:
         self.key = key
 
 
+_PLAIN_LEAVES = (int, float, str, bytes, bool, type(None))
+
+
 def _shape(value: Any, keys: dict[Node, Any], index: int | None) -> Any:
-    """An argument with nodes replaced by their keys, ready to hash."""
-    if isinstance(value, Node):
+    """An argument as plain data to hash: nodes become their keys, other leaves that
+    are not plain become their ``hash_value`` (raises ``Unhashable``)."""
+    t = type(value)
+    if t in _PLAIN_LEAVES:
+        return value
+    if t is Node:
         found = keys[value]
         return ("@node", found.key if isinstance(found, _Keyed) else found)
-    if isinstance(value, MapSource):
+    if t is MapSource:
         src = value.source
         if isinstance(src, Node):
             found = keys[src]
             return ("@node", found.key if isinstance(found, _Keyed) else f"{found}[{index}]")
         return _shape(src[index], keys, index)
-    t = type(value)
     if t is list or t is tuple:
-        return t(_shape(v, keys, index) for v in value)
+        return (t.__name__, *(_shape(v, keys, index) for v in value))
     if t is dict:
-        return {k: _shape(v, keys, index) for k, v in value.items()}
+        return (
+            "dict",
+            *((_shape(k, keys, index), _shape(v, keys, index)) for k, v in value.items()),
+        )
     if t is set or t is frozenset:
-        return ("@set", sorted((_shape(v, keys, index) for v in value), key=repr))
-    return value
+        return ("set", *sorted((_shape(v, keys, index) for v in value), key=repr))
+    return ("@hash", hash_value(value, "argument"))
 
 
 def cancelled_error(run: TaskRun) -> CancelledError:
