@@ -1,0 +1,358 @@
+"""Executors at run time: where attempts run, timeouts, dead workers, parallelism.
+
+Every task is ``cache=False``. Task functions live at module level so they travel to
+worker processes by reference; lambdas and closures travel by value (cloudpickle).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from itertools import pairwise
+
+import pytest
+
+from nbflow import Flow, NbflowError, State, task
+from nbflow.errors import TaskTimeoutError, WorkerDiedError
+from nbflow.executor import ProcessExecutor, ThreadExecutor
+
+EXECUTORS = ["sequential", "threads", "processes"]
+
+# How long a task that overruns its timeout would sleep. A killed process costs
+# nothing, but a thread cannot be stopped: keep abandoned threads short-lived so they
+# do not outlive their test by much.
+OVERRUN = {"threads": 1.0, "processes": 3.0}
+
+
+def run_on(flow: Flow, executor: str, **options):
+    """Run ``flow`` on ``executor``; worker processes are kept to two."""
+    if executor == "processes":
+        options.setdefault("max_workers", 2)
+    return flow.run(executor=executor, **options)
+
+
+def bump(path: str) -> int:
+    """Count one more attempt in the file ``path``; return the new count."""
+    with open(path, "a") as fh:
+        fh.write("x\n")
+    with open(path) as fh:
+        return len(fh.read().splitlines())
+
+
+# -- task functions ------------------------------------------------------------------
+
+
+@task(cache=False)
+def pid_of_worker():
+    return os.getpid()
+
+
+@task(cache=False)
+def nap(seconds, value=None):
+    time.sleep(seconds)
+    return value
+
+
+@task(cache=False)
+def interval(seconds):
+    start = time.time()
+    time.sleep(seconds)
+    return (start, time.time())
+
+
+@task(cache=False, timeout=0.5)
+def runaway(kind):
+    if kind == "sleep":
+        time.sleep(30)
+    else:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            pass
+    return "finished"
+
+
+@task(cache=False)
+def slow_then_fast(path, slow):
+    """Overruns its timeout on the first attempt only."""
+    n = bump(path)
+    if n == 1:
+        time.sleep(slow)
+    return n
+
+
+@task(cache=False, trigger="all_finished")
+def describe(x):
+    return type(x).__name__
+
+
+@task(cache=False)
+def die(code):
+    os._exit(code)
+
+
+@task(cache=False)
+def inc(x):
+    return x + 1
+
+
+# -- where tasks run ------------------------------------------------------------------
+
+
+def test_processes_run_tasks_in_other_processes():
+    with Flow("pids") as flow:
+        nodes = [pid_of_worker.with_options(name=f"pid{i}")() for i in range(3)]
+    run = run_on(flow, "processes")
+
+    assert run.ok
+    pids = {run.result(n) for n in nodes}
+    assert os.getpid() not in pids
+    assert all(isinstance(p, int) for p in pids)
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_module_functions_lambdas_and_closures_run_on_every_executor(executor):
+    offset = 100
+
+    def add_offset(x):
+        return x + offset
+
+    square = task(lambda x: x * x, name="square", cache=False)
+    shifted = task(add_offset, cache=False)
+    with Flow("callables") as flow:
+        a = inc(1)
+        b = square(a)
+        c = shifted(b)
+        d = shifted.map([1, 2])
+    run = run_on(flow, executor)
+
+    assert run.ok, run.failed
+    assert run.result(b) == 4
+    assert run.result(c) == 104
+    assert run.result(d) == [101, 102]
+
+
+def test_sequential_runs_tasks_in_the_calling_thread_one_at_a_time():
+    @task(cache=False)
+    def thread_name():
+        return threading.current_thread().name
+
+    with Flow("sequential-thread") as flow:
+        name = thread_name()
+        spans = [interval.with_options(name=f"span{i}")(0.05) for i in range(3)]
+    run = run_on(flow, "sequential")
+
+    assert run.result(name) == threading.current_thread().name
+    intervals = sorted(run.result(s) for s in spans)
+    for (_, end), (start, _) in pairwise(intervals):
+        assert end <= start
+
+
+# -- timeouts --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["sleep", "busy"])
+def test_processes_kill_a_runaway_task_and_the_rest_of_the_run_goes_on(kind):
+    with Flow("runaway") as flow:
+        stuck = runaway(kind)
+        bystander = nap(0.8, "bystander")  # runs alongside, past the kill
+        after = inc(1)
+    started = time.monotonic()
+    run = run_on(flow, "processes")
+    took = time.monotonic() - started
+
+    assert run[stuck].state is State.TIMED_OUT
+    assert isinstance(run[stuck].error, TaskTimeoutError)
+    assert isinstance(run[stuck].error, TimeoutError)
+    assert "timed out" in str(run[stuck].error)
+    assert run.result(bystander) == "bystander"
+    assert run.result(after) == 2
+    assert run.state is State.FAILED
+    assert took < 10
+
+    with Flow("after-runaway") as flow:
+        again = inc.map([1, 2, 3])
+    next_run = run_on(flow, "processes")
+    assert next_run.ok
+    assert next_run.result(again) == [2, 3, 4]
+
+
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_timed_out_attempt_is_retried(executor, tmp_path):
+    with Flow("timeout-retry") as flow:
+        node = slow_then_fast.with_options(timeout=0.3, retries=1)(
+            str(tmp_path / "n"), OVERRUN[executor]
+        )
+    started = time.monotonic()
+    run = run_on(flow, executor)
+    took = time.monotonic() - started
+
+    assert run[node].state is State.SUCCESS
+    assert run.result(node) == 2
+    assert run[node].attempts == 2
+    assert [h.state for h in run[node].history] == [State.TIMED_OUT, State.SUCCESS]
+    assert isinstance(run[node].history[0].error, TaskTimeoutError)
+    assert took < OVERRUN[executor] - 0.1  # the first attempt was not waited for
+
+
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_task_that_always_times_out_ends_timed_out_after_its_retries(executor):
+    with Flow("timeout-twice") as flow:
+        node = nap.with_options(timeout=0.2, retries=1)(OVERRUN[executor])
+    started = time.monotonic()
+    run = run_on(flow, executor)
+    took = time.monotonic() - started
+
+    assert run[node].state is State.TIMED_OUT
+    assert run[node].attempts == 2
+    assert [h.state for h in run[node].history] == [State.TIMED_OUT, State.TIMED_OUT]
+    assert took < OVERRUN[executor] - 0.1  # neither attempt was waited for
+    with pytest.raises(TaskTimeoutError):
+        run.result(node)
+
+
+def test_threads_move_on_from_a_timed_out_task_and_warn_that_its_thread_was_abandoned(caplog):
+    with Flow("thread-timeout") as flow:
+        stuck = nap.with_options(name="stuck", timeout=0.2)(OVERRUN["threads"], "late")
+        other = nap(0.05, "other")
+        after = inc(1)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="nbflow"):
+        run = run_on(flow, "threads")
+    took = time.monotonic() - started
+
+    assert run[stuck].state is State.TIMED_OUT
+    assert run.result(other) == "other"
+    assert run.result(after) == 2
+    assert took < 0.9  # the stuck task was not waited for
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "nbflow" and r.levelno == logging.WARNING
+    ]
+    assert any("'stuck'" in m and "thread" in m for m in warnings), warnings
+    assert any("'stuck'" in m and "thread" in m for m in map(str, run[stuck].logs))
+
+
+def test_timed_out_task_on_the_only_thread_does_not_stall_the_run():
+    with Flow("one-thread-timeout") as flow:
+        stuck = nap.with_options(name="stuck", timeout=0.2)(OVERRUN["threads"], "late")
+        report = describe(stuck)
+        queued = nap(0.05, "queued")
+    started = time.monotonic()
+    run = flow.run(executor="threads", max_workers=1)
+    took = time.monotonic() - started
+
+    assert run[stuck].state is State.TIMED_OUT
+    assert run.result(report) == "TaskTimeoutError"
+    assert run.result(queued) == "queued"
+    assert took < 0.9  # the stuck task was not waited for
+
+
+def test_sequential_interrupts_a_sleeping_task_in_the_main_thread():
+    with Flow("sequential-timeout") as flow:
+        stuck = nap.with_options(timeout=0.2)(5.0)
+        after = inc(1)
+    started = time.monotonic()
+    run = run_on(flow, "sequential")
+    took = time.monotonic() - started
+
+    assert run[stuck].state is State.TIMED_OUT
+    assert isinstance(run[stuck].error, TaskTimeoutError)
+    assert run.result(after) == 2
+    assert took < 2
+
+
+def test_sequential_outside_the_main_thread_marks_an_overrunning_task_timed_out():
+    with Flow("sequential-background-timeout") as flow:
+        stuck = nap.with_options(timeout=0.1)(0.3, "late")
+        after = inc(1)
+    run = run_on(flow, "sequential", background=True)
+    assert run.wait(5)
+
+    assert run[stuck].state is State.TIMED_OUT
+    assert isinstance(run[stuck].error, TaskTimeoutError)
+    assert "timeout" in str(run[stuck].error)
+    assert run.result(after) == 2
+
+
+# -- dead workers --------------------------------------------------------------------------
+
+
+def test_worker_that_dies_fails_only_its_own_task():
+    with Flow("dying") as flow:
+        dead = die(3)
+        bystander = nap(0.4, "alive")
+        chained = inc(nap.with_options(name="first")(0.1, 1))
+    run = run_on(flow, "processes")
+
+    assert run[dead].state is State.FAILED
+    assert isinstance(run[dead].error, WorkerDiedError)
+    assert "worker process died (exit code 3)" in str(run[dead].error)
+    assert run[dead].attempts == 1
+    assert run.result(bystander) == "alive"
+    assert run.result(chained) == 2
+    assert [r.name for r in run.failed] == ["die"]
+
+    with Flow("after-death") as flow:
+        again = inc.map([1, 2, 3])
+    next_run = run_on(flow, "processes")
+    assert next_run.ok
+    assert next_run.result(again) == [2, 3, 4]
+
+
+# -- configuring executors -------------------------------------------------------------------
+
+
+def test_executor_instances_are_accepted_and_keep_their_settings():
+    with Flow("instances") as flow:
+        spans = [interval.with_options(name=f"span{i}")(0.1) for i in range(3)]
+
+    serial = flow.run(executor=ThreadExecutor(max_workers=1))
+    intervals = sorted(serial.result(s) for s in spans)
+    for (_, end), (start, _) in pairwise(intervals):
+        assert end <= start  # one thread: no overlap
+
+    wide = flow.run(executor=ThreadExecutor(max_workers=4))
+    intervals = sorted(wide.result(s) for s in spans)
+    assert intervals[-1][0] < intervals[0][1]  # all three overlap
+
+    processes = flow.run(executor=ProcessExecutor(max_workers=2))
+    assert processes.ok
+    assert len(processes.to_pandas()) == 3
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: ThreadExecutor(max_workers=2), lambda: ProcessExecutor(max_workers=2)],
+    ids=["threads", "processes"],
+)
+def test_an_executor_instance_can_serve_several_runs(make):
+    executor = make()
+    with Flow("reused-executor") as flow:
+        xs = inc.map([1, 2, 3])
+    for _ in range(3):
+        run = flow.run(executor=executor)
+        assert run.ok, run.failed
+        assert run.result(xs) == [2, 3, 4]
+
+
+def test_unknown_executor_name_is_refused_with_a_suggestion():
+    with Flow("typo") as flow:
+        inc(1)
+    with pytest.raises(NbflowError, match="Did you mean 'threads'"):
+        flow.run(executor="thread")
+    with pytest.raises(NbflowError, match="Did you mean 'processes'"):
+        flow.run(executor="proceses")
+
+
+def test_eight_sleeping_tasks_on_eight_threads_finish_in_well_under_the_sequential_time():
+    with Flow("parallel") as flow:
+        nodes = [nap.with_options(name=f"nap{i}")(0.2, i) for i in range(8)]
+    started = time.monotonic()
+    run = flow.run(executor="threads", max_workers=8)
+    took = time.monotonic() - started
+
+    assert [run.result(n) for n in nodes] == list(range(8))
+    assert took < 1.0  # sequential: 1.6 s
