@@ -177,6 +177,7 @@ class Flow:
         self._calls: dict[Node, Call] = {}
         self._by_name: dict[str, Node] = {}
         self._names: dict[Node, str] = {}
+        self._next_suffix: dict[str, int] = {}
         self._up: dict[Node, dict[Node, None]] = {}
         self._down: dict[Node, dict[Node, None]] = {}
         self._edges: dict[Edge, None] = {}
@@ -418,11 +419,11 @@ class Flow:
     def _free_name(self, base: str) -> str:
         if base not in self._by_name:
             return base
-        for i in itertools.count(2):
-            candidate = f"{base}-{i}"
-            if candidate not in self._by_name:
-                return candidate
-        raise AssertionError("unreachable")
+        i = self._next_suffix.get(base, 2)
+        while f"{base}-{i}" in self._by_name:
+            i += 1
+        self._next_suffix[base] = i + 1
+        return f"{base}-{i}"
 
     def _insert(self, node: Node, call: Call, link: bool = True) -> None:
         name = node.name

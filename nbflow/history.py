@@ -31,13 +31,13 @@ CREATE TABLE IF NOT EXISTS task_runs (
     run_id TEXT NOT NULL, name TEXT NOT NULL, node TEXT NOT NULL, map_index INTEGER,
     mapped INTEGER NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL,
     error_type TEXT, error TEXT, traceback TEXT, logs TEXT, history TEXT,
-    start REAL, end REAL, key TEXT, cached INTEGER NOT NULL, reason TEXT,
-    PRIMARY KEY (run_id, name)
+    start REAL, end REAL, key TEXT, cached INTEGER NOT NULL, reason TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_start ON runs (start);
+CREATE INDEX IF NOT EXISTS task_runs_by_run ON task_runs (run_id);
 """
 
-_INSERT_TASK = "INSERT OR REPLACE INTO task_runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_INSERT_TASK = "INSERT INTO task_runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 _open: weakref.WeakValueDictionary[str, History] = weakref.WeakValueDictionary()
 _open_lock = threading.Lock()
 
@@ -128,6 +128,9 @@ class History:
             for item in batch:
                 if item[0] == "flush":
                     item[1].set()
+            # Drop references now: a batch holds task runs, their runs and results, which
+            # must not outlive the run while this thread waits for the next one.
+            del batch, item
 
     def _write(self, batch: list[Any]) -> None:
         if not batch:

@@ -63,7 +63,6 @@ class Capture:
 
 _local = threading.local()
 _install_lock = threading.Lock()
-_active = 0
 
 
 def current_capture() -> Capture | None:
@@ -72,6 +71,9 @@ def current_capture() -> Capture | None:
 
 
 class _StdoutRouter(io.TextIOBase):
+    """Stands in for ``sys.stdout``: a capturing thread's writes go to its buffer,
+    everyone else's to the stream it replaced. Installed once and left in place."""
+
     def __init__(self, target: TextIO) -> None:
         self.target = target
 
@@ -87,36 +89,48 @@ class _StdoutRouter(io.TextIOBase):
     def flush(self) -> None:
         self.target.flush()
 
+    def close(self) -> None:
+        pass  # never close the stream it stands in for
+
+    @property
+    def closed(self) -> bool:
+        return bool(getattr(self.target, "closed", False))
+
+    def fileno(self) -> int:
+        return self.target.fileno()
+
+    def isatty(self) -> bool:
+        return self.target.isatty()
+
     def __getattr__(self, name: str) -> Any:
         if name == "target":  # during interpreter shutdown the instance may be cleared
             raise AttributeError(name)
         return getattr(self.target, name)
 
 
+def _ensure_router() -> None:
+    # Checked at every capture: whoever replaced sys.stdout since (a notebook's
+    # %%capture, redirect_stdout, pytest) gets wrapped in turn.
+    if not isinstance(sys.stdout, _StdoutRouter):
+        with _install_lock:
+            if not isinstance(sys.stdout, _StdoutRouter):
+                sys.stdout = _StdoutRouter(sys.stdout)
+
+
 def begin(name: str, prints: bool, tee: bool = False) -> tuple[Capture, Capture | None]:
     """Start capturing this thread's records; pass the result to ``end``."""
-    global _active
     cap = Capture(name, prints, tee)
     previous = getattr(_local, "capture", None)
-    if prints:
-        with _install_lock:
-            if _active == 0 and not isinstance(sys.stdout, _StdoutRouter):
-                sys.stdout = _StdoutRouter(sys.stdout)
-            _active += 1
+    if prints and type(sys.stdout) is not _StdoutRouter:
+        _ensure_router()
     _local.capture = cap
     return cap, previous
 
 
 def end(cap: Capture, previous: Capture | None) -> None:
     """Stop the capture started by ``begin``."""
-    global _active
     _local.capture = previous
     cap.close()
-    if cap.prints:
-        with _install_lock:
-            _active -= 1
-            if _active == 0 and isinstance(sys.stdout, _StdoutRouter):
-                sys.stdout = sys.stdout.target
 
 
 @contextmanager

@@ -17,7 +17,6 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
 from functools import partial
 from typing import Any
 
@@ -31,7 +30,7 @@ from nbflow.errors import (
     UpstreamFailedError,
 )
 from nbflow.events import RUN_FINISHED, RUN_STARTED, TASK_STATE, Event, EventBus
-from nbflow.executor import Executor
+from nbflow.executor import Executor, OutcomeFuture
 from nbflow.flow import Flow, MapSource, Node
 from nbflow.hashing import Unhashable, digest, fingerprint, hash_value
 from nbflow.plan import NodePlan, compile_plan, materialize
@@ -208,6 +207,7 @@ class Engine:
             unit.reason = reason
         if state.is_finished:
             unit.end = now
+            unit._inputs = None  # do not keep inputs alive once they cannot be needed
             if unit.start is None:
                 unit.start = now
         if self.bus:
@@ -611,8 +611,6 @@ class Engine:
                             self._end_unit(self._plan_of[unit.node], unit, State.CACHED, now)
                             continue
                         unit.attempts += 1
-                        if unit.start is None:
-                            unit.start = now
                         self._set(unit, State.RUNNING, now)
                         task = unit.node.task
                         args, kwargs = unit._inputs
@@ -641,10 +639,10 @@ class Engine:
                 with self._lock:
                     self._dispatching = False
 
-    def _on_outcome(self, unit: TaskRun, future: Future[Outcome]) -> None:
+    def _on_outcome(self, unit: TaskRun, future: OutcomeFuture) -> None:
         if future.cancelled():
             return
-        outcome = future.result()
+        outcome: Outcome = future.result()
         plan = self._plan_of[unit.node]
         task = unit.node.task
         with self._lock:
@@ -652,6 +650,8 @@ class Engine:
                 return
             if outcome.logs:
                 unit.logs.extend(outcome.logs)
+            if unit.start is None:
+                unit.start = outcome.start  # the first attempt's start, not its wait for a worker
             error = outcome.error
             now = outcome.end or time.time()
             if error is None:

@@ -6,12 +6,11 @@ way) and always completes the future with an ``Outcome``, never an exception.
 
 from __future__ import annotations
 
-from concurrent.futures import Future
 from typing import Any, Protocol, runtime_checkable
 
 from nbflow.errors import NbflowError, did_you_mean
 from nbflow.executor.local import SequentialExecutor, ThreadExecutor
-from nbflow.worker import Attempt, Outcome
+from nbflow.worker import Attempt
 
 __all__ = [
     "Executor",
@@ -24,6 +23,16 @@ __all__ = [
 EXECUTOR_NAMES = ("threads", "processes", "sequential")
 
 
+class OutcomeFuture(Protocol):
+    """What ``submit`` returns: a ``Promise``, or e.g. a ``concurrent.futures.Future``."""
+
+    def add_done_callback(self, fn: Any, /) -> None: ...
+
+    def cancelled(self) -> bool: ...
+
+    def result(self) -> Any: ...
+
+
 @runtime_checkable
 class Executor(Protocol):
     """Runs attempts. ``inline`` executors run them in the thread that submits."""
@@ -31,7 +40,7 @@ class Executor(Protocol):
     name: str
     inline: bool
 
-    def submit(self, attempt: Attempt) -> Future[Outcome]: ...
+    def submit(self, attempt: Attempt) -> OutcomeFuture: ...
 
     def shutdown(self, cancel: bool = False) -> None: ...
 

@@ -8,23 +8,18 @@ import queue
 import signal
 import threading
 import time
-from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 from nbflow.errors import TaskTimeoutError
 from nbflow.logs import LogRecord
 from nbflow.timer import Timer
-from nbflow.worker import Attempt, Outcome, execute, failure
+from nbflow.worker import Attempt, Outcome, Promise, execute, failure
 
 log = logging.getLogger("nbflow")
 
 
-def _resolve(future: Future[Outcome], outcome: Outcome) -> bool:
-    try:
-        future.set_result(outcome)
-    except InvalidStateError:
-        return False
-    return True
+def _resolve(future: Promise, outcome: Outcome) -> bool:
+    return future.set_result(outcome)
 
 
 class SequentialExecutor:
@@ -39,9 +34,8 @@ class SequentialExecutor:
     name = "sequential"
     inline = True
 
-    def submit(self, attempt: Attempt) -> Future[Outcome]:
-        future: Future[Outcome] = Future()
-        future.set_running_or_notify_cancel()
+    def submit(self, attempt: Attempt) -> Promise:
+        future = Promise()
         if attempt.timeout is None:
             outcome = execute(attempt)
         elif threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
@@ -71,12 +65,15 @@ def _execute_with_alarm(attempt: Attempt, timeout: float) -> Outcome:
         raise TaskTimeoutError(f"Task '{attempt.label}' timed out after {timeout:g}s.")
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, timeout)
+    started = time.monotonic()
+    outer, _ = signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         outcome = execute(attempt)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer > 0:  # someone else's alarm (e.g. a test timeout) was armed: re-arm it
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - started), 1e-3))
     if isinstance(outcome.error, TaskTimeoutError):
         outcome.timed_out = True
     return outcome
@@ -90,7 +87,7 @@ class _Worker(threading.Thread):
         super().__init__(name=f"nbflow-worker-{number}", daemon=True)
         self.pool = pool
         self.capturing = False
-        self.slot: tuple[Attempt, Future[Outcome]] | None = None
+        self.slot: tuple[Attempt, Promise] | None = None
         self.abandoned = False
 
     def run(self) -> None:
@@ -104,7 +101,7 @@ class _Worker(threading.Thread):
                     return
             self.slot = None
             attempt, future = item
-            if not future.set_running_or_notify_cancel():
+            if future.done():  # cancelled while it waited
                 continue
             if attempt.timeout is not None:
                 pool._watch(self, attempt, future)
@@ -154,8 +151,8 @@ class ThreadExecutor:
     def __repr__(self) -> str:
         return f"ThreadExecutor(max_workers={self.max_workers})"
 
-    def submit(self, attempt: Attempt) -> Future[Outcome]:
-        future: Future[Outcome] = Future()
+    def submit(self, attempt: Attempt) -> Promise:
+        future = Promise()
         me = threading.current_thread()
         if isinstance(me, _Worker) and me.pool is self and me.capturing and me.slot is None:
             me.slot = (attempt, future)
@@ -174,7 +171,7 @@ class ThreadExecutor:
             self._workers.append(worker)
         worker.start()
 
-    def _watch(self, worker: _Worker, attempt: Attempt, future: Future[Outcome]) -> None:
+    def _watch(self, worker: _Worker, attempt: Attempt, future: Promise) -> None:
         if self._timer is None:
             with self._lock:
                 if self._timer is None:

@@ -18,14 +18,14 @@ import signal
 import tempfile
 import threading
 import time
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 from nbflow.errors import RemoteError, TaskTimeoutError, WorkerDiedError
 from nbflow.timer import Timer
-from nbflow.worker import Attempt, Outcome, execute, failure
+from nbflow.worker import Attempt, Outcome, Promise, execute, failure
 
 log = logging.getLogger("nbflow")
 
@@ -73,7 +73,7 @@ def _exit_code_text(exc: BaseException) -> str:
 @dataclass(eq=False)
 class _Job:
     attempt: Attempt
-    outer: Future[Outcome]
+    outer: Promise
     marker: str
     pool: Any = None
     submitted: float = field(default_factory=time.time)
@@ -115,13 +115,12 @@ class ProcessExecutor:
 
         return get_reusable_executor(max_workers=self.max_workers, timeout=300)
 
-    def submit(self, attempt: Attempt) -> Future[Outcome]:
+    def submit(self, attempt: Attempt) -> Promise:
         if not self._dir_ready:
             os.makedirs(self._dir, mode=0o700, exist_ok=True)
             self._dir_ready = True
         number = next(self._ids)
-        job = _Job(attempt, Future(), os.path.join(self._dir, str(number)))
-        job.outer.set_running_or_notify_cancel()
+        job = _Job(attempt, Promise(), os.path.join(self._dir, str(number)))
         with self._lock:
             self._jobs[number] = job
         self._send(number, job)
@@ -151,11 +150,7 @@ class ProcessExecutor:
     def _finish(self, number: int, job: _Job, outcome: Outcome) -> bool:
         with self._lock:
             self._jobs.pop(number, None)
-        try:
-            job.outer.set_result(outcome)
-        except InvalidStateError:
-            return False
-        return True
+        return job.outer.set_result(outcome)
 
     def _on_done(self, number: int, job: _Job, inner: Future[Any]) -> None:
         from joblib.externals.loky.process_executor import BrokenProcessPool
