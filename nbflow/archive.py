@@ -91,10 +91,15 @@ class LoadedRun:
                 tr.error = RecordedError(t["error_type"], t["error"])
             tr.traceback = t["traceback"]
             tr.logs = [LogRecord(*r) for r in json.loads(t["logs"])] if t["logs"] else []
-            tr.history = [
-                AttemptRecord(n, s, e, State(st), None if err is None else RecordedError("", err))
-                for n, s, e, st, err in (json.loads(t["history"]) if t["history"] else [])
-            ]
+            if t["history"]:
+                tr.history = [
+                    AttemptRecord(
+                        n, s, e, State(st), None if err is None else RecordedError("", err)
+                    )
+                    for n, s, e, st, err in json.loads(t["history"])
+                ]
+            elif t["attempts"] == 1:
+                tr.history = [AttemptRecord(1, t["start"], t["end"], State(t["state"]))]
             tr.start, tr.end, tr.key = t["start"], t["end"], t["key"]
             tr.cached = bool(t["cached"])
             tr.reason = t["reason"]

@@ -244,16 +244,16 @@ def _executor_name(run: Any) -> str:
 def _task_row(run_id: str, tr: Any, run: Any) -> tuple[Any, ...]:
     error = tr.error
     logs = json.dumps([[r.time, r.level, r.message] for r in tr.logs]) if tr.logs else None
-    history = (
-        json.dumps(
+    attempts = tr.history
+    if not attempts or (len(attempts) == 1 and attempts[0].error is None):
+        history = None  # one clean attempt: rebuilt from the row's own start, end and state
+    else:
+        history = json.dumps(
             [
                 [a.number, a.start, a.end, a.state.value, None if a.error is None else str(a.error)]
-                for a in tr.history
+                for a in attempts
             ]
         )
-        if tr.history
-        else None
-    )
     node_name = run.flow.name_of(tr.node) if run is not None else tr.node.name
     return (
         run_id,
