@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import baselines as bl
+from cache_workloads import bench_w4, bench_w5
 from harness import Config, Row, check, limit_row, measure, median, ratio_row, timed
 
 from nbflow import Flow, task
@@ -676,6 +677,8 @@ WORKLOADS: dict[str, Callable[[Config], Result]] = {
     "W2": bench_w2,
     "W6": bench_w6,
     "W3": bench_w3,
+    "W4": bench_w4,
+    "W5": bench_w5,
 }
 
 
