@@ -286,20 +286,7 @@ class Task(Generic[P, R]):
             return None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from nbflow.flow import current_flow
-
-        flow = current_flow()
-        wait_for = kwargs.pop("wait_for", None)
-        if flow is not None:
-            return flow._add_call(self, args, kwargs, mapped=False, wait_for=wait_for)
-        if wait_for is not None:
-            raise TaskDefinitionError(
-                f"Task '{self.name}': wait_for= only orders tasks inside 'with Flow(...)'; "
-                "outside a flow the task runs at once."
-            )
-        from nbflow.run import run_now
-
-        return run_now(self, args, kwargs, mapped=False)
+        return self._call(args, kwargs, mapped=False)
 
     def map(self, *args: Any, **kwargs: Any) -> Any:
         """Run the task once per element of its arguments (zipped); see ``unmapped``.
@@ -307,19 +294,23 @@ class Task(Generic[P, R]):
         Inside a flow this returns one mapped node whose children are created at run
         time; outside, it runs now and returns the list of results.
         """
+        return self._call(args, kwargs, mapped=True)
+
+    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any], mapped: bool) -> Any:
         from nbflow.flow import current_flow
 
         flow = current_flow()
         wait_for = kwargs.pop("wait_for", None)
         if flow is not None:
-            return flow._add_call(self, args, kwargs, mapped=True, wait_for=wait_for)
+            return flow._add_call(self, args, kwargs, mapped=mapped, wait_for=wait_for)
         if wait_for is not None:
             raise TaskDefinitionError(
-                f"Task '{self.name}': wait_for= only orders tasks inside 'with Flow(...)'."
+                f"Task '{self.name}': wait_for= only orders tasks inside 'with Flow(...)'; "
+                "outside a flow the task runs at once."
             )
         from nbflow.run import run_now
 
-        return run_now(self, args, kwargs, mapped=True)
+        return run_now(self, args, kwargs, mapped=mapped)
 
     def __repr__(self) -> str:
         return f"<Task '{self.name}'>"
