@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nbflow.errors import CycleError, FlowError, TaskDefinitionError, did_you_mean
-from nbflow.task import Task, node_refusal, unmapped
+from nbflow.task import Task, check_hooks, node_refusal, unmapped
 
 if TYPE_CHECKING:
     import graphviz
@@ -642,13 +642,4 @@ def _map_arguments(
 
 
 def _flow_hooks(name: str, option: str, value: Any) -> tuple[FlowHook, ...]:
-    if value is None:
-        return ()
-    hooks = tuple(value) if isinstance(value, (list, tuple)) else (value,)
-    for hook in hooks:
-        if not callable(hook):
-            raise FlowError(
-                f"Flow '{name}': expected {option} to be a callable hook(flow, flow_run) or "
-                f"a list of them, but got {hook!r}."
-            )
-    return hooks
+    return check_hooks(f"Flow '{name}'", option, value, "hook(flow, flow_run)", FlowError)

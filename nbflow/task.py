@@ -76,17 +76,26 @@ def _seconds(task_name: str, option: str, value: Any, *, allow_zero: bool) -> fl
     return float(value)
 
 
-def _hooks(task_name: str, option: str, value: Any) -> tuple[Hook, ...]:
+def check_hooks(
+    owner: str, option: str, value: Any, signature: str, error: type[Exception]
+) -> tuple[Hook, ...]:
+    """``value`` (None, a callable or a list of them) as a tuple of hooks."""
     if value is None:
         return ()
     hooks = tuple(value) if isinstance(value, (list, tuple)) else (value,)
     for hook in hooks:
         if not callable(hook):
-            raise TaskDefinitionError(
-                f"Task '{task_name}': expected {option} to be a callable hook(task, task_run) "
-                f"or a list of them, but got {hook!r}."
+            raise error(
+                f"{owner}: expected {option} to be a callable {signature} or a list of them, "
+                f"but got {hook!r}."
             )
     return hooks
+
+
+def _hooks(task_name: str, option: str, value: Any) -> tuple[Hook, ...]:
+    return check_hooks(
+        f"Task '{task_name}'", option, value, "hook(task, task_run)", TaskDefinitionError
+    )
 
 
 class Task(Generic[P, R]):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 from nbflow.errors import NbflowError, did_you_mean
-from nbflow.executor.local import SequentialExecutor, ThreadExecutor
+from nbflow.executor.local import SequentialExecutor, ThreadExecutor, check_max_workers
 from nbflow.worker import Attempt
 
 __all__ = [
@@ -56,10 +56,10 @@ def __getattr__(name: str) -> Any:
 
 def resolve_executor(spec: Any, max_workers: int | None) -> Executor:
     """An executor for ``flow.run(executor=..., max_workers=...)``."""
-    if max_workers is not None and (
-        isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
-    ):
-        raise NbflowError(f"Expected max_workers to be an int >= 1, but got {max_workers!r}.")
+    try:
+        check_max_workers(max_workers)
+    except ValueError as exc:
+        raise NbflowError(str(exc)) from None
     if isinstance(spec, str):
         if spec == "threads":
             return ThreadExecutor(max_workers)

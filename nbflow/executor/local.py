@@ -18,6 +18,14 @@ from nbflow.worker import Attempt, Outcome, Promise, execute, failure
 log = logging.getLogger("nbflow")
 
 
+def check_max_workers(max_workers: object) -> None:
+    """Refuse a ``max_workers`` that is not None or an int >= 1."""
+    if max_workers is not None and (
+        isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
+    ):
+        raise ValueError(f"Expected max_workers to be an int >= 1, but got {max_workers!r}.")
+
+
 def _resolve(future: Promise, outcome: Outcome) -> bool:
     return future.set_result(outcome)
 
@@ -137,10 +145,7 @@ class ThreadExecutor:
     inline = False
 
     def __init__(self, max_workers: int | None = None) -> None:
-        if max_workers is not None and (
-            isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
-        ):
-            raise ValueError(f"Expected max_workers to be an int >= 1, but got {max_workers!r}.")
+        check_max_workers(max_workers)
         self.max_workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()

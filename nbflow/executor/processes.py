@@ -24,6 +24,7 @@ from functools import partial
 from typing import Any
 
 from nbflow.errors import RemoteError, TaskTimeoutError, WorkerDiedError
+from nbflow.executor.local import check_max_workers
 from nbflow.timer import Timer
 from nbflow.worker import Attempt, Outcome, Promise, execute, failure
 
@@ -90,10 +91,7 @@ class ProcessExecutor:
     inline = False
 
     def __init__(self, max_workers: int | None = None) -> None:
-        if max_workers is not None and (
-            isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
-        ):
-            raise ValueError(f"Expected max_workers to be an int >= 1, but got {max_workers!r}.")
+        check_max_workers(max_workers)
         self.max_workers = max_workers or os.cpu_count() or 1
         self._lock = threading.Lock()
         self._jobs: dict[int, _Job] = {}
