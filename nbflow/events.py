@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from nbflow.state import State
 
@@ -17,12 +16,12 @@ TASK_STATE = "task_state"
 RUN_FINISHED = "run_finished"
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """One change in a run.
 
     ``kind`` is ``run_started``, ``task_state`` (``task_run`` changed to ``state``) or
-    ``run_finished`` (``state`` is the run's). ``run`` is the ``FlowRun``.
+    ``run_finished`` (``state`` is the run's). ``run`` is the ``FlowRun``. A named
+    tuple: immutable and cheap, since a run emits a few per task.
     """
 
     kind: str

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from nbflow.state import State
 
@@ -21,9 +20,8 @@ class _Unloaded:
 UNLOADED: Any = _Unloaded()  # a recorded task run's value, not read from the store yet
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
-    """One attempt of a task run."""
+class AttemptRecord(NamedTuple):
+    """One attempt of a task run (a named tuple)."""
 
     number: int
     start: float

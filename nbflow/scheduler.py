@@ -645,6 +645,10 @@ class Engine:
         outcome: Outcome = future.result()
         plan = self._plan_of[unit.node]
         task = unit.node.task
+        if outcome.error is None and unit.key is not None and task.cache and self.store:
+            # Persist before the task counts as done: once a run has ended, every result
+            # it reported is on disk, even if the process exits right after.
+            self.store.set(unit.key, outcome.value, task=task.name, expire=task.cache_expire)
         with self._lock:
             if unit.state.is_finished or self.finished.is_set():
                 return
@@ -691,8 +695,6 @@ class Engine:
                     self._end_unit(plan, unit, state, now, f"{type(error).__name__}: {error}")
                     self._hook(task.on_failure, unit)
             self._drain()
-        if error is None and self.store is not None and unit.key is not None and task.cache:
-            self.store.set(unit.key, outcome.value, task=task.name, expire=task.cache_expire)
         self._flush()
         self._kick()
 

@@ -11,15 +11,17 @@ import traceback as _tb
 from _thread import allocate_lock as _allocate_lock
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from nbflow import logs
 from nbflow.logs import LogRecord
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """What a worker needs to run one attempt: the function, its inputs and options."""
+class Attempt(NamedTuple):
+    """What a worker needs to run one attempt: the function, its inputs and options.
+
+    (A named tuple: immutable, and cheap to create once per attempt.)
+    """
 
     fn: Callable[..., Any]
     args: tuple[Any, ...]
