@@ -14,6 +14,7 @@ import logging
 import os
 import pathlib
 import pickle
+import sqlite3
 import stat
 import threading
 import time
@@ -99,8 +100,6 @@ def _make_disk() -> Any:
                 return size, diskcache.core.MODE_PICKLE, filename, None
             data = pickle.dumps(value, protocol=5)
             if len(data) < FILE_THRESHOLD:
-                import sqlite3
-
                 return 0, diskcache.core.MODE_PICKLE, None, sqlite3.Binary(data)
             filename, full_path = self.filename(key, value)
             with _open_new(full_path) as fh:
@@ -224,7 +223,10 @@ class ResultStore:
             return default
         try:
             return self.cache.get(key, default=default, retry=True)
-        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as exc:
+        except (sqlite3.Error, OSError) as exc:  # the store itself is unusable
+            self._disable(f"{type(exc).__name__}: {exc}")
+            return default
+        except Exception as exc:  # unpickling a damaged entry can raise almost anything
             warnings.warn(
                 f"nbflow: the cached result '{key}' in '{self.path}' could not be read "
                 f"({type(exc).__name__}: {exc}); it is recomputed.",
@@ -232,9 +234,6 @@ class ResultStore:
                 stacklevel=2,
             )
             self.delete(key)
-            return default
-        except Exception as exc:  # sqlite3 errors, OSError: the store is unusable
-            self._disable(f"{type(exc).__name__}: {exc}")
             return default
 
     def get_many(self, keys: list[str]) -> dict[str, Any]:
@@ -258,19 +257,24 @@ class ResultStore:
             return False
         try:
             self.cache.set(key, value, expire=expire, retry=True, tag=task)
-        except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
+        except (sqlite3.Error, OSError) as exc:  # full disk, read-only store, locked database
+            self._disable(f"{type(exc).__name__}: {exc}")
+            return False
+        except Exception as exc:  # pickling the value failed, whatever the exception type
             self.delete(key)
             warnings.warn(
                 f"Task '{task}' returned a {type(value).__name__} that cannot be pickled "
-                f"({exc}); it stays in memory for this run but is not cached.",
+                f"({type(exc).__name__}: {exc}); it stays in memory for this run but is not "
+                "cached.",
                 CacheWarning,
                 stacklevel=2,
             )
             return False
-        except Exception as exc:  # full disk, read-only store, locked database
-            self._disable(f"{type(exc).__name__}: {exc}")
-            return False
         return True
+
+    def begin_run(self) -> None:
+        """A new run tries the store again, even if it failed during an earlier one."""
+        self.disabled = None
 
     def delete(self, key: str) -> None:
         try:

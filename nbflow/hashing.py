@@ -96,6 +96,15 @@ def is_user_code(obj: Any) -> bool:
     return not filename.startswith(_INSTALLED)
 
 
+def _is_user_module(module: types.ModuleType) -> bool:
+    filename = getattr(module, "__file__", None)
+    if not filename or module.__name__.split(".")[0] == "nbflow":
+        return False
+    if "site-packages" in filename or "dist-packages" in filename:
+        return False
+    return not filename.startswith(_INSTALLED)
+
+
 class _StripDocstrings(ast.NodeTransformer):
     def _strip(self, node: Any) -> Any:
         self.generic_visit(node)
@@ -140,10 +149,18 @@ def _code_bytes(code: types.CodeType) -> bytes:
 
 
 def _global_names(code: types.CodeType) -> list[str]:
+    """Global names a function reads, and ``name.attr`` for attributes read off them
+    (``utils.clean(x)`` reads ``utils`` and ``utils.clean``)."""
     names: dict[str, None] = {}
+    previous: str | None = None
     for ins in dis.get_instructions(code):
         if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME") and isinstance(ins.argval, str):
             names[ins.argval] = None
+            previous = ins.argval
+            continue
+        if previous is not None and ins.opname in ("LOAD_ATTR", "LOAD_METHOD"):
+            names[f"{previous}.{ins.argval}"] = None
+        previous = None
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             names.update(dict.fromkeys(_global_names(const)))
@@ -188,7 +205,14 @@ def _fingerprint(fn: Any, seen: dict[int, str]) -> str:
         parts = [body.encode()]
         fn_globals = fn.__globals__
         for name in names:
-            if name in fn_globals:
+            if "." in name:  # an attribute of a module of the user's project
+                base, _, attr = name.partition(".")
+                module = fn_globals.get(base)
+                if isinstance(module, types.ModuleType) and _is_user_module(module):
+                    parts.append(name.encode())
+                    value = getattr(module, attr, None)
+                    parts.append(_dependency(value, f"'{name}'", seen).encode())
+            elif name in fn_globals:
                 parts.append(name.encode())
                 parts.append(_dependency(fn_globals[name], f"global '{name}'", seen).encode())
             elif not hasattr(builtins, name):

@@ -253,6 +253,8 @@ def start_run(
     results = (
         None if store is False else store if isinstance(store, ResultStore) else open_store(store)
     )
+    if results is not None:
+        results.begin_run()
     exe = resolve_executor(executor, max_workers)
     bus = EventBus()
     for listener in listeners:
