@@ -48,30 +48,42 @@ def store_path(path: str | os.PathLike[str] | None = None) -> pathlib.Path:
     return pathlib.Path.cwd() / ".nbflow"
 
 
-def check_permissions(path: pathlib.Path) -> None:
-    """Refuse a store that another user owns or that group or others can write."""
-    uid = os.getuid() if hasattr(os, "getuid") else None
+def check_permissions(path: pathlib.Path, deep: bool = False) -> None:
+    """Refuse a store that another user owns or that group or others can write.
+
+    Always checked: the store, its entries and those of ``cache/``. With ``deep``,
+    every directory below too: when no directory can be written by others, no
+    other user can put a file there.
+    """
     candidates = [path, *(p for p in path.iterdir())] if path.is_dir() else [path]
-    for sub in (path / "cache",):
-        if sub.is_dir():
-            candidates.extend(sub.iterdir())
+    cache_dir = path / "cache"
+    if cache_dir.is_dir():
+        candidates.extend(cache_dir.iterdir())
+        if deep:
+            for root, dirs, _ in os.walk(cache_dir):
+                candidates.extend(pathlib.Path(root, d) for d in dirs)
     for p in candidates:
-        try:
-            st = p.lstat()
-        except FileNotFoundError:
-            continue
-        if uid is not None and st.st_uid != uid:
-            raise UnsafeStoreError(
-                f"The nbflow store '{path}' holds '{p}', owned by another user (uid "
-                f"{st.st_uid}); loading results from it could run their code. Use a store "
-                "of your own: set NBFLOW_HOME to another directory."
-            )
-        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise UnsafeStoreError(
-                f"The nbflow store '{path}' can be written by other users ('{p}' is "
-                f"group- or world-writable); loading results from it could run their code. "
-                f"Fix it with: chmod -R go-w '{path}'  (or set NBFLOW_HOME to another directory)."
-            )
+        _check_one(path, p)
+
+
+def _check_one(store: pathlib.Path, p: pathlib.Path) -> None:
+    try:
+        st = p.lstat()
+    except FileNotFoundError:
+        return
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    if uid is not None and st.st_uid != uid:
+        raise UnsafeStoreError(
+            f"The nbflow store '{store}' holds '{p}', owned by another user (uid "
+            f"{st.st_uid}); loading results from it could run their code. Use a store "
+            "of your own: set NBFLOW_HOME to another directory."
+        )
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UnsafeStoreError(
+            f"The nbflow store '{store}' can be written by other users ('{p}' is "
+            f"group- or world-writable); loading results from it could run their code. "
+            f"Fix it with: chmod -R go-w '{store}'  (or set NBFLOW_HOME to another directory)."
+        )
 
 
 def prepare_home(path: pathlib.Path) -> pathlib.Path:
@@ -79,7 +91,7 @@ def prepare_home(path: pathlib.Path) -> pathlib.Path:
     if not path.exists():
         path.mkdir(parents=True, mode=0o700, exist_ok=True)
         os.chmod(path, 0o700)
-    check_permissions(path)
+    check_permissions(path, deep=True)
     return path
 
 

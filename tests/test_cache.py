@@ -821,3 +821,16 @@ def test_two_processes_running_one_flow_at_once_both_succeed_and_the_store_stays
     assert third.returncode == 0, third.stderr
     assert third.stdout.split() == ["success", str(expected_total), "7"]
     assert _executed(log) == []
+
+
+def test_a_group_writable_directory_deep_in_the_store_is_refused(_private_store):
+    from nbflow.cache import ResultStore, UnsafeStoreError
+
+    store = ResultStore(_private_store / "deep")
+    assert store.set("k", bytes(200_000), task="big")  # stored in a file two levels down
+    value_dirs = [d for d in (_private_store / "deep" / "cache").rglob("*") if d.is_dir()]
+    deepest = max(value_dirs, key=lambda d: len(d.parts))
+    assert len(deepest.relative_to(_private_store / "deep" / "cache").parts) == 2
+    os.chmod(deepest, 0o770)
+    with pytest.raises(UnsafeStoreError, match="chmod -R go-w"):
+        ResultStore(_private_store / "deep")
