@@ -5,11 +5,14 @@
 
 from __future__ import annotations
 
-from nbflow.errors import FAIL, SKIP, NbflowError, NbflowWarning
+from nbflow import events
+from nbflow.control import Parameter, case, flatten, merge
+from nbflow.errors import FAIL, RETRY, SKIP, SUCCESS, NbflowError, NbflowWarning
 from nbflow.flow import Flow, Node
 from nbflow.logs import get_logger
 from nbflow.state import State
 from nbflow.task import Task, task, unmapped
+from nbflow.triggers import some_failed
 
 __version__ = "0.1.0"
 
@@ -25,19 +28,27 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "FAIL",
+    "RETRY",
     "SKIP",
+    "SUCCESS",
     "Flow",
     "NbflowError",
     "NbflowWarning",
     "Node",
+    "Parameter",
     "State",
     "Task",
     "__version__",
     "cache_info",
+    "case",
     "clear_cache",
+    "events",
+    "flatten",
     "get_logger",
     "load_run",
+    "merge",
     "runs",
+    "some_failed",
     "task",
     "unmapped",
 ]

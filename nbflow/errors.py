@@ -79,6 +79,26 @@ class FAIL(Signal):
     """Raise inside a task to fail it at once, with no further retries."""
 
 
+class SUCCESS(Signal):
+    """Raise inside a task to end it at once as a success, with ``result`` as its value.
+
+    >>> from nbflow import task, SUCCESS
+    >>> @task(cache=False)
+    ... def early():
+    ...     raise SUCCESS("nothing to do", result=0)
+    >>> early()
+    0
+    """
+
+    def __init__(self, message: str = "", result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class RETRY(Signal):
+    """Raise inside a task to retry it now (it counts against the task's ``retries``)."""
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """A ``" Did you mean 'x'?"`` suffix for an error message, or ``""``."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)

@@ -34,6 +34,38 @@ class Event(NamedTuple):
 
 Listener = Callable[[Event], Any]
 
+_process_listeners: tuple[Listener, ...] = ()
+_process_lock = threading.Lock()
+
+
+def subscribe(listener: Listener) -> Callable[[], None]:
+    """Call ``listener(event)`` for every event of every run started in this process
+    from now on (the widget and the history use the same events). Returns a function
+    that unsubscribes. A listener that raises is logged; it never changes a run.
+
+    >>> import nbflow
+    >>> seen = []
+    >>> unsubscribe = nbflow.events.subscribe(seen.append)
+    >>> unsubscribe()
+    """
+    global _process_listeners
+    if not callable(listener):
+        raise TypeError(f"subscribe() needs a callable listener(event), but got {listener!r}.")
+    with _process_lock:
+        _process_listeners = (*_process_listeners, listener)
+
+    def unsubscribe() -> None:
+        global _process_listeners
+        with _process_lock:
+            _process_listeners = tuple(x for x in _process_listeners if x is not listener)
+
+    return unsubscribe
+
+
+def process_listeners() -> tuple[Listener, ...]:
+    """The listeners given to ``subscribe``."""
+    return _process_listeners
+
 
 class EventBus:
     """Calls each subscriber for each event, in the thread that emitted it.

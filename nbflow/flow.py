@@ -25,8 +25,19 @@ if TYPE_CHECKING:
 
 _current: contextvars.ContextVar[Flow | None] = contextvars.ContextVar("nbflow_flow", default=None)
 _registry: weakref.WeakValueDictionary[str, Flow] = weakref.WeakValueDictionary()
+# The condition nodes of the ``case`` blocks open in this context (see nbflow.control).
+active_case: contextvars.ContextVar[tuple[Node, ...]] = contextvars.ContextVar(
+    "nbflow_case", default=()
+)
 _ids = itertools.count(1)
 FlowHook = Callable[[Any, Any], Any]
+
+
+def _getitem(value: Any, key: Any) -> Any:
+    return value[key]
+
+
+_GETITEM: Task[Any, Any] = Task(_getitem, name="getitem", cache=False)
 
 
 def current_flow() -> Flow | None:
@@ -65,8 +76,28 @@ class Node:
     def __len__(self) -> int:
         raise TypeError(node_refusal(self, "len()"))
 
-    def __getitem__(self, item: Any) -> Any:
-        raise TypeError(node_refusal(self, "indexing"))
+    def __getitem__(self, key: Any) -> Node:
+        """A node selecting ``result[key]``, inside ``with Flow``: ``node["a"]``, ``node[0]``."""
+        flow = current_flow()
+        if flow is None or self not in flow._calls:
+            raise TypeError(
+                node_refusal(self, "indexing outside its flow's 'with' block")
+                + " Inside 'with flow:', node[key] makes a node that selects from its result."
+            )
+        try:
+            hash(key)
+        except TypeError:
+            raise TypeError(
+                f"Cannot index node '{self.name}' with {key!r}: use a hashable key "
+                "(an int, a string, a tuple)."
+            ) from None
+        return flow._add_call(
+            _GETITEM.with_options(name=f"{self.name}[{key!r}]"),
+            (self, key),
+            {},
+            mapped=False,
+            wait_for=None,
+        )
 
     def __getattr__(self, item: str) -> Any:
         if item.startswith("__"):
@@ -167,6 +198,7 @@ class Flow:
         *,
         on_failure: FlowHook | Iterable[FlowHook] | None = None,
         on_success: FlowHook | Iterable[FlowHook] | None = None,
+        on_state_change: FlowHook | Iterable[FlowHook] | None = None,
         _register: bool = True,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
@@ -174,6 +206,14 @@ class Flow:
         self.name = name
         self.on_failure = _flow_hooks(name, "on_failure", on_failure)
         self.on_success = _flow_hooks(name, "on_success", on_success)
+        self.on_state_change = check_hooks(
+            f"Flow '{name}'",
+            "on_state_change",
+            on_state_change,
+            "hook(task, task_run, old_state, new_state)",
+            FlowError,
+        )
+        self._reference: tuple[Node, ...] | None = None
         self._calls: dict[Node, Call] = {}
         self._by_name: dict[str, Node] = {}
         self._names: dict[Node, str] = {}
@@ -213,6 +253,41 @@ class Flow:
     def name_of(self, node: Node) -> str:
         """The name of ``node`` in this flow (unique within it)."""
         return self._names.get(node, node.name)
+
+    def parameters(self) -> dict[str, Any]:
+        """The flow's ``Parameter`` tasks by name."""
+        return {n.task.name: n.task for n in self._calls if hasattr(n.task, "required")}
+
+    @property
+    def reference_tasks(self) -> tuple[Node, ...]:
+        """The nodes whose states decide the flow's state (all of them unless set)."""
+        return self._reference if self._reference is not None else self.tasks
+
+    def set_reference_tasks(self, tasks: Iterable[Node | Task[Any, Any] | str]) -> None:
+        """Make the flow's ``ok``/``state`` depend on these tasks only (e.g. not on cleanup).
+
+        >>> from nbflow import Flow, task
+        >>> @task(cache=False)
+        ... def work():
+        ...     raise ValueError("broken")
+        >>> @task(cache=False, trigger="all_finished")
+        ... def cleanup(_):
+        ...     return "cleaned"
+        >>> with Flow("ref") as flow:
+        ...     done = cleanup(work())
+        >>> flow.set_reference_tasks([done])
+        >>> flow.run(executor="sequential").ok
+        True
+        """
+        if isinstance(tasks, (Node, Task, str)):
+            tasks = [tasks]
+        nodes = tuple(self.node(t) for t in tasks)
+        if not nodes:
+            raise FlowError(
+                f"Flow '{self.name}': set_reference_tasks() needs at least one task; "
+                "to let every task count again, use flow.set_reference_tasks(flow.tasks)."
+            )
+        self._reference = nodes
 
     def call(self, node: Node | Task[Any, Any] | str) -> Call:
         """How ``node`` is called in this flow."""
@@ -385,9 +460,14 @@ class Flow:
     def copy(self) -> Flow:
         """A new flow with the same nodes and edges (not registered under the name)."""
         new = Flow(
-            self.name, on_failure=self.on_failure, on_success=self.on_success, _register=False
+            self.name,
+            on_failure=self.on_failure,
+            on_success=self.on_success,
+            on_state_change=self.on_state_change,
+            _register=False,
         )
         new.update(self)
+        new._reference = self._reference
         return new
 
     # -- running ---------------------------------------------------------------
@@ -522,7 +602,7 @@ class Flow:
                 for up in iter_nodes(inner):
                     self._link(up, node)
                     self._edges[Edge(up, node, key, is_mapped)] = None
-            for dep in _as_list(wait_for):
+            for dep in [*_as_list(wait_for), *_case_conditions(self)]:
                 up = self._resolve(self._substitute(dep))
                 self._link(up, node)
                 self._edges[Edge(up, node)] = None
@@ -561,6 +641,10 @@ class Flow:
         if t is dict:
             return {k: self._substitute(v) for k, v in value.items()}
         return value
+
+
+def _case_conditions(flow: Flow) -> tuple[Node, ...]:
+    return tuple(n for n in active_case.get() if n in flow._calls)
 
 
 def _as_list(wait_for: Any) -> list[Any]:

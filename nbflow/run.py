@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from nbflow.cache import ResultStore, open_store
 from nbflow.errors import NbflowWarning, RunError, UpstreamFailedError
-from nbflow.events import Event, EventBus, Listener
+from nbflow.events import Event, EventBus, Listener, process_listeners
 from nbflow.executor import SequentialExecutor, resolve_executor
-from nbflow.flow import Flow, Node
+from nbflow.flow import Call, Flow, Node
 from nbflow.history import open_history
 from nbflow.records import TaskRun
 from nbflow.scheduler import Engine, cancelled_error
@@ -54,6 +54,8 @@ class FlowRun:
         self._executor_spec = executor_spec
         self._max_workers = max_workers
         self._thread: threading.Thread | None = None
+        self._source_flow = flow
+        self.parameters: dict[str, Any] = {}
 
     # -- overall -----------------------------------------------------------------
     @property
@@ -214,7 +216,8 @@ class FlowRun:
         options.setdefault("executor", self._executor_spec)
         if options["executor"] == self._executor_spec:
             options.setdefault("max_workers", self._max_workers)
-        return start_run(flow or self.flow, prior=prior, **options)
+        options.setdefault("parameters", self.parameters)
+        return start_run(flow or self._source_flow, prior=prior, **options)
 
     def visualize(self) -> graphviz.Digraph:
         """The flow drawn with this run's states."""
@@ -236,16 +239,25 @@ def start_run(
     echo: bool = False,
     refresh: bool = False,
     store: Any = None,
+    parameters: dict[str, Any] | None = None,
     **unknown: Any,
 ) -> FlowRun:
     """Start a run of ``flow`` (what ``flow.run()`` calls)."""
-    if unknown:
-        from nbflow.errors import did_you_mean
+    declared = flow.parameters()
+    values = dict(parameters or {})
+    for key, value in unknown.items():
+        if key not in declared:
+            from nbflow.errors import did_you_mean
 
-        key = next(iter(unknown))
-        raise RunError(
-            f"flow.run() got an unexpected option '{key}'.{did_you_mean(key, _RUN_OPTIONS)}"
-        )
+            names = (*_RUN_OPTIONS, *declared)
+            known = f" The flow's parameters: {', '.join(declared)}." if declared else ""
+            raise RunError(
+                f"flow.run() got an unexpected option '{key}'.{did_you_mean(key, names)}{known}"
+            )
+        values[key] = value
+    source_flow = flow
+    if declared or values:
+        flow = _with_parameters(flow, declared, values)
     if not isinstance(background, bool):
         raise RunError(f"Expected background to be True or False, but got {background!r}.")
     if not isinstance(refresh, bool):
@@ -257,7 +269,7 @@ def start_run(
         results.begin_run()
     exe = resolve_executor(executor, max_workers)
     bus = EventBus()
-    for listener in listeners:
+    for listener in (*process_listeners(), *listeners):
         bus.subscribe(listener)
     engine = Engine(
         flow, exe, new_run_id(), bus=bus, prior=prior, echo=echo, store=results, refresh=refresh
@@ -273,6 +285,8 @@ def start_run(
                 stacklevel=3,
             )
     run = FlowRun(flow, engine, executor, max_workers)
+    run._source_flow = source_flow
+    run.parameters = values
     engine.owner = run
     if background:
         thread = threading.Thread(
@@ -283,6 +297,31 @@ def start_run(
     else:
         engine.drive()
     return run
+
+
+def _with_parameters(flow: Flow, declared: dict[str, Any], values: dict[str, Any]) -> Flow:
+    """A copy of ``flow`` whose parameter nodes are called with this run's values."""
+    listing = ", ".join(declared) or "none"
+    unknown = [k for k in values if k not in declared]
+    if unknown:
+        raise RunError(
+            f"Flow '{flow.name}' has no parameter '{unknown[0]}'. Its parameters: {listing}."
+        )
+    missing = [n for n, p in declared.items() if p.required and n not in values]
+    if missing:
+        raise RunError(
+            f"Flow '{flow.name}' needs a value for parameter '{missing[0]}'; pass it with "
+            f"flow.run(parameters={{'{missing[0]}': ...}}). Its parameters: {listing}."
+        )
+    run_flow = flow.copy()
+    for node in run_flow.tasks:
+        name = node.task.name
+        if declared.get(name) is not node.task:
+            continue
+        value = values[name] if name in values else declared[name].default
+        run_flow._calls[node] = Call((value,), {}, False)
+    run_flow.version += 1
+    return run_flow
 
 
 def run_now(

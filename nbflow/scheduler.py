@@ -23,9 +23,10 @@ from typing import Any
 from nbflow.cache import CacheWarning, ResultStore
 from nbflow.errors import (
     FAIL,
+    RETRY,
     SKIP,
+    SUCCESS,
     CancelledError,
-    NbflowError,
     TaskTimeoutError,
     UpstreamFailedError,
 )
@@ -35,8 +36,9 @@ from nbflow.flow import Flow, MapSource, Node
 from nbflow.hashing import Unhashable, digest, fingerprint, hash_value
 from nbflow.plan import NodePlan, compile_plan, materialize
 from nbflow.records import UNLOADED, AttemptRecord, TaskRun
-from nbflow.state import FAILED_STATES, State
+from nbflow.state import State
 from nbflow.timer import Timer
+from nbflow.triggers import trigger_met
 from nbflow.worker import Attempt, Outcome
 
 log = logging.getLogger("nbflow")
@@ -56,20 +58,6 @@ class _ChildValues:
 
     def __getitem__(self, i: int) -> Any:
         return self.engine._value_of(self.children[i])
-
-
-def _trigger_met(trigger: str, states: list[State]) -> tuple[bool, str]:
-    if not states or trigger == "all_finished":
-        return True, ""
-    if trigger == "all_successful":
-        return all(s in _OK for s in states), "an upstream task did not succeed"
-    if trigger == "any_failed":
-        return any(s in FAILED_STATES for s in states), "no upstream task failed"
-    if trigger == "all_failed":
-        return all(s in FAILED_STATES for s in states), "not every upstream task failed"
-    if trigger == "any_successful":
-        return any(s.is_successful for s in states), "no upstream task succeeded"
-    raise NbflowError(f"unknown trigger {trigger!r}")
 
 
 class Engine:
@@ -110,7 +98,7 @@ class Engine:
         self._ready: deque[TaskRun] = deque()
         self._work: deque[Callable[[], None]] = deque()
         self._events: list[Event] = []
-        self._hooks: list[tuple[Callable[..., Any], Any, Any]] = []
+        self._hooks: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         self._dispatching = False
         self._remaining = len(self.plans)
         self._driver: threading.Thread | None = None
@@ -202,7 +190,12 @@ class Engine:
             self._events.append(Event(kind, self.run_id, time.time(), state, run=self.owner))
 
     def _set(self, unit: TaskRun, state: State, now: float, reason: str | None = None) -> None:
+        old = unit.state
         unit.state = state
+        task = unit.node.task
+        if task.on_state_change or self.flow.on_state_change:
+            for hook in (*task.on_state_change, *self.flow.on_state_change):
+                self._hooks.append((hook, (task, unit, old, state)))
         if reason is not None:
             unit.reason = reason
         if state.is_finished:
@@ -244,11 +237,11 @@ class Engine:
         if State.CANCELLED in states:
             self._end_unit(plan, unit, State.CANCELLED, now, "an upstream task was cancelled")
             return
-        if skipped:
+        if skipped and plan.node.task.skip_on_upstream_skip:
             self._end_unit(plan, unit, State.SKIPPED, now, "an upstream task was skipped")
             return
         trigger = plan.node.task.trigger
-        met, why = _trigger_met(trigger, states)
+        met, why = trigger_met(trigger, states)
         if not met:
             if trigger == "all_successful":
                 bad = self._first_bad_upstream(plan, unit.map_index)
@@ -564,9 +557,11 @@ class Engine:
         if self.finished.is_set():
             return
         self.end = time.time()
+        reference = self.flow._reference
+        deciding = [self.runs[n] for n in reference] if reference else self.runs.values()
         if self.cancelled:
             self.state = State.CANCELLED
-        elif all(r.state in _OK for r in self.runs.values()):
+        elif all(r.state in _OK for r in deciding):
             self.state = State.SUCCESS
         else:
             self.state = State.FAILED
@@ -670,6 +665,11 @@ class Engine:
                     AttemptRecord(unit.attempts, outcome.start, now, State.SKIPPED, error)
                 )
                 self._end_unit(plan, unit, State.SKIPPED, now, error.message or "raised SKIP")
+            elif isinstance(error, SUCCESS):
+                unit._value = error.result
+                unit.history.append(AttemptRecord(unit.attempts, outcome.start, now, State.SUCCESS))
+                self._end_unit(plan, unit, State.SUCCESS, now, error.message or None)
+                self._hook(task.on_success, unit)
             else:
                 state = (
                     State.TIMED_OUT
@@ -682,15 +682,14 @@ class Engine:
                 if (
                     not isinstance(error, FAIL)
                     and unit.attempts <= task.retries
-                    and isinstance(error, task.retry_on)
+                    and isinstance(error, (*task.retry_on, RETRY))
                 ):
                     self._set(
                         unit, State.RETRYING, now, f"attempt {unit.attempts} {state.value}: {error}"
                     )
                     self._hook(task.on_retry, unit)
-                    self._schedule_retry(
-                        unit, task.retry_delay, task.retry_backoff, task.retry_jitter
-                    )
+                    delay = 0.0 if isinstance(error, RETRY) else task.retry_delay
+                    self._schedule_retry(unit, delay, task.retry_backoff, task.retry_jitter)
                 else:
                     self._end_unit(plan, unit, state, now, f"{type(error).__name__}: {error}")
                     self._hook(task.on_failure, unit)
@@ -720,7 +719,7 @@ class Engine:
     # -- hooks and events (called without the lock) ---------------------------------
     def _hook(self, hooks: tuple[Callable[..., Any], ...], unit: TaskRun) -> None:
         for hook in hooks:
-            self._hooks.append((hook, unit.node.task, unit))
+            self._hooks.append((hook, (unit.node.task, unit)))
 
     def _flush(self) -> None:
         # Serialised, so events reach listeners in the order they happened, whichever
@@ -731,13 +730,13 @@ class Engine:
                 hooks, self._hooks = self._hooks, []
             for event in events:
                 self.bus.emit(event)
-            for hook, obj, run in hooks:
-                self._call_hook(hook, obj, run)
+            for hook, args in hooks:
+                self._call_hook(hook, *args)
 
     @staticmethod
-    def _call_hook(hook: Callable[..., Any], obj: Any, run: Any) -> None:
+    def _call_hook(hook: Callable[..., Any], *args: Any) -> None:
         try:
-            hook(obj, run)
+            hook(*args)
         except Exception:
             name = getattr(hook, "__qualname__", repr(hook))
             log.exception("nbflow: hook '%s' raised; the run's outcome is unchanged", name)

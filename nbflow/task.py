@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from nbflow.errors import TaskDefinitionError, did_you_mean
+from nbflow.triggers import TRIGGERS, Trigger
 
 if TYPE_CHECKING:
     from nbflow.flow import Node
@@ -17,7 +18,6 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-TRIGGERS = ("all_successful", "all_finished", "any_failed", "all_failed", "any_successful")
 Hook = Callable[[Any, Any], Any]
 
 _OPTION_NAMES = (
@@ -37,6 +37,9 @@ _OPTION_NAMES = (
     "on_failure",
     "on_retry",
     "on_success",
+    "on_state_change",
+    "skip_on_upstream_skip",
+    "nout",
 )
 
 
@@ -123,7 +126,7 @@ class Task(Generic[P, R]):
     retry_jitter: float
     retry_on: tuple[type[BaseException], ...]
     timeout: float | None
-    trigger: str
+    trigger: str | Trigger
     cache: bool
     cache_expire: float | None
     cache_version: str | None
@@ -132,6 +135,9 @@ class Task(Generic[P, R]):
     on_failure: tuple[Hook, ...]
     on_retry: tuple[Hook, ...]
     on_success: tuple[Hook, ...]
+    on_state_change: tuple[Hook, ...]
+    skip_on_upstream_skip: bool
+    nout: int | None
 
     def __init__(
         self,
@@ -144,7 +150,7 @@ class Task(Generic[P, R]):
         retry_jitter: float = 0.0,
         retry_on: type[BaseException] | Sequence[type[BaseException]] = (Exception,),
         timeout: float | _dt.timedelta | None = None,
-        trigger: str = "all_successful",
+        trigger: str | Trigger = "all_successful",
         cache: bool = True,
         cache_expire: float | _dt.timedelta | None = None,
         cache_version: str | int | None = None,
@@ -153,6 +159,9 @@ class Task(Generic[P, R]):
         on_failure: Hook | Sequence[Hook] | None = None,
         on_retry: Hook | Sequence[Hook] | None = None,
         on_success: Hook | Sequence[Hook] | None = None,
+        on_state_change: Hook | Sequence[Hook] | None = None,
+        skip_on_upstream_skip: bool = True,
+        nout: int | None = None,
     ) -> None:
         if isinstance(fn, Task):
             raise TaskDefinitionError(
@@ -203,7 +212,7 @@ class Task(Generic[P, R]):
                 f"exception types (e.g. retry_on=(OSError,)), but got {retry_on!r}."
             )
         limit = None if timeout is None else _seconds(name, "timeout", timeout, allow_zero=False)
-        if trigger not in TRIGGERS:
+        if not isinstance(trigger, Trigger) and trigger not in TRIGGERS:
             raise TaskDefinitionError(
                 f"Task '{name}': unknown trigger {trigger!r}.{did_you_mean(str(trigger), TRIGGERS)}"
                 f" Choose one of: {', '.join(TRIGGERS)}."
@@ -227,6 +236,16 @@ class Task(Generic[P, R]):
             raise TaskDefinitionError(
                 f"Task '{name}': expected tags to be strings, but got {tags!r}."
             )
+        if not isinstance(skip_on_upstream_skip, bool):
+            raise TaskDefinitionError(
+                f"Task '{name}': expected skip_on_upstream_skip to be True or False, "
+                f"but got {skip_on_upstream_skip!r}."
+            )
+        if nout is not None and (isinstance(nout, bool) or not isinstance(nout, int) or nout < 1):
+            raise TaskDefinitionError(
+                f"Task '{name}': expected nout to be an int >= 1 (how many values the task "
+                f"returns, to unpack a, b = {name}(...)), but got {nout!r}."
+            )
         if not isinstance(log_prints, bool):
             raise TaskDefinitionError(
                 f"Task '{name}': expected log_prints to be True or False, but got {log_prints!r}."
@@ -249,6 +268,15 @@ class Task(Generic[P, R]):
             "on_failure": _hooks(name, "on_failure", on_failure),
             "on_retry": _hooks(name, "on_retry", on_retry),
             "on_success": _hooks(name, "on_success", on_success),
+            "on_state_change": check_hooks(
+                f"Task '{name}'",
+                "on_state_change",
+                on_state_change,
+                "hook(task, task_run, old_state, new_state)",
+                TaskDefinitionError,
+            ),
+            "skip_on_upstream_skip": skip_on_upstream_skip,
+            "nout": nout,
         }
         for key, value in values.items():
             object.__setattr__(self, key, value)
@@ -311,7 +339,10 @@ class Task(Generic[P, R]):
         flow = current_flow()
         wait_for = kwargs.pop("wait_for", None)
         if flow is not None:
-            return flow._add_call(self, args, kwargs, mapped=mapped, wait_for=wait_for)
+            node = flow._add_call(self, args, kwargs, mapped=mapped, wait_for=wait_for)
+            if self.nout is not None and not mapped:
+                return tuple(node[i] for i in range(self.nout))
+            return node
         if wait_for is not None:
             raise TaskDefinitionError(
                 f"Task '{self.name}': wait_for= only orders tasks inside 'with Flow(...)'; "

@@ -1,0 +1,84 @@
+"""Triggers: when a task runs, given the final states of its upstream tasks.
+
+Five are named by strings (``trigger="all_finished"``); ``some_failed(...)`` builds
+one with bounds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from nbflow.errors import TaskDefinitionError
+from nbflow.state import FAILED_STATES, State
+
+TRIGGERS = ("all_successful", "all_finished", "any_failed", "all_failed", "any_successful")
+_OK = (State.SUCCESS, State.CACHED, State.SKIPPED)
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A trigger with bounds on how many upstream tasks failed (``some_failed``)."""
+
+    name: str
+    at_least: int | float | None = None
+    at_most: int | float | None = None
+
+    def __str__(self) -> str:
+        return self.name
+
+    def met(self, states: Sequence[State]) -> tuple[bool, str]:
+        failed = sum(s in FAILED_STATES for s in states)
+        n = len(states)
+
+        def bound(value: int | float) -> float:
+            return value * n if isinstance(value, float) else value
+
+        if self.at_least is not None and failed < bound(self.at_least):
+            return False, f"{failed} of {n} upstream tasks failed, fewer than {self.at_least}"
+        if self.at_most is not None and failed > bound(self.at_most):
+            return False, f"{failed} of {n} upstream tasks failed, more than {self.at_most}"
+        return True, ""
+
+
+def some_failed(at_least: int | float | None = None, at_most: int | float | None = None) -> Trigger:
+    """Run when the number of failed upstream tasks is within bounds.
+
+    An int is a count, a float between 0 and 1 a fraction of the upstream tasks.
+
+    >>> some_failed(at_least=1, at_most=0.5).met([State.FAILED, State.SUCCESS])
+    (True, '')
+    """
+    for label, value in (("at_least", at_least), ("at_most", at_most)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise TaskDefinitionError(
+                f"some_failed(): expected {label} to be a count (int >= 0) or a fraction "
+                f"(float between 0 and 1), but got {value!r}."
+            )
+        if isinstance(value, float) and value > 1:
+            raise TaskDefinitionError(
+                f"some_failed(): {label}={value!r} is a float above 1; give a count as an int "
+                "or a fraction between 0 and 1."
+            )
+    if at_least is None and at_most is None:
+        at_least = 1
+    return Trigger(f"some_failed(at_least={at_least}, at_most={at_most})", at_least, at_most)
+
+
+def trigger_met(trigger: str | Trigger, states: Sequence[State]) -> tuple[bool, str]:
+    """Whether ``trigger`` is met by these upstream states, and if not, why."""
+    if isinstance(trigger, Trigger):
+        return trigger.met(states) if states else (True, "")
+    if not states or trigger == "all_finished":
+        return True, ""
+    if trigger == "all_successful":
+        return all(s in _OK for s in states), "an upstream task did not succeed"
+    if trigger == "any_failed":
+        return any(s in FAILED_STATES for s in states), "no upstream task failed"
+    if trigger == "all_failed":
+        return all(s in FAILED_STATES for s in states), "not every upstream task failed"
+    if trigger == "any_successful":
+        return any(s.is_successful for s in states), "no upstream task succeeded"
+    raise TaskDefinitionError(f"unknown trigger {trigger!r}")
