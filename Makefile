@@ -25,7 +25,7 @@ sysdeps:
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
-SOURCES := nbflow tests examples $(wildcard benchmarks)
+SOURCES := nbflow tests examples conftest.py $(wildcard benchmarks)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(SOURCES)

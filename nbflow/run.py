@@ -60,7 +60,8 @@ class FlowRun:
     # -- overall -----------------------------------------------------------------
     @property
     def state(self) -> State:
-        """``running`` until the end; then ``success``, ``failed`` or ``cancelled``."""
+        """``running`` until the end (``paused`` while only tasks waiting for
+        ``resume`` are left); then ``success``, ``failed`` or ``cancelled``."""
         return self._engine.state
 
     @property
@@ -95,6 +96,17 @@ class FlowRun:
         """Cancel the run: pending tasks become cancelled; running process tasks are
         terminated; running threads finish but their results are discarded."""
         self._engine.cancel()
+
+    def resume(self, ref: Node | Task[Any, Any] | str) -> FlowRun:
+        """Let a task with ``trigger="manual_only"`` run. A foreground run that stopped
+        with only such tasks left continues here, in the calling thread."""
+        self._engine.resume(self[ref].name)
+        return self
+
+    @property
+    def paused(self) -> list[TaskRun]:
+        """The task runs waiting for ``resume``."""
+        return [r for r in self.task_runs if r.state is State.PAUSED]
 
     def subscribe(self, listener: Listener) -> Any:
         """Call ``listener(event)`` for each later event of this run."""
@@ -284,6 +296,7 @@ def start_run(
                 NbflowWarning,
                 stacklevel=3,
             )
+    engine.background = background
     run = FlowRun(flow, engine, executor, max_workers)
     run._source_flow = source_flow
     run.parameters = values

@@ -27,6 +27,7 @@ from nbflow.errors import (
     SKIP,
     SUCCESS,
     CancelledError,
+    NbflowError,
     TaskTimeoutError,
     UpstreamFailedError,
 )
@@ -106,6 +107,12 @@ class Engine:
         self.finished = threading.Event()  # every task has ended
         self.closed = threading.Event()  # and hooks ran, the executor is shut down
         self.cancelled = False
+        self.background = False
+        self._paused: dict[str, tuple[NodePlan, TaskRun]] = {}
+        self._resumed: set[str] = set()
+        self._inflight = 0
+        self._retries_waiting = 0
+        self._stalled = False
         self.state = State.PENDING
         self.start: float | None = None
         self.end: float | None = None
@@ -116,36 +123,87 @@ class Engine:
 
     # -- driving ---------------------------------------------------------------
     def drive(self) -> None:
-        """Run the flow to its end in this thread (the driver)."""
+        """Run the flow in this thread (the driver) until it ends, or, for a foreground
+        run, until only tasks waiting for ``resume`` are left."""
         self._driver = threading.current_thread()
+        with self._lock:
+            self.state = State.RUNNING
+            self.start = time.time()
+            self._emit_run(RUN_STARTED, State.RUNNING)
+            if not self.plans:
+                self._finish_run()
+            for plan in self.plans:
+                if self.runs[plan.node]._waiting == 0:
+                    self._work.append(partial(self._activate, plan))
+            self._drain()
+            self._check_stall()
+        self._flush()
+        self._wait()
+
+    def _wait(self) -> None:
         try:
-            with self._lock:
-                self.state = State.RUNNING
-                self.start = time.time()
-                self._emit_run(RUN_STARTED, State.RUNNING)
-                if not self.plans:
-                    self._finish_run()
-                for plan in self.plans:
-                    if self.runs[plan.node]._waiting == 0:
-                        self._work.append(partial(self._activate, plan))
-                self._drain()
-            self._flush()
-            if self.executor.inline:
-                while True:
-                    self._dispatch()
-                    with self._cond:
-                        while not self._ready and not self.finished.is_set():
-                            self._cond.wait()
-                        if self.finished.is_set() and not self._ready:
-                            break
-            else:
+            while True:
                 self._dispatch()
-                self.finished.wait()
+                with self._cond:
+                    while not (
+                        self.finished.is_set()
+                        or (self._stalled and not self.background)
+                        or (self.executor.inline and self._ready)
+                    ):
+                        self._cond.wait()
+                    if self.finished.is_set() and not self._ready:
+                        break
+                    if self._stalled and not self.background and not self._ready:
+                        return  # paused: run.resume(...) continues
         except BaseException:
             self.cancel()
             self._close()
             raise
         self._close()
+
+    def resume(self, name: str) -> None:
+        """Let a task waiting under the ``manual_only`` trigger run."""
+        with self._lock:
+            found = self._paused.pop(name, None)
+            if found is None:
+                waiting = ", ".join(f"'{n}'" for n in self._paused) or "none"
+                raise NbflowError(
+                    f"Task '{name}' is not waiting to be resumed in this run "
+                    f"(tasks waiting: {waiting})."
+                )
+            self._resumed.add(name)
+            self._stalled = False
+            self.state = State.RUNNING
+            self._gate(*found)
+            self._drain()
+            self._check_stall()
+            self._cond.notify_all()
+        self._flush()
+        driving = (
+            self._driver is not None
+            and self._driver.is_alive()
+            and (self._driver is not threading.current_thread())
+        )
+        if self.background and driving:
+            self._kick()
+            return
+        self._driver = threading.current_thread()
+        self._wait()
+
+    def _check_stall(self) -> None:
+        """Lock held: note when nothing can move but tasks waiting for ``resume``."""
+        stalled = bool(
+            self._paused
+            and not self._inflight
+            and not self._retries_waiting
+            and not self._ready
+            and not self._work
+            and not self.finished.is_set()
+        )
+        if stalled and not self._stalled:
+            self._stalled = True
+            self.state = State.PAUSED
+            self._cond.notify_all()
 
     def _close(self) -> None:
         if self.closed.is_set():
@@ -181,6 +239,7 @@ class Engine:
                     self._set(run, State.CANCELLED, now, "the run was cancelled")
             self._ready.clear()
             self._work.clear()
+            self._paused.clear()
             self._finish_run()
         self._flush()
 
@@ -243,7 +302,7 @@ class Engine:
         trigger = plan.node.task.trigger
         met, why = trigger_met(trigger, states)
         if not met:
-            if trigger == "all_successful":
+            if trigger in ("all_successful", "manual_only"):
                 bad = self._first_bad_upstream(plan, unit.map_index)
                 self._end_unit(
                     plan, unit, State.UPSTREAM_FAILED, now, f"upstream '{bad}' did not succeed"
@@ -272,6 +331,10 @@ class Engine:
         except Exception as exc:  # an upstream value that cannot be indexed, etc.
             unit.error = exc
             self._end_unit(plan, unit, State.FAILED, now, f"could not build its inputs: {exc}")
+            return
+        if trigger == "manual_only" and unit.name not in self._resumed:
+            self._set(unit, State.PAUSED, now, f"waiting: resume it with run.resume('{unit.name}')")
+            self._paused[unit.name] = (plan, unit)
             return
         unit._inputs = (args, kwargs)
         if self.store is not None:
@@ -575,6 +638,9 @@ class Engine:
                 self._cond.notify_all()
             return
         self._dispatch()
+        if self._paused:
+            with self._cond:
+                self._cond.notify_all()
 
     def _dispatch(self) -> None:
         """Submit ready units (cache hits end at once). One thread dispatches at a time."""
@@ -625,7 +691,9 @@ class Engine:
                                 ),
                             )
                         )
+                    self._inflight += len(attempts)
                     self._drain()
+                    self._check_stall()
                 self._flush()
                 for unit, attempt in attempts:
                     future = self.executor.submit(attempt)
@@ -645,6 +713,7 @@ class Engine:
             # it reported is on disk, even if the process exits right after.
             self.store.set(unit.key, outcome.value, task=task.name, expire=task.cache_expire)
         with self._lock:
+            self._inflight -= 1
             if unit.state.is_finished or self.finished.is_set():
                 return
             if outcome.logs:
@@ -694,6 +763,7 @@ class Engine:
                     self._end_unit(plan, unit, state, now, f"{type(error).__name__}: {error}")
                     self._hook(task.on_failure, unit)
             self._drain()
+            self._check_stall()
         self._flush()
         self._kick()
 
@@ -709,11 +779,13 @@ class Engine:
 
         def due() -> None:
             with self._lock:
+                self._retries_waiting -= 1
                 if unit.state is not State.RETRYING or self.finished.is_set():
                     return
                 self._ready.append(unit)
             self._kick()
 
+        self._retries_waiting += 1
         self._timer.call_at(time.monotonic() + wait, due)
 
     # -- hooks and events (called without the lock) ---------------------------------

@@ -19,6 +19,7 @@ class State(str, Enum):
     PENDING = "pending"
     RUNNING = "running"
     RETRYING = "retrying"
+    PAUSED = "paused"
     SUCCESS = "success"
     CACHED = "cached"
     FAILED = "failed"

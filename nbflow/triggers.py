@@ -1,7 +1,8 @@
 """Triggers: when a task runs, given the final states of its upstream tasks.
 
-Five are named by strings (``trigger="all_finished"``); ``some_failed(...)`` builds
-one with bounds.
+Six are named by strings (``trigger="all_finished"``); ``some_failed(...)`` builds
+one with bounds. ``manual_only`` waits, once its upstream tasks succeeded, until
+``run.resume(task)``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ from dataclasses import dataclass
 from nbflow.errors import TaskDefinitionError
 from nbflow.state import FAILED_STATES, State
 
-TRIGGERS = ("all_successful", "all_finished", "any_failed", "all_failed", "any_successful")
+TRIGGERS = (
+    "all_successful",
+    "all_finished",
+    "any_failed",
+    "all_failed",
+    "any_successful",
+    "manual_only",
+)
 _OK = (State.SUCCESS, State.CACHED, State.SKIPPED)
 
 
@@ -73,7 +81,7 @@ def trigger_met(trigger: str | Trigger, states: Sequence[State]) -> tuple[bool, 
         return trigger.met(states) if states else (True, "")
     if not states or trigger == "all_finished":
         return True, ""
-    if trigger == "all_successful":
+    if trigger == "all_successful" or trigger == "manual_only":
         return all(s in _OK for s in states), "an upstream task did not succeed"
     if trigger == "any_failed":
         return any(s in FAILED_STATES for s in states), "no upstream task failed"

@@ -3,6 +3,7 @@ SUCCESS/RETRY, some_failed, state-change handlers and process-wide events."""
 
 import logging
 import pathlib
+import time
 
 import pytest
 
@@ -410,3 +411,69 @@ def test_process_wide_subscribers_see_every_run_until_they_unsubscribe():
     assert ("task_state", "success") in kinds
     assert kinds[-1] == ("run_finished", "success")
     assert len([k for k in kinds if k[0] == "run_started"]) == 1
+
+
+# -- manual_only ---------------------------------------------------------------------------
+
+
+@task(cache=False)
+def prepare():
+    return 1
+
+
+@task(cache=False, trigger="manual_only")
+def deploy(x):
+    return x + 1
+
+
+@task(cache=False)
+def announce(x):
+    return x * 10
+
+
+@pytest.mark.parametrize("executor", [*EXECUTORS, "sequential"])
+def test_a_manual_only_task_waits_for_resume_and_the_run_then_finishes(executor):
+    with Flow("manual") as flow:
+        waiting = deploy(prepare())
+        after = announce(waiting)
+        independent = label("done meanwhile")
+    run = _run(flow, executor)
+    assert run.state is State.PAUSED and not run.done
+    assert run[waiting].state is State.PAUSED
+    assert run[independent].state is State.SUCCESS
+    assert [r.name for r in run.paused] == ["deploy"]
+    assert "run.resume('deploy')" in run[waiting].reason
+    run.resume(waiting)
+    assert run.done and run.ok
+    assert run.result(after) == 20
+
+
+def test_a_background_run_shows_paused_and_resumes_from_another_thread():
+    with Flow("manual-bg") as flow:
+        after = announce(deploy(prepare()))
+    run = flow.run(background=True)
+    deadline = time.monotonic() + 10
+    while run.state is not State.PAUSED and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert run.state is State.PAUSED
+    run.resume("deploy")
+    assert run.wait(10)
+    assert run.result(after) == 20
+
+
+def test_a_manual_only_task_after_a_failure_does_not_wait():
+    with Flow("manual-failed") as flow:
+        waiting = deploy(explode())
+    run = flow.run()
+    assert run.done and run[waiting].state is State.UPSTREAM_FAILED
+
+
+def test_resume_of_a_task_that_is_not_waiting_is_an_error():
+    with Flow("manual-wrong") as flow:
+        deploy(prepare())
+        plain = label("x")
+    run = flow.run()
+    with pytest.raises(nbflow.NbflowError, match=r"'label' is not waiting.*'deploy'"):
+        run.resume(plain)
+    run.cancel()
+    assert run.state is State.CANCELLED
