@@ -3,29 +3,54 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTHON ?= python3
+NPM_OK := labextension/node_modules/.package-lock.json
+LABEXT := nbflow/labextension/static/style.js
+LABSRC := $(wildcard labextension/src/*.ts) labextension/style/base.css \
+          labextension/style/index.css labextension/style/index.js labextension/package.json \
+          labextension/tsconfig.json labextension/scripts/palette_css.py nbflow/palette.py
 
-.PHONY: demo test lint bench sysdeps clean
+.PHONY: demo test lint bench sysdeps labextension clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(PY)
+# Node packages for the JupyterLab extension, from the lock file.
+$(NPM_OK): labextension/package-lock.json | sysdeps
+	cd labextension && npm ci --no-audit --no-fund --loglevel=error
+
+# Installing the package builds the extension once (hatch-jupyter-builder) if it is missing.
+$(STAMP): pyproject.toml $(NPM_OK) | $(PY)
 	$(PY) -m pip install --quiet -e '.[test,dask]'
 	touch $(STAMP)
 
-# Debian packages the tests need; installed only when missing and we are root.
+# Rebuilt only when its sources changed; the venv's JupyterLab then loads the fresh build
+# (an editable install copied the first one).
+LABDEST := $(VENV)/share/jupyter/labextensions/jupyter-nbflow
+$(LABEXT): $(LABSRC) $(STAMP)
+	cd labextension && PATH="$(abspath $(VENV))/bin:$$PATH" npm run --silent build:prod
+	rm -rf $(LABDEST) && ln -s $(abspath nbflow/labextension) $(LABDEST)
+	touch $(LABEXT)
+
+labextension: $(LABEXT)
+
+# Debian packages: installed only when missing and we are root.
 sysdeps:
-	@if ! command -v dot >/dev/null 2>&1; then \
+	@need=""; \
+	command -v dot >/dev/null 2>&1 || need="$$need graphviz"; \
+	[ -x /usr/bin/chromium ] || need="$$need chromium"; \
+	command -v npm >/dev/null 2>&1 || need="$$need nodejs npm"; \
+	if [ -n "$$need" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz) >/dev/null; \
-	  else echo "warning: graphviz 'dot' is missing; install it with: apt-get install graphviz"; fi; \
+	    echo "installing Debian packages:$$need"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need) >/dev/null; \
+	  else echo "warning: missing$$need; install with: apt-get install$$need"; fi; \
 	fi
 
-demo: $(STAMP)
+demo: $(STAMP) $(LABEXT)
 	$(PY) examples/demo.py
 
-SOURCES := nbflow tests examples conftest.py $(wildcard benchmarks)
+SOURCES := nbflow tests examples conftest.py $(wildcard benchmarks) labextension/scripts
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(SOURCES)
@@ -33,11 +58,12 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: $(STAMP) sysdeps lint
+test: $(STAMP) sysdeps $(LABEXT) lint
+	cd labextension && npx --no-install jest --silent
 	$(VENV)/bin/pytest -p no:cacheprovider; rc=$$?; if [ $$rc = 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .nbflow build dist
+	rm -rf $(VENV) .nbflow build dist labextension/lib nbflow/labextension

@@ -17,6 +17,11 @@ from nbflow.triggers import some_failed
 __version__ = "0.1.0"
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where JupyterLab finds the prebuilt extension (used by ``jupyter labextension``)."""
+    return [{"src": "labextension", "dest": "jupyter-nbflow"}]
+
+
 def __getattr__(name: str) -> object:
     # Past runs and the cache need pandas and diskcache: loaded on first use.
     if name in ("load_run", "runs", "cache_info", "clear_cache"):

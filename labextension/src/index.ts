@@ -1,0 +1,255 @@
+/**
+ * nbflow's JupyterLab extension: live state badges on `%%task` cells, and flow
+ * commands (palette, notebook toolbar, cell context menu) that run `%flow` magics.
+ *
+ * Everything works without it; it only adds what needs JupyterLab itself.
+ */
+import {
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import {
+  Dialog,
+  ICommandPalette,
+  MainAreaWidget,
+  showDialog
+} from '@jupyterlab/apputils';
+import { Cell } from '@jupyterlab/cells';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { OutputArea, OutputAreaModel } from '@jupyterlab/outputarea';
+import { Kernel, KernelMessage } from '@jupyterlab/services';
+import { CommandToolbarButton } from '@jupyterlab/ui-components';
+
+import { BadgeModel, IBadge, IChannelMessage } from './model';
+
+/** Command ids. */
+export namespace CommandIDs {
+  export const runFlow = 'nbflow:run-flow';
+  export const rerunFailed = 'nbflow:rerun-failed';
+  export const showDag = 'nbflow:show-dag';
+  export const clearCache = 'nbflow:clear-cache';
+}
+
+/** The comm target the kernel opens to send cell-level states. */
+export const COMM_TARGET = 'nbflow';
+
+const TASK_CELL = 'nbflow-task-cell';
+const BADGE = 'nbflow-badge';
+
+/** Loads the magics quietly (no "already loaded" output), then runs one `%flow` line. */
+export function magicCode(line: string): string {
+  return `get_ipython().extension_manager.load_extension("nbflow");\n%flow ${line}`;
+}
+
+function isTaskCell(cell: Cell): boolean {
+  return cell.model.type === 'code' && cell.model.sharedModel.getSource().startsWith('%%task');
+}
+
+/** Per notebook: the badge model, the comm, and the output panel of its commands. */
+class NotebookBadges {
+  readonly model = new BadgeModel();
+  output: MainAreaWidget<OutputArea> | null = null;
+
+  constructor(readonly panel: NotebookPanel) {
+    panel.sessionContext.kernelChanged.connect((_, change) => this.listen(change.newValue));
+    void panel.sessionContext.ready.then(() => this.listen(panel.sessionContext.session?.kernel ?? null));
+    panel.content.model?.contentChanged.connect(() => this.markTaskCells());
+    panel.content.modelChanged.connect(() => this.markTaskCells());
+    this.markTaskCells();
+  }
+
+  private listen(kernel: Kernel.IKernelConnection | null): void {
+    this.model.apply({ type: 'reset' });
+    this.renderAll();
+    if (!kernel) {
+      return;
+    }
+    kernel.registerCommTarget(COMM_TARGET, (comm, open) => {
+      this.receive(open.content.data as unknown as IChannelMessage);
+      comm.onMsg = (msg: KernelMessage.ICommMsgMsg) =>
+        this.receive(msg.content.data as unknown as IChannelMessage);
+    });
+  }
+
+  private receive(message: IChannelMessage): void {
+    if (!message || typeof message !== 'object') {
+      return;
+    }
+    const changed = this.model.apply(message);
+    if (message.type === 'reset') {
+      this.renderAll();
+      return;
+    }
+    for (const id of changed) {
+      const cell = this.cell(id);
+      if (cell) {
+        this.render(cell, this.model.get(id));
+      }
+    }
+  }
+
+  cell(id: string): Cell | undefined {
+    return this.panel.content.widgets.find(c => c.model.id === id);
+  }
+
+  markTaskCells(): void {
+    for (const cell of this.panel.content.widgets) {
+      cell.toggleClass(TASK_CELL, isTaskCell(cell));
+    }
+  }
+
+  private renderAll(): void {
+    for (const cell of this.panel.content.widgets) {
+      this.render(cell, this.model.get(cell.model.id));
+    }
+  }
+
+  private render(cell: Cell, badge: IBadge | undefined): void {
+    let node = cell.node.querySelector(`:scope > .${BADGE}`) as HTMLElement | null;
+    if (!badge) {
+      node?.remove();
+      return;
+    }
+    cell.addClass(TASK_CELL);
+    if (!node) {
+      node = document.createElement('div');
+      node.addEventListener('click', () => this.reveal(cell));
+      cell.node.appendChild(node);
+    }
+    node.className = `${BADGE} nbflow-state-${badge.state}`;
+    node.textContent = badge.text;
+    node.title = badge.title;
+    node.dataset.state = badge.state;
+    node.dataset.task = badge.task;
+  }
+
+  /** Scroll to a failed cell's error output. */
+  private reveal(cell: Cell): void {
+    const badge = this.model.get(cell.model.id);
+    if (!badge || (badge.state !== 'failed' && badge.state !== 'timed_out')) {
+      return;
+    }
+    const notebook = this.panel.content;
+    const index = notebook.widgets.indexOf(cell);
+    notebook.activeCellIndex = index;
+    void notebook.scrollToItem(index).then(() => {
+      const error =
+        cell.node.querySelector('[data-mime-type="application/vnd.jupyter.error"]') ??
+        cell.node.querySelector('[data-mime-type="application/vnd.jupyter.stderr"]') ??
+        cell.node;
+      error.scrollIntoView({ block: 'center' });
+    });
+  }
+}
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: 'jupyter-nbflow:plugin',
+  description: 'Live nbflow task states on %%task cells, and flow commands.',
+  autoStart: true,
+  requires: [INotebookTracker],
+  optional: [ICommandPalette],
+  activate: (
+    app: JupyterFrontEnd,
+    tracker: INotebookTracker,
+    palette: ICommandPalette | null
+  ) => {
+    const byPanel = new WeakMap<NotebookPanel, NotebookBadges>();
+    const attach = (panel: NotebookPanel) => {
+      byPanel.set(panel, new NotebookBadges(panel));
+      const items: [string, string][] = [
+        ['nbflow-run-flow', CommandIDs.runFlow],
+        ['nbflow-rerun-failed', CommandIDs.rerunFailed]
+      ];
+      for (const [name, id] of items) {
+        const button = new CommandToolbarButton({ commands: app.commands, id });
+        panel.toolbar.insertAfter('cellType', name, button);
+      }
+    };
+    tracker.widgetAdded.connect((_, panel) => attach(panel));
+    tracker.forEach(attach);
+
+    /** Run `%flow <line>` in the current notebook's kernel; outputs in a side panel. */
+    const runMagic = async (line: string, title: string): Promise<void> => {
+      const panel = tracker.currentWidget;
+      if (!panel) {
+        return;
+      }
+      const badges = byPanel.get(panel) ?? new NotebookBadges(panel);
+      byPanel.set(panel, badges);
+      await panel.sessionContext.ready;
+      let view = badges.output;
+      if (!view || view.isDisposed) {
+        const area = new OutputArea({
+          model: new OutputAreaModel(),
+          rendermime: panel.content.rendermime
+        });
+        view = new MainAreaWidget({ content: area });
+        view.addClass('nbflow-output-panel');
+        view.id = `nbflow-output-${panel.id}`;
+        view.title.closable = true;
+        app.shell.add(view, 'main', { mode: 'split-bottom', ref: panel.id });
+        badges.output = view;
+      }
+      view.title.label = `nbflow: ${title} (${panel.title.label})`;
+      view.content.model.clear();
+      app.shell.activateById(panel.id);
+      await OutputArea.execute(magicCode(line), view.content, panel.sessionContext);
+    };
+
+    const enabled = () => tracker.currentWidget !== null;
+    app.commands.addCommand(CommandIDs.runFlow, {
+      label: 'Run flow',
+      caption: "Run every %%task cell of this notebook as one flow (%flow run)",
+      isEnabled: enabled,
+      execute: () => runMagic('run', 'run flow')
+    });
+    app.commands.addCommand(CommandIDs.rerunFailed, {
+      label: 'Re-run failed tasks',
+      caption: 'Re-run only the failed tasks and what depends on them (%flow retry)',
+      isEnabled: enabled,
+      execute: () => runMagic('retry', 're-run failed')
+    });
+    app.commands.addCommand(CommandIDs.showDag, {
+      label: 'Show flow DAG',
+      caption: "Show this notebook's task graph (%flow show)",
+      isEnabled: enabled,
+      execute: () => runMagic('show', 'DAG')
+    });
+    app.commands.addCommand(CommandIDs.clearCache, {
+      label: 'Clear flow cache',
+      caption: "Forget this notebook's tasks and their cached results (%flow clear --cache)",
+      isEnabled: enabled,
+      execute: async () => {
+        const answer = await showDialog({
+          title: 'Clear the flow cache?',
+          body: "Every cached result of this notebook's tasks will be deleted; the next run recomputes them.",
+          buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Clear' })]
+        });
+        if (answer.button.accept) {
+          await runMagic('clear --cache', 'clear cache');
+        }
+      }
+    });
+
+    const all = [CommandIDs.runFlow, CommandIDs.rerunFailed, CommandIDs.showDag, CommandIDs.clearCache];
+    for (const command of all) {
+      palette?.addItem({ command, category: 'nbflow' });
+    }
+    app.contextMenu.addItem({ type: 'separator', selector: '.jp-Notebook .jp-Cell', rank: 90 });
+    all.forEach((command, i) =>
+      app.contextMenu.addItem({ command, selector: '.jp-Notebook .jp-Cell', rank: 91 + i })
+    );
+    app.commands.addKeyBinding({
+      command: CommandIDs.runFlow,
+      keys: ['Alt Shift R'],
+      selector: '.jp-Notebook'
+    });
+    app.commands.addKeyBinding({
+      command: CommandIDs.rerunFailed,
+      keys: ['Alt Shift F'],
+      selector: '.jp-Notebook'
+    });
+  }
+};
+
+export default plugin;
