@@ -141,15 +141,16 @@ def make_factory(
     analysis: CellAnalysis,
     filename: str,
     func_name: str,
-    upstream: dict[str, tuple[int, bool]],
+    upstream: dict[str, tuple[str, bool]],
     namespace: tuple[str, ...],
     map_var: str | None,
-    n_upstream: int,
+    params: list[str],
     returns: str | None = None,
 ) -> types.CodeType:
     """Compile a cell into the code of its factory (see the module docstring).
 
-    ``upstream`` maps an input to (the position of its cell's argument, mapped?);
+    ``upstream`` maps an input to (the argument holding its cell's result, mapped?);
+    ``params`` are those arguments, one per upstream cell;
     ``namespace`` lists the inputs read from the notebook (closure values);
     ``returns`` makes the function return that one output as a list instead.
     """
@@ -164,12 +165,13 @@ def make_factory(
                 node.col_offset = node.end_col_offset = 0  # type: ignore[attr-defined]
         return stmt
 
-    prologue = []
+    prologue = []  # upstream results first: an input may reuse an argument's name
     for name in analysis.inputs:
         if name in upstream:
-            index, mapped = upstream[name]
-            prologue.append(parse_stmt(f"{name} = __nbflow_take({UP}{index}, {name!r}, {mapped})"))
-        elif name in namespace:
+            param, mapped = upstream[name]
+            prologue.append(parse_stmt(f"{name} = __nbflow_take({param}, {name!r}, {mapped})"))
+    for name in analysis.inputs:
+        if name in namespace and name not in upstream:
             prologue.append(parse_stmt(f"{name} = {NS}{name}"))
     body = list(tree.body)
     if analysis.last_expression and body:
@@ -177,7 +179,7 @@ def make_factory(
         assert isinstance(last, ast.Expr)
         call = ast.Call(ast.Name("__nbflow_show", ast.Load()), [last.value], [])
         body[-1] = ast.copy_location(ast.Expr(ast.copy_location(call, last.value)), last)
-    params = [f"{UP}{i}" for i in range(n_upstream)] + ([map_var] if map_var else [])
+    params = [*params, *([map_var] if map_var else [])]
     outputs = tuple(analysis.outputs)
     result = f"__nbflow_out.result(locals(), {outputs!r})"
     if returns is not None:
@@ -216,6 +218,20 @@ def register_source(filename: str, source: str) -> None:
     """Make a cell's source readable by tracebacks (``linecache``) under ``filename``."""
     lines = source.splitlines(keepends=True)
     linecache.cache[filename] = (len(source), None, lines, filename)
+
+
+def arguments(upstream_cells: list[str], taken: set[str]) -> list[str]:
+    """The argument names of a cell function, one per upstream cell: the cell's name
+    as an identifier (shown on the edges of the drawn flow) unless that clashes.
+
+    >>> arguments(["raw data", "x"], {"x"})
+    ['raw_data', '__nbflow_up_1']
+    """
+    out: list[str] = []
+    for i, cell in enumerate(upstream_cells):
+        name = identifier(cell)
+        out.append(name if name not in taken and name not in out else f"{UP}{i}")
+    return out
 
 
 def identifier(name: str) -> str:

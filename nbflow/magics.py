@@ -91,10 +91,12 @@ def _flow_parser() -> _Parser:
 
 
 def _split(line: str, prog: str) -> list[str]:
+    # Not POSIX mode: quotes inside a token (--map x='abc') are Python's, and stay.
     try:
-        return shlex.split(line)
+        words = shlex.split(line, posix=False)
     except ValueError as exc:
         raise UsageError(f"{prog}: cannot read the options '{line}': {exc}.") from None
+    return [w[1:-1] if len(w) > 1 and w[0] == w[-1] and w[0] in "'\"" else w for w in words]
 
 
 def parse_task_line(line: str) -> tuple[str | None, CellOptions]:
@@ -243,6 +245,7 @@ class NbflowMagics(Magics):
             cell_def = self.notebook.define(name, source, options, filename, self.cell_id)
         except CellError as exc:
             raise UsageError(str(exc)) from None
+        _install_display_capture(self.shell)  # capture_output() may have swapped it
         if options.lazy:
             display({"text/plain": f"· {cell_def.name}: defined (--lazy)"}, raw=True)
             return
@@ -262,14 +265,13 @@ class NbflowMagics(Magics):
     def _run(self, names: list[str], target: str | None = None, **options: Any) -> FlowRun:
         __tracebackhide__ = True
         notebook = self.notebook
-        if target is None:
-            holder: list[FlowRun] = []
-            run, nodes = self._start(names, holder, **options)
+        if options.get("background"):
+            run, nodes = self._start(names, **options)
         else:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                run, nodes = self._start(names, [], **options)
-            _rewarn(caught, notebook, run)
+                run, nodes = self._start(names, **options)
+            _rewarn(caught, notebook)
         if not run.done:
             return run
         if target is not None:
@@ -284,9 +286,7 @@ class NbflowMagics(Magics):
             raise error
         return run
 
-    def _start(
-        self, names: list[str], holder: list[FlowRun], **options: Any
-    ) -> tuple[FlowRun, dict[str, Any]]:
+    def _start(self, names: list[str], **options: Any) -> tuple[FlowRun, dict[str, Any]]:
         shown: list[bool] = []
 
         def first_event(event: Any) -> None:
@@ -412,7 +412,10 @@ class NbflowMagics(Magics):
         if command == "show":
             if not nb.cells:
                 raise UsageError("%flow show: there are no task cells yet; define one with %%task.")
-            flow, _ = nb.build(list(nb.cells), keep_failed=list(nb.cells))
+            try:
+                flow, _ = nb.build(list(nb.cells), keep_failed=list(nb.cells), drawing=True)
+            except CellError as exc:
+                raise UsageError(str(exc)) from None
             run = nb.last_run
             return flow.visualize(
                 run if run is not None and run.flow.name == flow.name and _same(run, flow) else None
@@ -469,7 +472,7 @@ def _replay(result: Any) -> None:
             display(data, metadata=metadata, raw=True)
 
 
-def _rewarn(caught: list[warnings.WarningMessage], notebook: NotebookFlow, run: FlowRun) -> None:
+def _rewarn(caught: list[warnings.WarningMessage], notebook: NotebookFlow) -> None:
     for w in caught:
         message = notebook.explain_warning(str(w.message))
         warnings.warn_explicit(message, w.category, w.filename, w.lineno)

@@ -274,7 +274,8 @@ class NotebookFlow:
         """The cell's function for these upstream cells; and the namespace inputs it
         reads (those defined in the notebook now)."""
         producers = self.producers()
-        index = {u: i for i, u in enumerate(ups)}
+        params = self.arguments(cell, ups)
+        index = dict(zip(ups, params, strict=True))
         upstream = {
             n: (index[producers[n]], producers[n] in mapped)
             for n in cell.analysis.inputs
@@ -283,7 +284,7 @@ class NotebookFlow:
         namespace = tuple(
             n for n in cell.analysis.inputs if n not in upstream and n in self.user_ns
         )
-        shape = (tuple(sorted(upstream.items())), namespace, len(ups))
+        shape = (tuple(sorted(upstream.items())), namespace, tuple(params), returns)
         code = cell.codes.get(shape)
         if code is None:
             code = cellcode.make_factory(
@@ -294,7 +295,7 @@ class NotebookFlow:
                 upstream,
                 namespace,
                 cell.options.map_var,
-                len(ups),
+                params,
                 returns,
             )
             cell.codes[shape] = code
@@ -302,7 +303,7 @@ class NotebookFlow:
         return cellcode.build(code, self.user_ns, values), list(namespace)
 
     def build(
-        self, names: list[str], *, keep_failed: Iterable[str] = ()
+        self, names: list[str], *, keep_failed: Iterable[str] = (), drawing: bool = False
     ) -> tuple[Flow, dict[str, Node]]:
         """A flow of ``names`` and their upstream cells. An upstream cell that failed in
         this kernel and has not changed since is not run again: a stand-in fails with
@@ -336,14 +337,21 @@ class NotebookFlow:
             )
             node = flow.add_task(task)
             nodes[name] = node
-            for i, up in enumerate(ups):
-                flow.add_edge(nodes[up], node, key=f"{cellcode.UP}{i}")
+            for up, param in zip(ups, self.arguments(cell, ups), strict=True):
+                flow.add_edge(nodes[up], node, key=param)
             for up in opts.after:
                 if up in nodes and up not in ups:
                     flow.add_edge(nodes[up], node)
             if opts.map_var:
-                self._map_input(flow, cell, node, nodes, mapped)
+                self._map_input(flow, cell, node, nodes, mapped, drawing)
         return flow, nodes
+
+    def arguments(self, cell: CellDef, ups: list[str]) -> list[str]:
+        """The names of the arguments that carry the upstream cells' results."""
+        taken = {*cell.analysis.inputs, *cell.analysis.outputs}
+        if cell.options.map_var:
+            taken.add(cell.options.map_var)
+        return cellcode.arguments(ups, taken)
 
     def data_upstream(self, cell: CellDef) -> list[str]:
         """The cells whose outputs ``cell`` reads, in the order it reads them."""
@@ -352,12 +360,21 @@ class NotebookFlow:
         return [u for u in dict.fromkeys(ups) if u != cell.name]
 
     def _map_input(
-        self, flow: Flow, cell: CellDef, node: Node, nodes: dict[str, Node], mapped: set[str]
+        self,
+        flow: Flow,
+        cell: CellDef,
+        node: Node,
+        nodes: dict[str, Node],
+        mapped: set[str],
+        drawing: bool = False,
     ) -> None:
         assert cell.options.map_var and cell.options.map_expr and cell.map_analysis
         var, expr = cell.options.map_var, cell.options.map_expr
         producers = self.producers()
         ups = [producers[n] for n in cell.map_analysis.inputs if n in producers]
+        if not ups and drawing:
+            flow.set_dependencies(node, keyword_tasks={var: []}, mapped=True)
+            return
         if not ups:
             try:
                 items = list(eval(expr, self.user_ns))
@@ -385,8 +402,8 @@ class NotebookFlow:
         fn, _ = self.cell_function(items_cell, ups, mapped, returns="__nbflow_items")
         helper: Task[Any, Any] = Task(fn, name=items_cell.name, cache_version=items_cell.version)
         items_node = flow.add_task(helper)
-        for i, up in enumerate(ups):
-            flow.add_edge(nodes[up], items_node, key=f"{cellcode.UP}{i}")
+        for up, param in zip(ups, self.arguments(items_cell, ups), strict=True):
+            flow.add_edge(nodes[up], items_node, key=param)
         flow.add_edge(items_node, node, key=var, mapped=True)
 
     def _failed_unchanged(self, name: str, fn: Callable[..., Any]) -> str | None:
