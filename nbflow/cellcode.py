@@ -165,11 +165,13 @@ def make_factory(
                 node.col_offset = node.end_col_offset = 0  # type: ignore[attr-defined]
         return stmt
 
-    prologue = []  # upstream results first: an input may reuse an argument's name
-    for name in analysis.inputs:
-        if name in upstream:
-            param, mapped = upstream[name]
-            prologue.append(parse_stmt(f"{name} = __nbflow_take({param}, {name!r}, {mapped})"))
+    # Upstream results first, and an input named like an argument last: once every
+    # input has been taken from the arguments, their names are free.
+    prologue = []
+    takes = sorted((n for n in analysis.inputs if n in upstream), key=lambda n: n in params)
+    for name in takes:
+        param, mapped = upstream[name]
+        prologue.append(parse_stmt(f"{name} = __nbflow_take({param}, {name!r}, {mapped})"))
     for name in analysis.inputs:
         if name in namespace and name not in upstream:
             prologue.append(parse_stmt(f"{name} = {NS}{name}"))
@@ -222,7 +224,7 @@ def register_source(filename: str, source: str) -> None:
 
 def arguments(upstream_cells: list[str], taken: set[str]) -> list[str]:
     """The argument names of a cell function, one per upstream cell: the cell's name
-    as an identifier (shown on the edges of the drawn flow) unless that clashes.
+    as an identifier (shown on the edges of the drawn flow) unless that is taken.
 
     >>> arguments(["raw data", "x"], {"x"})
     ['raw_data', '__nbflow_up_1']

@@ -245,6 +245,7 @@ class NbflowMagics(Magics):
             cell_def = self.notebook.define(name, source, options, filename, self.cell_id)
         except CellError as exc:
             raise UsageError(str(exc)) from None
+        assert self.shell is not None
         _install_display_capture(self.shell)  # capture_output() may have swapped it
         if options.lazy:
             display({"text/plain": f"· {cell_def.name}: defined (--lazy)"}, raw=True)

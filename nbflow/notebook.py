@@ -348,9 +348,7 @@ class NotebookFlow:
 
     def arguments(self, cell: CellDef, ups: list[str]) -> list[str]:
         """The names of the arguments that carry the upstream cells' results."""
-        taken = {*cell.analysis.inputs, *cell.analysis.outputs}
-        if cell.options.map_var:
-            taken.add(cell.options.map_var)
+        taken = {cell.options.map_var} if cell.options.map_var else set()
         return cellcode.arguments(ups, taken)
 
     def data_upstream(self, cell: CellDef) -> list[str]:

@@ -11,7 +11,10 @@ def io(source, bound=()):
 
 
 def test_outputs_are_top_level_bindings_and_inputs_are_names_read_before_binding():
-    src = "df = load(path)\nfor i, row in enumerate(df):\n    total = row\nwith open(p) as fh:\n    text = fh.read()"
+    src = (
+        "df = load(path)\nfor i, row in enumerate(df):\n    total = row\n"
+        "with open(p) as fh:\n    text = fh.read()"
+    )
     inputs, outputs = io(src)
     assert inputs == {"load", "path", "p"}
     assert outputs == {"df", "i", "row", "total", "fh", "text"}
@@ -90,7 +93,10 @@ def test_an_exception_name_is_unbound_after_its_handler():
 
 
 def test_match_captures_bind_and_a_map_variable_is_given():
-    src = "match point:\n    case (x, y):\n        dist = x + y\n    case {'r': r, **rest}:\n        dist = r"
+    src = (
+        "match point:\n    case (x, y):\n        dist = x + y\n"
+        "    case {'r': r, **rest}:\n        dist = r"
+    )
     assert io(src) == ({"point"}, {"x", "y", "dist", "r", "rest"})
     assert io("out = item * 2", bound=("item",)) == (set(), {"out"})
 

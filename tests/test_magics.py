@@ -55,7 +55,12 @@ def restart(ip):
     ip.nbflow = nbmagics.load(ip)
 
 
-COUNT = "import pathlib\ndef bump(name):\n    p = pathlib.Path(tmp) / name\n    p.write_text(str(int(p.read_text()) + 1 if p.exists() else 1))\n"
+COUNT = (
+    "import pathlib\n"
+    "def bump(name):\n"
+    "    p = pathlib.Path(tmp) / name\n"
+    "    p.write_text(str(int(p.read_text()) + 1 if p.exists() else 1))\n"
+)
 
 
 def count(ip, name):
@@ -85,7 +90,7 @@ def test_a_task_cell_runs_now_publishes_its_outputs_and_shows_a_status_line(ip):
 def test_rerunning_an_unchanged_cell_is_a_cache_hit_that_replays_stdout_and_displays(ip):
     run(ip, COUNT)
     cell = "%%task\nbump('a')\nrows = [1, 2, 3]\nprint('made', len(rows))\ndisplay({'n': 3})\nrows"
-    first, out1 = run(ip, cell)
+    first, _ = run(ip, cell)
     second, out2 = run(ip, cell)
     assert first.success and second.success
     assert count(ip, "a") == 1  # the second run did not execute the cell
@@ -148,7 +153,7 @@ def test_a_failing_cell_raises_with_a_traceback_of_its_own_lines_and_keeps_earli
 def test_a_cell_needing_a_failed_unchanged_upstream_ends_upstream_failed_without_rerunning_it(ip):
     run(ip, COUNT)
     run(ip, "%%task\nbump('up')\nup = 1 / 0")
-    result, out = run(ip, "%%task\ndown = up + 1")
+    result, _ = run(ip, "%%task\ndown = up + 1")
     assert isinstance(result.error_in_exec, nbflow.errors.UpstreamFailedError)
     message = str(result.error_in_exec)
     assert "cell 'up' failed earlier" in message and "%flow retry" in message
@@ -196,7 +201,7 @@ def test_flow_retry_in_the_same_kernel_reruns_only_failed_cells_and_their_downst
     result, _ = run(ip, "%flow run --executor threads")
     assert isinstance(result.error_in_exec, OSError)
     ip.user_ns["FAIL_NOW"] = False
-    result, out = run(ip, "%flow retry --executor sequential")
+    result, _ = run(ip, "%flow retry --executor sequential")
     assert result.success
     assert ip.user_ns["c"] == 3
     assert (count(ip, "a"), count(ip, "b"), count(ip, "c")) == (1, 2, 1)
