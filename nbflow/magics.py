@@ -99,9 +99,35 @@ def _split(line: str, prog: str) -> list[str]:
     return [w[1:-1] if len(w) > 1 and w[0] == w[-1] and w[0] in "'\"" else w for w in words]
 
 
+def _complete(expr: str) -> bool:
+    try:
+        ast.parse(expr.partition("=")[2].strip(), mode="eval")
+    except SyntaxError:
+        return False
+    return True
+
+
+def _join_map(words: list[str]) -> list[str]:
+    """Put a ``--map`` expression that has spaces (``x=range(1, 4)``) back together."""
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        out.append(word)
+        i += 1
+        if word == "--map" and i < len(words):
+            value = words[i]
+            i += 1
+            while not _complete(value) and i < len(words) and not words[i].startswith("--"):
+                value += " " + words[i]
+                i += 1
+            out.append(value)
+    return out
+
+
 def parse_task_line(line: str) -> tuple[str | None, CellOptions]:
     """The task name and options of a ``%%task`` line (raises ``UsageError``)."""
-    args = _task_parser().parse_args(_split(line, "%%task"))
+    args = _task_parser().parse_args(_join_map(_split(line, "%%task")))
     name = args.name
     if name is not None and (name.startswith("-") or not name.strip()):
         raise UsageError(f"%%task: expected a task name, but got '{name}'.")
