@@ -133,7 +133,9 @@ def show(value: Any) -> None:
 
         display(value)  # type: ignore[no-untyped-call]
     else:
-        print(repr(value))  # noqa: T201 - the cell's own output, captured as its stdout
+        import sys
+
+        sys.stdout.write(f"{value!r}\n")  # the cell's own output, captured as its stdout
 
 
 def make_factory(
