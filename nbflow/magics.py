@@ -357,7 +357,11 @@ def _replay(result: Any) -> None:
 
 def _rewarn(caught: list[warnings.WarningMessage], notebook: NotebookFlow) -> None:
     for w in caught:
-        message = notebook.explain_warning(str(w.message))
+        text = str(w.message)
+        cell = notebook.cells.get(text.split("'")[1]) if text.startswith("Task '") else None
+        if cell is not None and not cell.options.cache and "is not cached" in text:
+            continue  # --no-cache: not being cached is what the cell asked for
+        message = notebook.explain_warning(text)
         warnings.warn_explicit(message, w.category, w.filename, w.lineno)
 
 

@@ -192,6 +192,40 @@ def test_flow_retry_after_a_restart_rebuilds_failed_cells_from_the_store(ip):
     assert (count(ip, "src"), count(ip, "mid")) == (1, 2)
 
 
+def test_flow_retry_after_a_restart_uses_recorded_results_when_their_inputs_are_gone(ip):
+    run(ip, COUNT)
+    run(ip, "BASE = 7\nREADY = False")
+    run(ip, "%%task\nbump('src')\nsrc = BASE * 2")
+    run(ip, "%%task\nif not READY:\n    raise RuntimeError('not ready')\nout = src + 1")
+    restart(ip)
+    run(ip, COUNT)
+    ip.user_ns["READY"] = True  # BASE is not defined in this kernel
+    result, out = run(ip, "%flow retry")
+    assert result.success, out.stdout
+    assert ip.user_ns["out"] == 15 and count(ip, "src") == 1
+
+
+def test_a_background_run_returns_at_once_and_publishes_outputs_when_it_ends(ip):
+    run(ip, "%%task --lazy\nimport time\ntime.sleep(0.3)\nslow = 'done'")
+    result, _ = run(ip, "%flow run --background")
+    assert result.success and "slow" not in ip.user_ns
+    run_handle = ip.nbflow.notebook.last_run
+    assert run_handle.wait(30) and run_handle.ok
+    deadline = __import__("time").monotonic() + 10
+    while "slow" not in ip.user_ns and __import__("time").monotonic() < deadline:
+        __import__("time").sleep(0.01)
+    assert ip.user_ns["slow"] == "done"
+
+
+def test_editing_a_cell_so_it_defines_other_names_replaces_its_old_definition(ip):
+    with capture_output():
+        assert ip.run_cell("%%task\nfirst = 1", cell_id="cell-1").success
+        assert ip.run_cell("%%task\nsecond = 2", cell_id="cell-1").success
+        # Without the cell id the old definition would still claim 'first'.
+        assert ip.run_cell("%%task\nfirst = 3", cell_id="cell-2").success
+    assert sorted(ip.nbflow.notebook.cells) == ["first", "second"]
+
+
 def test_flow_retry_in_the_same_kernel_reruns_only_failed_cells_and_their_downstream(ip):
     run(ip, COUNT)
     run(ip, "FAIL_NOW = True")
