@@ -171,18 +171,17 @@ class NbflowMagics(Magics):
         return run
 
     def _start(self, names: list[str], **options: Any) -> tuple[FlowRun, dict[str, Any]]:
-        shown: list[bool] = []
+        once = threading.Lock()  # the status is shown once, by whoever comes first
 
         def first_event(event: Any) -> None:
-            if not shown and event.kind == "run_started" and event.run is not None:
-                shown.append(True)
+            if event.kind == "run_started" and event.run is not None and once.acquire(False):
                 _display_run(event.run, None)
 
         try:
             run, nodes = self.notebook.run(names, listeners=(first_event,), **options)
         except CellError as exc:
             raise UsageError(str(exc)) from None
-        if not shown:
+        if once.acquire(False):
             _display_run(run, None)
         return run, nodes
 
@@ -390,6 +389,11 @@ def _install_display_capture(shell: InteractiveShell) -> None:
 
 def load(shell: InteractiveShell) -> NbflowMagics:
     """Register the magics on ``shell`` (what ``%load_ext nbflow`` does)."""
+    if not isinstance(shell, InteractiveShell):
+        raise TypeError(
+            f"nbflow's magics need an IPython shell, but got {shell!r}. In a notebook, "
+            "write %load_ext nbflow."
+        )
     magics = NbflowMagics(shell)
     shell.register_magics(magics)
     shell.events.register("pre_run_cell", magics.pre_run_cell)

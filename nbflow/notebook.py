@@ -54,7 +54,16 @@ def _failed_earlier(message: str) -> None:
 
 
 class NotebookFlow(CellGraph):
-    """The task cells of one kernel (``%%task``), run as one flow named ``name``."""
+    """The task cells of one kernel (``%%task``), run as one flow named ``name``.
+
+    >>> namespace = {"scale": 10}
+    >>> cells = NotebookFlow(namespace, name="doc-notebook")
+    >>> _ = cells.define(None, "xs = [1, 2, 3]", CellOptions(), "<xs>")
+    >>> _ = cells.define(None, "total = sum(xs) * scale", CellOptions(), "<total>")
+    >>> run, _ = cells.run(["total"])
+    >>> run.ok, namespace["total"], cells.upstream_of(cells.cells["total"])
+    (True, 60, ['xs'])
+    """
 
     def __init__(
         self, user_ns: dict[str, Any], name: str | None = None, home: str | None = None
@@ -67,6 +76,7 @@ class NotebookFlow(CellGraph):
         self.last_run: FlowRun | None = None
         self._saved: dict[str, str] = {}
         self._recorded_keys: dict[str, str] = {}
+        self.flow: Flow | None = None
 
     def define(
         self,
@@ -131,7 +141,12 @@ class NotebookFlow(CellGraph):
         """A flow of ``names`` and their upstream cells. An upstream cell that failed in
         this kernel and has not changed since is not run again: a stand-in fails with
         a message that says so (cells in ``keep_failed`` run again)."""
-        flow = Flow(self.name, _register=False)
+        # A flow of every cell is registered under the notebook's name, so that
+        # nbflow.load_run(...).retry() in this kernel finds it.
+        whole = set(names) >= set(self.cells)
+        flow = Flow(self.name, _register=whole and not drawing)
+        if whole and not drawing:
+            self.flow = flow
         nodes: dict[str, Node] = {}
         order = self.ancestors(names)
         targets = set(names) | set(keep_failed)

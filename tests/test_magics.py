@@ -75,6 +75,8 @@ def test_load_ext_registers_the_magics(tmp_path):
     nbflow.load_ipython_extension(shell)
     assert "task" in shell.magics_manager.magics["cell"]
     assert "flow" in shell.magics_manager.magics["line"]
+    with pytest.raises(TypeError, match=r"need an IPython shell.*%load_ext nbflow"):
+        nbflow.load_ipython_extension(object())
 
 
 def test_a_task_cell_runs_now_publishes_its_outputs_and_shows_a_status_line(ip):
@@ -303,6 +305,7 @@ def test_flow_run_runs_every_cell_as_one_recorded_flow(ip, executor):
     assert latest.flow_name == "notebook"
     assert sorted(t.name for t in latest.task_runs) == ["base", "both", "left", "right"]
     assert latest.ok
+    assert latest.retry().ok  # the notebook's flow is registered under its name
 
 
 def test_flow_run_param_sets_the_variable_and_changes_cache_keys(ip):
@@ -348,6 +351,10 @@ def test_flow_list_status_runs_show_and_clear(ip):
     assert len(history) == 2 and set(history["flow"]) == {"notebook"}
     drawing = ip.run_line_magic("flow", "show")
     assert "[label=values]" in drawing.source  # the edge carries the cell's result
+    run(ip, "%flow clear capped --cache")
+    assert list(ip.run_line_magic("flow", "list")["task"]) == ["values"]
+    result, _ = run(ip, "%flow clear vals")
+    assert "no task cell 'vals'. Did you mean 'values'" in str(result.error_in_exec)
     run(ip, "%flow clear --cache")
     assert ip.run_line_magic("flow", "list").empty
     assert nbflow.cache_info()["entries"] == 0
