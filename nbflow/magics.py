@@ -64,21 +64,26 @@ def _status_line(name: str, tr: Any) -> str:
     return ", ".join(parts)
 
 
-def _status_text(run: FlowRun, names: list[str] | None) -> str:
+def _status_text(run: FlowRun, focus: str | None) -> str:
     lines = []
     for node in run.flow.tasks:
         name = run.flow.name_of(node)
-        if names is not None and name not in names:
+        tr = run[node]
+        # Running one cell: its upstream cells matter only when they did something.
+        if focus is not None and name != focus and tr.state is State.CACHED:
             continue
-        lines.append(_status_line(name, run[node]))
+        lines.append(_status_line(name, tr))
     return "\n".join(lines) or f"{run!r}"
 
 
-def _display_run(run: FlowRun, names: list[str] | None = None) -> None:
-    """Show a run's status, one line per cell (updated live while it runs).
+def _display_run(run: FlowRun, focus: str | None = None) -> None:
+    """Show a run's status, one line per cell run (updated live while it runs);
+    with ``focus`` (the cell being run), upstream cells reused from the cache are
+    left out.
 
     The one place that shows runs: the live DAG widget plugs in here.
     """
+    names = focus
     handle = display({"text/plain": _status_text(run, names)}, raw=True, display_id=True)
     if run.done or handle is None:
         return
@@ -150,11 +155,11 @@ class NbflowMagics(Magics):
         __tracebackhide__ = True
         notebook = self.notebook
         if options.get("background"):
-            run, nodes = self._start(names, **options)
+            run, nodes = self._start(names, target, **options)
         else:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                run, nodes = self._start(names, **options)
+                run, nodes = self._start(names, target, **options)
             _rewarn(caught, notebook)
         if not run.done:
             return run
@@ -170,19 +175,21 @@ class NbflowMagics(Magics):
             raise error
         return run
 
-    def _start(self, names: list[str], **options: Any) -> tuple[FlowRun, dict[str, Any]]:
+    def _start(
+        self, names: list[str], focus: str | None = None, **options: Any
+    ) -> tuple[FlowRun, dict[str, Any]]:
         once = threading.Lock()  # the status is shown once, by whoever comes first
 
         def first_event(event: Any) -> None:
             if event.kind == "run_started" and event.run is not None and once.acquire(False):
-                _display_run(event.run, None)
+                _display_run(event.run, focus)
 
         try:
             run, nodes = self.notebook.run(names, listeners=(first_event,), **options)
         except CellError as exc:
             raise UsageError(str(exc)) from None
         if once.acquire(False):
-            _display_run(run, None)
+            _display_run(run, focus)
         return run, nodes
 
     def _failure(
@@ -214,7 +221,11 @@ class NbflowMagics(Magics):
         why = self.notebook.unpicklable_input(target, error)
         if why is not None:
             return UsageError(why)
-        return _user_traceback(error, filenames)
+        error = _user_traceback(error, filenames)
+        if error.__traceback__ is None and tr.traceback and hasattr(error, "add_note"):
+            # From a worker process: its traceback came back as text.
+            error.add_note(f"Traceback in the worker process:\n{tr.traceback.rstrip()}")
+        return error
 
     # -- %flow --------------------------------------------------------------------
     @line_magic
@@ -308,8 +319,12 @@ class NbflowMagics(Magics):
             return nb.last_run.to_pandas()
         if command == "runs":
             from nbflow.archive import runs
+            from nbflow.errors import RunError
 
-            frame = runs(nb.home)
+            try:
+                frame = runs(nb.home)
+            except RunError as exc:
+                raise UsageError(f"%flow runs: {exc}") from None
             return frame[frame["flow"] == nb.name].reset_index(drop=True)
         return nb.table()
 

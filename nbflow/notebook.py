@@ -9,6 +9,7 @@ flow, so it lands in the run history under that name with the cells' task names.
 from __future__ import annotations
 
 import pathlib
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -24,7 +25,7 @@ from nbflow.celldefs import (
 )
 from nbflow.cells import analyse, parse
 from nbflow.cellstore import StoredCell, open_cells
-from nbflow.errors import FAIL, NbflowError
+from nbflow.errors import FAIL, NbflowError, NbflowWarning
 from nbflow.flow import Flow, Node
 from nbflow.records import TaskRun
 from nbflow.run import FlowRun, start_run
@@ -91,7 +92,15 @@ class NotebookFlow(CellGraph):
         cell = super().define(name, source, options, filename, cell_id)
         if persist and self._saved.get(cell.name) != cell.version + filename:
             stored = StoredCell(cell.name, source, options.to_json(), filename, cell.position)
-            open_cells(self.store_home()).save(self.name, stored)
+            try:
+                open_cells(self.store_home()).save(self.name, stored)
+            except Exception as exc:  # a read-only store: the cell still runs
+                warnings.warn(
+                    f"nbflow cannot keep the definition of cell '{cell.name}' in the store "
+                    f"({exc}); %flow retry after a restart will not know it.",
+                    NbflowWarning,
+                    stacklevel=2,
+                )
             self._saved[cell.name] = cell.version + filename
         return cell
 

@@ -87,6 +87,9 @@ def test_a_task_cell_runs_now_publishes_its_outputs_and_shows_a_status_line(ip):
     assert "x is 20" in out.stdout
     status = [o.data["text/plain"] for o in out.outputs]
     assert any(s.startswith("✓ x: success, 1 attempt") for s in status)
+    _, out = run(ip, "%%task\ny = x + 1")
+    final = out.outputs[-1].data["text/plain"]
+    assert final.startswith("✓ y: success") and "x:" not in final  # reused upstream: quiet
 
 
 def test_rerunning_an_unchanged_cell_is_a_cache_hit_that_replays_stdout_and_displays(ip):
@@ -226,6 +229,9 @@ def test_editing_a_cell_so_it_defines_other_names_replaces_its_old_definition(ip
         # Without the cell id the old definition would still claim 'first'.
         assert ip.run_cell("%%task\nfirst = 3", cell_id="cell-2").success
     assert sorted(ip.nbflow.notebook.cells) == ["first", "second"]
+    with capture_output():
+        result = ip.run_cell("%%task second\nthird = 3", cell_id="cell-3")
+    assert "Another cell already defines task 'second'" in str(result.error_in_exec)
 
 
 def test_flow_retry_in_the_same_kernel_reruns_only_failed_cells_and_their_downstream(ip):
@@ -327,6 +333,14 @@ def test_the_processes_executor_names_an_input_that_cannot_travel(ip):
     result, _ = run(ip, "%flow run --executor processes")
     assert "input 'guard'" in str(result.error_in_exec)
     assert "--executor threads" in str(result.error_in_exec)
+
+
+def test_an_error_in_a_worker_process_keeps_the_workers_traceback(ip):
+    run(ip, "%%task --lazy\ndef inner():\n    raise KeyError('missing')\nval = inner()")
+    result, _ = run(ip, "%flow run --executor processes")
+    assert isinstance(result.error_in_exec, KeyError)
+    notes = "".join(getattr(result.error_in_exec, "__notes__", []))
+    assert "Traceback in the worker process" in notes and "inner" in notes
 
 
 def test_an_unhashable_input_is_not_cached_and_the_warning_names_it(ip):
