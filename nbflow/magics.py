@@ -128,7 +128,12 @@ class NbflowMagics(Magics):
         __tracebackhide__ = True
         name, options = parse_task_line(line)
         filename = self._filename(line, cell)
-        source = "\n" + cell  # line 1 is the %%task line: keep the cell's line numbers
+        assert self.shell is not None
+        # IPython syntax inside the cell (!ls, %time) becomes Python, line for line.
+        body = cell
+        if "!" in cell or "%" in cell:
+            body = self.shell.transform_cell(cell)  # type: ignore[no-untyped-call]
+        source = "\n" + body  # line 1 is the %%task line: keep the cell's line numbers
         try:
             cell_def = self.notebook.define(name, source, options, filename, self.cell_id)
         except CellError as exc:

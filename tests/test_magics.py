@@ -398,3 +398,24 @@ def test_definitions_are_kept_in_the_store(ip):
     assert [(c.name, c.options["retries"]) for c in stored] == [("load", 2)]
     assert "rows = [1]" in stored[0].source
     assert len(runs()) == 1
+
+
+def test_ipython_syntax_inside_a_task_cell_works_and_keeps_line_numbers(ip):
+    result, _ = run(
+        ip, "%%task\nlisting = !echo hello\nfound = listing[0]\nraise ValueError(found)"
+    )
+    assert isinstance(result.error_in_exec, ValueError) and str(result.error_in_exec) == "hello"
+    frames = traceback.extract_tb(result.error_in_exec.__traceback__)
+    assert frames[-1].lineno == 4
+
+
+def test_a_large_result_is_written_to_its_own_file_and_read_back(ip):
+    run(ip, "import numpy as np")
+    run(ip, "%%task\nbig = np.arange(200_000)")
+    restart(ip)
+    run(ip, "import numpy as np")
+    result, out = run(ip, "%%task\nbig = np.arange(200_000)")
+    assert result.success and "big: cached" in out.outputs[-1].data["text/plain"]
+    assert int(ip.user_ns["big"].sum()) == sum(range(200_000))
+    files = [p for p in nbflow.cache.open_store().path.rglob("*.val") if p.stat().st_size > 10**6]
+    assert files  # the array went to a file of its own, not into the SQLite row
