@@ -294,6 +294,8 @@ class NotebookFlow(CellGraph):
                 tr = status.task_run
                 if name in nodes and tr is not None and tr.state.is_successful:
                     prior[name] = tr
+                    for child in tr.children or ():
+                        prior[child.name] = child  # mapped children are reused one by one
         finish = self._finisher(nodes)
         run = start_run(
             flow,

@@ -419,3 +419,12 @@ def test_a_large_result_is_written_to_its_own_file_and_read_back(ip):
     assert int(ip.user_ns["big"].sum()) == sum(range(200_000))
     files = [p for p in nbflow.cache.open_store().path.rglob("*.val") if p.stat().st_size > 10**6]
     assert files  # the array went to a file of its own, not into the SQLite row
+
+
+def test_a_cell_with_trigger_all_finished_runs_after_a_failure_and_sees_the_error(ip):
+    run(ip, "%%task --lazy\nfetched = int('not a number')")
+    run(ip, "%%task --lazy --trigger all_finished\nreport = f'fetch gave {fetched!r}'")
+    result, _ = run(ip, "%flow run --executor sequential")
+    assert isinstance(result.error_in_exec, ValueError)
+    assert ip.user_ns["report"].startswith("fetch gave ValueError(")
+    assert ip.nbflow.notebook.status["report"].state.value == "success"
