@@ -8,6 +8,8 @@ through ``_display_run`` alone, so the DAG widget can take over there.
 
 from __future__ import annotations
 
+import hashlib
+import sys
 import threading
 import time
 import warnings
@@ -146,14 +148,18 @@ class NbflowMagics(Magics):
         self._run([cell_def.name], executor="sequential", target=cell_def.name)
 
     def _filename(self, line: str, cell: str) -> str:
+        """A file name for the cell's code, shown as ``Cell In[N]`` in tracebacks."""
         assert self.shell is not None
         raw = f"%%task {line}\n{cell}"
-        try:
-            number = self.shell.execution_count
-            filename: str = self.shell.compile.cache(raw, number, raw)
-        except Exception:  # an older IPython: our own name, registered below
-            filename = f"<cell {abs(hash(raw))}>"
-        cellcode.register_source(filename, raw)
+        number = _cell_number(self.shell)
+        filename = (
+            f"<nbflow-cell {number}-{hashlib.blake2b(raw.encode(), digest_size=6).hexdigest()}>"
+        )
+        # Line 1 commented out: tracebacks parse the file, and %%task is not Python.
+        cellcode.register_source(filename, "# " + raw)
+        names = getattr(self.shell.compile, "_filename_map", None)
+        if isinstance(names, dict):
+            names[filename] = number
         return filename
 
     def _run(self, names: list[str], target: str | None = None, **options: Any) -> FlowRun:
@@ -341,6 +347,18 @@ class NbflowMagics(Magics):
 def _same(run: FlowRun, flow: Any) -> bool:
     names = {run.flow.name_of(n) for n in run.flow.tasks}
     return all(flow.name_of(n) in names for n in flow.tasks)
+
+
+def _cell_number(shell: InteractiveShell) -> int:
+    """The execution count of the cell running now (the one IPython shows as In[N])."""
+    names = getattr(shell.compile, "_filename_map", {})
+    frame = sys._getframe(1)
+    while frame is not None:
+        number = names.get(frame.f_code.co_filename)
+        if isinstance(number, int):
+            return number
+        frame = frame.f_back  # type: ignore[assignment]
+    return int(shell.execution_count)
 
 
 def _raise_in_cell(error: BaseException, filename: str) -> None:
