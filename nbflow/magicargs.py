@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import shlex
 from typing import Any
 
@@ -34,6 +35,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}. Usage: {self.format_usage().strip()}")
 
 
+@functools.lru_cache(maxsize=1)  # building a parser costs half a millisecond
 def _task_parser() -> _Parser:
     p = _Parser(prog="%%task", add_help=False)
     p.add_argument("name", nargs="?")
@@ -48,6 +50,7 @@ def _task_parser() -> _Parser:
     return p
 
 
+@functools.lru_cache(maxsize=1)
 def flow_parser() -> _Parser:
     p = _Parser(prog="%flow", add_help=False)
     p.add_argument("command", choices=COMMANDS)

@@ -148,18 +148,18 @@ class NbflowMagics(Magics):
         self._run([cell_def.name], executor="sequential", target=cell_def.name)
 
     def _filename(self, line: str, cell: str) -> str:
-        """A file name for the cell's code, shown as ``Cell In[N]`` in tracebacks."""
+        """A file name for the cell's code, shown as ``Cell In[N]`` in tracebacks.
+
+        The same text gets the same name (so its compiled code is reused), mapped to
+        the execution count of its latest run."""
         assert self.shell is not None
         raw = f"%%task {line}\n{cell}"
-        number = _cell_number(self.shell)
-        filename = (
-            f"<nbflow-cell {number}-{hashlib.blake2b(raw.encode(), digest_size=6).hexdigest()}>"
-        )
+        filename = f"<nbflow-cell {hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()}>"
         # Line 1 commented out: tracebacks parse the file, and %%task is not Python.
         cellcode.register_source(filename, "# " + raw)
         names = getattr(self.shell.compile, "_filename_map", None)
         if isinstance(names, dict):
-            names[filename] = number
+            names[filename] = _cell_number(self.shell)
         return filename
 
     def _run(self, names: list[str], target: str | None = None, **options: Any) -> FlowRun:
