@@ -141,12 +141,16 @@ class CellGraph:
     ) -> CellDef:
         """Add or replace a task cell. Raises ``CellError`` naming the cells involved."""
         same = self._by_text.get((source, options, filename))
-        if same in self.cells and self.cells[same].source == source and name in (None, same):
+        if (
+            same in self.cells
+            and self.cells[same].source == source
+            and name in (None, same)
+            and (not cell_id or self.cell_ids.get(cell_id) in (None, same))
+        ):
             # The very cell run again: its analysis and checks still hold.
-            if not cell_id or self.cell_ids.get(cell_id) in (None, same):
-                if cell_id:
-                    self.cell_ids[cell_id] = same
-                return self.cells[same]
+            if cell_id:
+                self.cell_ids[cell_id] = same
+            return self.cells[same]
         from nbflow.cells import CellSyntaxError, default_name
 
         try:
