@@ -23,7 +23,7 @@ from IPython.display import display as _ipython_display
 from nbflow import cellcode
 from nbflow.errors import NbflowError, UpstreamFailedError, did_you_mean
 from nbflow.magicargs import COMMANDS, flow_parser, parse_param, parse_task_line, split
-from nbflow.notebook import CellError, NotebookFlow
+from nbflow.notebook import CellError, NotebookFlow, stand_in
 from nbflow.run import FlowRun
 from nbflow.state import State
 
@@ -50,6 +50,9 @@ def display(*objs: Any, **kwargs: Any) -> Any:
 
 def _status_line(name: str, tr: Any) -> str:
     state = tr.state.value
+    note = stand_in(tr.task)
+    if note is not None and tr.state.is_finished:
+        return f"{_MARK.get(state, '?')} {name}: {note}"
     parts = [f"{_MARK.get(state, '?')} {name}: {state}"]
     if tr.children is not None:
         done = sum(c.state.is_finished for c in tr.children)

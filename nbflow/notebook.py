@@ -54,6 +54,20 @@ def _failed_earlier(message: str) -> None:
     raise FAIL(message)
 
 
+def stand_in(task: Any) -> str | None:
+    """What a stand-in task in a cell's place means (None for a real cell).
+
+    >>> stand_in(Task(_failed_earlier, name="x")), stand_in(Task(len, name="n"))
+    ('failed earlier in this kernel, not run again', None)
+    """
+    fn = getattr(task, "fn", None)
+    if fn is _failed_earlier:
+        return "failed earlier in this kernel, not run again"
+    if fn is _stored_result:
+        return "its result from an earlier kernel"
+    return None
+
+
 class NotebookFlow(CellGraph):
     """The task cells of one kernel (``%%task``), run as one flow named ``name``.
 

@@ -36,6 +36,7 @@ def test_the_cells_notebook_fails_once_then_retries_and_a_second_kernel_reuses_t
     assert _errors(cells[7]) == ["ConnectionError"]
     assert "rates: failed, 3 attempts" in _text(cells[7])
     assert _errors(cells[8]) == ["UpstreamFailedError"]
+    assert "rates: failed earlier in this kernel, not run again" in _text(cells[8])
     retried = _text(cells[10])
     assert "rates: success" in retried and "by_region: success" in retried
     assert "sales: cached" in retried and "revenue: cached" in retried
