@@ -129,7 +129,16 @@ class NbflowMagics(Magics):
     # -- %%task -------------------------------------------------------------------
     @cell_magic
     def task(self, line: str, cell: str) -> None:
-        """Define a task cell and run it now (``--lazy``: only define it)."""
+        """Define a task cell and run it now (``--lazy``: only define it).
+
+        ``%%task [NAME] [--retries N] [--retry-delay S] [--timeout S] [--no-cache]
+        [--after A,B] [--map VAR=ITERABLE] [--trigger T] [--lazy]``
+
+        The cell's outputs are the names it binds; its inputs the names it reads. An
+        input defined by another task cell makes that cell run first when stale;
+        other inputs (constants, helpers) are part of the cell's cache key. NAME
+        defaults to the outputs' names.
+        """
         __tracebackhide__ = True
         name, options = parse_task_line(line)
         filename = self._filename(line, cell)
@@ -244,7 +253,15 @@ class NbflowMagics(Magics):
     # -- %flow --------------------------------------------------------------------
     @line_magic
     def flow(self, line: str) -> Any:
-        """``%flow run|retry|show|status|runs|list|clear`` (see the README)."""
+        """Run and inspect the notebook's task cells.
+
+        ``%flow run [NAMES] [--executor threads|processes|sequential] [--jobs N]
+        [--background] [--refresh] [--param NAME=VALUE]``: every task cell (or NAMES
+        and their upstream) as one flow; ``%flow retry``: only failed cells and their
+        downstream (also after a restart); ``%flow show``: the DAG; ``%flow status``:
+        the last run; ``%flow runs``: this notebook's run history; ``%flow list``: the
+        task cells; ``%flow clear [NAMES] [--cache]``: forget cells (and results).
+        """
         __tracebackhide__ = True
         words = split(line, "%flow")
         if not words:

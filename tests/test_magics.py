@@ -214,7 +214,7 @@ def test_flow_retry_after_a_restart_uses_recorded_results_when_their_inputs_are_
 
 
 def test_a_background_run_returns_at_once_and_publishes_outputs_when_it_ends(ip):
-    run(ip, "%%task --lazy\nimport time\ntime.sleep(0.3)\nslow = 'done'")
+    run(ip, "%%task --lazy\nimport time\ntime.sleep(1.0)\nslow = 'done'")
     result, _ = run(ip, "%flow run --background")
     assert result.success and "slow" not in ip.user_ns
     run_handle = ip.nbflow.notebook.last_run
