@@ -194,7 +194,9 @@ class CellGraph:
                     f"%%task {name}: --after names '{up}', which is not a task cell."
                     f"{did_you_mean(up, known)} Task cells: {', '.join(sorted(known)) or 'none'}."
                 )
-        version = digest(FORMAT, normalised(tree), repr(sorted(options.to_json().items())))
+        # What the cell computes: its code and what it maps over, not how it is run
+        # (retries, timeout, --lazy ...), as for @task options.
+        version = digest(FORMAT, normalised(tree), options.map_var or "", options.map_expr or "")
         old = self.cells.get(name)
         position = old.position if old else self._positions
         self._positions += 1

@@ -105,11 +105,15 @@ def test_rerunning_an_unchanged_cell_is_a_cache_hit_that_replays_stdout_and_disp
     assert any("rows: cached" in s for s in shown)
 
 
-def test_comments_and_formatting_do_not_invalidate_a_cell(ip):
+def test_comments_formatting_and_run_options_do_not_invalidate_a_cell(ip):
     run(ip, COUNT)
+    run(ip, "%%task --lazy\nbump('a')\nv = 1")
     run(ip, "%%task\nbump('a')\nv = 1")
     run(ip, "%%task\n# a comment\nbump( 'a' )\n\nv = 1")
+    run(ip, "%%task --retries 3 --timeout 60\nbump('a')\nv = 1")
     assert count(ip, "a") == 1
+    run(ip, "%%task --map k=[1]\nbump('a')\nv = 1")
+    assert count(ip, "a") == 2  # mapping changes what the cell computes
 
 
 def test_an_upstream_output_is_an_edge_and_a_stale_upstream_runs_first(ip):
