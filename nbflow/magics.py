@@ -8,6 +8,7 @@ through ``_display_run`` alone, so the DAG widget can take over there.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sys
 import threading
@@ -445,6 +446,17 @@ def _install_display_capture(shell: InteractiveShell) -> None:
     setattr(pub, "_nbflow_wrapped", True)  # noqa: B010
 
 
+_loaded: dict[int, NbflowMagics] = {}
+
+
+def unload(shell: Any) -> None:
+    """Remove the cell-id hook of the magics loaded on ``shell`` (``%unload_ext``)."""
+    previous = _loaded.pop(id(shell), None)
+    if previous is not None:
+        with contextlib.suppress(ValueError):  # already unregistered
+            shell.events.unregister("pre_run_cell", previous.pre_run_cell)
+
+
 def load(shell: InteractiveShell) -> NbflowMagics:
     """Register the magics on ``shell`` (what ``%load_ext nbflow`` does)."""
     if not isinstance(shell, InteractiveShell):
@@ -452,9 +464,11 @@ def load(shell: InteractiveShell) -> NbflowMagics:
             f"nbflow's magics need an IPython shell, but got {shell!r}. In a notebook, "
             "write %load_ext nbflow."
         )
+    unload(shell)  # %reload_ext: one set of magics, one cell-id hook
     magics = NbflowMagics(shell)
     shell.register_magics(magics)
     shell.events.register("pre_run_cell", magics.pre_run_cell)
+    _loaded[id(shell)] = magics
     _install_display_capture(shell)
     cellcode.live = True
     return magics

@@ -28,7 +28,7 @@ def ip(tmp_path, monkeypatch):
     magics = nbmagics.load(shell)
     shell.nbflow = magics
     yield shell
-    shell.events.unregister("pre_run_cell", shell.nbflow.pre_run_cell)
+    nbmagics.unload(shell)
     for name in list(shell.user_ns):
         if not name.startswith("_") and name not in ("In", "Out", "get_ipython", "exit", "quit"):
             shell.user_ns.pop(name, None)
@@ -42,7 +42,6 @@ def run(ip, source):
 
 def restart(ip):
     """A new kernel: a fresh namespace and a fresh set of magics (same store)."""
-    ip.events.unregister("pre_run_cell", ip.nbflow.pre_run_cell)
     for name in list(ip.user_ns):
         if not name.startswith("_") and name not in (
             "In",
@@ -77,6 +76,11 @@ def test_load_ext_registers_the_magics(tmp_path):
     assert "flow" in shell.magics_manager.magics["line"]
     with pytest.raises(TypeError, match=r"need an IPython shell.*%load_ext nbflow"):
         nbflow.load_ipython_extension(object())
+    hooks = len(shell.events.callbacks["pre_run_cell"])
+    nbflow.load_ipython_extension(shell)  # %reload_ext: the old hook goes
+    assert len(shell.events.callbacks["pre_run_cell"]) == hooks
+    nbflow.unload_ipython_extension(shell)
+    assert len(shell.events.callbacks["pre_run_cell"]) == hooks - 1
 
 
 def test_a_task_cell_runs_now_publishes_its_outputs_and_shows_a_status_line(ip):
