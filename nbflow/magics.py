@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import sys
 import threading
 import time
 import warnings
@@ -19,11 +18,20 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.display import display as _ipython_display
 
 from nbflow import cellcode
 from nbflow.errors import NbflowError, UpstreamFailedError, did_you_mean
 from nbflow.magicargs import COMMANDS, flow_parser, parse_param, parse_task_line, split
+from nbflow.magicio import (
+    cell_number,
+    display,
+    error_of,
+    install_display_capture,
+    raise_in_cell,
+    replay,
+    rewarn,
+    user_traceback,
+)
 from nbflow.notebook import CellError, NotebookFlow, stand_in
 from nbflow.run import FlowRun
 from nbflow.state import State
@@ -42,11 +50,6 @@ _MARK = {
     "paused": "‖",
 }
 _BAD = (State.FAILED, State.TIMED_OUT, State.UPSTREAM_FAILED, State.CANCELLED)
-
-
-def display(*objs: Any, **kwargs: Any) -> Any:
-    """IPython's ``display`` (typed here: IPython's is not)."""
-    return _ipython_display(*objs, **kwargs)  # type: ignore[no-untyped-call]
 
 
 def _status_line(name: str, tr: Any) -> str:
@@ -110,14 +113,6 @@ def _display_run(run: FlowRun, focus: str | None = None) -> None:
         update(type("Done", (), {"kind": "run_finished"})())
 
 
-def _user_traceback(exc: BaseException, filenames: set[str]) -> BaseException:
-    """``exc`` with its traceback cut to start at the cell's own frames."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename not in filenames:
-        tb = tb.tb_next
-    return exc.with_traceback(tb) if tb is not None else exc
-
-
 @magics_class
 class NbflowMagics(Magics):
     """``%%task`` and ``%flow``."""
@@ -154,7 +149,7 @@ class NbflowMagics(Magics):
         except CellError as exc:
             raise UsageError(str(exc)) from None
         assert self.shell is not None
-        _install_display_capture(self.shell)  # capture_output() may have swapped it
+        install_display_capture(self.shell)  # capture_output() may have swapped it
         if options.lazy:
             display({"text/plain": f"· {cell_def.name}: defined (--lazy)"}, raw=True)
             return
@@ -172,7 +167,7 @@ class NbflowMagics(Magics):
         cellcode.register_source(filename, "# " + raw)
         names = getattr(self.shell.compile, "_filename_map", None)
         if isinstance(names, dict):
-            names[filename] = _cell_number(self.shell)
+            names[filename] = cell_number(self.shell)
         return filename
 
     def _run(self, names: list[str], target: str | None = None, **options: Any) -> FlowRun:
@@ -184,18 +179,18 @@ class NbflowMagics(Magics):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 run, nodes = self._start(names, target, **options)
-            _rewarn(caught, notebook)
+            rewarn(caught, notebook)
         if not run.done:
             return run
         if target is not None:
             tr = run[nodes[target]]
             if tr.state is State.CACHED or (tr.children and all(c.cached for c in tr.children)):
-                _replay(run.result(nodes[target]))
+                replay(run.result(nodes[target]))
         failed = [n for n in nodes if run[nodes[n]].state in _BAD]
         if failed:
             error = self._failure(run, nodes, target or failed[0], failed)
             if isinstance(error, (UsageError, NbflowError)) and target is not None:
-                _raise_in_cell(error, notebook.cells[target].filename)
+                raise_in_cell(error, notebook.cells[target].filename)
             raise error
         return run
 
@@ -228,7 +223,7 @@ class NbflowMagics(Magics):
             )
             if culprit is None:
                 return UpstreamFailedError(f"Cell '{target}' did not run: {tr.reason}.")
-            error = _error_of(run[nodes[culprit]])
+            error = error_of(run[nodes[culprit]])
             if error is not None and "failed earlier in this kernel" in str(error):
                 return UpstreamFailedError(f"Cell '{target}' did not run: {error}.")
             new = UpstreamFailedError(
@@ -237,15 +232,15 @@ class NbflowMagics(Magics):
                 "or use %flow retry."
             )
             if error is not None:
-                new.__cause__ = _user_traceback(error, filenames)
+                new.__cause__ = user_traceback(error, filenames)
             return new
-        error = _error_of(tr)
+        error = error_of(tr)
         if error is None:
             return NbflowError(f"Cell '{target}' ended {tr.state.value}: {tr.reason}.")
         why = self.notebook.unpicklable_input(target, error)
         if why is not None:
             return UsageError(why)
-        error = _user_traceback(error, filenames)
+        error = user_traceback(error, filenames)
         if error.__traceback__ is None and tr.traceback and hasattr(error, "add_note"):
             # From a worker process: its traceback came back as text.
             error.add_note(f"Traceback in the worker process:\n{tr.traceback.rstrip()}")
@@ -370,82 +365,6 @@ def _same(run: FlowRun, flow: Any) -> bool:
     return all(flow.name_of(n) in names for n in flow.tasks)
 
 
-def _cell_number(shell: InteractiveShell) -> int:
-    """The execution count of the cell running now (the one IPython shows as In[N])."""
-    names = getattr(shell.compile, "_filename_map", {})
-    frame = sys._getframe(1)
-    while frame is not None:
-        number = names.get(frame.f_code.co_filename)
-        if isinstance(number, int):
-            return number
-        frame = frame.f_back  # type: ignore[assignment]
-    return int(shell.execution_count)
-
-
-def _raise_in_cell(error: BaseException, filename: str) -> None:
-    """Raise nbflow's own error from the cell's first line, not from nbflow's code."""
-    __tracebackhide__ = True
-    code = compile("raise __nbflow_error", filename, "exec")
-    exec(code, {"__nbflow_error": error})
-
-
-def _error_of(tr: Any) -> BaseException | None:
-    if tr.error is not None:
-        return tr.error  # type: ignore[no-any-return]
-    for child in tr.children or ():
-        if child.error is not None:
-            return child.error  # type: ignore[no-any-return]
-    return None
-
-
-def _replay(result: Any) -> None:
-    """Show a cached cell's stdout and rich outputs again."""
-    import sys
-
-    results = result if isinstance(result, list) else [result]
-    for r in results:
-        if not isinstance(r, cellcode.CellResult):
-            continue
-        if r.stdout:
-            sys.stdout.write(r.stdout)
-            sys.stdout.flush()
-        for data, metadata in r.displays:
-            display(data, metadata=metadata, raw=True)
-
-
-def _rewarn(caught: list[warnings.WarningMessage], notebook: NotebookFlow) -> None:
-    for w in caught:
-        text = str(w.message)
-        cell = notebook.cells.get(text.split("'")[1]) if text.startswith("Task '") else None
-        if cell is not None and not cell.options.cache and "is not cached" in text:
-            continue  # --no-cache: not being cached is what the cell asked for
-        message = notebook.explain_warning(text)
-        warnings.warn_explicit(message, w.category, w.filename, w.lineno)
-
-
-def _install_display_capture(shell: InteractiveShell) -> None:
-    """Record what a running cell displays, so a cache hit can show it again."""
-    pub = shell.display_pub
-    if getattr(pub, "_nbflow_wrapped", False):
-        return
-    original = pub.publish
-
-    def publish(data: Any, metadata: Any = None, *args: Any, **kwargs: Any) -> Any:
-        out = cellcode.current_output()
-        if out is None or kwargs.get("update"):
-            return original(data, metadata, *args, **kwargs)
-        out.displays.append((data, metadata or {}))
-        out.suspended = True  # a terminal shell prints displays: not the cell's stdout
-        try:
-            return original(data, metadata, *args, **kwargs)
-        finally:
-            out.suspended = False
-
-    # Wrapping the instance's method is the one hook every display() goes through.
-    setattr(pub, "publish", publish)  # noqa: B010
-    setattr(pub, "_nbflow_wrapped", True)  # noqa: B010
-
-
 _loaded: dict[int, NbflowMagics] = {}
 
 
@@ -469,6 +388,6 @@ def load(shell: InteractiveShell) -> NbflowMagics:
     shell.register_magics(magics)
     shell.events.register("pre_run_cell", magics.pre_run_cell)
     _loaded[id(shell)] = magics
-    _install_display_capture(shell)
+    install_display_capture(shell)
     cellcode.live = True
     return magics
