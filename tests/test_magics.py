@@ -325,6 +325,16 @@ def test_flow_run_runs_every_cell_as_one_recorded_flow(ip, executor):
     assert latest.retry().ok  # the notebook's flow is registered under its name
 
 
+def test_flow_run_with_names_runs_those_cells_and_their_upstream_only(ip):
+    run(ip, "%%task --lazy\nroot = 1")
+    run(ip, "%%task --lazy\nleaf = root + 1")
+    run(ip, "%%task --lazy\nother = 5")
+    result, _ = run(ip, "%flow run leaf")
+    assert result.success and ip.user_ns["leaf"] == 2 and "other" not in ip.user_ns
+    result, _ = run(ip, "%flow run lief")
+    assert "no task cell 'lief'. Did you mean 'leaf'" in str(result.error_in_exec)
+
+
 def test_flow_run_param_sets_the_variable_and_changes_cache_keys(ip):
     run(ip, COUNT)
     run(ip, "n = 2")
