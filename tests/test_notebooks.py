@@ -1,9 +1,9 @@
 """The example notebooks, run top to bottom by nbclient in a real kernel."""
 
 import pytest
+from test_prefect_notebooks import NOTEBOOKS, _execute, _text
 
 import nbflow
-from test_prefect_notebooks import NOTEBOOKS, _execute, _text
 
 FOLDER = NOTEBOOKS.parent
 
