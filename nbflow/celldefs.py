@@ -31,7 +31,14 @@ class CellError(NbflowError, ValueError):
 
 def flow_name() -> str:
     """The notebook's flow name: ``NBFLOW_NOTEBOOK``'s stem, else ``JPY_SESSION_NAME``'s,
-    else ``"notebook"``."""
+    else ``"notebook"``.
+
+    >>> import os
+    >>> os.environ["NBFLOW_NOTEBOOK"] = "/work/analysis/sales.ipynb"
+    >>> flow_name()
+    'sales'
+    >>> del os.environ["NBFLOW_NOTEBOOK"]
+    """
     for var in ("NBFLOW_NOTEBOOK", "JPY_SESSION_NAME"):
         value = os.environ.get(var)
         if value:
@@ -43,7 +50,11 @@ def flow_name() -> str:
 
 @dataclass(frozen=True)
 class CellOptions:
-    """The options of a ``%%task`` line."""
+    """The options of a ``%%task`` line.
+
+    >>> CellOptions.from_json(CellOptions(retries=2, after=("load",)).to_json()).after
+    ('load',)
+    """
 
     retries: int = 0
     retry_delay: float = 0.0

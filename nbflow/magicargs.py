@@ -100,7 +100,12 @@ def _join_map(words: list[str]) -> list[str]:
 
 
 def parse_task_line(line: str) -> tuple[str | None, CellOptions]:
-    """The task name and options of a ``%%task`` line (raises ``UsageError``)."""
+    """The task name and options of a ``%%task`` line (raises ``UsageError``).
+
+    >>> name, options = parse_task_line("load --retries 2 --map path=paths[:3]")
+    >>> name, options.retries, options.map_var, options.map_expr
+    ('load', 2, 'path', 'paths[:3]')
+    """
     args = _task_parser().parse_args(_join_map(split(line, "%%task")))
     name = args.name
     if name is not None and (name.startswith("-") or not name.strip()):
