@@ -76,7 +76,7 @@ def rewarn(caught: list[warnings.WarningMessage], notebook: NotebookFlow) -> Non
         cell = notebook.cells.get(text.split("'")[1]) if text.startswith("Task '") else None
         if cell is not None and not cell.options.cache and "is not cached" in text:
             continue  # --no-cache: not being cached is what the cell asked for
-        message = notebook.explain_warning(text)
+        message = explain_warning(notebook, text)
         warnings.warn_explicit(message, w.category, w.filename, w.lineno)
 
 
@@ -101,3 +101,50 @@ def install_display_capture(shell: InteractiveShell) -> None:
     # Wrapping the instance's method is the one hook every display() goes through.
     setattr(pub, "publish", publish)  # noqa: B010
     setattr(pub, "_nbflow_wrapped", True)  # noqa: B010
+
+
+def unpicklable_input(notebook: NotebookFlow, name: str, error: BaseException) -> str | None:
+    """Why cell ``name`` could not travel to a worker process, naming the input."""
+    text = f"{type(error).__name__}: {error}".lower()
+    if "pickl" not in text:
+        return None
+    import cloudpickle
+
+    for n in notebook.cells[name].analysis.inputs:
+        if n not in notebook.user_ns:
+            continue
+        try:
+            cloudpickle.dumps(notebook.user_ns[n])
+        except Exception as exc:
+            return (
+                f"Cell '{name}' cannot run in a worker process: its input '{n}' (a "
+                f"{type(notebook.user_ns[n]).__name__}) cannot be sent there ({exc}). Open "
+                "files, locks and connections cannot travel: create it inside the cell, "
+                "or run with --executor threads."
+            )
+    return None
+
+
+def explain_warning(notebook: NotebookFlow, message: str) -> str:
+    """A cache warning about a cell's closure value, said in terms of its inputs."""
+    import re
+
+    found = re.match(r"Task '(.+?)' is not cached: its closure value (\d+) is (.*)", message)
+    if found is None or found.group(1) not in notebook.cells:
+        return message
+    name = found.group(1)
+    code = notebook.cells[name].codes
+    for factory in code.values():
+        if not hasattr(factory, "co_consts"):
+            continue
+        inner = next(c for c in factory.co_consts if hasattr(c, "co_freevars"))
+        free = inner.co_freevars
+        index = int(found.group(2))
+        if index < len(free) and free[index].startswith(cellcode.NS):
+            var = free[index][len(cellcode.NS) :]
+            return (
+                f"Cell '{name}' is not cached: its input '{var}' is "
+                f"{found.group(3).split(' that ')[0]} that cannot be hashed. Create it "
+                "inside the cell, or make it picklable."
+            )
+    return message

@@ -30,6 +30,7 @@ from nbflow.magicio import (
     raise_in_cell,
     replay,
     rewarn,
+    unpicklable_input,
     user_traceback,
 )
 from nbflow.notebook import CellError, NotebookFlow, stand_in
@@ -237,7 +238,7 @@ class NbflowMagics(Magics):
         error = error_of(tr)
         if error is None:
             return NbflowError(f"Cell '{target}' ended {tr.state.value}: {tr.reason}.")
-        why = self.notebook.unpicklable_input(target, error)
+        why = unpicklable_input(self.notebook, target, error)
         if why is not None:
             return UsageError(why)
         error = user_traceback(error, filenames)
