@@ -1,0 +1,433 @@
+"""The task cells of one kernel as one flow: compiled, run, recorded, published.
+
+``NotebookFlow`` is what the ``%%task`` and ``%flow`` magics drive; it knows nothing
+of IPython beyond the namespace dict it publishes outputs to. Each run builds a
+``Flow`` (named after the notebook) of the cells it needs and runs it like any other
+flow, so it lands in the run history under that name with the cells' task names.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from nbflow import cellcode
+from nbflow.celldefs import (
+    CellDef,
+    CellError,
+    CellGraph,
+    CellOptions,
+    CellStatus,
+    digest,
+    flow_name,
+)
+from nbflow.cells import analyse, parse
+from nbflow.cellstore import StoredCell, open_cells
+from nbflow.errors import FAIL, NbflowError, NbflowWarning
+from nbflow.flow import Flow, Node
+from nbflow.records import TaskRun
+from nbflow.run import FlowRun, start_run
+from nbflow.state import State
+from nbflow.task import Task
+
+_FAILED = (State.FAILED, State.TIMED_OUT, State.CANCELLED)
+
+
+def _stored_result(home: str, key: str, cell: str) -> Any:
+    """A cell's result as recorded by an earlier kernel (its inputs are gone here)."""
+    from nbflow.cache import open_store
+
+    missing = object()
+    value = open_store(home).get(key, missing)
+    if value is missing:
+        raise NbflowError(
+            f"Cell '{cell}' needs notebook variables this kernel does not have, and its "
+            f"earlier result is no longer in the store '{home}'. Run the cells that define "
+            "its inputs, then run it again."
+        )
+    return value
+
+
+def _failed_earlier(message: str) -> None:
+    raise FAIL(message)
+
+
+def stand_in(task: Any) -> str | None:
+    """What a stand-in task in a cell's place means (None for a real cell).
+
+    >>> stand_in(Task(_failed_earlier, name="x")), stand_in(Task(len, name="n"))
+    ('failed earlier in this kernel, not run again', None)
+    """
+    fn = getattr(task, "fn", None)
+    if fn is _failed_earlier:
+        return "failed earlier in this kernel, not run again"
+    if fn is _stored_result:
+        return "its result from an earlier kernel"
+    return None
+
+
+class NotebookFlow(CellGraph):
+    """The task cells of one kernel (``%%task``), run as one flow named ``name``.
+
+    >>> namespace = {"scale": 10}
+    >>> cells = NotebookFlow(namespace, name="doc-notebook")
+    >>> _ = cells.define(None, "xs = [1, 2, 3]", CellOptions(), "<xs>")
+    >>> _ = cells.define(None, "total = sum(xs) * scale", CellOptions(), "<total>")
+    >>> run, _ = cells.run(["total"])
+    >>> run.ok, namespace["total"], cells.upstream_of(cells.cells["total"])
+    (True, 60, ['xs'])
+    """
+
+    def __init__(
+        self, user_ns: dict[str, Any], name: str | None = None, home: str | None = None
+    ) -> None:
+        super().__init__()
+        self.user_ns = user_ns
+        self.name = name or flow_name()
+        self.home = home
+        self.parameters: dict[str, Any] = {}
+        self.last_run: FlowRun | None = None
+        self._saved: dict[str, str] = {}
+        self._recorded_keys: dict[str, str] = {}
+        self.flow: Flow | None = None
+
+    def define(
+        self,
+        name: str | None,
+        source: str,
+        options: CellOptions,
+        filename: str,
+        cell_id: str | None = None,
+        persist: bool = True,
+    ) -> CellDef:
+        """Add or replace a task cell, and keep its definition in the store."""
+        cell = super().define(name, source, options, filename, cell_id)
+        if persist and self._saved.get(cell.name) != cell.version + filename:
+            stored = StoredCell(cell.name, source, options.to_json(), filename, cell.position)
+            try:
+                open_cells(self.store_home()).save(self.name, stored)
+            except Exception as exc:  # a read-only store: the cell still runs
+                warnings.warn(
+                    f"nbflow cannot keep the definition of cell '{cell.name}' in the store "
+                    f"({exc}); %flow retry after a restart will not know it.",
+                    NbflowWarning,
+                    stacklevel=2,
+                )
+            self._saved[cell.name] = cell.version + filename
+        return cell
+
+    def store_home(self) -> pathlib.Path:
+        from nbflow.cache import open_store
+
+        return open_store(self.home).path
+
+    # -- building a flow ------------------------------------------------------------
+    def cell_function(
+        self, cell: CellDef, ups: list[str], mapped: set[str], returns: str | None = None
+    ) -> tuple[Callable[..., Any], list[str]]:
+        """The cell's function for these upstream cells; and the namespace inputs it
+        reads (those defined in the notebook now)."""
+        producers = self.producers()
+        params = self.arguments(cell, ups)
+        index = dict(zip(ups, params, strict=True))
+        upstream = {
+            n: (index[producers[n]], producers[n] in mapped)
+            for n in cell.analysis.inputs
+            if n in producers and producers[n] in index
+        }
+        namespace = tuple(
+            n for n in cell.analysis.inputs if n not in upstream and n in self.user_ns
+        )
+        shape = (tuple(sorted(upstream.items())), namespace, tuple(params), returns)
+        code = cell.codes.get(shape)
+        if code is None:
+            code = cellcode.make_factory(
+                cell.tree,
+                cell.analysis,
+                cell.filename,
+                cellcode.identifier(cell.name),
+                upstream,
+                namespace,
+                cell.options.map_var,
+                params,
+                returns,
+            )
+            cell.codes[shape] = code
+        values = tuple(self.user_ns[n] for n in namespace)
+        return cellcode.build(code, self.user_ns, values), list(namespace)
+
+    def build(
+        self, names: list[str], *, keep_failed: Iterable[str] = (), drawing: bool = False
+    ) -> tuple[Flow, dict[str, Node]]:
+        """A flow of ``names`` and their upstream cells. An upstream cell that failed in
+        this kernel and has not changed since is not run again: a stand-in fails with
+        a message that says so (cells in ``keep_failed`` run again)."""
+        # A flow of every cell is registered under the notebook's name, so that
+        # nbflow.load_run(...).retry() in this kernel finds it.
+        whole = set(names) >= set(self.cells)
+        flow = Flow(self.name, _register=whole and not drawing)
+        if whole and not drawing:
+            self.flow = flow
+        nodes: dict[str, Node] = {}
+        order = self.ancestors(names)
+        targets = set(names) | set(keep_failed)
+        mapped = {n for n in order if self.cells[n].options.map_var}
+        for name in order:
+            cell = self.cells[name]
+            ups = self.data_upstream(cell)
+            fn, _ = self.cell_function(cell, ups, mapped)
+            recorded = self._recorded_keys.get(name)
+            if name not in targets and recorded and self._inputs_missing(cell):
+                # A fresh kernel retrying: this cell succeeded before, but the notebook
+                # variables it read are not defined here. Its recorded result stands in.
+                helper: Task[Any, Any] = Task(_stored_result, name=name, cache=False)
+                node = flow.add_task(helper)
+                home = str(self.store_home())
+                inputs = {"home": home, "key": recorded, "cell": name}
+                flow.set_dependencies(node, keyword_tasks=inputs)
+                nodes[name] = node
+                continue
+            stale = self._failed_unchanged(name, fn) if name not in targets else None
+            if stale is not None:
+                task: Task[Any, Any] = Task(_failed_earlier, name=name, cache=False)
+                node = flow.add_task(task)
+                flow.set_dependencies(node, keyword_tasks={"message": stale})
+                nodes[name] = node
+                continue
+            opts = cell.options
+            task = Task(
+                fn,
+                name=name,
+                retries=opts.retries,
+                retry_delay=opts.retry_delay,
+                timeout=opts.timeout,
+                trigger=opts.trigger,
+                cache=opts.cache,
+                cache_version=cell.version,
+            )
+            node = flow.add_task(task)
+            nodes[name] = node
+            for up, param in zip(ups, self.arguments(cell, ups), strict=True):
+                flow.add_edge(nodes[up], node, key=param)
+            for up in opts.after:
+                if up in nodes and up not in ups:
+                    flow.add_edge(nodes[up], node)
+            if opts.map_var:
+                self._map_input(flow, cell, node, nodes, mapped, drawing)
+        return flow, nodes
+
+    def _map_input(
+        self,
+        flow: Flow,
+        cell: CellDef,
+        node: Node,
+        nodes: dict[str, Node],
+        mapped: set[str],
+        drawing: bool = False,
+    ) -> None:
+        assert cell.options.map_var and cell.options.map_expr and cell.map_analysis
+        var, expr = cell.options.map_var, cell.options.map_expr
+        producers = self.producers()
+        ups = [producers[n] for n in cell.map_analysis.inputs if n in producers]
+        if not ups and drawing:
+            flow.set_dependencies(node, keyword_tasks={var: []}, mapped=True)
+            return
+        if not ups:
+            try:
+                items = list(eval(expr, self.user_ns))
+            except Exception as exc:
+                raise CellError(
+                    f"%%task {cell.name}: --map {var}={expr} could not be evaluated: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
+            flow.set_dependencies(node, keyword_tasks={var: items}, mapped=True)
+            return
+        source = f"__nbflow_items = list({expr})"
+        items_cell = CellDef(
+            f"{cell.name}:{var}",
+            source,
+            CellOptions(),
+            cell.filename,
+            cell.position,
+            parse(source),
+            analyse(source),
+            None,
+            digest(cell.version, "items"),
+            cell.codes.setdefault("items", {}),
+        )
+        ups = list(dict.fromkeys(ups))
+        fn, _ = self.cell_function(items_cell, ups, mapped, returns="__nbflow_items")
+        helper: Task[Any, Any] = Task(fn, name=items_cell.name, cache_version=items_cell.version)
+        items_node = flow.add_task(helper)
+        for up, param in zip(ups, self.arguments(items_cell, ups), strict=True):
+            flow.add_edge(nodes[up], items_node, key=param)
+        flow.add_edge(items_node, node, key=var, mapped=True)
+
+    def _inputs_missing(self, cell: CellDef) -> bool:
+        producers = self.producers()
+        return any(n not in producers and n not in self.user_ns for n in cell.reads)
+
+    def _failed_unchanged(self, name: str, fn: Callable[..., Any]) -> str | None:
+        status = self.status.get(name)
+        if status is None or status.state not in _FAILED:
+            return None
+        from nbflow.hashing import Unhashable, fingerprint
+
+        try:
+            now = fingerprint(fn, self.cells[name].version)
+        except Unhashable:
+            return None
+        if now != status.fingerprint:
+            return None
+        error = status.error
+        what = f" ({type(error).__name__}: {error})" if error is not None else ""
+        return (
+            f"cell '{name}' failed earlier in this kernel{what} and has not changed since; "
+            f"fix cell '{name}' and re-run it, or use %flow retry"
+        )
+
+    # -- running --------------------------------------------------------------------
+    def run(
+        self,
+        names: list[str],
+        *,
+        executor: Any = "sequential",
+        jobs: int | None = None,
+        background: bool = False,
+        refresh: bool = False,
+        keep_failed: Iterable[str] = (),
+        listeners: tuple[Callable[[Any], Any], ...] = (),
+    ) -> tuple[FlowRun, dict[str, Node]]:
+        """Run ``names`` (and what they need); publish outputs when the run ends."""
+        flow, nodes = self.build(names, keep_failed=keep_failed)
+        prior: dict[str, TaskRun] = {}
+        if not refresh:
+            for name, status in self.status.items():
+                tr = status.task_run
+                if name in nodes and tr is not None and tr.state.is_successful:
+                    prior[name] = tr
+                    for child in tr.children or ():
+                        prior[child.name] = child  # mapped children are reused one by one
+        finish = self._finisher(nodes)
+        run = start_run(
+            flow,
+            executor=executor,
+            max_workers=jobs,
+            background=background,
+            refresh=refresh,
+            prior=prior,
+            store=self.home,
+            listeners=(*listeners, finish),
+        )
+        self.last_run = run
+        if not background:
+            finish(None)
+        return run, nodes
+
+    def _finisher(self, nodes: dict[str, Node]) -> Callable[[Any], None]:
+        done: list[bool] = []
+
+        def finish(event: Any) -> None:
+            if done or (event is not None and event.kind != "run_finished"):
+                return
+            run = self.last_run if event is None else event.run
+            if run is None:
+                return
+            done.append(True)
+            self._record(run, nodes)
+
+        return finish
+
+    def _record(self, run: FlowRun, nodes: dict[str, Node]) -> None:
+        from nbflow.hashing import Unhashable, fingerprint
+
+        for name, node in nodes.items():
+            if node.task.fn is _failed_earlier:
+                continue
+            tr = run[node]
+            fp = None
+            if tr.state in _FAILED:
+                try:
+                    fp = fingerprint(node.task.fn, node.task.cache_version)
+                except Unhashable:
+                    fp = None
+            error = tr.error
+            if tr.children:
+                error = next((c.error for c in tr.children if c.error is not None), error)
+            self.status[name] = CellStatus(tr.state, tr, fp, error)
+            if tr.state.is_successful:
+                self.publish(name, run.result(node))
+
+    def publish(self, name: str, result: Any) -> None:
+        """Put a cell's outputs into the notebook namespace (lists for a mapped cell)."""
+        cell = self.cells[name]
+        if isinstance(result, list):
+            for out in cell.analysis.outputs:
+                self.user_ns[out] = [r.values.get(out) for r in result]
+        elif isinstance(result, cellcode.CellResult):
+            self.user_ns.update(result.values)
+
+    def failed(self) -> list[str]:
+        """Cells whose last run in this kernel did not succeed."""
+        bad = (*_FAILED, State.UPSTREAM_FAILED)
+        return [n for n, s in self.status.items() if s.state in bad and n in self.cells]
+
+    def restore(self) -> list[str]:
+        """Define the cells stored for this flow that this kernel does not have; return
+        the names of cells whose latest recorded run did not succeed."""
+        for stored in open_cells(self.store_home()).load(self.name):
+            if stored.name not in self.cells:
+                try:
+                    self.define(
+                        stored.name,
+                        stored.source,
+                        CellOptions.from_json(stored.options),
+                        stored.filename,
+                        persist=False,
+                    )
+                except CellError:
+                    continue  # superseded by a cell defined in this kernel
+                cellcode.register_source(stored.filename, stored.source)
+        recorded = self.recorded()
+        self._recorded_keys = {
+            n: key for n, (state, key) in recorded.items() if state.is_successful and key
+        }
+        return [n for n, (state, _) in recorded.items() if not state.is_ok]
+
+    def recorded(self, limit: int = 200) -> dict[str, tuple[State, str | None]]:
+        """Each cell's state (and result key) in the latest recorded run that had it."""
+        from nbflow.history import open_history
+
+        home = self.store_home()
+        if not (home / "history.sqlite").exists():
+            return {}
+        history = open_history(home)
+        states: dict[str, tuple[State, str | None]] = {}
+        for row in history.runs(limit):
+            if row["flow"] != self.name:
+                continue
+            for t in history.load(row["id"])[1]:
+                if t["map_index"] is None and t["name"] in self.cells:
+                    states.setdefault(t["name"], (State(t["state"]), t["key"]))
+        return states
+
+    def forget(self, names: list[str] | None = None) -> list[str]:
+        """Remove cells (all if ``names`` is None) from this kernel and the store."""
+        gone = list(self.cells) if names is None else names
+        for n in gone:
+            self.cells.pop(n, None)
+            self.status.pop(n, None)
+            self._saved.pop(n, None)
+        self.cell_ids = {k: v for k, v in self.cell_ids.items() if v not in gone}
+        open_cells(self.store_home()).delete(self.name, None if names is None else gone)
+        return gone
+
+    def with_parameter(self, name: str, value: Any) -> None:
+        """Set a notebook variable read by task cells (``%flow run --param``)."""
+        self.parameters[name] = value
+        self.user_ns[name] = value
+
+
+__all__ = ["CellDef", "CellError", "CellOptions", "NotebookFlow", "flow_name"]
