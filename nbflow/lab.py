@@ -23,6 +23,7 @@ from typing import Any
 
 from nbflow import events
 from nbflow.events import RUN_FINISHED, TASK_STATE, Event
+from nbflow.state import State
 
 log = logging.getLogger("nbflow")
 
@@ -62,6 +63,7 @@ class LabChannel:
         self._cell_of = cell_of
         self._send = send
         self._pending: dict[str, tuple[Any, Any]] = {}
+        self._results: dict[str, str] = {}  # cell id -> key of the result it shows
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._urgent = False
@@ -95,6 +97,13 @@ class LabChannel:
         cell = self._cell_of(event.run.flow.name, event.run.flow.name_of(task_run.node))
         if cell is None:
             return
+        state = task_run.state
+        if state in (State.SUCCESS, State.CACHED) and task_run.key is not None:
+            # An upstream cell reused by a later cell's run comes back "cached": its
+            # badge keeps saying how that same result was made.
+            if state is State.CACHED and self._results.get(cell) == task_run.key:
+                return
+            self._results[cell] = task_run.key
         with self._lock:
             first = not self._pending
             self._pending[cell] = (event.run, task_run)

@@ -21,6 +21,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from nbflow import cellcode
 from nbflow.errors import NbflowError, UpstreamFailedError, did_you_mean
+from nbflow.lab import LabChannel
 from nbflow.magicargs import COMMANDS, flow_parser, parse_param, parse_task_line, split
 from nbflow.magicio import (
     cell_number,
@@ -122,6 +123,13 @@ class NbflowMagics(Magics):
         super().__init__(shell)
         self.notebook = NotebookFlow(shell.user_ns)
         self.cell_id: str | None = None
+        self.channel: LabChannel | None = None
+
+    def cell_of(self, flow: str, task: str) -> str | None:
+        """The JupyterLab cell id of the task cell named ``task`` (for the lab badges)."""
+        if flow != self.notebook.name:
+            return None
+        return next((c for c, name in self.notebook.cell_ids.items() if name == task), None)
 
     # -- %%task -------------------------------------------------------------------
     @cell_magic
@@ -373,6 +381,8 @@ def unload(shell: Any) -> None:
     """Remove the cell-id hook of the magics loaded on ``shell`` (``%unload_ext``)."""
     previous = _loaded.pop(id(shell), None)
     if previous is not None:
+        if previous.channel is not None:
+            previous.channel.close()
         with contextlib.suppress(ValueError):  # already unregistered
             shell.events.unregister("pre_run_cell", previous.pre_run_cell)
 
@@ -388,6 +398,8 @@ def load(shell: InteractiveShell) -> NbflowMagics:
     magics = NbflowMagics(shell)
     shell.register_magics(magics)
     shell.events.register("pre_run_cell", magics.pre_run_cell)
+    if getattr(shell, "kernel", None) is not None:  # a kernel: JupyterLab may show badges
+        magics.channel = LabChannel(magics.cell_of)
     _loaded[id(shell)] = magics
     install_display_capture(shell)
     cellcode.live = True

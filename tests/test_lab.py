@@ -158,3 +158,75 @@ def test_a_failing_sender_is_logged_and_the_run_is_unaffected(
         channel.close()
     assert run.result(n) == 2
     assert "could not send task states" in caplog.text
+
+
+def _kernel_messages(tmp_path: Any, cells: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Run ``(cell_id, code)`` cells in a real kernel as JupyterLab sends them; return
+    the iopub messages of the ``nbflow`` comm."""
+    import os
+    import queue
+
+    from jupyter_client.manager import KernelManager
+
+    env = {**os.environ, "NBFLOW_HOME": str(tmp_path / "store")}
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(cwd=str(tmp_path), env=env)
+    kc = km.client()
+    kc.start_channels()
+    comm: list[dict[str, Any]] = []
+    try:
+        kc.wait_for_ready(timeout=60)
+        for cell_id, code in cells:
+            content = {
+                "code": code,
+                "silent": False,
+                "store_history": True,
+                "user_expressions": {},
+                "allow_stdin": False,
+                "stop_on_error": False,
+            }
+            msg = kc.session.msg("execute_request", content, metadata={"cellId": cell_id})
+            kc.shell_channel.send(msg)
+            while True:
+                reply = kc.get_shell_msg(timeout=60)
+                if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+                    break
+        deadline = time.monotonic() + 3  # the last batch leaves within an interval
+        while time.monotonic() < deadline:
+            try:
+                m = kc.get_iopub_msg(timeout=0.2)
+            except queue.Empty:
+                continue
+            if m["msg_type"] in ("comm_open", "comm_msg"):
+                comm.append(m)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    return comm
+
+
+def test_a_kernel_sends_task_states_by_jupyterlab_cell_id(tmp_path: Any) -> None:
+    messages = _kernel_messages(
+        tmp_path,
+        [
+            ("c-load", "%load_ext nbflow"),
+            ("c-x", "%%task\nx = 2"),
+            ("c-y", "%%task\ny = x * 10"),
+            ("c-bad", "%%task bad\nz = y / 0"),
+        ],
+    )
+    opened = [m for m in messages if m["msg_type"] == "comm_open"]
+    assert len(opened) == 1
+    assert opened[0]["content"]["target_name"] == "nbflow"
+    final: dict[str, dict[str, Any]] = {}
+    for m in messages:
+        if m["msg_type"] == "comm_msg":
+            for cell in m["content"]["data"]["cells"]:
+                final[cell["cell_id"]] = cell
+    assert {k: v["state"] for k, v in final.items()} == {
+        "c-x": "success",
+        "c-y": "success",
+        "c-bad": "failed",
+    }
+    assert final["c-bad"]["task"] == "bad"
+    assert final["c-y"]["task"] == "y"
