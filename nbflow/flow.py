@@ -476,15 +476,26 @@ class Flow:
         executor: Any = "threads",
         max_workers: int | None = None,
         background: bool = False,
+        show: bool | None = None,
         **options: Any,
     ) -> FlowRun:
         """Run the flow; returns a ``FlowRun`` (at once if ``background=True``).
 
         ``executor`` is "threads" (default), "processes", "sequential", or an
-        executor instance such as ``ThreadExecutor(max_workers=4)``.
+        executor instance such as ``ThreadExecutor(max_workers=4)``. ``show``: in a
+        notebook (an IPython kernel with a front end) the live widget is displayed
+        unless ``show=False``; elsewhere nothing is displayed, even with ``show=True``.
         """
         from nbflow.run import start_run
 
+        if show is not None and not isinstance(show, bool):
+            raise FlowError(f"Expected show to be True, False or None, but got {show!r}.")
+        if show is not False:
+            from nbflow.widget import live_listener
+
+            listener = live_listener(self)
+            if listener is not None:
+                options["listeners"] = (*options.get("listeners", ()), listener)
         return start_run(
             self, executor=executor, max_workers=max_workers, background=background, **options
         )

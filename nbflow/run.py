@@ -88,6 +88,11 @@ class FlowRun:
             return None
         return (e.end or time.time()) - e.start
 
+    @property
+    def background(self) -> bool:
+        """True when the run was started with ``background=True`` (it can be cancelled)."""
+        return self._thread is not None
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for a background run to end; True if it has ended."""
         return self._engine.closed.wait(timeout)
@@ -234,6 +239,12 @@ class FlowRun:
     def visualize(self) -> graphviz.Digraph:
         """The flow drawn with this run's states."""
         return self.flow.visualize(self)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
+        # In a notebook, a run on its own shows the widget in its current state.
+        from nbflow.widget import mimebundle
+
+        return mimebundle(self, include, exclude)
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items()))

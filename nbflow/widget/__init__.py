@@ -1,0 +1,129 @@
+"""The live DAG widget of a run, for notebooks (JupyterLab, Notebook 7, VS Code).
+
+``flow.run()`` in a notebook shows it by default. Public entry points:
+
+- ``FlowWidget(run)`` / ``FlowWidget(flow)``: the widget (``follow(run)``, ``listener``);
+- ``show_run(run)``: display a widget following ``run`` (live or final);
+- ``live_listener(flow)``: display a widget for a run about to start and return the
+  listener to pass to ``flow.run(listeners=[...])`` (None outside a notebook).
+
+This module is light: anywidget loads only when a widget is made.
+"""
+
+from __future__ import annotations
+
+import sys
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from nbflow.errors import NbflowError
+
+if TYPE_CHECKING:
+    from nbflow.events import Listener
+    from nbflow.flow import Flow
+    from nbflow.run import FlowRun
+    from nbflow.widget.model import FlowWidget
+
+# Widgets displayed live, with the execution count of the cell that displayed them:
+# a run returned by that same cell is then not drawn a second time.
+_live: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+def in_frontend() -> bool:
+    """True inside an IPython kernel that has a front end (a notebook), False in a plain
+    Python process or a terminal IPython.
+
+    >>> in_frontend()
+    False
+    """
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    shell = ipython.get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def _execution_count() -> int:
+    import IPython
+
+    shell = IPython.get_ipython()
+    return int(getattr(shell, "execution_count", 0))
+
+
+def live_listener(flow: Flow) -> Listener | None:
+    """In a notebook, display a widget for the next run of ``flow`` and return its event
+    listener (pass it to ``flow.run(listeners=[...])``); elsewhere do nothing, return None.
+    ``flow.run()`` calls this unless ``show=False``.
+
+    >>> from nbflow import Flow
+    >>> live_listener(Flow("no-notebook")) is None
+    True
+    """
+    if not in_frontend():
+        return None
+    from IPython.display import display
+
+    from nbflow.widget.model import FlowWidget
+
+    widget = FlowWidget(flow)
+    _live[widget] = _execution_count()
+    display(widget)  # type: ignore[no-untyped-call]
+    return widget.listener
+
+
+def show_run(run: FlowRun) -> FlowWidget | None:
+    """Display a widget following ``run`` (live while it runs, then its final state)
+    and return it; outside a notebook, display nothing and return None.
+
+    >>> from nbflow import Flow, task
+    >>> @task(cache=False)
+    ... def one():
+    ...     return 1
+    >>> with Flow("show-doc") as flow:
+    ...     one()
+    <Node 'one' of task 'one'>
+    >>> show_run(flow.run(show=False)) is None
+    True
+    """
+    from nbflow.run import FlowRun
+
+    if not isinstance(run, FlowRun):
+        raise NbflowError(f"show_run() needs a FlowRun (what flow.run() returns), but got {run!r}.")
+    if not in_frontend():
+        return None
+    from IPython.display import display
+
+    from nbflow.widget.model import FlowWidget
+
+    widget = FlowWidget(run)
+    _live[widget] = _execution_count()
+    display(widget)  # type: ignore[no-untyped-call]
+    return widget
+
+
+def mimebundle(run: FlowRun, include: Any = None, exclude: Any = None) -> Any:
+    """What a ``FlowRun`` displays as: the widget in a notebook (unless the same cell
+    already shows it live), its text elsewhere. IPython's ``_repr_mimebundle_`` protocol:
+    a dict, or a (data, metadata) pair."""
+    text = {"text/plain": repr(run)}
+    if not in_frontend():
+        return text
+    count = _execution_count()
+    if any(w.run is run and n == count for w, n in list(_live.items())):
+        return text
+    from nbflow.widget.model import FlowWidget
+
+    bundle = FlowWidget(run)._repr_mimebundle_(include=include, exclude=exclude)
+    data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+    return {**(data or {}), **text}, metadata
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FlowWidget":
+        from nbflow.widget.model import FlowWidget
+
+        return FlowWidget
+    raise AttributeError(f"module 'nbflow.widget' has no attribute '{name}'")
+
+
+__all__ = ["FlowWidget", "in_frontend", "live_listener", "mimebundle", "show_run"]
