@@ -14,12 +14,17 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[test,dask]'
 	touch $(STAMP)
 
-# Debian packages the tests need; installed only when missing and we are root.
+# Debian packages the tests need (graphviz for layouts, chromium for the browser tests,
+# which Playwright drives at /usr/bin/chromium: it never downloads a browser of its own);
+# installed only when missing and we are root.
 sysdeps:
-	@if ! command -v dot >/dev/null 2>&1; then \
+	@missing=""; \
+	command -v dot >/dev/null 2>&1 || missing="$$missing graphviz"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz) >/dev/null; \
-	  else echo "warning: graphviz 'dot' is missing; install it with: apt-get install graphviz"; fi; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; \
+	  else echo "warning: missing Debian packages:$$missing; install them with: apt-get install$$missing"; fi; \
 	fi
 
 demo: $(STAMP)

@@ -490,15 +490,21 @@ class Flow:
 
         if show is not None and not isinstance(show, bool):
             raise FlowError(f"Expected show to be True, False or None, but got {show!r}.")
+        listener = None
         if show is not False:
             from nbflow.widget import live_listener
 
             listener = live_listener(self)
             if listener is not None:
                 options["listeners"] = (*options.get("listeners", ()), listener)
-        return start_run(
+        run = start_run(
             self, executor=executor, max_workers=max_workers, background=background, **options
         )
+        if listener is not None or show is False:
+            from nbflow.widget import mark_displayed
+
+            mark_displayed(run)
+        return run
 
     def visualize(self, run: FlowRun | None = None) -> graphviz.Digraph:
         """A graphviz drawing of the flow, coloured by state when ``run`` is given."""

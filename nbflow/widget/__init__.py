@@ -24,9 +24,9 @@ if TYPE_CHECKING:
     from nbflow.run import FlowRun
     from nbflow.widget.model import FlowWidget
 
-# Widgets displayed live, with the execution count of the cell that displayed them:
-# a run returned by that same cell is then not drawn a second time.
-_live: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+# Runs already shown live (or started with show=False), with the execution count of
+# their cell: a run returned by that same cell displays as text, not a second widget.
+_handled: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 
 def in_frontend() -> bool:
@@ -66,7 +66,6 @@ def live_listener(flow: Flow) -> Listener | None:
     from nbflow.widget.model import FlowWidget
 
     widget = FlowWidget(flow)
-    _live[widget] = _execution_count()
     display(widget)  # type: ignore[no-untyped-call]
     return widget.listener
 
@@ -96,9 +95,16 @@ def show_run(run: FlowRun) -> FlowWidget | None:
     from nbflow.widget.model import FlowWidget
 
     widget = FlowWidget(run)
-    _live[widget] = _execution_count()
+    mark_displayed(run)
     display(widget)  # type: ignore[no-untyped-call]
     return widget
+
+
+def mark_displayed(run: FlowRun) -> None:
+    """Note that ``run`` is shown already, or was asked not to be (``show=False``): the
+    cell that started it then displays it as text. ``flow.run()`` calls this."""
+    if in_frontend():
+        _handled[run] = _execution_count()
 
 
 def mimebundle(run: FlowRun, include: Any = None, exclude: Any = None) -> Any:
@@ -108,8 +114,7 @@ def mimebundle(run: FlowRun, include: Any = None, exclude: Any = None) -> Any:
     text = {"text/plain": repr(run)}
     if not in_frontend():
         return text
-    count = _execution_count()
-    if any(w.run is run and n == count for w, n in list(_live.items())):
+    if _handled.get(run) == _execution_count():
         return text
     from nbflow.widget.model import FlowWidget
 
@@ -126,4 +131,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'nbflow.widget' has no attribute '{name}'")
 
 
-__all__ = ["FlowWidget", "in_frontend", "live_listener", "mimebundle", "show_run"]
+__all__ = [
+    "FlowWidget",
+    "in_frontend",
+    "live_listener",
+    "mark_displayed",
+    "mimebundle",
+    "show_run",
+]

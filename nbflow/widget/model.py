@@ -126,11 +126,12 @@ class FlowWidget(anywidget.AnyWidget):
 
     def close(self) -> None:
         """Stop following the run and close the widget."""
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-        self._run = None
-        self._wake.set()
+        if hasattr(self, "_wake"):  # not when __init__ refused its arguments
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+                self._unsubscribe = None
+            self._run = None
+            self._wake.set()
         super().close()
 
     # -- binding --------------------------------------------------------------------

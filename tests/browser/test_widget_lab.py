@@ -161,14 +161,18 @@ with Flow("notebook7-branches") as flow:
         b = shout("small")
     out = merge(a, b)
 run = flow.run(show=False)
-run
 """
 
 
 def test_notebook7_renders_the_widget_of_a_run_shown_on_its_own_with_its_branches(lab, page, shot):
-    lab.write_notebook("nb7.ipynb", [NOTEBOOK7_CELL])
+    lab.write_notebook("nb7.ipynb", [NOTEBOOK7_CELL, "run"])
     _open(page, lab.notebook7_url("nb7.ipynb"))
     _run_cell(page, 0)
+    page.wait_for_function(
+        "() => document.querySelectorAll('.jp-Cell .jp-InputPrompt')[0].textContent.includes('1')"
+    )
+    assert page.locator(".nbflow-widget").count() == 0  # show=False
+    _run_cell(page, 1)
     try:
         page.wait_for_selector(_selector("merge", "success"), timeout=60_000)
     finally:
