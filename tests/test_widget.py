@@ -238,7 +238,9 @@ def test_rerun_failed_button_retries_in_the_background_and_the_widget_follows_th
     assert widget.header["can_retry"] is True
     switch.write_text("on")
     frontend_message(widget, {"type": "retry"})
-    wait_until(lambda: widget.run is not first and widget.header.get("done") is True)
+    wait_until(lambda: widget.header["run_id"] != first.id)
+    assert widget.header["run_id"] == widget.run.id
+    wait_until(lambda: widget.header.get("done") is True)
     assert widget.run.ok
     assert widget.header["run_id"] == widget.run.id != first.id
     assert widget.nodes["read_switch"]["state"] == "success"

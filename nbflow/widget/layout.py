@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import threading
 import warnings
+import weakref
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,8 @@ _CACHE_SIZE = 32
 _UNFLATTEN_ABOVE = 24
 
 _cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+# The same flow object at the same version has the same shape: skip even hashing it.
+_by_flow: weakref.WeakKeyDictionary[Flow, tuple[int, dict[str, Any]]] = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
 _warned = False
 
@@ -88,7 +91,15 @@ def layout(flow: Flow) -> dict[str, Any]:
     >>> graph["nodes"][0]["y"] < graph["nodes"][1]["y"]
     True
     """
-    shape = shape_of(flow)
+    known = _by_flow.get(flow)
+    if known is not None and known[0] == flow.version:
+        return known[1]
+    graph = _layout_shape(shape_of(flow))
+    _by_flow[flow] = (flow.version, graph)
+    return graph
+
+
+def _layout_shape(shape: dict[str, Any]) -> dict[str, Any]:
     key = hashlib.blake2b(repr(shape).encode(), digest_size=16).hexdigest()
     with _cache_lock:
         hit = _cache.get(key)

@@ -14,6 +14,7 @@ import traitlets
 from nbflow.errors import NbflowError
 from nbflow.events import RUN_FINISHED, Event
 from nbflow.flow import Flow, Node
+from nbflow.records import TaskRun
 from nbflow.run import FlowRun
 from nbflow.widget import summary
 from nbflow.widget.layout import layout
@@ -78,6 +79,7 @@ class FlowWidget(anywidget.AnyWidget):
         self._names: dict[Node, str] = {}
         self._dirty: set[Node] = set()
         self._summaries: dict[str, dict[str, Any]] = {}
+        self._task_runs: dict[Node, TaskRun] = {}
         self._selected: tuple[str, int | None, int] | None = None
         self._sender: threading.Thread | None = None
         self._unsubscribe: Any = None
@@ -141,15 +143,18 @@ class FlowWidget(anywidget.AnyWidget):
 
     def _bind_run(self, run: FlowRun) -> None:
         with self._lock:
+            switching = self._run is not None
             self._run = run
             self._finished = run.done
             self._bind_flow(run.flow)
             self._summaries = {}
+            self._task_runs = {}
             self._dirty = set(self._names)
             if self._selected is not None and self._selected[0] not in self._summaries:
                 self._selected = (self._selected[0], None, 0)
+        if self._finished or switching:
+            self._send_update()  # the page leaves the previous run at once
         if self._finished:
-            self._send_update()
             return
         if self._sender is None or not self._sender.is_alive():
             self._sender = threading.Thread(
@@ -160,8 +165,12 @@ class FlowWidget(anywidget.AnyWidget):
 
     # -- sending --------------------------------------------------------------------
     def _send_loop(self) -> None:
+        # A trailing throttle: the first change opens a window of `interval` seconds and
+        # everything that changes in it goes out in one message at its end. A run shorter
+        # than that sends only its final state (from run_finished).
         while True:
             self._wake.wait()
+            time.sleep(self.interval)
             if self._run is None or self._finished:
                 return  # the final state went out with run_finished (or the widget closed)
             self._wake.clear()
@@ -169,7 +178,6 @@ class FlowWidget(anywidget.AnyWidget):
                 self._send_update()
             except Exception:
                 log.exception("nbflow widget: sending an update failed")
-            time.sleep(self.interval)
 
     def _send_update(self) -> None:
         with self._send_lock:
@@ -185,10 +193,15 @@ class FlowWidget(anywidget.AnyWidget):
             else:
                 graph = None
             if run is not None:
+                task_runs = self._task_runs
                 for node in dirty:
                     name = self._names.get(node)
-                    if name is not None:
-                        self._summaries[name] = summary.node_summary(run[node])
+                    if name is None:
+                        continue
+                    task_run = task_runs.get(node)
+                    if task_run is None:
+                        task_run = task_runs[node] = run[node]
+                    self._summaries[name] = summary.node_summary(task_run)
                 nodes: dict[str, Any] = dict(self._summaries)
             else:
                 nodes = {}
