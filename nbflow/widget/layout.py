@@ -165,7 +165,8 @@ def _dot_layout(shape: dict[str, Any]) -> dict[str, Any] | None:
         if len(shape["nodes"]) > _UNFLATTEN_ABOVE and shutil.which("unflatten"):
             # Many independent nodes would sit in one very wide row: graphviz's unflatten
             # stacks them in short chains of invisible edges instead.
-            source = _run(["unflatten", "-f", "-l", "4", "-c", "12"], source)
+            stagger = str(max(3, min(10, len(shape["nodes"]) // 30)))
+            source = _run(["unflatten", "-f", "-l", stagger, "-c", "12"], source)
         out = _run(["dot", "-Tplain"], source)
     except (OSError, subprocess.SubprocessError) as exc:
         log.warning("nbflow: graphviz 'dot' failed (%s); using the layered layout", exc)

@@ -16,6 +16,7 @@ from nbflow.events import RUN_FINISHED, Event
 from nbflow.flow import Flow, Node
 from nbflow.records import TaskRun
 from nbflow.run import FlowRun
+from nbflow.state import State
 from nbflow.widget import summary
 from nbflow.widget.layout import layout
 
@@ -80,6 +81,7 @@ class FlowWidget(anywidget.AnyWidget):
         self._dirty: set[Node] = set()
         self._summaries: dict[str, dict[str, Any]] = {}
         self._task_runs: dict[Node, TaskRun] = {}
+        self._since: dict[Node, float] = {}
         self._selected: tuple[str, int | None, int] | None = None
         self._sender: threading.Thread | None = None
         self._unsubscribe: Any = None
@@ -116,9 +118,14 @@ class FlowWidget(anywidget.AnyWidget):
         if event.run is not self._run and event.run is not None:
             self._bind_run(event.run)
             return
-        if event.task_run is not None:
+        task_run = event.task_run
+        if task_run is not None:
             with self._lock:
-                self._dirty.add(event.task_run.node)
+                self._dirty.add(task_run.node)
+            if event.state is State.RUNNING and task_run.map_index is None:
+                # A task run's start is recorded when its first attempt ends; until then
+                # the widget counts from the running event.
+                self._since.setdefault(task_run.node, event.time)
         if event.kind == RUN_FINISHED:
             self._finished = True
             self._send_update()  # the final state, in this thread, before the run returns
@@ -149,6 +156,7 @@ class FlowWidget(anywidget.AnyWidget):
             self._bind_flow(run.flow)
             self._summaries = {}
             self._task_runs = {}
+            self._since = {}
             self._dirty = set(self._names)
             if self._selected is not None and self._selected[0] not in self._summaries:
                 self._selected = (self._selected[0], None, 0)
@@ -201,7 +209,10 @@ class FlowWidget(anywidget.AnyWidget):
                     task_run = task_runs.get(node)
                     if task_run is None:
                         task_run = task_runs[node] = run[node]
-                    self._summaries[name] = summary.node_summary(task_run)
+                    node_summary = summary.node_summary(task_run)
+                    if node_summary["duration"] is None and node in self._since:
+                        node_summary["duration"] = round(time.time() - self._since[node], 3)
+                    self._summaries[name] = node_summary
                 nodes: dict[str, Any] = dict(self._summaries)
             else:
                 nodes = {}

@@ -57,7 +57,8 @@ class Lab:
         return path
 
     def lab_url(self, name: str) -> str:
-        return f"{self.url}lab/tree/{name}?token={self.token}"
+        # reset: a fresh workspace, so notebooks of earlier tests are not open behind it
+        return f"{self.url}lab/tree/{name}?reset&token={self.token}"
 
     def notebook7_url(self, name: str) -> str:
         return f"{self.url}notebooks/{name}?token={self.token}"
@@ -141,11 +142,22 @@ def browser():
         chromium.close()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.failed_call = report.failed
+    return report
+
+
 @pytest.fixture
-def page(browser):
+def page(browser, request):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     yield page
+    if getattr(request.node, "failed_call", False):  # what the page showed when it failed
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"failed-{request.node.name}.png"))
     context.close()
 
 

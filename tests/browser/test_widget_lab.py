@@ -57,7 +57,7 @@ def _open(page, url: str) -> None:
 
 
 def _run_cell(page, index: int) -> None:
-    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
+    cell = page.locator(".jp-Notebook:visible .jp-Cell").nth(index)
     cell.locator(".jp-InputArea-editor").click()
     page.keyboard.press("Shift+Enter")
 
@@ -183,3 +183,41 @@ def test_notebook7_renders_the_widget_of_a_run_shown_on_its_own_with_its_branche
     assert cases.count() == 2
     assert "case(pick == 'big')" in cases.first.text_content()
     shot(page.locator(".nbflow-widget").first, "nb7-branches")
+
+
+BIG_CELL = """
+from nbflow import Flow, task
+
+@task(cache=False)
+def part(i):
+    return i
+
+@task(cache=False)
+def combine(*parts):
+    return sum(parts)
+
+with Flow("browser-wide") as flow:
+    parts = [part(i) for i in range(300)]
+    groups = [combine(*parts[i : i + 30]) for i in range(0, 300, 30)]
+    total = combine(*groups)
+    squares = part.map(range(2000))
+run = flow.run()
+"""
+
+
+def test_a_wide_flow_fits_the_width_and_a_large_map_stays_one_node(lab, page, shot):
+    lab.write_notebook("wide.ipynb", [BIG_CELL])
+    _open(page, lab.lab_url("wide.ipynb"))
+    _run_cell(page, 0)
+    page.wait_for_selector(".nbflow-run-state.nbflow-state-success", timeout=60_000)
+    shot(page.locator(".nbflow-widget").first, "lab-7-wide")
+    assert page.locator(".nbflow-node").count() == 300 + 10 + 1 + 1
+    mapped = page.locator(".nbflow-node.nbflow-kind-mapped")
+    assert mapped.count() == 1
+    assert "2000/2000 done" in mapped.text_content()
+    width = "() => document.querySelector('.nbflow-graph').getBoundingClientRect().width"
+    fitted = page.evaluate(width)
+    page.get_by_role("button", name="+").first.click()
+    assert page.evaluate(width) > fitted * 1.2
+    page.get_by_role("button", name="Fit").first.click()
+    assert page.evaluate(width) == fitted

@@ -4,7 +4,8 @@
 // the palette trait (nbflow/palette.py) as CSS variables; none are written here.
 
 const SVG = "http://www.w3.org/2000/svg";
-const ZOOMS = [0.35, 0.5, 0.65, 0.8, 1, 1.25, 1.5];
+const ZOOMS = [0.2, 0.35, 0.5, 0.65, 0.8, 1, 1.25, 1.5];
+const MIN_FIT = 0.2; // below this labels are unreadable: scroll instead
 
 function h(tag, attrs = {}, children = []) {
   const el = document.createElement(tag);
@@ -104,7 +105,7 @@ function render({ model, el }) {
     const graph = model.get("graph");
     const width = canvas.clientWidth || 800;
     if (!graph || !graph.width) return 1;
-    return Math.max(0.35, Math.min(1, (width - 16) / graph.width));
+    return Math.max(MIN_FIT, Math.min(1, (width - 16) / graph.width));
   }
 
   function applyPalette() {
@@ -153,6 +154,7 @@ function render({ model, el }) {
     defs.append(marker);
     svg.append(defs);
     const edges = s("g", { class: "nbflow-edges" });
+    const showLabels = graph.edges.length <= 60; // argument names only help on small graphs
     for (const e of graph.edges) {
       const p = e.points;
       if (!p || p.length < 2) continue;
@@ -166,7 +168,7 @@ function render({ model, el }) {
       const path = s("path", { d, class: cls, "marker-end": `url(#${marker.id})` });
       path.append(s("title", { text: `${e.from} → ${e.to}${e.label ? ` (${e.label})` : ""}` }));
       edges.append(path);
-      if (e.label) {
+      if (e.label && showLabels && !e.label.includes("[")) {
         const a = p[0];
         const b = p[p.length - 1];
         edges.append(s("text", { x: (a[0] + b[0]) / 2 + 5, y: (a[1] + b[1]) / 2 + 3, class: "nbflow-edge-label", text: e.label }));
@@ -211,11 +213,12 @@ function render({ model, el }) {
   function nodeInfo(sum, node) {
     const parts = [];
     if (sum.total !== undefined) parts.push(`${sum.done}/${sum.total} done`);
+    else if (sum.state === "running") parts.push("running");
     if (sum.total === undefined && (sum.attempts > 1 || sum.state === "retrying")) {
       parts.push(`retry ${Math.max(1, sum.attempts - 1)}/${sum.retries}`);
     }
     if (sum.cached) parts.push("cached");
-    const ran = sum.attempts > 0 || sum.total !== undefined;
+    const ran = sum.attempts > 0 || sum.total !== undefined || ACTIVE.has(sum.state);
     if (ran && sum.duration !== null && sum.duration !== undefined && !sum.cached) {
       const extra = ACTIVE.has(sum.state) && !model.get("header").done ? Date.now() / 1000 - receivedAt : 0;
       parts.push(seconds(sum.duration + extra));
@@ -305,11 +308,11 @@ function render({ model, el }) {
     }
     panel.hidden = false;
     const st = d.state;
-    const facts = [
-      ["state", `${palette[st] ? palette[st].icon : ""} ${st.replace("_", " ")}`],
-      ["attempts", d.retries ? `${d.attempts} (retries allowed: ${d.retries})` : String(d.attempts)],
-      ["duration", seconds(d.duration) || "—"],
-    ];
+    const facts = [["state", `${palette[st] ? palette[st].icon : ""} ${st.replace("_", " ")}`]];
+    if (d.total === undefined) {
+      facts.push(["attempts", d.retries ? `${d.attempts} (retries allowed: ${d.retries})` : String(d.attempts)]);
+    }
+    facts.push(["duration", seconds(d.duration) || "—"]);
     if (d.cached) facts.push(["cached", "yes: result read from the cache"]);
     if (d.total !== undefined) facts.push(["children", `${d.done}/${d.total} done`]);
     if (d.error) facts.push(["error", d.error]);
