@@ -22,7 +22,11 @@ _ACTIVE = (State.RUNNING, State.RETRYING)
 
 
 def palette() -> dict[str, dict[str, str]]:
-    """Each state's colour, icon and label, from ``nbflow.palette`` (the one source)."""
+    """Each state's colour, icon and label, from ``nbflow.palette`` (the one source).
+
+    >>> palette()["failed"]
+    {'colour': '#ff7b7b', 'icon': '✗', 'label': 'failed'}
+    """
     return {
         s.value: {"colour": COLOURS[s], "icon": ICONS[s], "label": s.value.replace("_", " ")}
         for s in State
@@ -31,7 +35,18 @@ def palette() -> dict[str, dict[str, str]]:
 
 def node_summary(task_run: TaskRun) -> dict[str, Any]:
     """``state``, ``attempts``, ``retries``, ``duration``, ``cached`` and, for a mapped
-    task, ``done``/``total`` children and ``breakdown`` (children per state)."""
+    task, ``done``/``total`` children and ``breakdown`` (children per state).
+
+    >>> from nbflow import Flow, task
+    >>> @task(cache=False)
+    ... def inc(x):
+    ...     return x + 1
+    >>> with Flow("summary-doc") as flow:
+    ...     xs = inc.map([1, 2])
+    >>> summary = node_summary(flow.run(show=False)[xs])
+    >>> summary["state"], summary["done"], summary["total"], summary["breakdown"]
+    ('success', 2, 2, {'success': 2})
+    """
     out: dict[str, Any] = {
         "state": task_run.state.value,
         "attempts": task_run.attempts,

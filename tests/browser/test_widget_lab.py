@@ -221,3 +221,42 @@ def test_a_wide_flow_fits_the_width_and_a_large_map_stays_one_node(lab, page, sh
     assert page.evaluate(width) > fitted * 1.2
     page.get_by_role("button", name="Fit").first.click()
     assert page.evaluate(width) == fitted
+
+
+BACKGROUND_CELL = """
+import time
+from nbflow import Flow, task
+
+@task(cache=False)
+def slow(i):
+    time.sleep(30)
+    return i
+
+with Flow("browser-background") as flow:
+    slow.map(range(3))
+run = flow.run(background=True, max_workers=1)
+"""
+
+
+def test_cancel_stops_a_background_run_from_the_widget(lab, page, shot):
+    lab.write_notebook("background.ipynb", [BACKGROUND_CELL, "run.wait(60); run.state.value"])
+    _open(page, lab.lab_url("background.ipynb"))
+    _run_cell(page, 0)
+    page.wait_for_selector(".nbflow-run-state.nbflow-state-running", timeout=30_000)
+    cancel = page.locator(".nbflow-cancel").first
+    page.wait_for_function(
+        "() => !document.querySelector('.nbflow-cancel').disabled", timeout=10_000
+    )
+    assert page.locator(".nbflow-retry").first.is_disabled()
+    shot(page.locator(".nbflow-widget").first, "lab-8-background")
+    cancel.click()
+    page.wait_for_selector(".nbflow-run-state.nbflow-state-cancelled", timeout=30_000)
+    assert cancel.is_disabled()
+    assert page.locator(".nbflow-retry").first.is_enabled()  # cancelled tasks can run again
+    _run_cell(page, 1)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.jp-Notebook:not(.lm-mod-hidden) .jp-OutputArea')]"
+        ".some(o => o.textContent.includes(\"'cancelled'\"))",
+        timeout=30_000,
+    )
+    shot(page.locator(".nbflow-widget").first, "lab-9-cancelled")
