@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -319,6 +321,21 @@ def test_outside_a_notebook_nothing_is_displayed_even_with_show_true():
     assert run.ok
     assert show_run(run) is None
     assert run._repr_mimebundle_() == {"text/plain": repr(run)}
+
+
+def test_a_run_outside_a_notebook_does_not_load_the_widget_libraries():
+    code = (
+        "import sys, nbflow\n"
+        "@nbflow.task(cache=False)\n"
+        "def one():\n"
+        "    return 1\n"
+        "with nbflow.Flow('light') as flow:\n"
+        "    one()\n"
+        "assert flow.run().ok\n"
+        "print(sorted(m for m in ('anywidget', 'ipywidgets', 'IPython') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_terminal_ipython_is_not_a_notebook():

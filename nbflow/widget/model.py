@@ -217,7 +217,6 @@ class FlowWidget(anywidget.AnyWidget):
             else:
                 nodes = {}
             head = summary.header(run, flow.name, self._finished)
-            head["sent"] = time.time()
             selected = self._selected
             with self.hold_sync():
                 if graph is not None:
