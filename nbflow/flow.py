@@ -13,6 +13,7 @@ import itertools
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from nbflow.errors import CycleError, FlowError, TaskDefinitionError, did_you_mean
@@ -487,24 +488,10 @@ class Flow:
         unless ``show=False``; elsewhere nothing is displayed, even with ``show=True``.
         """
         from nbflow.run import start_run
+        from nbflow.widget import start_shown
 
-        if show is not None and not isinstance(show, bool):
-            raise FlowError(f"Expected show to be True, False or None, but got {show!r}.")
-        listener = None
-        if show is not False:
-            from nbflow.widget import live_listener
-
-            listener = live_listener(self)
-            if listener is not None:
-                options["listeners"] = (*options.get("listeners", ()), listener)
-        run = start_run(
-            self, executor=executor, max_workers=max_workers, background=background, **options
-        )
-        if listener is not None or show is False:
-            from nbflow.widget import mark_displayed
-
-            mark_displayed(run)
-        return run
+        options.update(executor=executor, max_workers=max_workers, background=background)
+        return start_shown(self, show, partial(start_run, self), options)
 
     def visualize(self, run: FlowRun | None = None) -> graphviz.Digraph:
         """A graphviz drawing of the flow, coloured by state when ``run`` is given."""

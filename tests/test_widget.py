@@ -12,7 +12,6 @@ import warnings
 import pytest
 
 from nbflow import Flow, NbflowError, NbflowWarning, case, get_logger, task
-from nbflow.errors import FlowError
 from nbflow.palette import COLOURS, ICONS
 from nbflow.state import State
 from nbflow.widget import in_frontend, live_listener, show_run
@@ -300,8 +299,11 @@ def test_without_dot_one_warning_says_how_to_install_it_and_a_layered_layout_is_
         a = double(1)
         double(a)
         double(a)
-    with pytest.warns(NbflowWarning, match="apt-get install graphviz.*conda install graphviz"):
-        graph = layout_module.layout(flow)
+    with pytest.warns(
+        NbflowWarning, match="apt-get install graphviz.*conda install graphviz"
+    ) as caught:
+        graph = FlowWidget(flow).graph
+    assert caught[0].filename == __file__  # points at the caller's line, not nbflow's
     assert graph["engine"] == "layered"
     rows = sorted({n["y"] for n in graph["nodes"]})
     assert len(rows) == 2
@@ -349,8 +351,10 @@ def test_terminal_ipython_is_not_a_notebook():
 def test_entry_points_refuse_wrong_arguments_with_a_clear_message():
     with Flow("widget-errors") as flow:
         double(1)
-    with pytest.raises(FlowError, match="Expected show to be True, False or None, but got 'yes'"):
+    with pytest.raises(NbflowError, match="Expected show to be True, False or None, but got 'yes'"):
         flow.run(show="yes")
+    with pytest.raises(NbflowError, match="Expected show to be True, False or None, but got 1"):
+        flow.run(show=False).retry(show=1)
     with pytest.raises(NbflowError, match="FlowWidget shows a flow or a run"):
         FlowWidget(42)
     with pytest.raises(NbflowError, match="interval to be a number of seconds >= 0"):

@@ -58,6 +58,7 @@ def test_flow_run_in_a_notebook_shows_one_live_widget_and_the_saved_state_is_fin
             "flow.run()",
             "run2 = flow.run(show=False)",
             "run2",
+            "again = run.retry()",
         ],
     )
     cells = book.cells
@@ -70,17 +71,18 @@ def test_flow_run_in_a_notebook_shows_one_live_widget_and_the_saved_state_is_fin
     assert any(t.startswith("<FlowRun 'kernel-widget' success") for t in _texts(cells[4]))
 
     assert len(_widget_outputs(cells[6])) == 1  # asked for in a later cell: shown
+    assert len(_widget_outputs(cells[7])) == 1  # run.retry() shows its run live too
     saved = book.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     shown = [
         m["state"]
         for m in saved.values()
         if m["state"].get("_anywidget_id", "").startswith("nbflow")
     ]
-    assert len(shown) == 4
+    assert len(shown) == 5
     for state in shown:
         assert state["header"]["state"] == "success"
         assert state["header"]["done"] is True
-        assert state["nodes"]["inc"]["state"] == "success"
+        assert state["nodes"]["inc"]["state"] in ("success", "cached")  # cached: the retry
         assert state["nodes"]["inc-2"]["done"] == state["nodes"]["inc-2"]["total"] == 3
         assert state["graph"]["engine"] == "dot"
     # The saved state is a summary per node, not an event log.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from nbflow.errors import NbflowError
@@ -68,6 +69,30 @@ def live_listener(flow: Flow) -> Listener | None:
     widget = FlowWidget(flow)
     display(widget)  # type: ignore[no-untyped-call]
     return widget.listener
+
+
+def start_shown(
+    flow: Flow, show: Any, start: Callable[..., FlowRun], options: dict[str, Any]
+) -> FlowRun:
+    """``start(**options)`` with the live widget of ``flow`` shown per ``show`` (None:
+    in a notebook; False: never; True: in a notebook, elsewhere nothing to show).
+    ``flow.run()`` and ``run.retry()`` start their runs through this.
+
+    >>> from nbflow import Flow
+    >>> start_shown(Flow("bad-show"), "yes", dict, {})
+    Traceback (most recent call last):
+    ...
+    nbflow.errors.NbflowError: Expected show to be True, False or None, but got 'yes'.
+    """
+    if show is not None and not isinstance(show, bool):
+        raise NbflowError(f"Expected show to be True, False or None, but got {show!r}.")
+    listener = live_listener(flow) if show is not False else None
+    if listener is not None:
+        options = {**options, "listeners": (*options.get("listeners", ()), listener)}
+    run = start(**options)
+    if listener is not None or show is False:
+        mark_displayed(run)
+    return run
 
 
 def show_run(run: FlowRun) -> FlowWidget | None:
@@ -138,4 +163,5 @@ __all__ = [
     "mark_displayed",
     "mimebundle",
     "show_run",
+    "start_shown",
 ]

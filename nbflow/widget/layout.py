@@ -10,10 +10,12 @@ import hashlib
 import logging
 import shutil
 import subprocess
+import sys
 import threading
 import warnings
 import weakref
 from collections import OrderedDict
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbflow.control import _compare
@@ -127,8 +129,20 @@ def _warn_no_dot() -> None:
         "it draws a simpler layered layout instead. Install graphviz for the full layout: "
         "'apt-get install graphviz' or 'conda install graphviz'.",
         NbflowWarning,
-        stacklevel=4,
+        stacklevel=_first_frame_outside_nbflow(),
     )
+
+
+def _first_frame_outside_nbflow() -> int:
+    """The ``stacklevel`` of the caller's code (a notebook cell), however deep in nbflow
+    the warning is raised."""
+    package = str(Path(__file__).resolve().parents[1])
+    frame = sys._getframe(1)  # the function that calls warnings.warn
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(package):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def _quote(text: str) -> str:

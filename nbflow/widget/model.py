@@ -262,7 +262,7 @@ class FlowWidget(anywidget.AnyWidget):
             return
         self.message = ""
         try:
-            run.retry(background=True, listeners=[self.listener])
+            run.retry(background=True, listeners=[self.listener], show=False)
         except Exception as exc:
             log.exception("nbflow widget: re-running the failed tasks failed")
             self.message = f"Re-run failed could not start: {exc}"

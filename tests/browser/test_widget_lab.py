@@ -260,3 +260,41 @@ def test_cancel_stops_a_background_run_from_the_widget(lab, page, shot):
         timeout=30_000,
     )
     shot(page.locator(".nbflow-widget").first, "lab-9-cancelled")
+
+
+NO_DOT_CELL = """
+import os
+os.environ["PATH"] = ""  # this kernel cannot find graphviz's dot
+from nbflow import Flow, task
+
+@task(cache=False)
+def leaf(i):
+    return i
+
+@task(cache=False)
+def join(a, b):
+    return a + b
+
+with Flow("browser-no-dot") as flow:
+    a, b, c = leaf(1), leaf(2), leaf(3)
+    total = join(join(a, b), c)
+run = flow.run()
+"""
+
+
+def test_without_dot_the_notebook_warns_once_and_the_widget_draws_the_layered_layout(
+    lab, page, shot
+):
+    lab.write_notebook("nodot.ipynb", [NO_DOT_CELL])
+    _open(page, lab.lab_url("nodot.ipynb"))
+    _run_cell(page, 0)
+    page.wait_for_selector(".nbflow-run-state.nbflow-state-success", timeout=60_000)
+    outputs = page.locator(".jp-Notebook:visible .jp-OutputArea").first.text_content()
+    assert outputs.count("apt-get install graphviz") == 1
+    ys = page.evaluate(
+        "() => [...document.querySelectorAll('.nbflow-node')]"
+        ".map(n => n.transform.baseVal[0].matrix.f)"
+    )
+    assert len(ys) == 5
+    assert len(set(ys)) == 3  # three layers: leaves, the first join, the second join
+    shot(page.locator(".jp-Notebook:visible .jp-Cell").first, "lab-10-no-dot")
