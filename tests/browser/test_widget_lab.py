@@ -149,8 +149,13 @@ from nbflow import Flow, task, case, merge
 def pick():
     return "big"
 
-@task(cache=False)
+attempts = []
+
+@task(cache=False, retries=2, retry_delay=0)
 def shout(word):
+    attempts.append(word)
+    if len(attempts) == 1:
+        raise OSError("a flaky first attempt")
     return word.upper()
 
 with Flow("notebook7-branches") as flow:
@@ -178,6 +183,7 @@ def test_notebook7_renders_the_widget_of_a_run_shown_on_its_own_with_its_branche
     finally:
         shot(page, "nb7-page")
     assert _node(page, "shout").get_attribute("data-state") == "success"
+    assert "retry 1/2" in _node(page, "shout").text_content()
     assert _node(page, "shout-2").get_attribute("data-state") == "skipped"
     cases = page.locator(".nbflow-node.nbflow-kind-case")
     assert cases.count() == 2
