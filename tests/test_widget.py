@@ -20,6 +20,15 @@ from nbflow.widget.model import FlowWidget
 from nbflow.widget.summary import CHILDREN_PAGE
 
 
+def decoded(state: dict) -> dict:
+    """A widget state with its JSON-text parts (``nodes_json``, ``graph_json``) parsed."""
+    out = dict(state)
+    for key in ("nodes", "graph"):
+        if f"{key}_json" in out:
+            out[key] = json.loads(out.pop(f"{key}_json"))
+    return out
+
+
 class Recorder:
     """Counts the comm messages a widget sends, serialised as a kernel would (JSON)."""
 
@@ -33,7 +42,7 @@ class Recorder:
             text = json.dumps(data)
             with self._lock:
                 if msg_type == "comm_msg" and data and data.get("method") == "update":
-                    self.updates.append(data["state"])
+                    self.updates.append(decoded(data["state"]))
                     self.bytes += len(text)
             return publish(msg_type, data=data, metadata=metadata, buffers=buffers, **keys)
 

@@ -38,6 +38,15 @@ def _execute(tmp_path, cells):
     return book
 
 
+def _decoded(state):
+    """The saved model state with its JSON-text parts parsed."""
+    return {
+        **state,
+        "nodes": json.loads(state["nodes_json"]),
+        "graph": json.loads(state["graph_json"]),
+    }
+
+
 def _widget_outputs(cell):
     return [o for o in cell.get("outputs", []) if WIDGET in o.get("data", {})]
 
@@ -74,7 +83,7 @@ def test_flow_run_in_a_notebook_shows_one_live_widget_and_the_saved_state_is_fin
     assert len(_widget_outputs(cells[7])) == 1  # run.retry() shows its run live too
     saved = book.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     shown = [
-        m["state"]
+        _decoded(m["state"])
         for m in saved.values()
         if m["state"].get("_anywidget_id", "").startswith("nbflow")
     ]

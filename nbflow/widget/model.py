@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -50,8 +51,10 @@ class FlowWidget(anywidget.AnyWidget):
     _css = (_STATIC / "widget.css").read_text(encoding="utf-8")
 
     palette = traitlets.Dict().tag(sync=True)
-    graph = traitlets.Dict().tag(sync=True)
-    nodes = traitlets.Dict().tag(sync=True)
+    # The two large parts of the state travel as JSON text: ipywidgets walks a dict of
+    # 1,000 small dicts looking for binary buffers (about 2.5 ms a message), a string not.
+    graph_json = traitlets.Unicode("{}").tag(sync=True)
+    nodes_json = traitlets.Unicode("{}").tag(sync=True)
     header = traitlets.Dict().tag(sync=True)
     detail = traitlets.Dict().tag(sync=True)
     message = traitlets.Unicode("").tag(sync=True)
@@ -93,6 +96,18 @@ class FlowWidget(anywidget.AnyWidget):
             self._send_update()
 
     # -- public ---------------------------------------------------------------------
+    @property
+    def graph(self) -> dict[str, Any]:
+        """The layout shown: ``nodes`` (id, kind, x, y, w, h), ``edges``, ``engine``."""
+        graph: dict[str, Any] = json.loads(self.graph_json)
+        return graph
+
+    @property
+    def nodes(self) -> dict[str, dict[str, Any]]:
+        """The summary of each node last sent to the page, by node name."""
+        nodes: dict[str, dict[str, Any]] = json.loads(self.nodes_json)
+        return nodes
+
     @property
     def run(self) -> FlowRun | None:
         """The run shown (the latest one followed), or None before the first."""
@@ -200,6 +215,7 @@ class FlowWidget(anywidget.AnyWidget):
                 self._graph_of = shape
             else:
                 graph = None
+            nodes = "{}"
             if run is not None:
                 task_runs = self._task_runs
                 for node in dirty:
@@ -213,17 +229,15 @@ class FlowWidget(anywidget.AnyWidget):
                     if node_summary["duration"] is None and node in self._since:
                         node_summary["duration"] = round(time.time() - self._since[node], 3)
                     self._summaries[name] = node_summary
-                nodes: dict[str, Any] = dict(self._summaries)
-            else:
-                nodes = {}
+                nodes = json.dumps(self._summaries, separators=(",", ":"))
             head = summary.header(run, flow.name, self._finished)
             selected = self._selected
             with self.hold_sync():
                 if graph is not None:
-                    self.graph = graph
-                self.nodes = nodes
+                    self.graph_json = json.dumps(graph, separators=(",", ":"))
+                self.nodes_json = nodes
                 self.header = head
-                if run is not None and selected is not None and selected[0] in nodes:
+                if run is not None and selected is not None and selected[0] in self._summaries:
                     self.detail = summary.detail(run, *selected)
 
     # -- messages from the page -------------------------------------------------------

@@ -1,6 +1,6 @@
 // nbflow's live DAG widget (anywidget ES module, no build step).
-// Synced state: palette, graph (layout, sent once per graph shape), nodes (one small
-// summary per node), header, detail (the selected node), message. Colours come from
+// Synced state: palette, graph_json (layout, sent once per graph shape), nodes_json (one
+// small summary per node), header, detail (the selected node), message. Colours come from
 // the palette trait (nbflow/palette.py) as CSS variables; none are written here.
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -49,6 +49,8 @@ function render({ model, el }) {
   const root = h("div", { class: "nbflow-widget" });
   el.append(root);
   let zoom = null; // null: fit to width
+  let graph = JSON.parse(model.get("graph_json") || "{}");
+  let nodes = JSON.parse(model.get("nodes_json") || "{}");
   let receivedAt = Date.now() / 1000;
 
   // -- header ---------------------------------------------------------------------------
@@ -102,7 +104,6 @@ function render({ model, el }) {
   }
 
   function currentScale() {
-    const graph = model.get("graph");
     const width = canvas.clientWidth || 800;
     if (!graph || !graph.width) return 1;
     return Math.max(MIN_FIT, Math.min(1, (width - 16) / graph.width));
@@ -127,7 +128,6 @@ function render({ model, el }) {
   }
 
   function drawGraph() {
-    const graph = model.get("graph");
     canvas.replaceChildren();
     nodeEls = new Map();
     if (!graph || !graph.nodes) {
@@ -228,7 +228,6 @@ function render({ model, el }) {
   }
 
   function updateNodes() {
-    const nodes = model.get("nodes") || {};
     const palette = model.get("palette") || {};
     const selected = (model.get("detail") || {}).node;
     for (const [id, ref] of nodeEls) {
@@ -287,7 +286,7 @@ function render({ model, el }) {
     elapsed.textContent = head.run_id ? seconds((head.elapsed || 0) + extra) : "";
     if (!head.done && head.run_id) {
       for (const [id, ref] of nodeEls) {
-        const sum = (model.get("nodes") || {})[id];
+        const sum = nodes[id];
         if (sum && ACTIVE.has(sum.state)) ref.info.textContent = nodeInfo(sum, ref.node);
       }
     }
@@ -379,8 +378,8 @@ function render({ model, el }) {
   updateMessage();
   const handlers = [
     ["change:palette", () => { applyPalette(); updateNodes(); }],
-    ["change:graph", drawGraph],
-    ["change:nodes", updateNodes],
+    ["change:graph_json", () => { graph = JSON.parse(model.get("graph_json") || "{}"); drawGraph(); }],
+    ["change:nodes_json", () => { nodes = JSON.parse(model.get("nodes_json") || "{}"); updateNodes(); }],
     ["change:header", updateHeader],
     ["change:detail", updateDetail],
     ["change:message", updateMessage],
