@@ -372,3 +372,32 @@ def test_entry_points_refuse_wrong_arguments_with_a_clear_message():
         FlowWidget(flow).follow(flow)
     with pytest.raises(NbflowError, match=r"show_run\(\) needs a FlowRun"):
         show_run(flow)
+
+
+def test_follow_switches_to_another_run_and_its_graph_and_the_sender_thread_ends():
+    release = threading.Event()
+
+    @task(cache=False)
+    def gate():
+        release.wait(10)
+        return 1
+
+    with Flow("widget-follow-a") as first_flow:
+        double(5)
+    with Flow("widget-follow-b") as second_flow:
+        boom(gate())
+    widget = FlowWidget(first_flow.run(show=False))
+    assert widget.header["flow"] == "widget-follow-a"
+    second = second_flow.run(show=False, background=True)
+    assert widget.follow(second) is widget
+    assert widget.run is second
+    assert widget.header["run_id"] == second.id  # the page leaves the first run at once
+    assert {n["id"] for n in widget.graph["nodes"]} == {"gate", "boom"}
+    wait_until(lambda: widget.nodes.get("gate", {}).get("state") == "running")
+    senders = [t for t in threading.enumerate() if t.name == f"nbflow-widget-{second.id}"]
+    assert len(senders) == 1
+    release.set()
+    wait_until(lambda: widget.header.get("done") is True)
+    assert widget.nodes["boom"]["state"] == "failed"
+    senders[0].join(timeout=5)
+    assert not senders[0].is_alive()

@@ -131,7 +131,7 @@ function render({ model, el }) {
     canvas.replaceChildren();
     nodeEls = new Map();
     if (!graph || !graph.nodes) {
-      canvas.append(h("div", { class: "nbflow-empty", text: "Laying out the graph…" }));
+      canvas.append(h("div", { class: "nbflow-empty", text: "Waiting for a run…" }));
       return;
     }
     if (graph.nodes.length === 0) {
