@@ -388,11 +388,14 @@ def test_follow_switches_to_another_run_and_its_graph_and_the_sender_thread_ends
         boom(gate())
     widget = FlowWidget(first_flow.run(show=False))
     assert widget.header["flow"] == "widget-follow-a"
+    frontend_message(widget, {"type": "select", "node": "double"})
+    assert widget.detail["name"] == "double"
     second = second_flow.run(show=False, background=True)
     assert widget.follow(second) is widget
     assert widget.run is second
     assert widget.header["run_id"] == second.id  # the page leaves the first run at once
     assert {n["id"] for n in widget.graph["nodes"]} == {"gate", "boom"}
+    assert widget.detail == {}  # the selected node is not in this flow
     wait_until(lambda: widget.nodes.get("gate", {}).get("state") == "running")
     senders = [t for t in threading.enumerate() if t.name == f"nbflow-widget-{second.id}"]
     assert len(senders) == 1

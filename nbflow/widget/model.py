@@ -131,8 +131,7 @@ class FlowWidget(anywidget.AnyWidget):
     def listener(self, event: Event) -> None:
         """The event listener to pass as ``flow.run(listeners=[widget.listener])``."""
         if event.run is not self._run and event.run is not None:
-            self._bind_run(event.run)
-            return
+            self._bind_run(event.run)  # a run started with our listener, or a retry
         task_run = event.task_run
         if task_run is not None:
             with self._lock:
@@ -164,7 +163,10 @@ class FlowWidget(anywidget.AnyWidget):
         self._names = {node: flow.name_of(node) for node in flow.tasks}
 
     def _bind_run(self, run: FlowRun) -> None:
+        sender = None
         with self._lock:
+            if self._run is run:
+                return  # follow() and the run's first event may both get here
             switching = self._run is not None
             self._run = run
             self._finished = run.done
@@ -173,18 +175,18 @@ class FlowWidget(anywidget.AnyWidget):
             self._task_runs = {}
             self._since = {}
             self._dirty = set(self._names)
-            if self._selected is not None and self._selected[0] not in self._summaries:
-                self._selected = (self._selected[0], None, 0)
+            if self._selected is not None:
+                self._selected = (self._selected[0], None, 0)  # the same node, in this run
+            if not self._finished and self._sender is None:
+                sender = self._sender = threading.Thread(
+                    target=self._send_loop, name=f"nbflow-widget-{run.id}", daemon=True
+                )
         if self._finished or switching:
             self._send_update()  # the page leaves the previous run at once
-        if self._finished:
-            return
-        if self._sender is None or not self._sender.is_alive():
-            self._sender = threading.Thread(
-                target=self._send_loop, name=f"nbflow-widget-{run.id}", daemon=True
-            )
-            self._sender.start()
-        self._wake.set()
+        if sender is not None:
+            sender.start()
+        if not self._finished:
+            self._wake.set()
 
     # -- sending --------------------------------------------------------------------
     def _send_loop(self) -> None:
@@ -194,8 +196,10 @@ class FlowWidget(anywidget.AnyWidget):
         while True:
             self._wake.wait()
             time.sleep(self.interval)
-            if self._run is None or self._finished:
-                return  # the final state went out with run_finished (or the widget closed)
+            with self._lock:  # _bind_run starts a new sender only once this one is gone
+                if self._run is None or self._finished:
+                    self._sender = None
+                    return  # the final state went out with run_finished (or the widget closed)
             self._wake.clear()
             try:
                 self._send_update()
@@ -237,8 +241,12 @@ class FlowWidget(anywidget.AnyWidget):
                     self.graph_json = json.dumps(graph, separators=(",", ":"))
                 self.nodes_json = nodes
                 self.header = head
-                if run is not None and selected is not None and selected[0] in self._summaries:
-                    self.detail = summary.detail(run, *selected)
+                if run is not None and selected is not None:
+                    if selected[0] in self._summaries:
+                        self.detail = summary.detail(run, *selected)
+                    else:
+                        self._selected = None  # that node is not in this run's flow
+                        self.detail = {}
 
     # -- messages from the page -------------------------------------------------------
     def _on_frontend_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
