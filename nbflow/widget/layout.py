@@ -59,10 +59,13 @@ def shape_of(flow: Flow) -> dict[str, Any]:
         name = flow.name_of(node)
         width = min(_MAX_WIDTH, max(_MIN_WIDTH, _CHAR_WIDTH * len(name) + 56.0))
         nodes.append({"id": name, "kind": node_kind(flow, node), "w": width, "h": NODE_HEIGHT})
+    kinds = {n["id"]: n["kind"] for n in nodes}
     edges = []
     for edge in flow.edges:
         key = edge.key
         label = key if key and not key.startswith("arg") else ""
+        if kinds[flow.name_of(edge.downstream)] == "case":
+            label = ""  # the condition's own name says what it compares
         edges.append(
             {
                 "from": flow.name_of(edge.upstream),
