@@ -34,7 +34,9 @@ $(LABEXT): $(LABSRC) $(STAMP)
 
 labextension: $(LABEXT)
 
-# Debian packages: installed only when missing and we are root.
+# Debian packages (graphviz for layouts, chromium for the browser tests, which Playwright
+# drives at /usr/bin/chromium: it never downloads a browser of its own, node and npm for
+# the JupyterLab extension); installed only when missing and we are root.
 sysdeps:
 	@need=""; \
 	command -v dot >/dev/null 2>&1 || need="$$need graphviz"; \

@@ -13,6 +13,7 @@ import itertools
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from nbflow.errors import CycleError, FlowError, TaskDefinitionError, did_you_mean
@@ -476,18 +477,21 @@ class Flow:
         executor: Any = "threads",
         max_workers: int | None = None,
         background: bool = False,
+        show: bool | None = None,
         **options: Any,
     ) -> FlowRun:
         """Run the flow; returns a ``FlowRun`` (at once if ``background=True``).
 
         ``executor`` is "threads" (default), "processes", "sequential", or an
-        executor instance such as ``ThreadExecutor(max_workers=4)``.
+        executor instance such as ``ThreadExecutor(max_workers=4)``. ``show``: in a
+        notebook (an IPython kernel with a front end) the live widget is displayed
+        unless ``show=False``; elsewhere nothing is displayed, even with ``show=True``.
         """
         from nbflow.run import start_run
+        from nbflow.widget import start_shown
 
-        return start_run(
-            self, executor=executor, max_workers=max_workers, background=background, **options
-        )
+        options.update(executor=executor, max_workers=max_workers, background=background)
+        return start_shown(self, show, partial(start_run, self), options)
 
     def visualize(self, run: FlowRun | None = None) -> graphviz.Digraph:
         """A graphviz drawing of the flow, coloured by state when ``run`` is given."""

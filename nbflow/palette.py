@@ -19,16 +19,17 @@ COLOURS: dict[State, str] = {
     State.CANCELLED: "#bdbdbd",
 }
 
-# One symbol per state, so states read without colour too.
+# One symbol per state, so states read without colour too. Each is in the common
+# fonts (DejaVu Sans included), so no state shows as a missing-glyph box.
 ICONS: dict[State, str] = {
     State.PENDING: "·",
     State.RUNNING: "▶",
     State.RETRYING: "↻",
-    State.PAUSED: "⏸",
+    State.PAUSED: "‖",
     State.SUCCESS: "✓",
     State.CACHED: "◆",
     State.FAILED: "✗",
-    State.TIMED_OUT: "⏱",
+    State.TIMED_OUT: "◷",
     State.SKIPPED: "↷",
     State.UPSTREAM_FAILED: "⊘",
     State.CANCELLED: "■",

@@ -6,6 +6,7 @@ import secrets
 import threading
 import time
 import warnings
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from nbflow.cache import ResultStore, open_store
@@ -87,6 +88,11 @@ class FlowRun:
         if e.start is None:
             return None
         return (e.end or time.time()) - e.start
+
+    @property
+    def background(self) -> bool:
+        """True when the run was started with ``background=True`` (it can be cancelled)."""
+        return self._thread is not None
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for a background run to end; True if it has ended."""
@@ -215,9 +221,10 @@ class FlowRun:
         ]
         return pd.DataFrame(rows, columns=columns)
 
-    def retry(self, flow: Flow | None = None, **options: Any) -> FlowRun:
+    def retry(self, flow: Flow | None = None, show: bool | None = None, **options: Any) -> FlowRun:
         """A new run where only failed, cancelled and upstream-failed tasks (and what
-        depends on them) run again; every other result is reused."""
+        depends on them) run again; every other result is reused. ``show`` as in
+        ``flow.run()``: in a notebook the new run's live widget is displayed."""
         if not self.done:
             raise RunError("This run has not ended yet; wait for it (run.wait()) before retrying.")
         prior: dict[str, TaskRun] = {}
@@ -229,11 +236,20 @@ class FlowRun:
         if options["executor"] == self._executor_spec:
             options.setdefault("max_workers", self._max_workers)
         options.setdefault("parameters", self.parameters)
-        return start_run(flow or self._source_flow, prior=prior, **options)
+        from nbflow.widget import start_shown
+
+        target = flow or self._source_flow
+        return start_shown(target, show, partial(start_run, target, prior=prior), options)
 
     def visualize(self) -> graphviz.Digraph:
         """The flow drawn with this run's states."""
         return self.flow.visualize(self)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
+        # In a notebook, a run on its own shows the widget in its current state.
+        from nbflow.widget import mimebundle
+
+        return mimebundle(self, include, exclude)
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items()))

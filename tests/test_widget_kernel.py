@@ -1,0 +1,98 @@
+"""The widget in a real kernel (nbclient): shown by flow.run(), by a run on its own,
+not by show=False, and saved in the notebook in its final state."""
+
+from __future__ import annotations
+
+import json
+
+import nbclient
+import nbformat
+import pytest
+
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+SETUP = """
+from nbflow import Flow, task
+
+@task(cache=False)
+def inc(x):
+    return x + 1
+
+with Flow("kernel-widget") as flow:
+    a = inc(1)
+    b = inc.map([a, 2, 3])
+"""
+
+
+def _execute(tmp_path, cells):
+    book = nbformat.v4.new_notebook()
+    book.cells = [nbformat.v4.new_code_cell(src) for src in cells]
+    client = nbclient.NotebookClient(
+        book,
+        kernel_name="python3",
+        timeout=120,
+        store_widget_state=True,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute()
+    return book
+
+
+def _decoded(state):
+    """The saved model state with its JSON-text parts parsed."""
+    return {
+        **state,
+        "nodes": json.loads(state["nodes_json"]),
+        "graph": json.loads(state["graph_json"]),
+    }
+
+
+def _widget_outputs(cell):
+    return [o for o in cell.get("outputs", []) if WIDGET in o.get("data", {})]
+
+
+def _texts(cell):
+    return [o["data"]["text/plain"] for o in cell.get("outputs", []) if "data" in o]
+
+
+@pytest.mark.slow
+def test_flow_run_in_a_notebook_shows_one_live_widget_and_the_saved_state_is_final(tmp_path):
+    book = _execute(
+        tmp_path,
+        [
+            SETUP,
+            "run = flow.run()",
+            "run",
+            "flow.run(show=False)",
+            "flow.run()",
+            "run2 = flow.run(show=False)",
+            "run2",
+            "again = run.retry()",
+        ],
+    )
+    cells = book.cells
+    assert len(_widget_outputs(cells[1])) == 1  # displayed live by flow.run()
+    assert len(_widget_outputs(cells[2])) == 1  # a run on its own shows the widget
+    assert _widget_outputs(cells[3]) == []  # show=False, also for the run it returns
+    assert any(t.startswith("<FlowRun 'kernel-widget' success") for t in _texts(cells[3]))
+    # The run returned by the cell that already shows it live is not drawn twice.
+    assert len(_widget_outputs(cells[4])) == 1
+    assert any(t.startswith("<FlowRun 'kernel-widget' success") for t in _texts(cells[4]))
+
+    assert len(_widget_outputs(cells[6])) == 1  # asked for in a later cell: shown
+    assert len(_widget_outputs(cells[7])) == 1  # run.retry() shows its run live too
+    saved = book.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    shown = [
+        _decoded(m["state"])
+        for m in saved.values()
+        if m["state"].get("_anywidget_id", "").startswith("nbflow")
+    ]
+    assert len(shown) == 5
+    for state in shown:
+        assert state["header"]["state"] == "success"
+        assert state["header"]["done"] is True
+        assert state["nodes"]["inc"]["state"] in ("success", "cached")  # cached: the retry
+        assert state["nodes"]["inc-2"]["done"] == state["nodes"]["inc-2"]["total"] == 3
+        assert state["graph"]["engine"] == "dot"
+    # The saved state is a summary per node, not an event log.
+    assert len(json.dumps(shown[0]["nodes"])) < 400
