@@ -37,6 +37,7 @@ from nbflow.magicio import (
 from nbflow.notebook import CellError, NotebookFlow, stand_in
 from nbflow.run import FlowRun
 from nbflow.state import State
+from nbflow.widget import show_run
 
 _MARK = {
     "success": "✓",
@@ -92,8 +93,12 @@ def _display_run(run: FlowRun, focus: str | None = None) -> None:
     with ``focus`` (the cell being run), upstream cells reused from the cache are
     left out.
 
-    The one place that shows runs: the live DAG widget plugs in here.
+    The one place that shows runs. A whole-notebook run (``%flow run``, ``%flow
+    retry``) shows the live DAG widget in a notebook; a cell's own run, and any run
+    outside a notebook front end, the compact text status.
     """
+    if focus is None and show_run(run) is not None:
+        return
     names = focus
     handle = display({"text/plain": _status_text(run, names)}, raw=True, display_id=True)
     if run.done or handle is None:

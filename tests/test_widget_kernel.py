@@ -96,3 +96,33 @@ def test_flow_run_in_a_notebook_shows_one_live_widget_and_the_saved_state_is_fin
         assert state["graph"]["engine"] == "dot"
     # The saved state is a summary per node, not an event log.
     assert len(json.dumps(shown[0]["nodes"])) < 400
+
+
+@pytest.mark.slow
+def test_flow_run_of_task_cells_shows_the_widget_and_a_cell_run_its_text_status(tmp_path):
+    book = _execute(
+        tmp_path,
+        [
+            "%load_ext nbflow",
+            "%%task\nxs = [1, 2, 3]",
+            "%%task total\ntotal = sum(xs)",
+            "%flow run",
+        ],
+    )
+    cells = book.cells
+    # a cell's own run: one compact text line, no widget
+    assert _widget_outputs(cells[2]) == []
+    assert any("total" in t for t in _texts(cells[2]))
+    # the notebook's whole flow: the live DAG widget
+    assert len(_widget_outputs(cells[3])) == 1
+    saved = book.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    (state,) = [
+        _decoded(m["state"])
+        for m in saved.values()
+        if m["state"].get("_anywidget_id", "").startswith("nbflow")
+    ]
+    assert state["header"]["state"] == "success"
+    assert {n: s["state"] for n, s in state["nodes"].items()} == {
+        "xs": "cached",
+        "total": "cached",
+    }
