@@ -12,7 +12,11 @@ NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "prefect
 def _execute(name, workdir, folder=NOTEBOOKS):
     book = nbformat.read(folder / f"{name}.ipynb", as_version=4)
     client = nbclient.NotebookClient(
-        book, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(workdir)}}
+        book,
+        kernel_name="python3",
+        timeout=120,
+        store_widget_state=True,
+        resources={"metadata": {"path": str(workdir)}},
     )
     client.execute()
     return book

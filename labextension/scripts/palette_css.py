@@ -24,11 +24,11 @@ def css() -> str:
     lines.append("}")
     for state in COLOURS:
         lines.append(
-            f".nbflow-badge.nbflow-state-{state.value} {{ "
+            f".nbflow-cell-badge.nbflow-state-{state.value} {{ "
             f"background: var(--nbflow-state-{state.value}); }}"
         )
         lines.append(
-            f'.nbflow-badge.nbflow-state-{state.value}::before {{ content: "{ICONS[state]} "; }}'
+            f'.nbflow-cell-badge.nbflow-state-{state.value}::before {{ content: "{ICONS[state]} "; }}'
         )
     return "\n".join(lines) + "\n"
 

@@ -34,7 +34,7 @@ export namespace CommandIDs {
 export const COMM_TARGET = 'nbflow';
 
 const TASK_CELL = 'nbflow-task-cell';
-const BADGE = 'nbflow-badge';
+const BADGE = 'nbflow-cell-badge';
 
 /** Loads the magics quietly (no "already loaded" output), then runs one `%flow` line. */
 export function magicCode(line: string): string {
