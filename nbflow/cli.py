@@ -238,9 +238,10 @@ def _show(args: argparse.Namespace) -> int:
     from nbflow.archive import load_run
     from nbflow.progress import clean
 
+    from nbflow.launch import resolve_run
+
     home = store_dir(args.path)
-    _history(home)
-    run = load_run(args.run_id, path=home)
+    run = load_run(resolve_run(_history(home), home, args.run_id), path=home)
     lines = [
         f"run {run.id} of flow '{run.flow_name}': {run.state.value}"
         + (" (interrupted)" if run.interrupted else ""),

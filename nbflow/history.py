@@ -227,6 +227,14 @@ class History:
             ).fetchall()
         return rows[0][0] if len(rows) == 1 else None
 
+    def runs_like(self, prefix: str) -> list[str]:
+        """The ids of the runs that start with ``prefix``."""
+        with self._conn_lock:
+            rows = self._conn.execute(
+                "SELECT id FROM runs WHERE id LIKE ?", (prefix.replace("%", "") + "%",)
+            ).fetchall()
+        return [row[0] for row in rows]
+
     def load(self, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The run row and its task rows."""
         self._mark_interrupted()

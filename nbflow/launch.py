@@ -52,7 +52,7 @@ def run_command(args: argparse.Namespace) -> int:
         return run_notebook(path.resolve(), params, command)
     if args.output:
         raise UsageError("--output writes an executed notebook; PATH is a Python file.")
-    return run_python(path.resolve(), name, params, command)
+    return run_python(path, name, params, command)
 
 
 def retry_command(run_id: str, home: pathlib.Path) -> int:
@@ -64,8 +64,8 @@ def retry_command(run_id: str, home: pathlib.Path) -> int:
             f"There is no nbflow run history in '{home}'. Point to the folder of the notebook "
             "or store with --path DIR (or set NBFLOW_HOME)."
         )
-    loaded = load_run(run_id, path=home)
     history = open_history(home)
+    loaded = load_run(resolve_run(history, home, run_id), path=home)
     found = history.source(loaded.id)
     if found is None:
         notebook = home.parent / f"{loaded.flow_name}.ipynb"
@@ -91,6 +91,22 @@ def retry_command(run_id: str, home: pathlib.Path) -> int:
     return run_python(path, loaded.flow_name, params, command, retry_of=loaded, home=home)
 
 
+def resolve_run(history: History, home: pathlib.Path, run_id: str) -> str:
+    """The full id of ``run_id`` ("latest", an id or a unique prefix of one)."""
+    found = history.resolve(run_id)
+    if found is not None:
+        return found
+    if run_id != "latest" and len(history.runs_like(run_id)) > 1:
+        raise UsageError(
+            f"More than one run in '{home}' starts with '{run_id}'; give more of the id "
+            "(see nbflow runs)."
+        )
+    raise UsageError(
+        f"No run '{run_id}' in the history at '{home}'. See nbflow runs --path "
+        f"'{home.parent if home.name == '.nbflow' else home}' for the runs recorded there."
+    )
+
+
 # -- Python files -------------------------------------------------------------------
 def run_python(
     path: pathlib.Path,
@@ -101,14 +117,15 @@ def run_python(
     home: pathlib.Path | None = None,
 ) -> int:
     """Import ``path``, run its flow (the one named, or the only one) and follow it."""
+    given, path = path, path.resolve()
     try:
         module = load_module(path)
     except UsageError:
         raise
     except Exception:
-        _write_err([f"nbflow: importing '{path}' raised an error:", traceback.format_exc()])
+        _write_err([f"nbflow: importing '{given}' raised an error:", traceback.format_exc()])
         return FAILED
-    flow = pick_flow(module, path, name)
+    flow = pick_flow(module, given, name)
     executor = command.get("executor") or "threads"
     if executor in ("processes", "dask"):
         _pickle_by_value(module)
