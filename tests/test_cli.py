@@ -270,7 +270,7 @@ def test_a_file_with_several_flows_needs_a_name_and_the_error_lists_them(tmp_pat
     assert chosen.returncode == 0
     assert "of flow 'beta': 1 success" in chosen.stdout
     by_variable = nbflow("run", "two.py:a", cwd=tmp_path, env=env)
-    assert "of flow 'alpha': 1 success" in by_variable.stdout
+    assert "of flow 'alpha': 1 cached" in by_variable.stdout  # same task, same key
 
 
 def test_a_file_whose_import_raises_exits_1_with_its_traceback(tmp_path):
