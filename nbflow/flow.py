@@ -473,7 +473,7 @@ class Flow:
     # -- running ---------------------------------------------------------------
     def run(
         self,
-        executor: Any = "threads",
+        executor: Any = None,
         max_workers: int | None = None,
         background: bool = False,
         **options: Any,
@@ -481,7 +481,9 @@ class Flow:
         """Run the flow; returns a ``FlowRun`` (at once if ``background=True``).
 
         ``executor`` is "threads" (default), "processes", "sequential", or an
-        executor instance such as ``ThreadExecutor(max_workers=4)``.
+        executor instance such as ``ThreadExecutor(max_workers=4)``. Options left out
+        take their defaults from ``NBFLOW_EXECUTOR``, ``NBFLOW_MAX_WORKERS`` and
+        ``NBFLOW_REFRESH`` when set (``nbflow run`` sets them for a notebook's kernel).
         """
         from nbflow.run import start_run
 

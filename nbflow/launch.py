@@ -49,7 +49,7 @@ def run_command(args: argparse.Namespace) -> int:
     if kind == "notebook":
         if name is not None:
             raise UsageError(f"'{path}' is a notebook; ':{name}' applies to Python files only.")
-        return run_notebook(path.resolve(), params, command)
+        return run_notebook(path, params, command)
     if args.output:
         raise UsageError("--output writes an executed notebook; PATH is a Python file.")
     return run_python(path, name, params, command)
@@ -198,9 +198,10 @@ def run_notebook(path: pathlib.Path, params: dict[str, Any], command: dict[str, 
     from nbflow.headless import NotebookExecution, kernel_env
 
     book = read_notebook(path)
+    given, path = path, path.resolve()
     if not uses_nbflow(book):
         raise UsageError(
-            f"'{path}' has no tasks: no %%task cell and no use of nbflow. Mark the cells to "
+            f"'{given}' has no tasks: no %%task cell and no use of nbflow. Mark the cells to "
             "run as tasks with %%task (after %load_ext nbflow)."
         )
     inject_parameters(book, params)

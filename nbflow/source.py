@@ -149,12 +149,16 @@ def pick_flow(module: types.ModuleType, path: pathlib.Path, name: str | None) ->
 def read_notebook(path: pathlib.Path) -> Any:
     """The notebook at ``path`` (nbformat 4), or a usage error if it is not one."""
     import nbformat
+    from nbformat.reader import NotJSONError
 
     try:
         book = nbformat.read(str(path), as_version=4)  # type: ignore[no-untyped-call]
         nbformat.validate(book)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"'{path}' is not a notebook: it is not valid JSON ({exc}).") from None
+    except (NotJSONError, json.JSONDecodeError, UnicodeDecodeError):
+        raise UsageError(
+            f"'{path}' is not a notebook: it is not valid JSON. Check that it was saved "
+            "completely, or open it in JupyterLab to see what is wrong."
+        ) from None
     except Exception as exc:  # nbformat's validation and reader errors have no common base
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"'{path}' is not a valid notebook: {first}") from None

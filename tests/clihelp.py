@@ -19,6 +19,8 @@ def cli_env(tmp_path, home=None, **extra):
     it instead of the store beside the notebook), Jupyter's files kept in ``tmp_path``."""
     env = {k: v for k, v in os.environ.items() if k != "NBFLOW_HOME"}
     jupyter = tmp_path / "jupyter"
+    for sub in ("config", "data", "runtime", "ipython"):
+        (jupyter / sub).mkdir(parents=True, exist_ok=True)
     env.update(
         JUPYTER_CONFIG_DIR=str(jupyter / "config"),
         JUPYTER_DATA_DIR=str(jupyter / "data"),
