@@ -236,9 +236,8 @@ def _runs(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     from nbflow.archive import load_run
-    from nbflow.progress import clean
-
     from nbflow.launch import resolve_run
+    from nbflow.progress import clean
 
     home = store_dir(args.path)
     run = load_run(resolve_run(_history(home), home, args.run_id), path=home)
