@@ -162,7 +162,13 @@ class NotebookExecution:
         if not self.outcome.timed_out:
             self.outcome.interrupted = True
         self.board.say("interrupting the kernel")
-        loop.create_task(_ensure(client.km.interrupt_kernel()))
+        if self._pid is not None and os.name == "posix":
+            # The kernel alone: jupyter_client signals its whole process group, and the
+            # run's worker processes would each fail their task before the kernel could
+            # cancel the run (which terminates them).
+            os.kill(self._pid, signal.SIGINT)
+        else:
+            loop.create_task(_ensure(client.km.interrupt_kernel()))
 
     async def _settle(self) -> None:
         deadline = time.time() + GRACE

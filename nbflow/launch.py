@@ -7,7 +7,9 @@ import argparse
 import contextlib
 import os
 import pathlib
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -139,7 +141,8 @@ def run_python(
         "parameters": params,
     }
     begun = time.time()
-    run = retry_of.retry(flow=flow, **options) if retry_of is not None else flow.run(**options)
+    with _sigint_for_main_thread_only():
+        run = retry_of.retry(flow=flow, **options) if retry_of is not None else flow.run(**options)
     with contextlib.suppress(Exception):  # the history is a convenience here, never fatal
         open_history(home or store_path()).record_source(
             [run.id], "python", str(path), {**command, "target": flow.name}
@@ -168,6 +171,24 @@ def run_python(
         _write_err([f"nbflow: the run was stopped after --timeout {timeout:g}s."])
         return FAILED
     return OK if run.ok else FAILED
+
+
+@contextlib.contextmanager
+def _sigint_for_main_thread_only() -> Iterator[None]:
+    """Start a run with SIGINT blocked, so that the threads it starts, and the worker
+    processes they spawn, inherit the block. Ctrl-C in a terminal signals the whole
+    process group: only this process's main thread then sees it, cancels the run and
+    terminates the workers, instead of each worker failing its task on its own."""
+    if not hasattr(signal, "pthread_sigmask") or (
+        threading.current_thread() is not threading.main_thread()
+    ):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _wait_interrupted(run: Any) -> None:

@@ -116,14 +116,16 @@ class Board:
             if mapped or total is not None:
                 row = self.rows.setdefault(name, Row(name))
                 row.total = total if total is not None else row.total
-                row.state, row.start, row.end, row.changed = state, start or row.start, end, now
+                row.state, row.end, row.changed = state, end, now
+                row.start = start if start is not None else row.start
                 row.reason = reason or row.reason
                 if state.is_finished and state is not State.SUCCESS:
                     self._line(now, state, name, reason or "")
                 return
             unit = self.units.setdefault(name, Row(name))
             unit.state, unit.attempts, unit.cached = state, attempts, cached
-            unit.start, unit.end, unit.changed = start or unit.start, end, now
+            unit.end, unit.changed = end, now
+            unit.start = start if start is not None else unit.start
             unit.error, unit.traceback, unit.reason = error, traceback, reason
             if parent is not None and index is not None:
                 row = self.rows.setdefault(parent, Row(parent, State.RUNNING))
@@ -303,7 +305,7 @@ def _detail(unit: Row) -> str:
     if took is not None and state is State.SUCCESS:
         parts.append(f" ({took:.2f}s)")
     if state in (State.FAILED, State.TIMED_OUT, State.RETRYING) and unit.error:
-        parts.append(": " + unit.error.strip().splitlines()[-1])
+        parts.append(": " + unit.error.strip().splitlines()[0])
     elif state in (State.UPSTREAM_FAILED, State.SKIPPED, State.CANCELLED) and unit.reason:
         parts.append(f": {unit.reason}")
     return "".join(parts)

@@ -3,6 +3,7 @@
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import textwrap
@@ -185,6 +186,30 @@ def test_sigint_cancels_the_run_kills_process_tasks_and_keeps_finished_results(t
     assert task_states(home, run_id) == {"quick": "success", "slow": "cancelled"}
     info = nbflow("cache", "info", cwd=tmp_path, env=env)
     assert info.stdout.splitlines()[2:] == ["quick  1"]  # the finished result, kept
+
+
+def test_ctrl_c_in_a_terminal_reaches_the_workers_too_and_still_cancels_the_run(tmp_path):
+    # A terminal sends SIGINT to the whole foreground process group, workers included.
+    (tmp_path / "sleepy.py").write_text(SLOW)
+    proc = subprocess.Popen(
+        [str(NBFLOW), "run", "sleepy.py", "--executor", "processes", "--jobs", "2"],
+        cwd=tmp_path,
+        env=cli_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    wait_for((tmp_path / "slow.pid").exists, what="the slow task to start")
+    worker = int((tmp_path / "slow.pid").read_text())
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "1 cancelled, 1 success" in out  # not a task failed by its own KeyboardInterrupt
+    wait_for(lambda: not pid_alive(worker), timeout=20, what="the worker to be terminated")
+    (run_id, _, state), *_ = latest_runs(tmp_path / ".nbflow")
+    assert state == "cancelled"
+    assert task_states(tmp_path / ".nbflow", run_id)["slow"] == "cancelled"
 
 
 def test_timeout_stops_the_run_and_exits_1(tmp_path):
