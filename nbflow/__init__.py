@@ -17,6 +17,13 @@ from nbflow.triggers import some_failed
 __version__ = "0.1.0"
 
 
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext nbflow``: register the ``%%task`` and ``%flow`` magics."""
+    from nbflow.magics import load
+
+    load(ipython)  # type: ignore[arg-type]
+
+
 def __getattr__(name: str) -> object:
     # Past runs and the cache need pandas and diskcache: loaded on first use.
     if name in ("load_run", "runs", "cache_info", "clear_cache"):

@@ -127,6 +127,16 @@ def begin(name: str, prints: bool, tee: bool = False) -> tuple[Capture, Capture 
     return cap, previous
 
 
+def push(cap: Capture) -> Capture | None:
+    """Make ``cap`` this thread's capture (a ``Capture`` subclass, e.g. a cell's
+    output); returns the previous one, for ``end``."""
+    previous = getattr(_local, "capture", None)
+    if cap.prints and type(sys.stdout) is not _StdoutRouter:
+        _ensure_router()
+    _local.capture = cap
+    return previous
+
+
 def end(cap: Capture, previous: Capture | None) -> None:
     """Stop the capture started by ``begin``."""
     _local.capture = previous

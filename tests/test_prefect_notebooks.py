@@ -9,8 +9,8 @@ import pytest
 NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "prefect"
 
 
-def _execute(name, workdir):
-    book = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+def _execute(name, workdir, folder=NOTEBOOKS):
+    book = nbformat.read(folder / f"{name}.ipynb", as_version=4)
     client = nbclient.NotebookClient(
         book, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(workdir)}}
     )

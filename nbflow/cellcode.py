@@ -1,0 +1,246 @@
+"""A ``%%task`` cell as a function that runs anywhere (main thread, threads, processes).
+
+The cell's body is compiled once per shape into a factory::
+
+    def factory(take, show, capture, __nbflow_ns_a, ...):   # namespace inputs
+        def cell(__nbflow_up_0, ..., item):                  # upstream cells' results
+            with capture() as out:
+                a = __nbflow_ns_a                             # the prologue binds inputs
+                x = take(__nbflow_up_0, 'x', False)
+                <the cell's own statements, at their own line numbers>
+            return out.result(locals(), ('y', ...))
+        return cell
+
+Namespace values are closure values, so the task fingerprint follows them exactly
+as it follows a ``@task``'s globals (helpers by source, values by hash). The result
+is a ``CellResult``: the outputs plus the cell's stdout and rich outputs, cached
+together so a cache hit looks the same as a run.
+"""
+
+from __future__ import annotations
+
+import ast
+import linecache
+import pickle
+import threading
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from nbflow import logs
+from nbflow.cells import CellAnalysis
+
+NS = "__nbflow_ns_"
+UP = "__nbflow_up_"
+_HELPERS = ("__nbflow_take", "__nbflow_show", "__nbflow_capture")
+
+_local = threading.local()
+# Set by the magics in the kernel: rich output is recorded and shown live there.
+live = False
+
+
+class CellResult:
+    """What a cell run produced: its output ``values``, ``stdout`` and ``displays``
+    (``(data, metadata)`` pairs). Pickled with cloudpickle, so functions and classes
+    a cell defines are cached and travel between processes too."""
+
+    __slots__ = ("displays", "stdout", "values")
+
+    def __init__(
+        self, values: dict[str, Any], stdout: str, displays: list[tuple[Any, Any]]
+    ) -> None:
+        self.values = values
+        self.stdout = stdout
+        self.displays = displays
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        import cloudpickle
+
+        return (_load, (cloudpickle.dumps(self.values, protocol=5), self.stdout, self.displays))
+
+    def __repr__(self) -> str:
+        return f"<CellResult {sorted(self.values)}>"
+
+
+def _load(data: bytes, stdout: str, displays: list[tuple[Any, Any]]) -> CellResult:
+    return CellResult(pickle.loads(data), stdout, displays)
+
+
+class _Output(logs.Capture):
+    """A cell's prints, kept as text (and as log records of its task run)."""
+
+    __slots__ = ("displays", "suspended", "text")
+
+    def __init__(self, name: str, tee: bool) -> None:
+        super().__init__(name, True, tee)
+        self.text: list[str] = []
+        self.displays: list[tuple[Any, Any]] = []
+        self.suspended = False
+
+    def write(self, text: str) -> None:
+        if not self.suspended:
+            self.text.append(text)
+            super().write(text)
+
+    def result(self, scope: dict[str, Any], names: tuple[str, ...]) -> CellResult:
+        values = {n: scope[n] for n in names if n in scope}
+        return CellResult(values, "".join(self.text), self.displays)
+
+
+@contextmanager
+def capture(name: str) -> Iterator[_Output]:
+    """Capture a cell's prints and rich outputs (in this thread only)."""
+    out = _Output(name, tee=live)
+    previous = logs.push(out)
+    outer = getattr(_local, "output", None)
+    _local.output = out
+    try:
+        yield out
+    finally:
+        _local.output = outer
+        logs.end(out, previous)
+        if previous is not None:
+            previous.records.extend(out.records)  # the task run keeps them as its logs
+
+
+def current_output() -> Any:
+    """The output capture of the cell running in this thread, or None."""
+    return getattr(_local, "output", None)
+
+
+def take(upstream: Any, name: str, mapped: bool) -> Any:
+    """An input of a cell from an upstream cell's result (a list of them if mapped)."""
+    if mapped:
+        return [take(r, name, False) for r in upstream]
+    if isinstance(upstream, BaseException):  # a trigger let the cell run anyway
+        return upstream
+    try:
+        return upstream.values[name]
+    except KeyError:
+        raise NameError(
+            f"name '{name}' is not defined: the cell that defines it did not bind it "
+            "in its last run (was it assigned inside an if?)"
+        ) from None
+
+
+def show(value: Any) -> None:
+    """Show a cell's last expression, as a notebook does (``display`` in a kernel)."""
+    if value is None:
+        return
+    if live:
+        from IPython.display import display
+
+        display(value)  # type: ignore[no-untyped-call]
+    else:
+        print(repr(value))  # noqa: T201 - the cell's own output, captured as its stdout
+
+
+def make_factory(
+    tree: ast.Module,
+    analysis: CellAnalysis,
+    filename: str,
+    func_name: str,
+    upstream: dict[str, tuple[str, bool]],
+    namespace: tuple[str, ...],
+    map_var: str | None,
+    params: list[str],
+    returns: str | None = None,
+) -> types.CodeType:
+    """Compile a cell into the code of its factory (see the module docstring).
+
+    ``upstream`` maps an input to (the argument holding its cell's result, mapped?);
+    ``params`` are those arguments, one per upstream cell;
+    ``namespace`` lists the inputs read from the notebook (closure values);
+    ``returns`` makes the function return that one output as a list instead.
+    """
+    first = tree.body[0] if tree.body else None
+    where = {"lineno": first.lineno if first else 1, "col_offset": 0}
+
+    def parse_stmt(code: str) -> ast.stmt:
+        stmt = ast.parse(code).body[0]
+        for node in ast.walk(stmt):
+            if "lineno" in node._attributes:
+                node.lineno = node.end_lineno = where["lineno"]  # type: ignore[attr-defined]
+                node.col_offset = node.end_col_offset = 0  # type: ignore[attr-defined]
+        return stmt
+
+    # Upstream results first, and an input named like an argument last: once every
+    # input has been taken from the arguments, their names are free.
+    prologue = []
+    takes = sorted((n for n in analysis.inputs if n in upstream), key=lambda n: n in params)
+    for name in takes:
+        param, mapped = upstream[name]
+        prologue.append(parse_stmt(f"{name} = __nbflow_take({param}, {name!r}, {mapped})"))
+    for name in analysis.inputs:
+        if name in namespace and name not in upstream:
+            prologue.append(parse_stmt(f"{name} = {NS}{name}"))
+    body = list(tree.body)
+    if analysis.last_expression and body:
+        last = body[-1]
+        assert isinstance(last, ast.Expr)
+        call = ast.Call(ast.Name("__nbflow_show", ast.Load()), [last.value], [])
+        body[-1] = ast.copy_location(ast.Expr(ast.copy_location(call, last.value)), last)
+    params = [*params, *([map_var] if map_var else [])]
+    outputs = tuple(analysis.outputs)
+    result = f"__nbflow_out.result(locals(), {outputs!r})"
+    if returns is not None:
+        result = f"list({result}.values[{returns!r}])"
+    skeleton = parse_stmt(
+        f"def __nbflow_factory({', '.join([*_HELPERS, *(NS + n for n in namespace)])}):\n"
+        f"    def {func_name}({', '.join(params)}):\n"
+        f"        with __nbflow_capture({func_name!r}) as __nbflow_out:\n"
+        f"            pass\n"
+        f"        return {result}\n"
+        f"    return {func_name}\n"
+    )
+    assert isinstance(skeleton, ast.FunctionDef)
+    inner = skeleton.body[0]
+    assert isinstance(inner, ast.FunctionDef)
+    with_stmt = inner.body[0]
+    assert isinstance(with_stmt, ast.With)
+    with_stmt.body = [*prologue, *body] or [ast.Pass()]
+    module = ast.Module(body=[skeleton], type_ignores=[])
+    ast.fix_missing_locations(module)
+    code = compile(module, filename, "exec", dont_inherit=True)
+    found = next(c for c in code.co_consts if isinstance(c, types.CodeType))
+    return found
+
+
+def build(
+    factory: types.CodeType, user_ns: dict[str, Any], values: tuple[Any, ...]
+) -> Callable[..., CellResult]:
+    """The cell function: ``factory`` run with the notebook's namespace as its globals."""
+    make = types.FunctionType(factory, user_ns)
+    fn: Callable[..., CellResult] = make(take, show, capture, *values)
+    return fn
+
+
+def register_source(filename: str, source: str) -> None:
+    """Make a cell's source readable by tracebacks (``linecache``) under ``filename``."""
+    lines = source.splitlines(keepends=True)
+    linecache.cache[filename] = (len(source), None, lines, filename)
+
+
+def arguments(upstream_cells: list[str], taken: set[str]) -> list[str]:
+    """The argument names of a cell function, one per upstream cell: the cell's name
+    as an identifier (shown on the edges of the drawn flow) unless that is taken.
+
+    >>> arguments(["raw data", "x"], {"x"})
+    ['raw_data', '__nbflow_up_1']
+    """
+    out: list[str] = []
+    for i, cell in enumerate(upstream_cells):
+        name = identifier(cell)
+        out.append(name if name not in taken and name not in out else f"{UP}{i}")
+    return out
+
+
+def identifier(name: str) -> str:
+    """A Python identifier for a task name (the cell function's name in tracebacks).
+
+    >>> identifier("clean data-2")
+    'clean_data_2'
+    """
+    out = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+    return out if out and not out[0].isdigit() else f"cell_{out}"

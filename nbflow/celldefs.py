@@ -1,0 +1,282 @@
+"""The task cells of a notebook as definitions and a graph (``CellGraph``).
+
+A cell's upstream cells are those that bind the names it reads, plus its ``--after``
+cells. Definitions are checked as they come: one task cell per output name, known
+``--after`` names, no cycles. Nothing here runs anything (see ``nbflow.notebook``).
+"""
+
+from __future__ import annotations
+
+import ast
+import graphlib
+import hashlib
+import os
+import pathlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from nbflow import cellcode
+from nbflow.cells import CellAnalysis, analyse, normalised, parse
+from nbflow.errors import NbflowError
+from nbflow.records import TaskRun
+from nbflow.state import State
+
+FORMAT = "1"  # bump when the compiled form of cells changes what a cached result means
+
+
+class CellError(NbflowError, ValueError):
+    """A task cell cannot be defined or run as written (the front end shows it plainly)."""
+
+
+def flow_name() -> str:
+    """The notebook's flow name: ``NBFLOW_NOTEBOOK``'s stem, else ``JPY_SESSION_NAME``'s,
+    else ``"notebook"``."""
+    for var in ("NBFLOW_NOTEBOOK", "JPY_SESSION_NAME"):
+        value = os.environ.get(var)
+        if value:
+            stem = pathlib.PurePath(value).stem
+            if stem:
+                return stem
+    return "notebook"
+
+
+@dataclass(frozen=True)
+class CellOptions:
+    """The options of a ``%%task`` line."""
+
+    retries: int = 0
+    retry_delay: float = 0.0
+    timeout: float | None = None
+    cache: bool = True
+    after: tuple[str, ...] = ()
+    map_var: str | None = None
+    map_expr: str | None = None
+    trigger: str = "all_successful"
+    lazy: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CellOptions:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if "after" in known:
+            known["after"] = tuple(known["after"])
+        return cls(**known)
+
+
+@dataclass
+class CellDef:
+    """One task cell: its source, analysis, options and compiled forms."""
+
+    name: str
+    source: str
+    options: CellOptions
+    filename: str
+    position: int
+    tree: ast.Module
+    analysis: CellAnalysis
+    map_analysis: CellAnalysis | None
+    version: str
+    codes: dict[Any, Any] = field(default_factory=dict)
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """Inputs of the cell and of its ``--map`` expression."""
+        extra = self.map_analysis.inputs if self.map_analysis else ()
+        return tuple(dict.fromkeys((*self.analysis.inputs, *extra)))
+
+
+@dataclass
+class CellStatus:
+    """How a cell's last run in this kernel ended."""
+
+    state: State
+    task_run: TaskRun | None
+    fingerprint: str | None = None
+    error: BaseException | None = None
+
+
+def digest(*parts: str) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for p in parts:
+        h.update(p.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+class CellGraph:
+    """The task cells of one notebook, by task name, and the edges between them.
+
+    >>> graph = CellGraph()
+    >>> _ = graph.define(None, "xs = [1, 2]", CellOptions(), "<a>")
+    >>> _ = graph.define(None, "total = sum(xs)", CellOptions(), "<b>")
+    >>> graph.upstream_of(graph.cells["total"])
+    ['xs']
+    """
+
+    def __init__(self) -> None:
+        self.cells: dict[str, CellDef] = {}
+        self.status: dict[str, CellStatus] = {}
+        self.cell_ids: dict[str, str] = {}
+        self._positions = 0
+
+    def producers(self, cells: Iterable[CellDef] | None = None) -> dict[str, str]:
+        """Which cell binds each output name."""
+        out: dict[str, str] = {}
+        for cell in self.cells.values() if cells is None else cells:
+            for name in cell.analysis.outputs:
+                out[name] = cell.name
+        return out
+
+    def define(
+        self,
+        name: str | None,
+        source: str,
+        options: CellOptions,
+        filename: str,
+        cell_id: str | None = None,
+    ) -> CellDef:
+        """Add or replace a task cell. Raises ``CellError`` naming the cells involved."""
+        from nbflow.cells import CellSyntaxError, default_name
+
+        try:
+            tree = parse(source)
+            bound = (options.map_var,) if options.map_var else ()
+            analysis = analyse(tree, bound)
+            map_analysis = analyse(parse(options.map_expr)) if options.map_expr else None
+        except CellSyntaxError as exc:
+            raise CellError(f"%%task {name or ''}: {exc}".replace("  ", " ")) from None
+        if name is None:
+            if not analysis.outputs:
+                raise CellError(
+                    "%%task needs at least one name it defines (e.g. 'df = ...'), or a task "
+                    "name for a cell run for its side effects: %%task save_report"
+                )
+            name = default_name(analysis.outputs)
+        previous_name = self.cell_ids.get(cell_id) if cell_id else None
+        replacing = {name} | ({previous_name} if previous_name else set())
+        others = [c for c in self.cells.values() if c.name not in replacing]
+        claimed = self.producers(others)
+        for out in analysis.outputs:
+            if out in claimed:
+                raise CellError(
+                    f"Cells '{claimed[out]}' and '{name}' both define '{out}'. A name must come "
+                    f"from one task cell: rename it in one of them, or remove cell "
+                    f"'{claimed[out]}' with %flow clear {claimed[out]}."
+                )
+        known = {c.name for c in others}
+        for up in options.after:
+            if up not in known:
+                from nbflow.errors import did_you_mean
+
+                raise CellError(
+                    f"%%task {name}: --after names '{up}', which is not a task cell."
+                    f"{did_you_mean(up, known)} Task cells: {', '.join(sorted(known)) or 'none'}."
+                )
+        version = digest(FORMAT, normalised(tree), repr(sorted(options.to_json().items())))
+        old = self.cells.get(name)
+        position = old.position if old else self._positions
+        self._positions += 1
+        cell = CellDef(
+            name, source, options, filename, position, tree, analysis, map_analysis, version
+        )
+        if old is not None and old.version == version:
+            cell.codes = old.codes
+        candidate = {c.name: c for c in others}
+        candidate[name] = cell
+        self._check_cycle(candidate)
+        if previous_name and previous_name != name:
+            self.cells.pop(previous_name, None)
+            self.status.pop(previous_name, None)
+        self.cells[name] = cell
+        if cell_id:
+            self.cell_ids[cell_id] = name
+        return cell
+
+    def upstream_of(self, cell: CellDef, cells: dict[str, CellDef] | None = None) -> list[str]:
+        """The cells ``cell`` depends on: producers of its inputs, then ``--after`` cells."""
+        producers = self.producers((cells or self.cells).values())
+        ups = [producers[n] for n in cell.reads if n in producers and producers[n] != cell.name]
+        return list(dict.fromkeys([*ups, *cell.options.after]))
+
+    def _check_cycle(self, cells: dict[str, CellDef]) -> None:
+        sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+        for cell in cells.values():
+            sorter.add(cell.name, *(u for u in self.upstream_of(cell, cells) if u in cells))
+        try:
+            sorter.prepare()
+        except graphlib.CycleError as exc:
+            path = " -> ".join(exc.args[1][::-1])
+            raise CellError(
+                f"Task cells would form a cycle: {path}. A cell cannot depend on a cell that "
+                "depends on it; remove one of these inputs or --after dependencies."
+            ) from None
+
+    def ancestors(self, names: Iterable[str]) -> list[str]:
+        """``names`` and every cell they depend on, upstream first."""
+        seen: dict[str, None] = {}
+        stack = list(names)
+        while stack:
+            n = stack.pop()
+            if n in seen or n not in self.cells:
+                continue
+            seen[n] = None
+            stack.extend(self.upstream_of(self.cells[n]))
+        return self._sorted(seen)
+
+    def descendants(self, names: Iterable[str]) -> list[str]:
+        """``names`` and every cell that depends on them."""
+        out = set(names)
+        changed = True
+        while changed:
+            changed = False
+            for cell in self.cells.values():
+                if cell.name not in out and any(u in out for u in self.upstream_of(cell)):
+                    out.add(cell.name)
+                    changed = True
+        return self._sorted(out)
+
+    def _sorted(self, names: Iterable[str]) -> list[str]:
+        wanted = set(names)
+        sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+        for n in sorted(wanted, key=lambda n: self.cells[n].position):
+            sorter.add(n, *(u for u in self.upstream_of(self.cells[n]) if u in wanted))
+        return list(sorter.static_order())
+
+    def arguments(self, cell: CellDef, ups: list[str]) -> list[str]:
+        """The names of the arguments that carry the upstream cells' results."""
+        taken = {cell.options.map_var} if cell.options.map_var else set()
+        return cellcode.arguments(ups, taken)
+
+    def data_upstream(self, cell: CellDef) -> list[str]:
+        """The cells whose outputs ``cell`` reads, in the order it reads them."""
+        producers = self.producers()
+        ups = [producers[n] for n in cell.analysis.inputs if n in producers]
+        return [u for u in dict.fromkeys(ups) if u != cell.name]
+
+    def table(self) -> Any:
+        """The task cells with their inputs, outputs, upstream cells, options and state."""
+        import pandas as pd
+
+        rows = []
+        producers = self.producers()
+        for cell in self.cells.values():
+            opts = {
+                k: v for k, v in cell.options.to_json().items() if v != CellOptions().to_json()[k]
+            }
+            status = self.status.get(cell.name)
+            rows.append(
+                {
+                    "task": cell.name,
+                    "inputs": ", ".join(cell.reads),
+                    "outputs": ", ".join(cell.analysis.outputs),
+                    "upstream": ", ".join(self.upstream_of(cell)),
+                    "notebook inputs": ", ".join(n for n in cell.reads if n not in producers),
+                    "options": ", ".join(f"{k}={v}" for k, v in opts.items()),
+                    "state": status.state.value if status else "",
+                }
+            )
+        columns = ["task", "inputs", "outputs", "upstream", "notebook inputs", "options", "state"]
+        return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,160 @@
+"""The options of ``%%task`` and ``%flow`` lines: parsed, checked, explained.
+
+Every mistake raises IPython's ``UsageError`` (shown without a traceback) with what
+to write instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import shlex
+from typing import Any
+
+from IPython.core.error import UsageError
+
+from nbflow.celldefs import CellOptions
+from nbflow.errors import did_you_mean
+from nbflow.triggers import TRIGGERS
+
+COMMANDS = ("run", "retry", "show", "status", "runs", "list", "clear")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises ``UsageError`` with a hint instead of exiting."""
+
+    def error(self, message: str) -> Any:
+        if "unrecognized arguments:" in message:
+            word = message.split(":", 1)[1].split()[0]
+            options = [o for a in self._actions for o in a.option_strings if o != "-h"]
+            hint = did_you_mean(word, options) if word.startswith("-") else ""
+            raise UsageError(
+                f"{self.prog}: unknown option '{word}'.{hint} Options: {', '.join(options)}."
+            )
+        raise UsageError(f"{self.prog}: {message}. Usage: {self.format_usage().strip()}")
+
+
+def _task_parser() -> _Parser:
+    p = _Parser(prog="%%task", add_help=False)
+    p.add_argument("name", nargs="?")
+    p.add_argument("--retries", type=int, default=0)
+    p.add_argument("--retry-delay", type=float, default=0.0)
+    p.add_argument("--timeout", type=float, default=None)
+    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--after", default="")
+    p.add_argument("--map", default=None)
+    p.add_argument("--trigger", default="all_successful")
+    p.add_argument("--lazy", action="store_true")
+    return p
+
+
+def flow_parser() -> _Parser:
+    p = _Parser(prog="%flow", add_help=False)
+    p.add_argument("command", choices=COMMANDS)
+    p.add_argument("names", nargs="*")
+    p.add_argument("--executor", default="threads", choices=("threads", "processes", "sequential"))
+    p.add_argument("--jobs", type=int, default=None)
+    p.add_argument("--background", action="store_true")
+    p.add_argument("--refresh", action="store_true")
+    p.add_argument("--cache", action="store_true")
+    p.add_argument("--param", action="append", default=[])
+    return p
+
+
+def split(line: str, prog: str) -> list[str]:
+    # Not POSIX mode: quotes inside a token (--map x='abc') are Python's, and stay.
+    try:
+        words = shlex.split(line, posix=False)
+    except ValueError as exc:
+        raise UsageError(f"{prog}: cannot read the options '{line}': {exc}.") from None
+    return [w[1:-1] if len(w) > 1 and w[0] == w[-1] and w[0] in "'\"" else w for w in words]
+
+
+def _complete(expr: str) -> bool:
+    try:
+        ast.parse(expr.partition("=")[2].strip(), mode="eval")
+    except SyntaxError:
+        return False
+    return True
+
+
+def _join_map(words: list[str]) -> list[str]:
+    """Put a ``--map`` expression that has spaces (``x=range(1, 4)``) back together."""
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        out.append(word)
+        i += 1
+        if word == "--map" and i < len(words):
+            value = words[i]
+            i += 1
+            while not _complete(value) and i < len(words) and not words[i].startswith("--"):
+                value += " " + words[i]
+                i += 1
+            out.append(value)
+    return out
+
+
+def parse_task_line(line: str) -> tuple[str | None, CellOptions]:
+    """The task name and options of a ``%%task`` line (raises ``UsageError``)."""
+    args = _task_parser().parse_args(_join_map(split(line, "%%task")))
+    name = args.name
+    if name is not None and (name.startswith("-") or not name.strip()):
+        raise UsageError(f"%%task: expected a task name, but got '{name}'.")
+    if args.retries < 0:
+        raise UsageError(f"%%task: expected --retries to be an int >= 0, but got {args.retries}.")
+    if args.retry_delay < 0:
+        raise UsageError(
+            f"%%task: expected --retry-delay to be seconds >= 0, but got {args.retry_delay}."
+        )
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError(f"%%task: expected --timeout to be seconds > 0, but got {args.timeout}.")
+    if args.trigger not in TRIGGERS:
+        raise UsageError(
+            f"%%task: unknown trigger '{args.trigger}'.{did_you_mean(args.trigger, TRIGGERS)} "
+            f"Choose one of: {', '.join(TRIGGERS)}."
+        )
+    map_var = map_expr = None
+    if args.map is not None:
+        var, eq, expr = args.map.partition("=")
+        if not eq or not var.strip().isidentifier() or not expr.strip():
+            raise UsageError(
+                f"%%task: --map expects VAR=ITERABLE (e.g. --map path=paths), but got '{args.map}'."
+            )
+        map_var, map_expr = var.strip(), expr.strip()
+        try:
+            ast.parse(map_expr, mode="eval")
+        except SyntaxError:
+            raise UsageError(
+                f"%%task: the iterable of --map {map_var}=... is not an expression: '{map_expr}'."
+            ) from None
+    after = tuple(a.strip() for a in args.after.split(",") if a.strip())
+    options = CellOptions(
+        retries=args.retries,
+        retry_delay=args.retry_delay,
+        timeout=args.timeout,
+        cache=not args.no_cache,
+        after=after,
+        map_var=map_var,
+        map_expr=map_expr,
+        trigger=args.trigger,
+        lazy=args.lazy,
+    )
+    return name, options
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE``: the value read as a Python literal, else as a string.
+
+    >>> parse_param("n=3"), parse_param("city=Paris")
+    (('n', 3), ('city', 'Paris'))
+    """
+    name, eq, raw = text.partition("=")
+    if not eq or not name.strip().isidentifier():
+        raise UsageError(f"%flow run: --param expects NAME=VALUE (e.g. --param n=3), got '{text}'.")
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    return name.strip(), value

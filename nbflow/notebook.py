@@ -1,0 +1,403 @@
+"""The task cells of one kernel as one flow: compiled, run, recorded, published.
+
+``NotebookFlow`` is what the ``%%task`` and ``%flow`` magics drive; it knows nothing
+of IPython beyond the namespace dict it publishes outputs to. Each run builds a
+``Flow`` (named after the notebook) of the cells it needs and runs it like any other
+flow, so it lands in the run history under that name with the cells' task names.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from nbflow import cellcode
+from nbflow.celldefs import (
+    CellDef,
+    CellError,
+    CellGraph,
+    CellOptions,
+    CellStatus,
+    digest,
+    flow_name,
+)
+from nbflow.cells import analyse, parse
+from nbflow.cellstore import StoredCell, open_cells
+from nbflow.errors import FAIL
+from nbflow.flow import Flow, Node
+from nbflow.records import TaskRun
+from nbflow.run import FlowRun, start_run
+from nbflow.state import State
+from nbflow.task import Task
+
+_FAILED = (State.FAILED, State.TIMED_OUT, State.CANCELLED)
+
+
+def _failed_earlier(message: str) -> None:
+    raise FAIL(message)
+
+
+class NotebookFlow(CellGraph):
+    """The task cells of one kernel (``%%task``), run as one flow named ``name``."""
+
+    def __init__(
+        self, user_ns: dict[str, Any], name: str | None = None, home: str | None = None
+    ) -> None:
+        super().__init__()
+        self.user_ns = user_ns
+        self.name = name or flow_name()
+        self.home = home
+        self.parameters: dict[str, Any] = {}
+        self.last_run: FlowRun | None = None
+        self._saved: dict[str, str] = {}
+
+    def define(
+        self,
+        name: str | None,
+        source: str,
+        options: CellOptions,
+        filename: str,
+        cell_id: str | None = None,
+        persist: bool = True,
+    ) -> CellDef:
+        """Add or replace a task cell, and keep its definition in the store."""
+        cell = super().define(name, source, options, filename, cell_id)
+        if persist and self._saved.get(cell.name) != cell.version + filename:
+            stored = StoredCell(cell.name, source, options.to_json(), filename, cell.position)
+            open_cells(self.store_home()).save(self.name, stored)
+            self._saved[cell.name] = cell.version + filename
+        return cell
+
+    def store_home(self) -> pathlib.Path:
+        from nbflow.cache import open_store
+
+        return open_store(self.home).path
+
+    # -- building a flow ------------------------------------------------------------
+    def cell_function(
+        self, cell: CellDef, ups: list[str], mapped: set[str], returns: str | None = None
+    ) -> tuple[Callable[..., Any], list[str]]:
+        """The cell's function for these upstream cells; and the namespace inputs it
+        reads (those defined in the notebook now)."""
+        producers = self.producers()
+        params = self.arguments(cell, ups)
+        index = dict(zip(ups, params, strict=True))
+        upstream = {
+            n: (index[producers[n]], producers[n] in mapped)
+            for n in cell.analysis.inputs
+            if n in producers and producers[n] in index
+        }
+        namespace = tuple(
+            n for n in cell.analysis.inputs if n not in upstream and n in self.user_ns
+        )
+        shape = (tuple(sorted(upstream.items())), namespace, tuple(params), returns)
+        code = cell.codes.get(shape)
+        if code is None:
+            code = cellcode.make_factory(
+                cell.tree,
+                cell.analysis,
+                cell.filename,
+                cellcode.identifier(cell.name),
+                upstream,
+                namespace,
+                cell.options.map_var,
+                params,
+                returns,
+            )
+            cell.codes[shape] = code
+        values = tuple(self.user_ns[n] for n in namespace)
+        return cellcode.build(code, self.user_ns, values), list(namespace)
+
+    def build(
+        self, names: list[str], *, keep_failed: Iterable[str] = (), drawing: bool = False
+    ) -> tuple[Flow, dict[str, Node]]:
+        """A flow of ``names`` and their upstream cells. An upstream cell that failed in
+        this kernel and has not changed since is not run again: a stand-in fails with
+        a message that says so (cells in ``keep_failed`` run again)."""
+        flow = Flow(self.name, _register=False)
+        nodes: dict[str, Node] = {}
+        order = self.ancestors(names)
+        targets = set(names) | set(keep_failed)
+        mapped = {n for n in order if self.cells[n].options.map_var}
+        for name in order:
+            cell = self.cells[name]
+            ups = self.data_upstream(cell)
+            fn, _ = self.cell_function(cell, ups, mapped)
+            stale = self._failed_unchanged(name, fn) if name not in targets else None
+            if stale is not None:
+                task: Task[Any, Any] = Task(_failed_earlier, name=name, cache=False)
+                node = flow.add_task(task)
+                flow.set_dependencies(node, keyword_tasks={"message": stale})
+                nodes[name] = node
+                continue
+            opts = cell.options
+            task = Task(
+                fn,
+                name=name,
+                retries=opts.retries,
+                retry_delay=opts.retry_delay,
+                timeout=opts.timeout,
+                trigger=opts.trigger,
+                cache=opts.cache,
+                cache_version=cell.version,
+            )
+            node = flow.add_task(task)
+            nodes[name] = node
+            for up, param in zip(ups, self.arguments(cell, ups), strict=True):
+                flow.add_edge(nodes[up], node, key=param)
+            for up in opts.after:
+                if up in nodes and up not in ups:
+                    flow.add_edge(nodes[up], node)
+            if opts.map_var:
+                self._map_input(flow, cell, node, nodes, mapped, drawing)
+        return flow, nodes
+
+    def _map_input(
+        self,
+        flow: Flow,
+        cell: CellDef,
+        node: Node,
+        nodes: dict[str, Node],
+        mapped: set[str],
+        drawing: bool = False,
+    ) -> None:
+        assert cell.options.map_var and cell.options.map_expr and cell.map_analysis
+        var, expr = cell.options.map_var, cell.options.map_expr
+        producers = self.producers()
+        ups = [producers[n] for n in cell.map_analysis.inputs if n in producers]
+        if not ups and drawing:
+            flow.set_dependencies(node, keyword_tasks={var: []}, mapped=True)
+            return
+        if not ups:
+            try:
+                items = list(eval(expr, self.user_ns))
+            except Exception as exc:
+                raise CellError(
+                    f"%%task {cell.name}: --map {var}={expr} could not be evaluated: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
+            flow.set_dependencies(node, keyword_tasks={var: items}, mapped=True)
+            return
+        source = f"__nbflow_items = list({expr})"
+        items_cell = CellDef(
+            f"{cell.name}:{var}",
+            source,
+            CellOptions(),
+            cell.filename,
+            cell.position,
+            parse(source),
+            analyse(source),
+            None,
+            digest(cell.version, "items"),
+            cell.codes.setdefault("items", {}),
+        )
+        ups = list(dict.fromkeys(ups))
+        fn, _ = self.cell_function(items_cell, ups, mapped, returns="__nbflow_items")
+        helper: Task[Any, Any] = Task(fn, name=items_cell.name, cache_version=items_cell.version)
+        items_node = flow.add_task(helper)
+        for up, param in zip(ups, self.arguments(items_cell, ups), strict=True):
+            flow.add_edge(nodes[up], items_node, key=param)
+        flow.add_edge(items_node, node, key=var, mapped=True)
+
+    def _failed_unchanged(self, name: str, fn: Callable[..., Any]) -> str | None:
+        status = self.status.get(name)
+        if status is None or status.state not in _FAILED:
+            return None
+        from nbflow.hashing import Unhashable, fingerprint
+
+        try:
+            now = fingerprint(fn, self.cells[name].version)
+        except Unhashable:
+            return None
+        if now != status.fingerprint:
+            return None
+        error = status.error
+        what = f" ({type(error).__name__}: {error})" if error is not None else ""
+        return (
+            f"cell '{name}' failed earlier in this kernel{what} and has not changed since; "
+            f"fix cell '{name}' and re-run it, or use %flow retry"
+        )
+
+    # -- running --------------------------------------------------------------------
+    def run(
+        self,
+        names: list[str],
+        *,
+        executor: Any = "sequential",
+        jobs: int | None = None,
+        background: bool = False,
+        refresh: bool = False,
+        keep_failed: Iterable[str] = (),
+        listeners: tuple[Callable[[Any], Any], ...] = (),
+    ) -> tuple[FlowRun, dict[str, Node]]:
+        """Run ``names`` (and what they need); publish outputs when the run ends."""
+        flow, nodes = self.build(names, keep_failed=keep_failed)
+        prior: dict[str, TaskRun] = {}
+        if not refresh:
+            for name, status in self.status.items():
+                tr = status.task_run
+                if name in nodes and tr is not None and tr.state.is_successful:
+                    prior[name] = tr
+        finish = self._finisher(nodes)
+        run = start_run(
+            flow,
+            executor=executor,
+            max_workers=jobs,
+            background=background,
+            refresh=refresh,
+            prior=prior,
+            store=self.home,
+            listeners=(*listeners, finish),
+        )
+        self.last_run = run
+        if not background:
+            finish(None)
+        return run, nodes
+
+    def _finisher(self, nodes: dict[str, Node]) -> Callable[[Any], None]:
+        done: list[bool] = []
+
+        def finish(event: Any) -> None:
+            if done or (event is not None and event.kind != "run_finished"):
+                return
+            run = self.last_run if event is None else event.run
+            if run is None:
+                return
+            done.append(True)
+            self._record(run, nodes)
+
+        return finish
+
+    def _record(self, run: FlowRun, nodes: dict[str, Node]) -> None:
+        from nbflow.hashing import Unhashable, fingerprint
+
+        for name, node in nodes.items():
+            if node.task.fn is _failed_earlier:
+                continue
+            tr = run[node]
+            fp = None
+            if tr.state in _FAILED:
+                try:
+                    fp = fingerprint(node.task.fn, node.task.cache_version)
+                except Unhashable:
+                    fp = None
+            error = tr.error
+            if tr.children:
+                error = next((c.error for c in tr.children if c.error is not None), error)
+            self.status[name] = CellStatus(tr.state, tr, fp, error)
+            if tr.state.is_successful:
+                self.publish(name, run.result(node))
+
+    def publish(self, name: str, result: Any) -> None:
+        """Put a cell's outputs into the notebook namespace (lists for a mapped cell)."""
+        cell = self.cells[name]
+        if isinstance(result, list):
+            for out in cell.analysis.outputs:
+                self.user_ns[out] = [r.values.get(out) for r in result]
+        elif isinstance(result, cellcode.CellResult):
+            self.user_ns.update(result.values)
+
+    def failed(self) -> list[str]:
+        """Cells whose last run in this kernel did not succeed."""
+        bad = (*_FAILED, State.UPSTREAM_FAILED)
+        return [n for n, s in self.status.items() if s.state in bad and n in self.cells]
+
+    def restore(self) -> list[str]:
+        """Define the cells stored for this flow that this kernel does not have; return
+        the names of cells whose latest recorded run did not succeed."""
+        for stored in open_cells(self.store_home()).load(self.name):
+            if stored.name not in self.cells:
+                try:
+                    self.define(
+                        stored.name,
+                        stored.source,
+                        CellOptions.from_json(stored.options),
+                        stored.filename,
+                        persist=False,
+                    )
+                except CellError:
+                    continue  # superseded by a cell defined in this kernel
+                cellcode.register_source(stored.filename, stored.source)
+        return [n for n, state in self.recorded_states().items() if not state.is_ok]
+
+    def recorded_states(self, limit: int = 200) -> dict[str, State]:
+        """Each cell's state in the latest recorded run that included it."""
+        from nbflow.history import open_history
+
+        home = self.store_home()
+        if not (home / "history.sqlite").exists():
+            return {}
+        history = open_history(home)
+        states: dict[str, State] = {}
+        for row in history.runs(limit):
+            if row["flow"] != self.name:
+                continue
+            for t in history.load(row["id"])[1]:
+                if t["map_index"] is None and t["name"] in self.cells:
+                    states.setdefault(t["name"], State(t["state"]))
+        return states
+
+    def forget(self, names: list[str] | None = None) -> list[str]:
+        """Remove cells (all if ``names`` is None) from this kernel and the store."""
+        gone = list(self.cells) if names is None else names
+        for n in gone:
+            self.cells.pop(n, None)
+            self.status.pop(n, None)
+            self._saved.pop(n, None)
+        self.cell_ids = {k: v for k, v in self.cell_ids.items() if v not in gone}
+        open_cells(self.store_home()).delete(self.name, None if names is None else gone)
+        return gone
+
+    def unpicklable_input(self, name: str, error: BaseException) -> str | None:
+        """Why cell ``name`` could not travel to a worker process, naming the input."""
+        text = f"{type(error).__name__}: {error}".lower()
+        if "pickl" not in text:
+            return None
+        import cloudpickle
+
+        for n in self.cells[name].analysis.inputs:
+            if n not in self.user_ns:
+                continue
+            try:
+                cloudpickle.dumps(self.user_ns[n])
+            except Exception as exc:
+                return (
+                    f"Cell '{name}' cannot run in a worker process: its input '{n}' (a "
+                    f"{type(self.user_ns[n]).__name__}) cannot be sent there ({exc}). Open "
+                    "files, locks and connections cannot travel: create it inside the cell, "
+                    "or run with --executor threads."
+                )
+        return None
+
+    def explain_warning(self, message: str) -> str:
+        """A cache warning about a cell's closure value, said in terms of its inputs."""
+        import re
+
+        found = re.match(r"Task '(.+?)' is not cached: its closure value (\d+) is (.*)", message)
+        if found is None or found.group(1) not in self.cells:
+            return message
+        name = found.group(1)
+        code = self.cells[name].codes
+        for factory in code.values():
+            if not hasattr(factory, "co_consts"):
+                continue
+            inner = next(c for c in factory.co_consts if hasattr(c, "co_freevars"))
+            free = inner.co_freevars
+            index = int(found.group(2))
+            if index < len(free) and free[index].startswith(cellcode.NS):
+                var = free[index][len(cellcode.NS) :]
+                return (
+                    f"Cell '{name}' is not cached: its input '{var}' is "
+                    f"{found.group(3).split(' that ')[0]} that cannot be hashed. Create it "
+                    "inside the cell, or make it picklable."
+                )
+        return message
+
+    def with_parameter(self, name: str, value: Any) -> None:
+        """Set a notebook variable read by task cells (``%flow run --param``)."""
+        self.parameters[name] = value
+        self.user_ns[name] = value
+
+
+__all__ = ["CellDef", "CellError", "CellOptions", "NotebookFlow", "flow_name"]

@@ -1,0 +1,129 @@
+"""The ast analysis of %%task cells: what a cell reads (inputs) and binds (outputs)."""
+
+import pytest
+
+from nbflow.cells import CellSyntaxError, analyse, default_name, normalised
+
+
+def io(source, bound=()):
+    a = analyse(source, bound)
+    return set(a.inputs), set(a.outputs)
+
+
+def test_outputs_are_top_level_bindings_and_inputs_are_names_read_before_binding():
+    src = (
+        "df = load(path)\nfor i, row in enumerate(df):\n    total = row\n"
+        "with open(p) as fh:\n    text = fh.read()"
+    )
+    inputs, outputs = io(src)
+    assert inputs == {"load", "path", "p"}
+    assert outputs == {"df", "i", "row", "total", "fh", "text"}
+
+
+def test_a_name_bound_before_it_is_read_is_not_an_input_but_one_read_first_is():
+    assert io("x = 1\ny = x + 1") == (set(), {"x", "y"})
+    assert io("y = x + 1\nx = 1") == ({"x"}, {"x", "y"})
+    assert io("x = x + 1") == ({"x"}, {"x"})
+
+
+def test_comprehension_variables_are_not_inputs_but_the_names_they_read_are():
+    inputs, outputs = io("squares = [x * k for x in xs if x > lo]\nd = {a: b for a, b in pairs}")
+    assert inputs == {"k", "xs", "lo", "pairs"}
+    assert outputs == {"squares", "d"}
+
+
+def test_a_walrus_in_a_comprehension_binds_in_the_cell():
+    assert io("res = [y for x in xs if (y := f(x))]") == ({"xs", "f"}, {"y", "res"})
+
+
+def test_del_removes_an_output_and_deleting_a_notebook_name_reads_it():
+    assert io("tmp = 1\nout = tmp\ndel tmp") == (set(), {"out"})
+    assert io("del old\nnew = 1") == ({"old"}, {"new"})
+
+
+def test_augmented_assignment_reads_and_binds_the_name():
+    assert io("count += 1") == ({"count"}, {"count"})
+    assert io("count = 0\ncount += step") == ({"step"}, {"count"})
+
+
+def test_imports_bind_their_top_level_name():
+    assert io("import os.path\nimport numpy as np\nfrom math import sqrt as root") == (
+        set(),
+        {"os", "np", "root"},
+    )
+
+
+def test_attribute_or_item_assignment_to_an_input_reads_it_without_binding_it():
+    assert io("df.columns = names\ncfg['k'] = 1") == ({"df", "names", "cfg"}, set())
+
+
+def test_function_bodies_read_late_so_a_name_bound_later_in_the_cell_is_not_an_input():
+    inputs, outputs = io("def f(a):\n    return a + helper(a) + later\nlater = 1\nr = f(k)")
+    assert inputs == {"helper", "k"}
+    assert outputs == {"f", "later", "r"}
+
+
+def test_global_in_a_nested_function_refers_to_the_cells_scope():
+    inputs, _ = io("def bump():\n    global counter\n    counter += 1\n")
+    assert inputs == {"counter"}
+
+
+def test_methods_do_not_see_the_class_body_but_the_class_body_is_read_at_once():
+    inputs, outputs = io(
+        "class A(Base):\n    k = 1\n    def m(self):\n        return k + g\nobj = A()"
+    )
+    assert inputs == {"Base", "k", "g"}
+    assert outputs == {"A", "obj"}
+
+
+def test_lambda_parameters_are_local_and_its_free_names_are_inputs():
+    assert io("f = lambda q, r=default: q * factor") == ({"default", "factor"}, {"f"})
+
+
+def test_builtins_are_not_inputs_unless_the_cell_rebinds_them():
+    assert io("n = len(range(3))\nprint(n)") == (set(), {"n"})
+    assert io("len = 3\nm = len") == (set(), {"len", "m"})
+
+
+def test_an_exception_name_is_unbound_after_its_handler():
+    assert io("try:\n    v = risky()\nexcept ValueError as e:\n    v = str(e)") == (
+        {"risky"},
+        {"v"},
+    )
+
+
+def test_match_captures_bind_and_a_map_variable_is_given():
+    src = (
+        "match point:\n    case (x, y):\n        dist = x + y\n"
+        "    case {'r': r, **rest}:\n        dist = r"
+    )
+    assert io(src) == ({"point"}, {"x", "y", "dist", "r", "rest"})
+    assert io("out = item * 2", bound=("item",)) == (set(), {"out"})
+
+
+def test_the_last_expression_is_noted_so_it_can_be_shown():
+    assert analyse("x = 1\nx").last_expression
+    assert not analyse("x = 1").last_expression
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("from os import *", r"import the names you use"),
+        ("x = await thing()", r"async def"),
+        ("x = (", r"line 1"),
+    ],
+)
+def test_cells_a_task_cannot_hold_are_refused_with_a_hint(source, message):
+    with pytest.raises(CellSyntaxError, match=message):
+        analyse(source)
+
+
+def test_default_name_joins_the_first_outputs():
+    assert default_name(("df",)) == "df"
+    assert default_name(("a", "b", "c", "d", "e")) == "a_b_c_and_2_more"
+
+
+def test_the_normalised_form_ignores_comments_and_formatting():
+    assert normalised("x = 1  # one\ny=x+1") == normalised("x = 1\n\ny = x + 1\n")
+    assert normalised("x = 1") != normalised("x = 2")

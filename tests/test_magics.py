@@ -1,0 +1,345 @@
+"""%%task cells and %flow commands in a real IPython shell (in process)."""
+
+import traceback
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.testing import globalipapp
+from IPython.utils.capture import capture_output
+
+import nbflow
+from nbflow import magics as nbmagics
+from nbflow.archive import load_run, runs
+
+
+def get_ipython():
+    # globalipapp starts its shell once; later calls return None.
+    return globalipapp.get_ipython() or InteractiveShell.instance()
+
+
+@pytest.fixture
+def ip(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NBFLOW_NOTEBOOK", raising=False)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    shell = get_ipython()
+    shell.user_ns["tmp"] = str(tmp_path)
+    magics = nbmagics.load(shell)
+    shell.nbflow = magics
+    yield shell
+    shell.events.unregister("pre_run_cell", shell.nbflow.pre_run_cell)
+    for name in list(shell.user_ns):
+        if not name.startswith("_") and name not in ("In", "Out", "get_ipython", "exit", "quit"):
+            shell.user_ns.pop(name, None)
+
+
+def run(ip, source):
+    with capture_output() as out:
+        result = ip.run_cell(source)
+    return result, out
+
+
+def restart(ip):
+    """A new kernel: a fresh namespace and a fresh set of magics (same store)."""
+    ip.events.unregister("pre_run_cell", ip.nbflow.pre_run_cell)
+    for name in list(ip.user_ns):
+        if not name.startswith("_") and name not in (
+            "In",
+            "Out",
+            "get_ipython",
+            "exit",
+            "quit",
+            "tmp",
+        ):
+            ip.user_ns.pop(name, None)
+    ip.nbflow = nbmagics.load(ip)
+
+
+COUNT = (
+    "import pathlib\n"
+    "def bump(name):\n"
+    "    p = pathlib.Path(tmp) / name\n"
+    "    p.write_text(str(int(p.read_text()) + 1 if p.exists() else 1))\n"
+)
+
+
+def count(ip, name):
+    import pathlib
+
+    p = pathlib.Path(ip.user_ns["tmp"]) / name
+    return int(p.read_text()) if p.exists() else 0
+
+
+def test_load_ext_registers_the_magics(tmp_path):
+    shell = get_ipython()
+    nbflow.load_ipython_extension(shell)
+    assert "task" in shell.magics_manager.magics["cell"]
+    assert "flow" in shell.magics_manager.magics["line"]
+
+
+def test_a_task_cell_runs_now_publishes_its_outputs_and_shows_a_status_line(ip):
+    ip.user_ns["k"] = 10
+    result, out = run(ip, "%%task\nx = 2 * k\nprint('x is', x)")
+    assert result.success
+    assert ip.user_ns["x"] == 20
+    assert "x is 20" in out.stdout
+    status = [o.data["text/plain"] for o in out.outputs]
+    assert any(s.startswith("✓ x: success, 1 attempt") for s in status)
+
+
+def test_rerunning_an_unchanged_cell_is_a_cache_hit_that_replays_stdout_and_displays(ip):
+    run(ip, COUNT)
+    cell = "%%task\nbump('a')\nrows = [1, 2, 3]\nprint('made', len(rows))\ndisplay({'n': 3})\nrows"
+    first, _ = run(ip, cell)
+    second, out2 = run(ip, cell)
+    assert first.success and second.success
+    assert count(ip, "a") == 1  # the second run did not execute the cell
+    assert "made 3" in out2.stdout
+    shown = [o.data["text/plain"] for o in out2.outputs]
+    assert "{'n': 3}" in shown and "[1, 2, 3]" in shown
+    assert any("rows: cached" in s for s in shown)
+
+
+def test_comments_and_formatting_do_not_invalidate_a_cell(ip):
+    run(ip, COUNT)
+    run(ip, "%%task\nbump('a')\nv = 1")
+    run(ip, "%%task\n# a comment\nbump( 'a' )\n\nv = 1")
+    assert count(ip, "a") == 1
+
+
+def test_an_upstream_output_is_an_edge_and_a_stale_upstream_runs_first(ip):
+    run(ip, COUNT)
+    run(ip, "%%task\nbump('base')\nbase = 2")
+    run(ip, "%%task\nbump('double')\ndouble = base * 2")
+    assert ip.user_ns["double"] == 4
+    ip.user_ns["base"] = 100  # a plain assignment does not change the task's output
+    run(ip, "%%task\nbump('double')\ndouble = base * 2")
+    assert ip.user_ns["double"] == 4 and count(ip, "double") == 1
+    # Redefining the upstream lazily makes it stale: running the downstream runs it first.
+    run(ip, "%%task --lazy\nbump('base')\nbase = 3")
+    run(ip, "%%task\nbump('double')\ndouble = base * 2")
+    assert ip.user_ns["double"] == 6
+    assert (count(ip, "base"), count(ip, "double")) == (2, 2)
+
+
+def test_editing_a_helper_or_constant_invalidates_the_cell_and_everything_downstream(ip):
+    run(ip, COUNT)
+    run(ip, "SCALE = 2\ndef helper(v):\n    return v * SCALE")
+    run(ip, "%%task\nbump('a')\na = helper(1)")
+    run(ip, "%%task\nbump('b')\nb = a + 1")
+    assert ip.user_ns["b"] == 3
+    run(ip, "SCALE = 2\ndef helper(v):\n    return v * SCALE + 10")
+    run(ip, "%%task\nbump('b')\nb = a + 1")
+    assert ip.user_ns["b"] == 13 and (count(ip, "a"), count(ip, "b")) == (2, 2)
+    run(ip, "SCALE = 5")
+    run(ip, "%%task\nbump('b')\nb = a + 1")
+    assert ip.user_ns["b"] == 16 and (count(ip, "a"), count(ip, "b")) == (3, 3)
+
+
+def test_a_failing_cell_raises_with_a_traceback_of_its_own_lines_and_keeps_earlier_results(ip):
+    run(ip, "%%task\nok = 1")
+    result, _ = run(ip, "%%task --retries 1\nbad = ok + 1\nraise ValueError(f'bad is {bad}')")
+    error = result.error_in_exec
+    assert isinstance(error, ValueError) and str(error) == "bad is 2"
+    frames = traceback.extract_tb(error.__traceback__)
+    cell_frames = [f for f in frames if f.line and "raise ValueError" in f.line]
+    assert cell_frames and cell_frames[-1].lineno == 3  # line 1 is the %%task line
+    assert not [f for f in frames if "nbflow" in f.filename and "magics" not in f.filename]
+    assert ip.user_ns["ok"] == 1 and "bad" not in ip.user_ns
+    assert ip.nbflow.notebook.status["bad"].state.value == "failed"
+    assert ip.nbflow.notebook.status["bad"].task_run.attempts == 2
+
+
+def test_a_cell_needing_a_failed_unchanged_upstream_ends_upstream_failed_without_rerunning_it(ip):
+    run(ip, COUNT)
+    run(ip, "%%task\nbump('up')\nup = 1 / 0")
+    result, _ = run(ip, "%%task\ndown = up + 1")
+    assert isinstance(result.error_in_exec, nbflow.errors.UpstreamFailedError)
+    message = str(result.error_in_exec)
+    assert "cell 'up' failed earlier" in message and "%flow retry" in message
+    assert count(ip, "up") == 1
+    assert ip.nbflow.notebook.status["down"].state.value == "upstream_failed"
+    latest = load_run("latest")
+    assert latest.flow_name == "notebook" and latest["down"].state.value == "upstream_failed"
+    # Fixing the upstream cell runs it again, and then the downstream works.
+    run(ip, "%%task\nbump('up')\nup = 1")
+    result, _ = run(ip, "%%task\ndown = up + 1")
+    assert result.success and ip.user_ns["down"] == 2 and count(ip, "up") == 2
+
+
+def test_a_cell_is_a_cache_hit_after_a_kernel_restart(ip):
+    run(ip, COUNT)
+    run(ip, "%%task\nbump('a')\nprint('computing')\ndata = list(range(5))")
+    restart(ip)
+    run(ip, COUNT)
+    result, out = run(ip, "%%task\nbump('a')\nprint('computing')\ndata = list(range(5))")
+    assert result.success and ip.user_ns["data"] == [0, 1, 2, 3, 4]
+    assert count(ip, "a") == 1 and "computing" in out.stdout
+
+
+def test_flow_retry_after_a_restart_rebuilds_failed_cells_from_the_store(ip):
+    run(ip, COUNT)
+    run(ip, "BROKEN = True")
+    run(ip, "%%task\nbump('src')\nsrc = 5")
+    run(ip, "%%task\nbump('mid')\nif BROKEN:\n    raise RuntimeError('flaky')\nmid = src * 2")
+    run(ip, "%%task\nend = mid + 1")
+    restart(ip)
+    run(ip, COUNT)
+    ip.user_ns["BROKEN"] = False
+    result, out = run(ip, "%flow retry")
+    assert result.success, out.stdout
+    assert ip.user_ns["end"] == 11
+    assert (count(ip, "src"), count(ip, "mid")) == (1, 2)
+
+
+def test_flow_retry_in_the_same_kernel_reruns_only_failed_cells_and_their_downstream(ip):
+    run(ip, COUNT)
+    run(ip, "FAIL_NOW = True")
+    run(ip, "%%task\nbump('a')\na = 1")
+    run(ip, "%%task --lazy\nbump('b')\nif FAIL_NOW:\n    raise OSError('down')\nb = a + 1")
+    run(ip, "%%task --lazy\nbump('c')\nc = b + 1")
+    result, _ = run(ip, "%flow run --executor threads")
+    assert isinstance(result.error_in_exec, OSError)
+    ip.user_ns["FAIL_NOW"] = False
+    result, _ = run(ip, "%flow retry --executor sequential")
+    assert result.success
+    assert ip.user_ns["c"] == 3
+    assert (count(ip, "a"), count(ip, "b"), count(ip, "c")) == (1, 2, 1)
+    result, out = run(ip, "%flow retry")
+    assert "Nothing to retry" in out.outputs[0].data["text/plain"]
+
+
+def test_map_runs_the_cell_once_per_element_and_each_output_becomes_a_list(ip):
+    run(ip, "%%task\nitems = [1, 2, 3]")
+    result, _ = run(ip, "%%task --map x=items\nsquare = x * x\nlabel = f'#{x}'")
+    assert result.success
+    assert ip.user_ns["square"] == [1, 4, 9] and ip.user_ns["label"] == ["#1", "#2", "#3"]
+    run(ip, "%%task --map word='ab'\nupper = word.upper()")
+    assert ip.user_ns["upper"] == ["A", "B"]
+    run(ip, "%%task --map i=range(len(items))\nshifted = items[i] + 10")
+    assert ip.user_ns["shifted"] == [11, 12, 13]
+    run(ip, "%%task\ntotal = sum(square)")
+    assert ip.user_ns["total"] == 14
+
+
+def test_after_adds_an_ordering_edge_between_cells(ip):
+    run(ip, "%%task setup --lazy\nimport os")
+    run(ip, "%%task --after setup --lazy\nreport = 1")
+    flow, nodes = ip.nbflow.notebook.build(["report"])
+    assert flow.upstream(nodes["report"]) == (nodes["setup"],)
+
+
+@pytest.mark.parametrize(
+    ("cells", "message"),
+    [
+        (["%%task --retires 2\nx = 1"], r"unknown option '--retires'. Did you mean '--retries'"),
+        (["%%task --map x\ny = x"], r"--map expects VAR=ITERABLE"),
+        (["%%task --after nothing\ny = 1"], r"--after names 'nothing', which is not a task cell"),
+        (["%%task\ny = 1", "%%task other\ny = 2"], r"Cells 'y' and 'other' both define 'y'"),
+        (
+            ["%%task a\nqa = 1", "%%task b --after a\nqb = 1", "%%task a --after b\nqa = 1"],
+            r"cycle: .*a.*b",
+        ),
+        (["%%task\nprint(1)"], r"needs at least one name it defines"),
+        (["%%task --trigger sometimes\nz = 1"], r"unknown trigger 'sometimes'"),
+        (["%%task --retries -1\nz = 1"], r"--retries to be an int >= 0"),
+        (["%flow runn"], r"unknown command 'runn'. Did you mean 'run'"),
+        (["%flow run --executor gpus"], r"invalid choice"),
+        (["%%task\nfrom os import *"], r"import the names you use"),
+    ],
+)
+def test_usage_errors_say_what_to_write_instead(ip, cells, message):
+    for source in cells[:-1]:
+        assert run(ip, source)[0].success
+    result, _ = run(ip, cells[-1])
+    assert type(result.error_in_exec).__name__ == "UsageError"
+    assert __import__("re").search(message, str(result.error_in_exec)), str(result.error_in_exec)
+
+
+@pytest.mark.parametrize("executor", ["threads", "processes", "sequential"])
+def test_flow_run_runs_every_cell_as_one_recorded_flow(ip, executor):
+    run(ip, "%%task --lazy\nbase = 3")
+    run(ip, "%%task --lazy\nleft = base + 1")
+    run(ip, "%%task --lazy\nright = base * 2")
+    run(ip, "%%task --lazy\nboth = left + right")
+    result, out = run(ip, f"%flow run --executor {executor} --jobs 2")
+    assert result.success, out.stdout
+    assert ip.user_ns["both"] == 10
+    latest = load_run("latest")
+    assert latest.flow_name == "notebook"
+    assert sorted(t.name for t in latest.task_runs) == ["base", "both", "left", "right"]
+    assert latest.ok
+
+
+def test_flow_run_param_sets_the_variable_and_changes_cache_keys(ip):
+    run(ip, COUNT)
+    run(ip, "n = 2")
+    run(ip, "%%task\nbump('grid')\ngrid = list(range(n))")
+    run(ip, "%flow run --param n=4")
+    assert ip.user_ns["n"] == 4 and ip.user_ns["grid"] == [0, 1, 2, 3]
+    run(ip, "%flow run --param n=4")
+    assert count(ip, "grid") == 2
+    run(ip, "%flow run --param n=word")
+    assert ip.user_ns["n"] == "word" and count(ip, "grid") == 3  # ran: range('word') failed
+    assert ip.nbflow.notebook.status["grid"].state.value == "failed"
+
+
+def test_the_processes_executor_names_an_input_that_cannot_travel(ip):
+    run(ip, "import threading\nguard = threading.Lock()")
+    run(ip, "%%task --lazy --no-cache\nheld = guard.locked()")
+    result, _ = run(ip, "%flow run --executor processes")
+    assert "input 'guard'" in str(result.error_in_exec)
+    assert "--executor threads" in str(result.error_in_exec)
+
+
+def test_an_unhashable_input_is_not_cached_and_the_warning_names_it(ip):
+    run(ip, "import threading\nguard = threading.Lock()")
+    with pytest.warns(nbflow.cache.CacheWarning, match=r"Cell 'held' .* input 'guard'"):
+        result, _ = run(ip, "%%task\nheld = guard.locked()")
+    assert result.success and ip.user_ns["held"] is False
+
+
+def test_flow_list_status_runs_show_and_clear(ip):
+    run(ip, "LIMIT = 3")
+    run(ip, "%%task\nvalues = list(range(LIMIT))")
+    run(ip, "%%task --retries 2\ncapped = values[:2]")
+    table = ip.run_line_magic("flow", "list")
+    assert list(table["task"]) == ["values", "capped"]
+    assert table.set_index("task").loc["capped", "upstream"] == "values"
+    assert table.set_index("task").loc["values", "notebook inputs"] == "LIMIT"
+    assert table.set_index("task").loc["capped", "options"] == "retries=2"
+    status = ip.run_line_magic("flow", "status")
+    assert set(status["task"]) == {"values", "capped"}
+    history = ip.run_line_magic("flow", "runs")
+    assert len(history) == 2 and set(history["flow"]) == {"notebook"}
+    drawing = ip.run_line_magic("flow", "show")
+    assert "[label=values]" in drawing.source  # the edge carries the cell's result
+    run(ip, "%flow clear --cache")
+    assert ip.run_line_magic("flow", "list").empty
+    assert nbflow.cache_info()["entries"] == 0
+
+
+def test_the_flow_is_named_after_the_notebook(ip, monkeypatch):
+    from nbflow.notebook import flow_name
+
+    assert flow_name() == "notebook"
+    monkeypatch.setenv("JPY_SESSION_NAME", "/home/me/analysis.ipynb")
+    assert flow_name() == "analysis"
+    monkeypatch.setenv("NBFLOW_NOTEBOOK", "/srv/nb/report.ipynb")
+    assert flow_name() == "report"
+
+
+def test_a_timeout_ends_the_cell_timed_out(ip):
+    result, _ = run(ip, "%%task --timeout 0.2\nimport time\ntime.sleep(5)\nslow = 1")
+    assert ip.nbflow.notebook.status["time_slow"].state.value == "timed_out"
+    assert "timed out" in str(result.error_in_exec).lower() or "0.2" in str(result.error_in_exec)
+
+
+def test_definitions_are_kept_in_the_store(ip):
+    run(ip, "%%task load --retries 2\nrows = [1]")
+    from nbflow.cellstore import open_cells
+
+    stored = open_cells(nbflow.cache.open_store().path).load("notebook")
+    assert [(c.name, c.options["retries"]) for c in stored] == [("load", 2)]
+    assert "rows = [1]" in stored[0].source
+    assert len(runs()) == 1
