@@ -170,10 +170,21 @@ class Board:
         )
 
     def on_history_row(self, row: dict[str, Any]) -> None:
-        """A finished task row of the run history (what another process recorded)."""
+        """A finished task row of the run history (what another process recorded).
+
+        Each task cell execution is a run that also reuses its upstream cells: a task
+        already computed or reused during this command keeps its state then."""
+        seen = self.units.get(row["name"]) or self.rows.get(row["name"])
+        if seen is not None and seen.state.is_successful and row["state"] == "cached":
+            return
         error = row["error"]
         if error is not None and row["error_type"]:
             error = f"{row['error_type']}: {error}"
+        traceback = row["traceback"]
+        if seen is not None and seen.state.is_failed and State(row["state"]).is_failed:
+            # The same failure reported again by a later cell that needed it: the first
+            # report has the task's own error and traceback.
+            error, traceback = seen.error or error, seen.traceback or traceback
         if row["mapped"]:
             self.update(
                 row["name"], State(row["state"]), start=row["start"], end=row["end"], mapped=True
@@ -187,7 +198,7 @@ class Board:
             end=row["end"],
             cached=bool(row["cached"]),
             error=error,
-            traceback=row["traceback"],
+            traceback=traceback,
             reason=row["reason"],
         )
 

@@ -6,6 +6,7 @@ flow run in the kernel is recorded in the history the command follows.
 
 import json
 import os
+import time
 
 import nbclient
 import nbformat
@@ -26,56 +27,34 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 pytestmark = pytest.mark.slow
 
-TASKS = """\
+SETUP = """\
 import os, pathlib, time
-from nbflow import Flow, task
 
 HERE = pathlib.Path.cwd()
 
 def mark(name):
     with (HERE / "executed.log").open("a") as fh:
         fh.write(name + "\\n")
-
-@task
-def load(n):
-    mark("load")
-    return list(range(n))
-
-@task
-def square(x):
-    mark("square")
-    return x * x
-
-@task
-def check(xs):
-    mark("check")
-    if not (HERE / "fixed").exists():
-        raise ValueError("input not fixed yet")
-    return xs
-
-@task
-def total(xs):
-    mark("total")
-    (HERE / "total.txt").write_text(str(sum(xs)))
-    return sum(xs)
 """
 
-FLOW = """\
-with Flow("analysis") as flow:
-    rows = load(n)
-    squares = square.map(rows)
-    t = total(check(squares))
-run = flow.run()
-print(run.state.value, run.counts())
-"""
+TASK_CELLS = [
+    "%%task load\nmark('load')\nrows = list(range(n))",
+    "%%task square --map x=rows\nmark('square')\nsquares = x * x",
+    "%%task check\nmark('check')\n"
+    "if not (HERE / 'fixed').exists():\n    raise ValueError('input not fixed yet')\n"
+    "checked = squares",
+    "%%task total\nmark('total')\ntotal = sum(checked)\n"
+    "(HERE / 'total.txt').write_text(str(total))\nprint('total', total)",
+]
 
 
 def _notebook(folder, name="analysis.ipynb", extra=()):
     cells = [
         new_markdown_cell("# An analysis"),
+        new_code_cell("%load_ext nbflow"),
         new_code_cell("n = 3", metadata={"tags": ["parameters"]}),
-        new_code_cell(TASKS),
-        new_code_cell(FLOW),
+        new_code_cell(SETUP),
+        *(new_code_cell(source) for source in TASK_CELLS),
         *extra,
     ]
     path = folder / name
@@ -91,11 +70,28 @@ def _executed(folder):
 
 
 def _execute_in_kernel(path, env):
-    """The notebook run as JupyterLab would: a kernel in its folder, no nbflow command."""
+    """The notebook run as JupyterLab runs it: a kernel in its folder (JupyterLab names
+    the session after the notebook), no nbflow command."""
     book = nbformat.read(str(path), as_version=4)
     client = nbclient.NotebookClient(book, kernel_name="python3", timeout=120)
-    client.execute(cwd=str(path.parent), env=env)
+    client.execute(cwd=str(path.parent), env={**env, "JPY_SESSION_NAME": str(path)})
     return book
+
+
+def _text(cell):
+    return "".join(out.get("text", "") for out in cell.outputs if out["output_type"] == "stream")
+
+
+def _rows_since(home, since):
+    return history_rows(
+        home,
+        "SELECT t.name, t.state FROM task_runs t JOIN runs r ON r.id = t.run_id "
+        "WHERE r.start >= ? AND t.mapped = 0",
+        (since,),
+    )
+
+
+EVERYTHING = ["check", "load", "square", "square", "square", "total"]
 
 
 def test_a_headless_run_fills_the_cache_that_a_kernel_then_hits_for_every_task(tmp_path):
@@ -104,18 +100,19 @@ def test_a_headless_run_fills_the_cache_that_a_kernel_then_hits_for_every_task(t
     env = cli_env(tmp_path)
     out = nbflow("run", path, cwd=tmp_path.parent, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "notebook 'analysis.ipynb': 6 success" in out.stdout
-    assert _executed(tmp_path) == ["check", "load", "square", "square", "square", "total"]
+    assert "notebook 'analysis.ipynb': 7 success" in out.stdout  # with the map's source
+    assert _executed(tmp_path) == EVERYTHING
     home = tmp_path / ".nbflow"  # beside the notebook, not in the command's folder
     assert (home / "history.sqlite").exists() and not (tmp_path.parent / ".nbflow").exists()
+    assert {flow for _, flow, _ in latest_runs(home, 10)} == {"analysis"}
 
+    since = time.time()
     book = _execute_in_kernel(path, env)
-    assert "success" in book.cells[3].outputs[0]["text"]
     assert _executed(tmp_path) == []  # nothing ran again
-    (run_id, flow, _), *_ = latest_runs(home)
-    states = task_states(home, run_id)
-    assert flow == "analysis"
-    assert set(states.values()) == {"cached"} and len(states) == 6
+    assert "total 5" in _text(book.cells[-1])  # the cell's output is replayed
+    rows = _rows_since(home, since)
+    assert {name for name, _ in rows} >= {"load", "square[2]", "check", "total"}
+    assert {state for _, state in rows} == {"cached"}
 
 
 def test_a_kernel_run_fills_the_cache_that_a_headless_run_then_hits_for_every_task(tmp_path):
@@ -123,13 +120,14 @@ def test_a_kernel_run_fills_the_cache_that_a_headless_run_then_hits_for_every_ta
     (tmp_path / "fixed").touch()
     env = cli_env(tmp_path)
     _execute_in_kernel(path, env)
-    assert _executed(tmp_path) == ["check", "load", "square", "square", "square", "total"]
+    assert _executed(tmp_path) == EVERYTHING
 
+    since = time.time()
     out = nbflow("run", path.name, cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "notebook 'analysis.ipynb': 6 cached in" in out.stdout
+    assert "notebook 'analysis.ipynb': 7 cached in" in out.stdout
     assert _executed(tmp_path) == []
-    assert (tmp_path / "total.txt").read_text() == "5"
+    assert {state for _, state in _rows_since(tmp_path / ".nbflow", since)} == {"cached"}
 
 
 def test_a_failing_task_gives_exit_1_and_retry_after_the_fix_recomputes_only_it(tmp_path):
@@ -138,11 +136,12 @@ def test_a_failing_task_gives_exit_1_and_retry_after_the_fix_recomputes_only_it(
     out = nbflow("run", path, "--param", "n=4", cwd=tmp_path, env=env)
     assert out.returncode == 1
     summary = out.stdout[out.stdout.index("Failed tasks:") :]
-    assert "check failed:" in summary
+    assert "  check failed:" in summary
+    assert "raise ValueError('input not fixed yet')" in summary  # the task's own traceback
     assert "ValueError: input not fixed yet" in summary
     assert "Did not run (upstream failed or cancelled): total" in summary
-    assert "Other cells that raised" not in out.stdout  # the flow cell did not raise
-    assert _executed(tmp_path) == ["check", "load"] + ["square"] * 4
+    assert "Other cells that raised" not in summary  # only task cells raised
+    assert _executed(tmp_path) == ["check", "load"] + ["square"] * 4  # check ran once
 
     (tmp_path / "fixed").touch()
     again = nbflow("retry", "--path", tmp_path, cwd=tmp_path.parent, env=env)
@@ -164,11 +163,11 @@ def test_parameters_are_injected_after_the_parameters_cell_and_output_is_signed(
     assert out.returncode == 0, out.stdout + out.stderr
     assert path.read_text() == original  # the source notebook is not modified
     done = nbformat.read(str(tmp_path / "done.ipynb"), as_version=4)
-    injected = done.cells[2]
+    injected = done.cells[3]
     assert injected.metadata["tags"] == ["injected-parameters"]
     assert "n = 5" in injected.source
-    assert done.cells[1].source == "n = 3"
-    assert "success" in done.cells[4].outputs[0]["text"]
+    assert done.cells[2].source == "n = 3"
+    assert "total 30" in _text(done.cells[-1])
     assert (tmp_path / "total.txt").read_text() == "30"
     monkeypatch.setenv("JUPYTER_DATA_DIR", env["JUPYTER_DATA_DIR"])
     from nbformat.sign import NotebookNotary
@@ -177,13 +176,13 @@ def test_parameters_are_injected_after_the_parameters_cell_and_output_is_signed(
 
 
 def test_a_notebook_without_a_parameters_cell_gets_its_parameters_first(tmp_path):
-    book = new_notebook(cells=[new_code_cell(TASKS), new_code_cell("n = 2\n" + FLOW)])
+    cells = ["%load_ext nbflow", "n = 2\n" + SETUP, *TASK_CELLS]
+    book = new_notebook(cells=[new_code_cell(c) for c in cells])
     nbformat.write(book, str(tmp_path / "plain.ipynb"))
     (tmp_path / "fixed").touch()
     env = cli_env(tmp_path)
-    out = nbflow(
-        "run", "plain.ipynb", "--param", "flag='x'", "--output", "o.ipynb", cwd=tmp_path, env=env
-    )
+    args = ["run", "plain.ipynb", "--param", "flag='x'", "--output", "o.ipynb"]
+    out = nbflow(*args, cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
     done = nbformat.read(str(tmp_path / "o.ipynb"), as_version=4)
     assert done.cells[0].source.splitlines()[-1] == "flag = 'x'"
@@ -194,8 +193,8 @@ def test_a_cell_that_raises_outside_any_task_is_named_and_gives_exit_1(tmp_path)
     (tmp_path / "fixed").touch()
     out = nbflow("run", path, cwd=tmp_path, env=cli_env(tmp_path))
     assert out.returncode == 1
-    assert "Cells that raised:\n  cell 6: ZeroDivisionError: division by zero" in out.stdout
-    assert "6 success" in out.stdout  # the flow itself succeeded
+    assert "Cells that raised:\n  cell 10: ZeroDivisionError: division by zero" in out.stdout
+    assert "7 success" in out.stdout  # every task succeeded
 
 
 def test_notebook_output_to_a_pipe_has_no_control_characters(tmp_path):
@@ -207,62 +206,88 @@ def test_notebook_output_to_a_pipe_has_no_control_characters(tmp_path):
     assert ["failed", "check:"] in events and ["success", "square[2]"] in events
 
 
-def test_executor_and_jobs_reach_the_runs_of_the_kernel(tmp_path):
-    path = _notebook(tmp_path)
-    (tmp_path / "fixed").touch()
-    env = cli_env(tmp_path)
-    out = nbflow(
-        "run", path, "--executor", "processes", "--jobs", "2", "--refresh", cwd=tmp_path, env=env
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    (run_id, _, _), *_ = latest_runs(tmp_path / ".nbflow")
-    rows = history_rows(tmp_path / ".nbflow", "SELECT executor FROM runs WHERE id = ?", (run_id,))
-    assert rows == [("processes",)]
-    everything = ["check", "load", "square", "square", "square", "total"]
-    assert _executed(tmp_path) == everything
-    assert nbflow("run", path, cwd=tmp_path, env=env).returncode == 0
-    assert _executed(tmp_path) == []
-    assert nbflow("run", path, "--refresh", cwd=tmp_path, env=env).returncode == 0
-    assert _executed(tmp_path) == everything  # recomputed although cached
-
-
-SLOW_CELLS = [
-    new_code_cell(
-        "import os, pathlib, time\nfrom nbflow import Flow, task\n"
-        "pathlib.Path('kernel.pid').write_text(str(os.getpid()))"
-    ),
-    new_code_cell(
-        "@task\ndef quick():\n    return 41\n\n"
-        "@task\ndef slow(x):\n"
-        "    pathlib.Path('slow.pid').write_text(str(os.getpid()))\n"
-        "    time.sleep(120)\n    return x\n\n"
-        "with Flow('sleepy') as flow:\n    slow(quick())\n"
-        "run = flow.run(executor='processes')"
-    ),
-    new_code_cell("pathlib.Path('after.txt').write_text('ran')"),
+FLOW_CELLS = [
+    SETUP
+    + "from nbflow import Flow, task\n\n"
+    + "@task\ndef load(n):\n    mark('load')\n    return list(range(n))\n\n"
+    + "@task\ndef square(x):\n    mark('square')\n    return x * x\n",
+    "with Flow('analysis') as flow:\n    squares = square.map(load(3))\n"
+    "run = flow.run()\nprint(run.state.value)",
 ]
 
 
-def test_sigint_interrupts_the_kernel_cancels_the_run_and_keeps_finished_results(tmp_path):
-    nbformat.write(new_notebook(cells=SLOW_CELLS), str(tmp_path / "sleepy.ipynb"))
+def test_executor_jobs_and_refresh_reach_flows_run_in_code_cells(tmp_path):
+    # Code cells that build and run a Flow: their runs take the command's options.
+    book = new_notebook(cells=[new_code_cell(c) for c in FLOW_CELLS])
+    path = tmp_path / "flows.ipynb"
+    nbformat.write(book, str(path))
     env = cli_env(tmp_path)
-    proc = start("run", "sleepy.ipynb", cwd=tmp_path, env=env)
+    args = ["run", path, "--executor", "processes", "--jobs", "2"]
+    out = nbflow(*args, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "notebook 'flows.ipynb': 4 success" in out.stdout
+    (run_id, flow, _), *_ = latest_runs(tmp_path / ".nbflow")
+    rows = history_rows(tmp_path / ".nbflow", "SELECT executor FROM runs WHERE id = ?", (run_id,))
+    assert (flow, rows) == ("analysis", [("processes",)])
+    assert _executed(tmp_path) == ["load", "square", "square", "square"]
+    assert nbflow("run", path, cwd=tmp_path, env=env).returncode == 0
+    assert _executed(tmp_path) == []
+    assert nbflow("run", path, "--refresh", cwd=tmp_path, env=env).returncode == 0
+    assert _executed(tmp_path) == ["load", "square", "square", "square"]  # recomputed
+
+
+SLOW_CELLS = [
+    "%load_ext nbflow",
+    "import os, pathlib, time\npathlib.Path('kernel.pid').write_text(str(os.getpid()))",
+    "%%task quick\nfirst = 41",
+    "%%task slow\npathlib.Path('slow.pid').write_text(str(os.getpid()))\n"
+    "time.sleep(120)\nsecond = first + 1",
+    "pathlib.Path('after.txt').write_text('ran')",
+]
+
+
+def _interrupted(tmp_path, cells):
+    book = new_notebook(cells=[new_code_cell(c) for c in cells])
+    nbformat.write(book, str(tmp_path / "sleepy.ipynb"))
+    proc = start("run", "sleepy.ipynb", cwd=tmp_path, env=cli_env(tmp_path))
     wait_for((tmp_path / "slow.pid").exists, timeout=90, what="the slow task to start")
     kernel, worker = (int((tmp_path / f).read_text()) for f in ("kernel.pid", "slow.pid"))
-
     status, out, err = interrupt(proc, timeout=90)
     assert status == 130, out + err
     assert "interrupting the kernel" in out
-    assert "notebook 'sleepy.ipynb' (interrupted): 1 cancelled, 1 success" in out
     assert not (tmp_path / "after.txt").exists()  # no cell ran after the interrupt
-    wait_for(lambda: not pid_alive(worker), timeout=20, what="the worker to be terminated")
+    wait_for(lambda: not pid_alive(worker), timeout=20, what="the task to be stopped")
     wait_for(lambda: not pid_alive(kernel), timeout=20, what="the kernel to shut down")
     home = tmp_path / ".nbflow"
     (run_id, _, state), *_ = latest_runs(home)
     assert state == "cancelled"
-    assert task_states(home, run_id) == {"quick": "success", "slow": "cancelled"}
-    info = nbflow("cache", "info", cwd=tmp_path, env=env)
-    assert info.stdout.splitlines()[2:] == ["quick  1"]
+    info = nbflow("cache", "info", cwd=tmp_path, env=cli_env(tmp_path))
+    assert info.stdout.splitlines()[2:] == ["quick  1"]  # the finished result is kept
+    return out, task_states(home, run_id)
+
+
+def test_sigint_interrupts_the_kernel_cancels_the_task_cell_and_keeps_finished_results(
+    tmp_path,
+):
+    out, states = _interrupted(tmp_path, SLOW_CELLS)
+    assert "notebook 'sleepy.ipynb' (interrupted): 1 cancelled, 1 success" in out
+    assert states == {"quick": "cached", "slow": "cancelled"}
+
+
+def test_sigint_terminates_the_worker_processes_of_a_flow_run_in_the_kernel(tmp_path):
+    cells = [
+        SLOW_CELLS[1],
+        "from nbflow import Flow, task\n\n@task\ndef quick():\n    return 41\n\n"
+        "@task\ndef slow(x):\n"
+        "    pathlib.Path('slow.pid').write_text(str(os.getpid()))\n"
+        "    time.sleep(120)\n    return x\n\n"
+        "with Flow('sleepy') as flow:\n    slow(quick())\n"
+        "run = flow.run(executor='processes')",
+        SLOW_CELLS[-1],
+    ]
+    out, states = _interrupted(tmp_path, cells)
+    assert "notebook 'sleepy.ipynb' (interrupted): 1 cancelled, 1 success" in out
+    assert states == {"quick": "success", "slow": "cancelled"}
 
 
 @pytest.mark.parametrize(
