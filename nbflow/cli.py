@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     draw = commands.add_parser(
         "visualize",
         help="draw a flow's graph",
-        description="Draw the graph of a Python file's flow (file.py or file.py:flow).",
+        description="Draw the graph of a Python file's flow (file.py or file.py:flow), or "
+        "of a notebook's %%task cells coloured by their latest states.",
     )
     draw.add_argument("path", metavar="PATH")
     draw.add_argument("-o", "--output", required=True, metavar="dag.svg|dag.png")
@@ -322,19 +323,17 @@ def _visualize(args: argparse.Namespace) -> int:
     from nbflow.source import check_path, load_module, pick_flow, split_target
 
     path, name = split_target(args.path)
-    if check_path(path) != "python":
-        raise UsageError(
-            f"nbflow visualize draws the flow of a Python file; '{path}' is a notebook. "
-            "Use %flow show in the notebook, or flow.visualize()."
-        )
+    kind = check_path(path)
     out = pathlib.Path(args.output)
     fmt = out.suffix.lstrip(".").lower()
     if fmt not in ("svg", "png", "pdf", "dot"):
         raise UsageError(f"-o must end with .svg, .png, .pdf or .dot, but got '{out}'.")
     if not out.parent.is_dir():
         raise UsageError(f"The folder of -o '{out}' does not exist.")
-    flow = pick_flow(load_module(path), path, name)
-    dot = flow.visualize()
+    if kind == "notebook":
+        dot = _notebook_drawing(path)
+    else:
+        dot = pick_flow(load_module(path), path, name).visualize()
     if fmt == "dot":
         out.write_text(dot.source)
     else:
@@ -343,3 +342,21 @@ def _visualize(args: argparse.Namespace) -> int:
         render_graph(dot, out, fmt)
     _write([f"wrote {out}"])
     return 0
+
+
+def _notebook_drawing(path: pathlib.Path) -> Any:
+    """The notebook's task cells, coloured by their latest states in its history."""
+    import os
+
+    from nbflow.sketch import cell_graph, draw_cells
+    from nbflow.source import read_notebook
+    from nbflow.state import State
+
+    graph = cell_graph(read_notebook(path), f"'{path}'")
+    env_home = os.environ.get("NBFLOW_HOME")
+    home = pathlib.Path(env_home) if env_home else path.resolve().parent / ".nbflow"
+    states: dict[str, State] = {}
+    if (home / "history.sqlite").exists():
+        found = _history(home).latest_states(path.stem)
+        states = {name: State(value) for name, value in found.items()}
+    return draw_cells(graph, path.stem, states)

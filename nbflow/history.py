@@ -227,6 +227,16 @@ class History:
             ).fetchall()
         return rows[0][0] if len(rows) == 1 else None
 
+    def latest_states(self, flow: str) -> dict[str, str]:
+        """Each task of ``flow`` (mapped children left out) with its latest state."""
+        with self._conn_lock:
+            rows = self._conn.execute(
+                "SELECT t.name, t.state FROM task_runs t JOIN runs r ON r.id = t.run_id "
+                "WHERE r.flow = ? AND t.map_index IS NULL ORDER BY r.start, t.rowid",
+                (flow,),
+            ).fetchall()
+        return dict(rows)
+
     def runs_like(self, prefix: str) -> list[str]:
         """The ids of the runs that start with ``prefix``."""
         with self._conn_lock:

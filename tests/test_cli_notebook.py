@@ -6,6 +6,7 @@ flow run in the kernel is recorded in the history the command follows.
 
 import json
 import os
+import re
 import time
 
 import nbclient
@@ -316,3 +317,37 @@ def test_a_notebook_target_does_not_take_a_flow_name(tmp_path):
     assert out.returncode == 2
     assert "No such file" in out.stderr or "applies to Python files only" in out.stderr
     assert os.path.exists(path)
+
+
+def test_visualize_draws_the_task_cells_coloured_by_their_latest_states(tmp_path):
+    path = _notebook(tmp_path)
+    env = cli_env(tmp_path)
+    before = nbflow("visualize", path, "-o", "before.dot", cwd=tmp_path, env=env)
+    assert before.returncode == 0, before.stderr
+    dot = (tmp_path / "before.dot").read_text()
+    assert "tooltip=pending" in dot and "tooltip=failed" not in dot
+    assert nbflow("run", path, cwd=tmp_path, env=env).returncode == 1
+    out = nbflow("visualize", path, "-o", "dag.dot", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    dot = (tmp_path / "dag.dot").read_text()
+    states = dict(re.findall(r"^\s*(\w+) \[label=[^\]]*tooltip=(\w+)\]", dot, re.M))
+    assert states == {  # latest: later cells' runs reused load and square from the cache
+        "load": "cached",
+        "square": "cached",
+        "check": "failed",
+        "total": "upstream_failed",
+    }
+    edges = re.findall(r"^\s*(\w+) -> (\w+)", dot, re.M)
+    assert edges == [("load", "square"), ("square", "check"), ("check", "total")]
+    assert "peripheries=2" in dot  # the mapped cell
+    svg = nbflow("visualize", path, "-o", "dag.svg", cwd=tmp_path, env=env)
+    assert svg.returncode == 0 and "<svg" in (tmp_path / "dag.svg").read_text()
+
+
+def test_visualize_names_the_cell_whose_task_line_is_wrong(tmp_path):
+    cells = ["%load_ext nbflow", "%%task a\nx = 1", "%%task b --retries -1\ny = x"]
+    book = new_notebook(cells=[new_code_cell(c) for c in cells])
+    nbformat.write(book, str(tmp_path / "wrong.ipynb"))
+    out = nbflow("visualize", "wrong.ipynb", "-o", "d.svg", cwd=tmp_path, env=cli_env(tmp_path))
+    assert out.returncode == 2
+    assert out.stderr.startswith("nbflow: error: 'wrong.ipynb', cell 3: %%task: expected --retries")
