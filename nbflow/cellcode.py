@@ -54,6 +54,22 @@ class CellResult:
         self.stdout = stdout
         self.displays = displays
 
+    @property
+    def nbytes(self) -> int:
+        """Roughly how large the outputs are (arrays and frames), so that the store
+        writes a large result straight into its own file."""
+        total = 0
+        for value in self.values.values():
+            size = getattr(value, "nbytes", None)
+            if isinstance(size, int):
+                total += size
+            elif hasattr(value, "memory_usage") and hasattr(value, "columns"):
+                try:
+                    total += int(value.memory_usage(deep=False).sum())
+                except Exception:
+                    continue
+        return total
+
     def __reduce__(self) -> tuple[Any, ...]:
         import cloudpickle
 
@@ -133,7 +149,9 @@ def show(value: Any) -> None:
 
         display(value)  # type: ignore[no-untyped-call]
     else:
-        print(repr(value))  # noqa: T201 - the cell's own output, captured as its stdout
+        import sys
+
+        sys.stdout.write(f"{value!r}\n")  # the cell's own output, captured as its stdout
 
 
 def make_factory(

@@ -156,6 +156,13 @@ class CellGraph:
                 )
             name = default_name(analysis.outputs)
         previous_name = self.cell_ids.get(cell_id) if cell_id else None
+        owner = next((c for c, n in self.cell_ids.items() if n == name), None)
+        if cell_id and owner is not None and owner != cell_id and name != previous_name:
+            raise CellError(
+                f"Another cell already defines task '{name}'. Give this cell its own name "
+                f"(%%task other_name), or, if that cell was deleted, forget it first with "
+                f"%flow clear {name}."
+            )
         replacing = {name} | ({previous_name} if previous_name else set())
         others = [c for c in self.cells.values() if c.name not in replacing]
         claimed = self.producers(others)

@@ -64,21 +64,26 @@ def _status_line(name: str, tr: Any) -> str:
     return ", ".join(parts)
 
 
-def _status_text(run: FlowRun, names: list[str] | None) -> str:
+def _status_text(run: FlowRun, focus: str | None) -> str:
     lines = []
     for node in run.flow.tasks:
         name = run.flow.name_of(node)
-        if names is not None and name not in names:
+        tr = run[node]
+        # Running one cell: its upstream cells matter only when they did something.
+        if focus is not None and name != focus and tr.state is State.CACHED:
             continue
-        lines.append(_status_line(name, run[node]))
+        lines.append(_status_line(name, tr))
     return "\n".join(lines) or f"{run!r}"
 
 
-def _display_run(run: FlowRun, names: list[str] | None = None) -> None:
-    """Show a run's status, one line per cell (updated live while it runs).
+def _display_run(run: FlowRun, focus: str | None = None) -> None:
+    """Show a run's status, one line per cell run (updated live while it runs);
+    with ``focus`` (the cell being run), upstream cells reused from the cache are
+    left out.
 
     The one place that shows runs: the live DAG widget plugs in here.
     """
+    names = focus
     handle = display({"text/plain": _status_text(run, names)}, raw=True, display_id=True)
     if run.done or handle is None:
         return
@@ -123,7 +128,12 @@ class NbflowMagics(Magics):
         __tracebackhide__ = True
         name, options = parse_task_line(line)
         filename = self._filename(line, cell)
-        source = "\n" + cell  # line 1 is the %%task line: keep the cell's line numbers
+        assert self.shell is not None
+        # IPython syntax inside the cell (!ls, %time) becomes Python, line for line.
+        body = cell
+        if "!" in cell or "%" in cell:
+            body = self.shell.transform_cell(cell)  # type: ignore[no-untyped-call]
+        source = "\n" + body  # line 1 is the %%task line: keep the cell's line numbers
         try:
             cell_def = self.notebook.define(name, source, options, filename, self.cell_id)
         except CellError as exc:
@@ -150,11 +160,11 @@ class NbflowMagics(Magics):
         __tracebackhide__ = True
         notebook = self.notebook
         if options.get("background"):
-            run, nodes = self._start(names, **options)
+            run, nodes = self._start(names, target, **options)
         else:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                run, nodes = self._start(names, **options)
+                run, nodes = self._start(names, target, **options)
             _rewarn(caught, notebook)
         if not run.done:
             return run
@@ -170,20 +180,21 @@ class NbflowMagics(Magics):
             raise error
         return run
 
-    def _start(self, names: list[str], **options: Any) -> tuple[FlowRun, dict[str, Any]]:
-        shown: list[bool] = []
+    def _start(
+        self, names: list[str], focus: str | None = None, **options: Any
+    ) -> tuple[FlowRun, dict[str, Any]]:
+        once = threading.Lock()  # the status is shown once, by whoever comes first
 
         def first_event(event: Any) -> None:
-            if not shown and event.kind == "run_started" and event.run is not None:
-                shown.append(True)
-                _display_run(event.run, None)
+            if event.kind == "run_started" and event.run is not None and once.acquire(False):
+                _display_run(event.run, focus)
 
         try:
             run, nodes = self.notebook.run(names, listeners=(first_event,), **options)
         except CellError as exc:
             raise UsageError(str(exc)) from None
-        if not shown:
-            _display_run(run, None)
+        if once.acquire(False):
+            _display_run(run, focus)
         return run, nodes
 
     def _failure(
@@ -215,7 +226,11 @@ class NbflowMagics(Magics):
         why = self.notebook.unpicklable_input(target, error)
         if why is not None:
             return UsageError(why)
-        return _user_traceback(error, filenames)
+        error = _user_traceback(error, filenames)
+        if error.__traceback__ is None and tr.traceback and hasattr(error, "add_note"):
+            # From a worker process: its traceback came back as text.
+            error.add_note(f"Traceback in the worker process:\n{tr.traceback.rstrip()}")
+        return error
 
     # -- %flow --------------------------------------------------------------------
     @line_magic
@@ -309,8 +324,12 @@ class NbflowMagics(Magics):
             return nb.last_run.to_pandas()
         if command == "runs":
             from nbflow.archive import runs
+            from nbflow.errors import RunError
 
-            frame = runs(nb.home)
+            try:
+                frame = runs(nb.home)
+            except RunError as exc:
+                raise UsageError(f"%flow runs: {exc}") from None
             return frame[frame["flow"] == nb.name].reset_index(drop=True)
         return nb.table()
 
@@ -357,7 +376,11 @@ def _replay(result: Any) -> None:
 
 def _rewarn(caught: list[warnings.WarningMessage], notebook: NotebookFlow) -> None:
     for w in caught:
-        message = notebook.explain_warning(str(w.message))
+        text = str(w.message)
+        cell = notebook.cells.get(text.split("'")[1]) if text.startswith("Task '") else None
+        if cell is not None and not cell.options.cache and "is not cached" in text:
+            continue  # --no-cache: not being cached is what the cell asked for
+        message = notebook.explain_warning(text)
         warnings.warn_explicit(message, w.category, w.filename, w.lineno)
 
 
@@ -386,6 +409,11 @@ def _install_display_capture(shell: InteractiveShell) -> None:
 
 def load(shell: InteractiveShell) -> NbflowMagics:
     """Register the magics on ``shell`` (what ``%load_ext nbflow`` does)."""
+    if not isinstance(shell, InteractiveShell):
+        raise TypeError(
+            f"nbflow's magics need an IPython shell, but got {shell!r}. In a notebook, "
+            "write %load_ext nbflow."
+        )
     magics = NbflowMagics(shell)
     shell.register_magics(magics)
     shell.events.register("pre_run_cell", magics.pre_run_cell)

@@ -9,6 +9,7 @@ flow, so it lands in the run history under that name with the cells' task names.
 from __future__ import annotations
 
 import pathlib
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -24,7 +25,7 @@ from nbflow.celldefs import (
 )
 from nbflow.cells import analyse, parse
 from nbflow.cellstore import StoredCell, open_cells
-from nbflow.errors import FAIL
+from nbflow.errors import FAIL, NbflowError, NbflowWarning
 from nbflow.flow import Flow, Node
 from nbflow.records import TaskRun
 from nbflow.run import FlowRun, start_run
@@ -34,12 +35,36 @@ from nbflow.task import Task
 _FAILED = (State.FAILED, State.TIMED_OUT, State.CANCELLED)
 
 
+def _stored_result(home: str, key: str, cell: str) -> Any:
+    """A cell's result as recorded by an earlier kernel (its inputs are gone here)."""
+    from nbflow.cache import open_store
+
+    missing = object()
+    value = open_store(home).get(key, missing)
+    if value is missing:
+        raise NbflowError(
+            f"Cell '{cell}' needs notebook variables this kernel does not have, and its "
+            f"earlier result is no longer in the store '{home}'. Run the cells that define "
+            "its inputs, then run it again."
+        )
+    return value
+
+
 def _failed_earlier(message: str) -> None:
     raise FAIL(message)
 
 
 class NotebookFlow(CellGraph):
-    """The task cells of one kernel (``%%task``), run as one flow named ``name``."""
+    """The task cells of one kernel (``%%task``), run as one flow named ``name``.
+
+    >>> namespace = {"scale": 10}
+    >>> cells = NotebookFlow(namespace, name="doc-notebook")
+    >>> _ = cells.define(None, "xs = [1, 2, 3]", CellOptions(), "<xs>")
+    >>> _ = cells.define(None, "total = sum(xs) * scale", CellOptions(), "<total>")
+    >>> run, _ = cells.run(["total"])
+    >>> run.ok, namespace["total"], cells.upstream_of(cells.cells["total"])
+    (True, 60, ['xs'])
+    """
 
     def __init__(
         self, user_ns: dict[str, Any], name: str | None = None, home: str | None = None
@@ -51,6 +76,8 @@ class NotebookFlow(CellGraph):
         self.parameters: dict[str, Any] = {}
         self.last_run: FlowRun | None = None
         self._saved: dict[str, str] = {}
+        self._recorded_keys: dict[str, str] = {}
+        self.flow: Flow | None = None
 
     def define(
         self,
@@ -65,7 +92,15 @@ class NotebookFlow(CellGraph):
         cell = super().define(name, source, options, filename, cell_id)
         if persist and self._saved.get(cell.name) != cell.version + filename:
             stored = StoredCell(cell.name, source, options.to_json(), filename, cell.position)
-            open_cells(self.store_home()).save(self.name, stored)
+            try:
+                open_cells(self.store_home()).save(self.name, stored)
+            except Exception as exc:  # a read-only store: the cell still runs
+                warnings.warn(
+                    f"nbflow cannot keep the definition of cell '{cell.name}' in the store "
+                    f"({exc}); %flow retry after a restart will not know it.",
+                    NbflowWarning,
+                    stacklevel=2,
+                )
             self._saved[cell.name] = cell.version + filename
         return cell
 
@@ -115,7 +150,12 @@ class NotebookFlow(CellGraph):
         """A flow of ``names`` and their upstream cells. An upstream cell that failed in
         this kernel and has not changed since is not run again: a stand-in fails with
         a message that says so (cells in ``keep_failed`` run again)."""
-        flow = Flow(self.name, _register=False)
+        # A flow of every cell is registered under the notebook's name, so that
+        # nbflow.load_run(...).retry() in this kernel finds it.
+        whole = set(names) >= set(self.cells)
+        flow = Flow(self.name, _register=whole and not drawing)
+        if whole and not drawing:
+            self.flow = flow
         nodes: dict[str, Node] = {}
         order = self.ancestors(names)
         targets = set(names) | set(keep_failed)
@@ -124,6 +164,17 @@ class NotebookFlow(CellGraph):
             cell = self.cells[name]
             ups = self.data_upstream(cell)
             fn, _ = self.cell_function(cell, ups, mapped)
+            recorded = self._recorded_keys.get(name)
+            if name not in targets and recorded and self._inputs_missing(cell):
+                # A fresh kernel retrying: this cell succeeded before, but the notebook
+                # variables it read are not defined here. Its recorded result stands in.
+                helper: Task[Any, Any] = Task(_stored_result, name=name, cache=False)
+                node = flow.add_task(helper)
+                home = str(self.store_home())
+                inputs = {"home": home, "key": recorded, "cell": name}
+                flow.set_dependencies(node, keyword_tasks=inputs)
+                nodes[name] = node
+                continue
             stale = self._failed_unchanged(name, fn) if name not in targets else None
             if stale is not None:
                 task: Task[Any, Any] = Task(_failed_earlier, name=name, cache=False)
@@ -200,6 +251,10 @@ class NotebookFlow(CellGraph):
             flow.add_edge(nodes[up], items_node, key=param)
         flow.add_edge(items_node, node, key=var, mapped=True)
 
+    def _inputs_missing(self, cell: CellDef) -> bool:
+        producers = self.producers()
+        return any(n not in producers and n not in self.user_ns for n in cell.reads)
+
     def _failed_unchanged(self, name: str, fn: Callable[..., Any]) -> str | None:
         status = self.status.get(name)
         if status is None or status.state not in _FAILED:
@@ -239,6 +294,8 @@ class NotebookFlow(CellGraph):
                 tr = status.task_run
                 if name in nodes and tr is not None and tr.state.is_successful:
                     prior[name] = tr
+                    for child in tr.children or ():
+                        prior[child.name] = child  # mapped children are reused one by one
         finish = self._finisher(nodes)
         run = start_run(
             flow,
@@ -319,23 +376,27 @@ class NotebookFlow(CellGraph):
                 except CellError:
                     continue  # superseded by a cell defined in this kernel
                 cellcode.register_source(stored.filename, stored.source)
-        return [n for n, state in self.recorded_states().items() if not state.is_ok]
+        recorded = self.recorded()
+        self._recorded_keys = {
+            n: key for n, (state, key) in recorded.items() if state.is_successful and key
+        }
+        return [n for n, (state, _) in recorded.items() if not state.is_ok]
 
-    def recorded_states(self, limit: int = 200) -> dict[str, State]:
-        """Each cell's state in the latest recorded run that included it."""
+    def recorded(self, limit: int = 200) -> dict[str, tuple[State, str | None]]:
+        """Each cell's state (and result key) in the latest recorded run that had it."""
         from nbflow.history import open_history
 
         home = self.store_home()
         if not (home / "history.sqlite").exists():
             return {}
         history = open_history(home)
-        states: dict[str, State] = {}
+        states: dict[str, tuple[State, str | None]] = {}
         for row in history.runs(limit):
             if row["flow"] != self.name:
                 continue
             for t in history.load(row["id"])[1]:
                 if t["map_index"] is None and t["name"] in self.cells:
-                    states.setdefault(t["name"], State(t["state"]))
+                    states.setdefault(t["name"], (State(t["state"]), t["key"]))
         return states
 
     def forget(self, names: list[str] | None = None) -> list[str]:

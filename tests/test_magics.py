@@ -75,6 +75,8 @@ def test_load_ext_registers_the_magics(tmp_path):
     nbflow.load_ipython_extension(shell)
     assert "task" in shell.magics_manager.magics["cell"]
     assert "flow" in shell.magics_manager.magics["line"]
+    with pytest.raises(TypeError, match=r"need an IPython shell.*%load_ext nbflow"):
+        nbflow.load_ipython_extension(object())
 
 
 def test_a_task_cell_runs_now_publishes_its_outputs_and_shows_a_status_line(ip):
@@ -85,6 +87,9 @@ def test_a_task_cell_runs_now_publishes_its_outputs_and_shows_a_status_line(ip):
     assert "x is 20" in out.stdout
     status = [o.data["text/plain"] for o in out.outputs]
     assert any(s.startswith("✓ x: success, 1 attempt") for s in status)
+    _, out = run(ip, "%%task\ny = x + 1")
+    final = out.outputs[-1].data["text/plain"]
+    assert final.startswith("✓ y: success") and "x:" not in final  # reused upstream: quiet
 
 
 def test_rerunning_an_unchanged_cell_is_a_cache_hit_that_replays_stdout_and_displays(ip):
@@ -192,6 +197,43 @@ def test_flow_retry_after_a_restart_rebuilds_failed_cells_from_the_store(ip):
     assert (count(ip, "src"), count(ip, "mid")) == (1, 2)
 
 
+def test_flow_retry_after_a_restart_uses_recorded_results_when_their_inputs_are_gone(ip):
+    run(ip, COUNT)
+    run(ip, "BASE = 7\nREADY = False")
+    run(ip, "%%task\nbump('src')\nsrc = BASE * 2")
+    run(ip, "%%task\nif not READY:\n    raise RuntimeError('not ready')\nout = src + 1")
+    restart(ip)
+    run(ip, COUNT)
+    ip.user_ns["READY"] = True  # BASE is not defined in this kernel
+    result, out = run(ip, "%flow retry")
+    assert result.success, out.stdout
+    assert ip.user_ns["out"] == 15 and count(ip, "src") == 1
+
+
+def test_a_background_run_returns_at_once_and_publishes_outputs_when_it_ends(ip):
+    run(ip, "%%task --lazy\nimport time\ntime.sleep(0.3)\nslow = 'done'")
+    result, _ = run(ip, "%flow run --background")
+    assert result.success and "slow" not in ip.user_ns
+    run_handle = ip.nbflow.notebook.last_run
+    assert run_handle.wait(30) and run_handle.ok
+    deadline = __import__("time").monotonic() + 10
+    while "slow" not in ip.user_ns and __import__("time").monotonic() < deadline:
+        __import__("time").sleep(0.01)
+    assert ip.user_ns["slow"] == "done"
+
+
+def test_editing_a_cell_so_it_defines_other_names_replaces_its_old_definition(ip):
+    with capture_output():
+        assert ip.run_cell("%%task\nfirst = 1", cell_id="cell-1").success
+        assert ip.run_cell("%%task\nsecond = 2", cell_id="cell-1").success
+        # Without the cell id the old definition would still claim 'first'.
+        assert ip.run_cell("%%task\nfirst = 3", cell_id="cell-2").success
+    assert sorted(ip.nbflow.notebook.cells) == ["first", "second"]
+    with capture_output():
+        result = ip.run_cell("%%task second\nthird = 3", cell_id="cell-3")
+    assert "Another cell already defines task 'second'" in str(result.error_in_exec)
+
+
 def test_flow_retry_in_the_same_kernel_reruns_only_failed_cells_and_their_downstream(ip):
     run(ip, COUNT)
     run(ip, "FAIL_NOW = True")
@@ -269,6 +311,7 @@ def test_flow_run_runs_every_cell_as_one_recorded_flow(ip, executor):
     assert latest.flow_name == "notebook"
     assert sorted(t.name for t in latest.task_runs) == ["base", "both", "left", "right"]
     assert latest.ok
+    assert latest.retry().ok  # the notebook's flow is registered under its name
 
 
 def test_flow_run_param_sets_the_variable_and_changes_cache_keys(ip):
@@ -290,6 +333,14 @@ def test_the_processes_executor_names_an_input_that_cannot_travel(ip):
     result, _ = run(ip, "%flow run --executor processes")
     assert "input 'guard'" in str(result.error_in_exec)
     assert "--executor threads" in str(result.error_in_exec)
+
+
+def test_an_error_in_a_worker_process_keeps_the_workers_traceback(ip):
+    run(ip, "%%task --lazy\ndef inner():\n    raise KeyError('missing')\nval = inner()")
+    result, _ = run(ip, "%flow run --executor processes")
+    assert isinstance(result.error_in_exec, KeyError)
+    notes = "".join(getattr(result.error_in_exec, "__notes__", []))
+    assert "Traceback in the worker process" in notes and "inner" in notes
 
 
 def test_an_unhashable_input_is_not_cached_and_the_warning_names_it(ip):
@@ -314,6 +365,10 @@ def test_flow_list_status_runs_show_and_clear(ip):
     assert len(history) == 2 and set(history["flow"]) == {"notebook"}
     drawing = ip.run_line_magic("flow", "show")
     assert "[label=values]" in drawing.source  # the edge carries the cell's result
+    run(ip, "%flow clear capped --cache")
+    assert list(ip.run_line_magic("flow", "list")["task"]) == ["values"]
+    result, _ = run(ip, "%flow clear vals")
+    assert "no task cell 'vals'. Did you mean 'values'" in str(result.error_in_exec)
     run(ip, "%flow clear --cache")
     assert ip.run_line_magic("flow", "list").empty
     assert nbflow.cache_info()["entries"] == 0
@@ -343,3 +398,33 @@ def test_definitions_are_kept_in_the_store(ip):
     assert [(c.name, c.options["retries"]) for c in stored] == [("load", 2)]
     assert "rows = [1]" in stored[0].source
     assert len(runs()) == 1
+
+
+def test_ipython_syntax_inside_a_task_cell_works_and_keeps_line_numbers(ip):
+    result, _ = run(
+        ip, "%%task\nlisting = !echo hello\nfound = listing[0]\nraise ValueError(found)"
+    )
+    assert isinstance(result.error_in_exec, ValueError) and str(result.error_in_exec) == "hello"
+    frames = traceback.extract_tb(result.error_in_exec.__traceback__)
+    assert frames[-1].lineno == 4
+
+
+def test_a_large_result_is_written_to_its_own_file_and_read_back(ip):
+    run(ip, "import numpy as np")
+    run(ip, "%%task\nbig = np.arange(200_000)")
+    restart(ip)
+    run(ip, "import numpy as np")
+    result, out = run(ip, "%%task\nbig = np.arange(200_000)")
+    assert result.success and "big: cached" in out.outputs[-1].data["text/plain"]
+    assert int(ip.user_ns["big"].sum()) == sum(range(200_000))
+    files = [p for p in nbflow.cache.open_store().path.rglob("*.val") if p.stat().st_size > 10**6]
+    assert files  # the array went to a file of its own, not into the SQLite row
+
+
+def test_a_cell_with_trigger_all_finished_runs_after_a_failure_and_sees_the_error(ip):
+    run(ip, "%%task --lazy\nfetched = int('not a number')")
+    run(ip, "%%task --lazy --trigger all_finished\nreport = f'fetch gave {fetched!r}'")
+    result, _ = run(ip, "%flow run --executor sequential")
+    assert isinstance(result.error_in_exec, ValueError)
+    assert ip.user_ns["report"].startswith("fetch gave ValueError(")
+    assert ip.nbflow.notebook.status["report"].state.value == "success"
