@@ -256,7 +256,7 @@ def _show(args: argparse.Namespace) -> int:
             t.name,
             t.state.value,
             str(t.attempts),
-            f"{t.duration:.2f}s" if t.duration is not None else "-",
+            f"{t.duration:.2f}s" if t.duration is not None and not t.cached else "-",
             "yes" if t.cached else "",
         )
         for t in run.task_runs

@@ -191,7 +191,8 @@ class NotebookExecution:
                 if run["id"] not in self._runs:
                     self._runs[run["id"]] = None
                     self.outcome.run_ids.append(run["id"])
-                    self.board.title = f"flow '{run['flow']}'"
+                    if "flow '" not in self.board.title:
+                        self.board.title += f", flow '{run['flow']}'"
             for row in tasks:
                 self._after = max(self._after, row["rowid"])
                 self.board.on_history_row(row)

@@ -116,6 +116,8 @@ class Board:
             if mapped or total is not None:
                 row = self.rows.setdefault(name, Row(name))
                 row.total = total if total is not None else row.total
+                if row.total is None and state.is_finished:
+                    row.total = len(row.children)  # every child has ended by now
                 row.state, row.end, row.changed = state, end, now
                 row.start = start if start is not None else row.start
                 row.reason = reason or row.reason

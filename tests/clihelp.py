@@ -2,7 +2,9 @@
 
 import os
 import pathlib
+import pty
 import re
+import select
 import signal
 import sqlite3
 import subprocess
@@ -101,3 +103,35 @@ def latest_runs(home, count=1):
     return history_rows(
         home, "SELECT id, flow, state FROM runs ORDER BY start DESC LIMIT ?", (count,)
     )
+
+
+def in_terminal(*args, cwd, env, timeout=120):
+    """Run ``nbflow ARGS`` on a pseudo-terminal; its exit status and all it drew."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [str(NBFLOW), *map(str, args)],
+        cwd=cwd,
+        env={**env, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "40"},
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    chunks = []
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        ready, _, _ = select.select([leader], [], [], 1)
+        if not ready:
+            if proc.poll() is not None:
+                break
+            continue
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the command ended
+            break
+        if not data:
+            break
+        chunks.append(data)
+    status = proc.wait(timeout=30)
+    os.close(leader)
+    return status, b"".join(chunks).decode(errors="replace")

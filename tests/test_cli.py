@@ -1,8 +1,6 @@
 """``nbflow`` on Python files: the real console script in a subprocess, a real store."""
 
 import os
-import pty
-import select
 import signal
 import subprocess
 import sys
@@ -14,6 +12,7 @@ from clihelp import (
     NBFLOW,
     cli_env,
     history_rows,
+    in_terminal,
     interrupt,
     latest_runs,
     nbflow,
@@ -233,32 +232,8 @@ def test_output_to_a_pipe_is_one_plain_line_per_event_without_control_characters
 
 def test_in_a_terminal_the_live_view_is_a_table_coloured_by_state(project):
     (project / "fixed").touch()
-    leader, follower = pty.openpty()
-    env = cli_env(project, TERM="xterm-256color", COLUMNS="100", LINES="40")
-    proc = subprocess.Popen(
-        [str(NBFLOW), "run", "flows.py"],
-        cwd=project,
-        env=env,
-        stdin=follower,
-        stdout=follower,
-        stderr=follower,
-    )
-    os.close(follower)
-    chunks = []
-    while True:
-        ready, _, _ = select.select([leader], [], [], 30)
-        if not ready:
-            break
-        try:
-            data = os.read(leader, 65536)
-        except OSError:  # the terminal closed: the command ended
-            break
-        if not data:
-            break
-        chunks.append(data)
-    assert proc.wait(timeout=30) == 0
-    os.close(leader)
-    screen = b"".join(chunks).decode()
+    status, screen = in_terminal("run", "flows.py", cwd=project, env=cli_env(project))
+    assert status == 0, screen
     assert "\x1b[" in screen  # colours and cursor movement
     assert "\x1b[32m" in screen  # success is green (palette.TERMINAL)
     for name in ("first", "second", "third", "inc"):

@@ -16,6 +16,7 @@ from clihelp import (
     CONTROL,
     cli_env,
     history_rows,
+    in_terminal,
     interrupt,
     latest_runs,
     nbflow,
@@ -351,3 +352,26 @@ def test_visualize_names_the_cell_whose_task_line_is_wrong(tmp_path):
     out = nbflow("visualize", "wrong.ipynb", "-o", "d.svg", cwd=tmp_path, env=cli_env(tmp_path))
     assert out.returncode == 2
     assert out.stderr.startswith("nbflow: error: 'wrong.ipynb', cell 3: %%task: expected --retries")
+
+
+def test_in_a_terminal_a_notebook_run_shows_its_tasks_live(tmp_path):
+    path = _notebook(tmp_path)
+    status, screen = in_terminal("run", path, cwd=tmp_path, env=cli_env(tmp_path))
+    assert status == 1, screen
+    assert "\x1b[31m" in screen  # failed is red (palette.TERMINAL)
+    for name in ("load", "square", "check", "total"):
+        assert name in screen
+    assert "3/3" in screen
+    assert "1 failed" in screen and "Failed tasks:" in screen
+
+
+def test_refresh_says_that_task_cells_still_use_the_cache(tmp_path):
+    path = _notebook(tmp_path)
+    (tmp_path / "fixed").touch()
+    env = cli_env(tmp_path)
+    assert nbflow("run", path, cwd=tmp_path, env=env).returncode == 0
+    _executed(tmp_path)
+    out = nbflow("run", path, "--refresh", cwd=tmp_path, env=env)
+    assert out.returncode == 0
+    assert "--refresh reaches flows run in code cells, not %%task cells" in out.stderr
+    assert _executed(tmp_path) == []
