@@ -37,6 +37,7 @@ class NotebookOutcome:
     raised: list[tuple[str, str]] = field(default_factory=list)  # (cell label, error)
     interrupted: bool = False
     timed_out: bool = False
+    died: str | None = None  # the cell during which the kernel died
 
 
 class NotebookExecution:
@@ -76,6 +77,7 @@ class NotebookExecution:
         import nbclient
         from jupyter_client.kernelspec import NoSuchKernel
         from jupyter_client.manager import AsyncKernelManager
+        from nbclient.exceptions import DeadKernelError
 
         # IPC sockets in a private folder: nothing listens on TCP, and the kernel has no
         # reason to warn that its traffic is unencrypted.
@@ -135,13 +137,19 @@ class NotebookExecution:
                         job.cancel()
                         break
                 if job.done() and not job.cancelled():
-                    job.result()
+                    try:
+                        job.result()
+                    except DeadKernelError:
+                        self.outcome.died = labels[index]
+                        self.board.say(f"the kernel died while running {labels[index]}")
+                        break
                 self._note_errors(index, cell, labels[index])
             self.board.note = ""
             if self.outcome.interrupted or self.outcome.timed_out:
                 # Let the interrupted task record its cancellation before the shutdown.
                 await self._settle()
-            client.set_widgets_metadata()
+            if not self.outcome.died:
+                client.set_widgets_metadata()
         finally:
             loop.remove_signal_handler(signal.SIGINT)
             try:
@@ -150,7 +158,7 @@ class NotebookExecution:
                 if client.kc is not None:
                     client.kc.stop_channels()
                 if km.has_kernel:
-                    await km.shutdown_kernel(now=False)
+                    await km.shutdown_kernel(now=bool(self.outcome.died))
             finally:
                 shutil.rmtree(sockets, ignore_errors=True)
             self._poll()

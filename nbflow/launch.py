@@ -272,6 +272,14 @@ def run_notebook(path: pathlib.Path, params: dict[str, Any], command: dict[str, 
         _write_notebook(book, pathlib.Path(command["output"]))
     if interrupted:
         return INTERRUPTED
+    if outcome.died:
+        _write_err(
+            [
+                f"nbflow: the kernel died while running {outcome.died} of '{given}'; the "
+                "cells after it did not run."
+            ]
+        )
+        return FAILED
     if outcome.timed_out:
         _write_err([f"nbflow: the notebook was stopped after --timeout {command['timeout']:g}s."])
         return FAILED

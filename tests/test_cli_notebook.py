@@ -7,6 +7,8 @@ flow run in the kernel is recorded in the history the command follows.
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 
 import nbclient
@@ -71,11 +73,13 @@ def _executed(folder):
     return sorted(lines)
 
 
-def _execute_in_kernel(path, env):
+def _execute_in_kernel(path, env, allow_errors=False):
     """The notebook run as JupyterLab runs it: a kernel in its folder (JupyterLab names
     the session after the notebook), no nbflow command."""
     book = nbformat.read(str(path), as_version=4)
-    client = nbclient.NotebookClient(book, kernel_name="python3", timeout=120)
+    client = nbclient.NotebookClient(
+        book, kernel_name="python3", timeout=120, allow_errors=allow_errors
+    )
     client.execute(cwd=str(path.parent), env={**env, "JPY_SESSION_NAME": str(path)})
     return book
 
@@ -375,3 +379,55 @@ def test_refresh_says_that_task_cells_still_use_the_cache(tmp_path):
     assert out.returncode == 0
     assert "--refresh reaches flows run in code cells, not %%task cells" in out.stderr
     assert _executed(tmp_path) == []
+
+
+def test_a_kernel_that_dies_ends_the_run_with_exit_1_naming_the_cell(tmp_path):
+    cells = ["%load_ext nbflow", "%%task a\nx = 1", "import os\nos._exit(3)", "%%task b\ny = x"]
+    book = new_notebook(cells=[new_code_cell(c) for c in cells])
+    nbformat.write(book, str(tmp_path / "dies.ipynb"))
+    out = nbflow("run", "dies.ipynb", cwd=tmp_path, env=cli_env(tmp_path))
+    assert out.returncode == 1
+    assert out.stderr.strip().endswith(
+        "nbflow: the kernel died while running cell 3 of 'dies.ipynb'; "
+        "the cells after it did not run."
+    )
+    assert "1 success" in out.stdout
+
+
+def test_timeout_interrupts_the_notebook_and_exits_1(tmp_path):
+    cells = [*SLOW_CELLS[:2], "%%task slow\ntime.sleep(60)\nx = 1", SLOW_CELLS[-1]]
+    book = new_notebook(cells=[new_code_cell(c) for c in cells])
+    nbformat.write(book, str(tmp_path / "slow.ipynb"))
+    started = time.time()
+    out = nbflow("run", "slow.ipynb", "--timeout", "3", cwd=tmp_path, env=cli_env(tmp_path))
+    assert out.returncode == 1
+    assert time.time() - started < 40  # well before the cell's 60 s
+    assert "stopped after --timeout 3s" in out.stderr
+    assert "1 cancelled" in out.stdout
+    assert not (tmp_path / "after.txt").exists()
+
+
+def test_retry_of_a_notebook_run_made_in_jupyterlab_finds_the_notebook_beside_its_store(
+    tmp_path,
+):
+    path = _notebook(tmp_path)
+    env = cli_env(tmp_path)
+    _execute_in_kernel(path, env, allow_errors=True)  # the history has no source for it
+    assert _executed(tmp_path) == ["check", "load", "square", "square", "square"]
+    (tmp_path / "fixed").touch()
+    out = nbflow("retry", "--path", tmp_path, cwd=tmp_path.parent, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert _executed(tmp_path) == ["check", "total"]
+
+
+def test_retry_of_a_run_from_elsewhere_says_how_to_retry_it(tmp_path):
+    code = (
+        "from nbflow import Flow, task\n@task\ndef bad():\n    raise ValueError('no')\n"
+        "with Flow('api') as flow:\n    bad()\nflow.run()\n"
+    )
+    env = cli_env(tmp_path)
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True)
+    out = nbflow("retry", cwd=tmp_path, env=env)
+    assert out.returncode == 2
+    assert "of flow 'api' was not started by 'nbflow run'" in out.stderr
+    assert "load_run(...).retry()" in out.stderr
