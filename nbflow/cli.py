@@ -50,7 +50,12 @@ def _seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``nbflow`` and its commands."""
+    """The argument parser of ``nbflow`` and its commands.
+
+    >>> args = build_parser().parse_args(["run", "flows.py:etl", "--param", "n=3", "--jobs", "2"])
+    >>> args.command, args.path, args.param, args.jobs, args.executor
+    ('run', 'flows.py:etl', ['n=3'], 2, None)
+    """
     parser = _Parser(
         prog="nbflow",
         description="Run notebooks and flows headless, with live progress, sharing the "
@@ -139,7 +144,16 @@ def _path_option(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The console script: parse, dispatch, turn errors into exit statuses."""
+    """The console script: parse, dispatch, turn errors into exit statuses.
+
+    >>> import contextlib, io, tempfile
+    >>> err = io.StringIO()
+    >>> with contextlib.redirect_stderr(err):
+    ...     main(["runs", "--path", tempfile.mkdtemp()])
+    2
+    >>> err.getvalue().startswith("nbflow: error: There is no nbflow run history in")
+    True
+    """
     args = build_parser().parse_args(argv)
     try:
         status: int = args.handler(args)
@@ -166,7 +180,13 @@ def _retry(args: argparse.Namespace) -> int:
 
 
 def store_dir(path: str | None) -> pathlib.Path:
-    """The store ``--path`` names: the folder's ``.nbflow/``, or the store itself."""
+    """The store ``--path`` names: the folder's ``.nbflow/``, or the store itself.
+
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> store_dir(folder).name
+    '.nbflow'
+    """
     from nbflow.cache import store_path
 
     if path is None:

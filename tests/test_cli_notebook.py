@@ -161,7 +161,8 @@ def test_a_failing_task_gives_exit_1_and_retry_after_the_fix_recomputes_only_it(
 def test_parameters_are_injected_after_the_parameters_cell_and_output_is_signed(
     tmp_path, monkeypatch
 ):
-    path = _notebook(tmp_path)
+    widget = new_code_cell("import ipywidgets\nipywidgets.IntSlider(value=7)")
+    path = _notebook(tmp_path, extra=[widget])
     (tmp_path / "fixed").touch()
     original = path.read_text()
     env = cli_env(tmp_path)
@@ -173,7 +174,12 @@ def test_parameters_are_injected_after_the_parameters_cell_and_output_is_signed(
     assert injected.metadata["tags"] == ["injected-parameters"]
     assert "n = 5" in injected.source
     assert done.cells[2].source == "n = 3"
-    assert "total 30" in _text(done.cells[-1])
+    assert "total 30" in _text(done.cells[-2])
+    state = done.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    sliders = [m for m in state.values() if m["model_name"] == "IntSliderModel"]
+    assert [m["state"]["value"] for m in sliders] == [7]
+    view = done.cells[-1].outputs[0]["data"]
+    assert "application/vnd.jupyter.widget-view+json" in view
     assert (tmp_path / "total.txt").read_text() == "30"
     monkeypatch.setenv("JUPYTER_DATA_DIR", env["JUPYTER_DATA_DIR"])
     from nbformat.sign import NotebookNotary
