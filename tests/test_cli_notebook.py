@@ -437,3 +437,16 @@ def test_retry_of_a_run_from_elsewhere_says_how_to_retry_it(tmp_path):
     assert out.returncode == 2
     assert "of flow 'api' was not started by 'nbflow run'" in out.stderr
     assert "load_run(...).retry()" in out.stderr
+
+
+def test_with_nbflow_home_the_kernel_and_the_command_share_that_store(tmp_path):
+    path = _notebook(tmp_path)
+    (tmp_path / "fixed").touch()
+    home = tmp_path / "elsewhere"
+    env = cli_env(tmp_path, home=home)
+    out = nbflow("run", path, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "7 success" in out.stdout  # the command followed the runs recorded there
+    assert not (tmp_path / ".nbflow").exists()
+    assert {flow for _, flow, _ in latest_runs(home, 10)} == {"analysis"}
+    assert nbflow("runs", cwd=tmp_path, env=env).stdout.count(" analysis ") >= 4
