@@ -24,6 +24,13 @@ def load_ipython_extension(ipython: object) -> None:
     load(ipython)  # type: ignore[arg-type]
 
 
+def unload_ipython_extension(ipython: object) -> None:
+    """``%unload_ext nbflow`` (and ``%reload_ext``): remove the magics' hooks."""
+    from nbflow.magics import unload
+
+    unload(ipython)
+
+
 def __getattr__(name: str) -> object:
     # Past runs and the cache need pandas and diskcache: loaded on first use.
     if name in ("load_run", "runs", "cache_info", "clear_cache"):

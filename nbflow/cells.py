@@ -77,7 +77,11 @@ def default_name(outputs: tuple[str, ...]) -> str:
 
 
 def normalised(source: str | ast.Module) -> str:
-    """The cell as a canonical AST dump: comments and formatting do not count."""
+    """The cell as a canonical AST dump: comments and formatting do not count.
+
+    >>> normalised("x = 1  # one") == normalised("x=1")
+    True
+    """
     tree = parse(source) if isinstance(source, str) else source
     return ast.dump(tree, annotate_fields=False, include_attributes=False)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import shlex
 from typing import Any
 
@@ -34,6 +35,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}. Usage: {self.format_usage().strip()}")
 
 
+@functools.lru_cache(maxsize=1)  # building a parser costs half a millisecond
 def _task_parser() -> _Parser:
     p = _Parser(prog="%%task", add_help=False)
     p.add_argument("name", nargs="?")
@@ -48,6 +50,7 @@ def _task_parser() -> _Parser:
     return p
 
 
+@functools.lru_cache(maxsize=1)
 def flow_parser() -> _Parser:
     p = _Parser(prog="%flow", add_help=False)
     p.add_argument("command", choices=COMMANDS)
@@ -97,7 +100,12 @@ def _join_map(words: list[str]) -> list[str]:
 
 
 def parse_task_line(line: str) -> tuple[str | None, CellOptions]:
-    """The task name and options of a ``%%task`` line (raises ``UsageError``)."""
+    """The task name and options of a ``%%task`` line (raises ``UsageError``).
+
+    >>> name, options = parse_task_line("load --retries 2 --map path=paths[:3]")
+    >>> name, options.retries, options.map_var, options.map_expr
+    ('load', 2, 'path', 'paths[:3]')
+    """
     args = _task_parser().parse_args(_join_map(split(line, "%%task")))
     name = args.name
     if name is not None and (name.startswith("-") or not name.strip()):

@@ -8,6 +8,8 @@ through ``_display_run`` alone, so the DAG widget can take over there.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import threading
 import time
 import warnings
@@ -16,12 +18,22 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.display import display as _ipython_display
 
 from nbflow import cellcode
 from nbflow.errors import NbflowError, UpstreamFailedError, did_you_mean
 from nbflow.magicargs import COMMANDS, flow_parser, parse_param, parse_task_line, split
-from nbflow.notebook import CellError, NotebookFlow
+from nbflow.magicio import (
+    cell_number,
+    display,
+    error_of,
+    install_display_capture,
+    raise_in_cell,
+    replay,
+    rewarn,
+    unpicklable_input,
+    user_traceback,
+)
+from nbflow.notebook import CellError, NotebookFlow, stand_in
 from nbflow.run import FlowRun
 from nbflow.state import State
 
@@ -41,13 +53,11 @@ _MARK = {
 _BAD = (State.FAILED, State.TIMED_OUT, State.UPSTREAM_FAILED, State.CANCELLED)
 
 
-def display(*objs: Any, **kwargs: Any) -> Any:
-    """IPython's ``display`` (typed here: IPython's is not)."""
-    return _ipython_display(*objs, **kwargs)  # type: ignore[no-untyped-call]
-
-
 def _status_line(name: str, tr: Any) -> str:
     state = tr.state.value
+    note = stand_in(tr.task)
+    if note is not None and tr.state.is_finished:
+        return f"{_MARK.get(state, '?')} {name}: {note}"
     parts = [f"{_MARK.get(state, '?')} {name}: {state}"]
     if tr.children is not None:
         done = sum(c.state.is_finished for c in tr.children)
@@ -104,14 +114,6 @@ def _display_run(run: FlowRun, focus: str | None = None) -> None:
         update(type("Done", (), {"kind": "run_finished"})())
 
 
-def _user_traceback(exc: BaseException, filenames: set[str]) -> BaseException:
-    """``exc`` with its traceback cut to start at the cell's own frames."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename not in filenames:
-        tb = tb.tb_next
-    return exc.with_traceback(tb) if tb is not None else exc
-
-
 @magics_class
 class NbflowMagics(Magics):
     """``%%task`` and ``%flow``."""
@@ -124,7 +126,16 @@ class NbflowMagics(Magics):
     # -- %%task -------------------------------------------------------------------
     @cell_magic
     def task(self, line: str, cell: str) -> None:
-        """Define a task cell and run it now (``--lazy``: only define it)."""
+        """Define a task cell and run it now (``--lazy``: only define it).
+
+        ``%%task [NAME] [--retries N] [--retry-delay S] [--timeout S] [--no-cache]
+        [--after A,B] [--map VAR=ITERABLE] [--trigger T] [--lazy]``
+
+        The cell's outputs are the names it binds; its inputs the names it reads. An
+        input defined by another task cell makes that cell run first when stale;
+        other inputs (constants, helpers) are part of the cell's cache key. NAME
+        defaults to the outputs' names.
+        """
         __tracebackhide__ = True
         name, options = parse_task_line(line)
         filename = self._filename(line, cell)
@@ -139,21 +150,25 @@ class NbflowMagics(Magics):
         except CellError as exc:
             raise UsageError(str(exc)) from None
         assert self.shell is not None
-        _install_display_capture(self.shell)  # capture_output() may have swapped it
+        install_display_capture(self.shell)  # capture_output() may have swapped it
         if options.lazy:
             display({"text/plain": f"· {cell_def.name}: defined (--lazy)"}, raw=True)
             return
         self._run([cell_def.name], executor="sequential", target=cell_def.name)
 
     def _filename(self, line: str, cell: str) -> str:
+        """A file name for the cell's code, shown as ``Cell In[N]`` in tracebacks.
+
+        The same text gets the same name (so its compiled code is reused), mapped to
+        the execution count of its latest run."""
         assert self.shell is not None
         raw = f"%%task {line}\n{cell}"
-        try:
-            number = self.shell.execution_count
-            filename: str = self.shell.compile.cache(raw, number, raw)
-        except Exception:  # an older IPython: our own name, registered below
-            filename = f"<cell {abs(hash(raw))}>"
-        cellcode.register_source(filename, raw)
+        filename = f"<nbflow-cell {hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()}>"
+        # Line 1 commented out: tracebacks parse the file, and %%task is not Python.
+        cellcode.register_source(filename, "# " + raw)
+        names = getattr(self.shell.compile, "_filename_map", None)
+        if isinstance(names, dict):
+            names[filename] = cell_number(self.shell)
         return filename
 
     def _run(self, names: list[str], target: str | None = None, **options: Any) -> FlowRun:
@@ -165,18 +180,18 @@ class NbflowMagics(Magics):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 run, nodes = self._start(names, target, **options)
-            _rewarn(caught, notebook)
+            rewarn(caught, notebook)
         if not run.done:
             return run
         if target is not None:
             tr = run[nodes[target]]
             if tr.state is State.CACHED or (tr.children and all(c.cached for c in tr.children)):
-                _replay(run.result(nodes[target]))
+                replay(run.result(nodes[target]))
         failed = [n for n in nodes if run[nodes[n]].state in _BAD]
         if failed:
             error = self._failure(run, nodes, target or failed[0], failed)
             if isinstance(error, (UsageError, NbflowError)) and target is not None:
-                _raise_in_cell(error, notebook.cells[target].filename)
+                raise_in_cell(error, notebook.cells[target].filename)
             raise error
         return run
 
@@ -209,7 +224,7 @@ class NbflowMagics(Magics):
             )
             if culprit is None:
                 return UpstreamFailedError(f"Cell '{target}' did not run: {tr.reason}.")
-            error = _error_of(run[nodes[culprit]])
+            error = error_of(run[nodes[culprit]])
             if error is not None and "failed earlier in this kernel" in str(error):
                 return UpstreamFailedError(f"Cell '{target}' did not run: {error}.")
             new = UpstreamFailedError(
@@ -218,15 +233,15 @@ class NbflowMagics(Magics):
                 "or use %flow retry."
             )
             if error is not None:
-                new.__cause__ = _user_traceback(error, filenames)
+                new.__cause__ = user_traceback(error, filenames)
             return new
-        error = _error_of(tr)
+        error = error_of(tr)
         if error is None:
             return NbflowError(f"Cell '{target}' ended {tr.state.value}: {tr.reason}.")
-        why = self.notebook.unpicklable_input(target, error)
+        why = unpicklable_input(self.notebook, target, error)
         if why is not None:
             return UsageError(why)
-        error = _user_traceback(error, filenames)
+        error = user_traceback(error, filenames)
         if error.__traceback__ is None and tr.traceback and hasattr(error, "add_note"):
             # From a worker process: its traceback came back as text.
             error.add_note(f"Traceback in the worker process:\n{tr.traceback.rstrip()}")
@@ -235,7 +250,15 @@ class NbflowMagics(Magics):
     # -- %flow --------------------------------------------------------------------
     @line_magic
     def flow(self, line: str) -> Any:
-        """``%flow run|retry|show|status|runs|list|clear`` (see the README)."""
+        """Run and inspect the notebook's task cells.
+
+        ``%flow run [NAMES] [--executor threads|processes|sequential] [--jobs N]
+        [--background] [--refresh] [--param NAME=VALUE]``: every task cell (or NAMES
+        and their upstream) as one flow; ``%flow retry``: only failed cells and their
+        downstream (also after a restart); ``%flow show``: the DAG; ``%flow status``:
+        the last run; ``%flow runs``: this notebook's run history; ``%flow list``: the
+        task cells; ``%flow clear [NAMES] [--cache]``: forget cells (and results).
+        """
         __tracebackhide__ = True
         words = split(line, "%flow")
         if not words:
@@ -343,68 +366,15 @@ def _same(run: FlowRun, flow: Any) -> bool:
     return all(flow.name_of(n) in names for n in flow.tasks)
 
 
-def _raise_in_cell(error: BaseException, filename: str) -> None:
-    """Raise nbflow's own error from the cell's first line, not from nbflow's code."""
-    __tracebackhide__ = True
-    code = compile("raise __nbflow_error", filename, "exec")
-    exec(code, {"__nbflow_error": error})
+_loaded: dict[int, NbflowMagics] = {}
 
 
-def _error_of(tr: Any) -> BaseException | None:
-    if tr.error is not None:
-        return tr.error  # type: ignore[no-any-return]
-    for child in tr.children or ():
-        if child.error is not None:
-            return child.error  # type: ignore[no-any-return]
-    return None
-
-
-def _replay(result: Any) -> None:
-    """Show a cached cell's stdout and rich outputs again."""
-    import sys
-
-    results = result if isinstance(result, list) else [result]
-    for r in results:
-        if not isinstance(r, cellcode.CellResult):
-            continue
-        if r.stdout:
-            sys.stdout.write(r.stdout)
-            sys.stdout.flush()
-        for data, metadata in r.displays:
-            display(data, metadata=metadata, raw=True)
-
-
-def _rewarn(caught: list[warnings.WarningMessage], notebook: NotebookFlow) -> None:
-    for w in caught:
-        text = str(w.message)
-        cell = notebook.cells.get(text.split("'")[1]) if text.startswith("Task '") else None
-        if cell is not None and not cell.options.cache and "is not cached" in text:
-            continue  # --no-cache: not being cached is what the cell asked for
-        message = notebook.explain_warning(text)
-        warnings.warn_explicit(message, w.category, w.filename, w.lineno)
-
-
-def _install_display_capture(shell: InteractiveShell) -> None:
-    """Record what a running cell displays, so a cache hit can show it again."""
-    pub = shell.display_pub
-    if getattr(pub, "_nbflow_wrapped", False):
-        return
-    original = pub.publish
-
-    def publish(data: Any, metadata: Any = None, *args: Any, **kwargs: Any) -> Any:
-        out = cellcode.current_output()
-        if out is None or kwargs.get("update"):
-            return original(data, metadata, *args, **kwargs)
-        out.displays.append((data, metadata or {}))
-        out.suspended = True  # a terminal shell prints displays: not the cell's stdout
-        try:
-            return original(data, metadata, *args, **kwargs)
-        finally:
-            out.suspended = False
-
-    # Wrapping the instance's method is the one hook every display() goes through.
-    setattr(pub, "publish", publish)  # noqa: B010
-    setattr(pub, "_nbflow_wrapped", True)  # noqa: B010
+def unload(shell: Any) -> None:
+    """Remove the cell-id hook of the magics loaded on ``shell`` (``%unload_ext``)."""
+    previous = _loaded.pop(id(shell), None)
+    if previous is not None:
+        with contextlib.suppress(ValueError):  # already unregistered
+            shell.events.unregister("pre_run_cell", previous.pre_run_cell)
 
 
 def load(shell: InteractiveShell) -> NbflowMagics:
@@ -414,9 +384,11 @@ def load(shell: InteractiveShell) -> NbflowMagics:
             f"nbflow's magics need an IPython shell, but got {shell!r}. In a notebook, "
             "write %load_ext nbflow."
         )
+    unload(shell)  # %reload_ext: one set of magics, one cell-id hook
     magics = NbflowMagics(shell)
     shell.register_magics(magics)
     shell.events.register("pre_run_cell", magics.pre_run_cell)
-    _install_display_capture(shell)
+    _loaded[id(shell)] = magics
+    install_display_capture(shell)
     cellcode.live = True
     return magics

@@ -54,6 +54,20 @@ def _failed_earlier(message: str) -> None:
     raise FAIL(message)
 
 
+def stand_in(task: Any) -> str | None:
+    """What a stand-in task in a cell's place means (None for a real cell).
+
+    >>> stand_in(Task(_failed_earlier, name="x")), stand_in(Task(len, name="n"))
+    ('failed earlier in this kernel, not run again', None)
+    """
+    fn = getattr(task, "fn", None)
+    if fn is _failed_earlier:
+        return "failed earlier in this kernel, not run again"
+    if fn is _stored_result:
+        return "its result from an earlier kernel"
+    return None
+
+
 class NotebookFlow(CellGraph):
     """The task cells of one kernel (``%%task``), run as one flow named ``name``.
 
@@ -409,51 +423,6 @@ class NotebookFlow(CellGraph):
         self.cell_ids = {k: v for k, v in self.cell_ids.items() if v not in gone}
         open_cells(self.store_home()).delete(self.name, None if names is None else gone)
         return gone
-
-    def unpicklable_input(self, name: str, error: BaseException) -> str | None:
-        """Why cell ``name`` could not travel to a worker process, naming the input."""
-        text = f"{type(error).__name__}: {error}".lower()
-        if "pickl" not in text:
-            return None
-        import cloudpickle
-
-        for n in self.cells[name].analysis.inputs:
-            if n not in self.user_ns:
-                continue
-            try:
-                cloudpickle.dumps(self.user_ns[n])
-            except Exception as exc:
-                return (
-                    f"Cell '{name}' cannot run in a worker process: its input '{n}' (a "
-                    f"{type(self.user_ns[n]).__name__}) cannot be sent there ({exc}). Open "
-                    "files, locks and connections cannot travel: create it inside the cell, "
-                    "or run with --executor threads."
-                )
-        return None
-
-    def explain_warning(self, message: str) -> str:
-        """A cache warning about a cell's closure value, said in terms of its inputs."""
-        import re
-
-        found = re.match(r"Task '(.+?)' is not cached: its closure value (\d+) is (.*)", message)
-        if found is None or found.group(1) not in self.cells:
-            return message
-        name = found.group(1)
-        code = self.cells[name].codes
-        for factory in code.values():
-            if not hasattr(factory, "co_consts"):
-                continue
-            inner = next(c for c in factory.co_consts if hasattr(c, "co_freevars"))
-            free = inner.co_freevars
-            index = int(found.group(2))
-            if index < len(free) and free[index].startswith(cellcode.NS):
-                var = free[index][len(cellcode.NS) :]
-                return (
-                    f"Cell '{name}' is not cached: its input '{var}' is "
-                    f"{found.group(3).split(' that ')[0]} that cannot be hashed. Create it "
-                    "inside the cell, or make it picklable."
-                )
-        return message
 
     def with_parameter(self, name: str, value: Any) -> None:
         """Set a notebook variable read by task cells (``%flow run --param``)."""

@@ -1,5 +1,6 @@
 """%%task cells and %flow commands in a real IPython shell (in process)."""
 
+import pathlib
 import traceback
 
 import pytest
@@ -27,7 +28,7 @@ def ip(tmp_path, monkeypatch):
     magics = nbmagics.load(shell)
     shell.nbflow = magics
     yield shell
-    shell.events.unregister("pre_run_cell", shell.nbflow.pre_run_cell)
+    nbmagics.unload(shell)
     for name in list(shell.user_ns):
         if not name.startswith("_") and name not in ("In", "Out", "get_ipython", "exit", "quit"):
             shell.user_ns.pop(name, None)
@@ -41,7 +42,6 @@ def run(ip, source):
 
 def restart(ip):
     """A new kernel: a fresh namespace and a fresh set of magics (same store)."""
-    ip.events.unregister("pre_run_cell", ip.nbflow.pre_run_cell)
     for name in list(ip.user_ns):
         if not name.startswith("_") and name not in (
             "In",
@@ -64,7 +64,6 @@ COUNT = (
 
 
 def count(ip, name):
-    import pathlib
 
     p = pathlib.Path(ip.user_ns["tmp"]) / name
     return int(p.read_text()) if p.exists() else 0
@@ -77,6 +76,11 @@ def test_load_ext_registers_the_magics(tmp_path):
     assert "flow" in shell.magics_manager.magics["line"]
     with pytest.raises(TypeError, match=r"need an IPython shell.*%load_ext nbflow"):
         nbflow.load_ipython_extension(object())
+    hooks = len(shell.events.callbacks["pre_run_cell"])
+    nbflow.load_ipython_extension(shell)  # %reload_ext: the old hook goes
+    assert len(shell.events.callbacks["pre_run_cell"]) == hooks
+    nbflow.unload_ipython_extension(shell)
+    assert len(shell.events.callbacks["pre_run_cell"]) == hooks - 1
 
 
 def test_a_task_cell_runs_now_publishes_its_outputs_and_shows_a_status_line(ip):
@@ -105,11 +109,15 @@ def test_rerunning_an_unchanged_cell_is_a_cache_hit_that_replays_stdout_and_disp
     assert any("rows: cached" in s for s in shown)
 
 
-def test_comments_and_formatting_do_not_invalidate_a_cell(ip):
+def test_comments_formatting_and_run_options_do_not_invalidate_a_cell(ip):
     run(ip, COUNT)
+    run(ip, "%%task --lazy\nbump('a')\nv = 1")
     run(ip, "%%task\nbump('a')\nv = 1")
     run(ip, "%%task\n# a comment\nbump( 'a' )\n\nv = 1")
+    run(ip, "%%task --retries 3 --timeout 60\nbump('a')\nv = 1")
     assert count(ip, "a") == 1
+    run(ip, "%%task --map k=[1]\nbump('a')\nv = 1")
+    assert count(ip, "a") == 2  # mapping changes what the cell computes
 
 
 def test_an_upstream_output_is_an_edge_and_a_stale_upstream_runs_first(ip):
@@ -149,7 +157,10 @@ def test_a_failing_cell_raises_with_a_traceback_of_its_own_lines_and_keeps_earli
     frames = traceback.extract_tb(error.__traceback__)
     cell_frames = [f for f in frames if f.line and "raise ValueError" in f.line]
     assert cell_frames and cell_frames[-1].lineno == 3  # line 1 is the %%task line
-    assert not [f for f in frames if "nbflow" in f.filename and "magics" not in f.filename]
+    package = str(pathlib.Path(nbflow.__file__).parent)
+    inside = [f for f in frames if f.filename.startswith(package) and "magics" not in f.filename]
+    assert not inside  # no frames of nbflow's engine: the user's lines only
+    assert frames[-1].filename.startswith("<nbflow-cell ")
     assert ip.user_ns["ok"] == 1 and "bad" not in ip.user_ns
     assert ip.nbflow.notebook.status["bad"].state.value == "failed"
     assert ip.nbflow.notebook.status["bad"].task_run.attempts == 2
@@ -211,7 +222,7 @@ def test_flow_retry_after_a_restart_uses_recorded_results_when_their_inputs_are_
 
 
 def test_a_background_run_returns_at_once_and_publishes_outputs_when_it_ends(ip):
-    run(ip, "%%task --lazy\nimport time\ntime.sleep(0.3)\nslow = 'done'")
+    run(ip, "%%task --lazy\nimport time\ntime.sleep(1.0)\nslow = 'done'")
     result, _ = run(ip, "%flow run --background")
     assert result.success and "slow" not in ip.user_ns
     run_handle = ip.nbflow.notebook.last_run
@@ -312,6 +323,16 @@ def test_flow_run_runs_every_cell_as_one_recorded_flow(ip, executor):
     assert sorted(t.name for t in latest.task_runs) == ["base", "both", "left", "right"]
     assert latest.ok
     assert latest.retry().ok  # the notebook's flow is registered under its name
+
+
+def test_flow_run_with_names_runs_those_cells_and_their_upstream_only(ip):
+    run(ip, "%%task --lazy\nroot = 1")
+    run(ip, "%%task --lazy\nleaf = root + 1")
+    run(ip, "%%task --lazy\nother = 5")
+    result, _ = run(ip, "%flow run leaf")
+    assert result.success and ip.user_ns["leaf"] == 2 and "other" not in ip.user_ns
+    result, _ = run(ip, "%flow run lief")
+    assert "no task cell 'lief'. Did you mean 'leaf'" in str(result.error_in_exec)
 
 
 def test_flow_run_param_sets_the_variable_and_changes_cache_keys(ip):

@@ -3,6 +3,8 @@
 import pytest
 from test_prefect_notebooks import NOTEBOOKS, _execute, _text
 
+import nbflow
+
 FOLDER = NOTEBOOKS.parent
 
 
@@ -36,6 +38,7 @@ def test_the_cells_notebook_fails_once_then_retries_and_a_second_kernel_reuses_t
     assert _errors(cells[7]) == ["ConnectionError"]
     assert "rates: failed, 3 attempts" in _text(cells[7])
     assert _errors(cells[8]) == ["UpstreamFailedError"]
+    assert "rates: failed earlier in this kernel, not run again" in _text(cells[8])
     retried = _text(cells[10])
     assert "rates: success" in retried and "by_region: success" in retried
     assert "sales: cached" in retried and "revenue: cached" in retried
@@ -46,6 +49,16 @@ def test_the_cells_notebook_fails_once_then_retries_and_a_second_kernel_reuses_t
     again = _execute("cells", tmp_path, FOLDER).cells
     assert "sales: cached" in _text(again[3])
     assert "generated 1000 rows" in _text(again[3]) and "<table" in _html(again[3])
+    # Every cell run is in the history under the notebook's name, as the command
+    # line reads it; the failing cell ran (3 attempts) once per kernel, no more.
+    history = nbflow.runs()
+    assert set(history["flow"]) == {"cells"}
+    attempts = [
+        nbflow.load_run(run_id)["rates"].attempts
+        for run_id in history["id"]
+        if "rates" in {t.name for t in nbflow.load_run(run_id).task_runs}
+    ]
+    assert sorted(attempts, reverse=True)[:2] == [3, 3] and attempts.count(3) == 2
 
 
 @pytest.mark.slow
