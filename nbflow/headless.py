@@ -100,10 +100,16 @@ class NotebookExecution:
             setup = client.async_setup_kernel(env=self.env, cwd=str(self.folder))
             await setup.__aenter__()
         except NoSuchKernel as exc:
+            shutil.rmtree(sockets, ignore_errors=True)
             raise UsageError(
                 f"The notebook asks for the kernel '{exc.name}', which is not installed here. "
                 "Install it, or change the notebook's kernel."
             ) from None
+        except BaseException:
+            shutil.rmtree(sockets, ignore_errors=True)
+            raise
+        if getattr(client, "_async_cleanup_kernel_future", None) is not None:
+            self.outcome.interrupted = True  # Ctrl-C while the kernel started: nbclient stops it
         try:
             # nbclient's own SIGINT handler shuts the kernel down at once; interrupt it first.
             loop.add_signal_handler(signal.SIGINT, lambda: self._interrupt(client, loop))

@@ -450,3 +450,15 @@ def test_with_nbflow_home_the_kernel_and_the_command_share_that_store(tmp_path):
     assert not (tmp_path / ".nbflow").exists()
     assert {flow for _, flow, _ in latest_runs(home, 10)} == {"analysis"}
     assert nbflow("runs", cwd=tmp_path, env=env).stdout.count(" analysis ") >= 4
+
+
+def test_a_notebook_asking_for_a_kernel_that_is_not_installed_is_a_usage_error(tmp_path):
+    book = new_notebook(cells=[new_code_cell("%load_ext nbflow"), new_code_cell("%%task\nx = 1")])
+    book.metadata["kernelspec"] = {"name": "no-such-kernel", "display_name": "?", "language": "x"}
+    nbformat.write(book, str(tmp_path / "k.ipynb"))
+    out = nbflow("run", "k.ipynb", cwd=tmp_path, env=cli_env(tmp_path))
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "nbflow: error: The notebook asks for the kernel 'no-such-kernel', which is not "
+        "installed here. Install it, or change the notebook's kernel."
+    )
