@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nbflow",
         description="Run notebooks and flows headless, with live progress, sharing the "
         "notebook's cache and run history (.nbflow/ beside the notebook, or NBFLOW_HOME).",
+        epilog="Exit status: 0 every task succeeded, 1 a task or a notebook cell failed, "
+        "2 a usage error, 130 interrupted. See nbflow COMMAND --help.",
     )
     from nbflow import __version__
 
@@ -124,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     draw = commands.add_parser(
         "visualize",
-        help="draw a flow's graph",
+        help="draw the graph of a flow or of a notebook's task cells",
         description="Draw the graph of a Python file's flow (file.py or file.py:flow), or "
         "of a notebook's %%task cells coloured by their latest states.",
     )
