@@ -398,3 +398,17 @@ def test_python_dash_m_nbflow_is_the_same_command(project):
     )
     for command in ("run", "retry", "runs", "show", "cache", "visualize"):
         assert command in help_text.stdout
+
+
+def test_help_loads_no_heavy_library_so_the_command_starts_fast():
+    code = (
+        "import contextlib, io, json, sys\n"
+        "from nbflow.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['--help'])\n"
+        "heavy = ['pandas', 'joblib', 'IPython', 'rich', 'nbclient', 'nbformat',\n"
+        "         'jupyter_client', 'diskcache', 'graphviz', 'numpy', 'sqlite3']\n"
+        "print(json.dumps([m for m in heavy if m in sys.modules]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
