@@ -1,5 +1,6 @@
-"""Command-line benchmarks: start-up of ``nbflow --help``, and ``nbflow run`` on a fully
-cached 100-task notebook against plain nbclient execution of the same notebook.
+"""Command-line benchmarks: start-up of ``nbflow --help``, ``nbflow run`` on a fully
+cached 100-task notebook against plain nbclient execution of the same notebook, and
+``nbflow run`` on a 1000-task Python file against ``flow.run()`` in plain Python.
 
     python benchmarks/cli.py            # about a minute on 2 shared cores
     python benchmarks/cli.py --quick    # fewer repeats
@@ -23,6 +24,21 @@ import time
 HERE = pathlib.Path(sys.executable).parent
 NBFLOW = HERE / "nbflow"
 TASKS = 100
+MAPPED = 1000
+BIG = f"""
+from nbflow import Flow, task
+
+@task(cache=False)
+def inc(x):
+    return x + 1
+
+@task(cache=False)
+def total(xs):
+    return sum(xs)
+
+with Flow("big") as flow:
+    total(inc.map(list(range({MAPPED}))))
+"""
 
 
 def _timed(cmd: list[str], cwd: pathlib.Path, env: dict[str, str]) -> float:
@@ -116,11 +132,38 @@ def main() -> None:
             "nbclient.NotebookClient(nb, kernel_name='python3', allow_errors=False)"
             ".execute(cwd=os.path.dirname(sys.argv[1]))\n"
         )
+        # The same over IPC sockets, as nbflow run starts its kernels: the difference
+        # with nbflow run is then the command's own work alone.
+        ipc = (
+            "import asyncio, os, sys, tempfile, nbformat, nbclient\n"
+            "from jupyter_client.manager import AsyncKernelManager\n"
+            "nb = nbformat.read(sys.argv[1], as_version=4)\n"
+            "async def go():\n"
+            "    km = AsyncKernelManager(kernel_name='python3', transport='ipc',\n"
+            "                            ip=os.path.join(tempfile.mkdtemp(), 'k'))\n"
+            "    client = nbclient.NotebookClient(nb, km=km)\n"
+            "    await client.async_execute(cwd=os.path.dirname(sys.argv[1]))\n"
+            "    await km.shutdown_kernel()\n"
+            "asyncio.run(go())\n"
+        )
         _timed([str(NBFLOW), "run", str(book)], folder, env)  # fills the cache
         cached = _rounds(
             {
                 "nbclient": [sys.executable, "-c", plain, str(book)],
+                "nbclient ipc": [sys.executable, "-c", ipc, str(book)],
                 "nbflow run": [str(NBFLOW), "run", str(book)],
+            },
+            folder,
+            env,
+            repeats,
+        )
+
+        (folder / "big.py").write_text(BIG)
+        direct = "import sys; sys.path.insert(0, '.'); import big; assert big.flow.run().ok"
+        python_file = _rounds(
+            {
+                "python": [sys.executable, "-c", direct],
+                "nbflow run": [str(NBFLOW), "run", "big.py"],
             },
             folder,
             env,
@@ -140,6 +183,18 @@ def main() -> None:
     print(
         f"  nbflow run         {cli * 1000:7.1f} ms   ratio {cli / base:5.2f}x   "
         f"overhead {(cli - base) * 1000:+.0f} ms"
+    )
+    base = cached["nbclient ipc"]
+    print(
+        f"  nbclient over IPC  {base * 1000:7.1f} ms   nbflow run against it: ratio "
+        f"{cli / base:5.2f}x, overhead {(cli - base) * 1000:+.0f} ms (the command's own work)"
+    )
+    base, cli = python_file["python"], python_file["nbflow run"]
+    print(f"Python file, {MAPPED} mapped tasks, not cached (median of {repeats}):")
+    print(f"  python -c 'flow.run()' {base * 1000:7.1f} ms")
+    print(
+        f"  nbflow run         {cli * 1000:7.1f} ms   ratio {cli / base:5.2f}x   "
+        f"overhead {(cli - base) * 1000:+.0f} ms (plain output, one line per event)"
     )
 
 
