@@ -235,10 +235,12 @@ def run_notebook(path: pathlib.Path, params: dict[str, Any], command: dict[str, 
             ]
         )
     inject_parameters(book, params)
+    board = Board(f"notebook '{path.name}'")
+    if _is_terminal():
+        _expect_cells(board, book, given)
     home = pathlib.Path(os.environ["NBFLOW_HOME"]) if os.environ.get("NBFLOW_HOME") else None
     home = home or path.parent / ".nbflow"
     history = open_history(prepare_home(home))
-    board = Board(f"notebook '{path.name}'")
     begun = time.time()
     extra = _kernel_options(command)
     interrupted = False
@@ -286,6 +288,17 @@ def run_notebook(path: pathlib.Path, params: dict[str, Any], command: dict[str, 
     return FAILED if raised or not board.ok() else OK
 
 
+def _expect_cells(board: Board, book: Any, given: pathlib.Path) -> None:
+    """The live view lists the task cells from the start, analysed as the kernel will."""
+    from nbflow.sketch import cell_graph
+
+    try:
+        graph = cell_graph(book, f"'{given}'")
+    except UsageError:
+        return  # the kernel will say what is wrong with the cell, in its place
+    board.expect([c.name for c in sorted(graph.cells.values(), key=lambda c: c.position)])
+
+
 def _kernel_options(command: dict[str, Any]) -> dict[str, str]:
     """How the command's run options reach the kernel's runs: environment defaults."""
     extra: dict[str, str] = {}
@@ -319,7 +332,7 @@ def _write_notebook(book: Any, out: pathlib.Path) -> None:
 @contextlib.contextmanager
 def _view(board: Board) -> Iterator[Callable[[], None]]:
     """A live table in a terminal; plain lines (no control characters) otherwise."""
-    if sys.stdout.isatty() and os.environ.get("TERM", "") != "dumb":
+    if _is_terminal():
         from rich.console import Console
 
         with Live(board, Console()):
@@ -335,6 +348,10 @@ def _view(board: Board) -> Iterator[Callable[[], None]]:
         yield tick
     finally:
         tick()
+
+
+def _is_terminal() -> bool:
+    return sys.stdout.isatty() and os.environ.get("TERM", "") != "dumb"
 
 
 def _finish(board: Board, title: str, took: float, interrupted: bool) -> None:

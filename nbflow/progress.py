@@ -143,6 +143,13 @@ class Board:
             if state is not State.PENDING:
                 self._line(now, state, name, _detail(unit))
 
+    def expect(self, names: list[str]) -> None:
+        """Rows for tasks known to come (shown pending until they report); they do not
+        count until then, so a task that never runs changes no count."""
+        with self._lock:
+            for name in names:
+                self.rows.setdefault(name, Row(name))
+
     def on_event(self, event: Event) -> None:
         """A run's event listener (``flow.run(listeners=[board.on_event])``)."""
         if event.kind != TASK_STATE:

@@ -369,8 +369,10 @@ def test_in_a_terminal_a_notebook_run_shows_its_tasks_live(tmp_path):
     status, screen = in_terminal("run", path, cwd=tmp_path, env=cli_env(tmp_path))
     assert status == 1, screen
     assert "\x1b[31m" in screen  # failed is red (palette.TERMINAL)
-    for name in ("load", "square", "check", "total"):
-        assert name in screen
+    first_frame = screen[: screen.index("\x1b[1A")]  # before the first redraw
+    for name in ("load", "square", "check", "total"):  # every task cell, from the start
+        assert name in first_frame
+    assert first_frame.count("pending") == 4
     assert "3/3" in screen
     assert "1 failed" in screen and "Failed tasks:" in screen
 

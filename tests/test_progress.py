@@ -129,3 +129,16 @@ def test_parse_age_refuses_what_is_not_an_age(bad):
 
     with pytest.raises(UsageError, match="Expected an age like 7d"):
         parse_age(bad)
+
+
+def test_expected_tasks_are_shown_pending_but_count_only_once_they_report():
+    board = Board()
+    board.expect(["load", "total"])
+    assert [(r.name, r.state) for r in board.rows.values()] == [
+        ("load", State.PENDING),
+        ("total", State.PENDING),
+    ]
+    assert board.counts() == {} and board.ok()
+    board.update("load", State.SUCCESS, attempts=1, start=1.0, end=2.0)
+    assert board.rows["load"].state is State.SUCCESS
+    assert board.counts() == {"success": 1}
