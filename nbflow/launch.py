@@ -133,6 +133,7 @@ def run_python(
     if executor in ("processes", "dask"):
         _pickle_by_value(module)
     board = Board(f"flow '{flow.name}'")
+    board.expect([flow.name_of(node) for node in flow.sorted()])
     options: dict[str, Any] = {
         "executor": executor,
         "max_workers": command.get("jobs"),

@@ -240,6 +240,8 @@ def test_in_a_terminal_the_live_view_is_a_table_coloured_by_state(project):
         assert name in screen
     assert "3/3" in screen  # the mapped task is one row with its children done
     assert "8 success" in screen
+    first_frame = screen[: screen.index("\x1b[1A")]  # before the first redraw
+    assert all(name in first_frame for name in ("first", "second", "third", "side", "inc"))
 
 
 def test_a_file_with_several_flows_needs_a_name_and_the_error_lists_them(tmp_path):
