@@ -474,7 +474,7 @@ class Flow:
     # -- running ---------------------------------------------------------------
     def run(
         self,
-        executor: Any = "threads",
+        executor: Any = None,
         max_workers: int | None = None,
         background: bool = False,
         show: bool | None = None,
@@ -486,6 +486,8 @@ class Flow:
         executor instance such as ``ThreadExecutor(max_workers=4)``. ``show``: in a
         notebook (an IPython kernel with a front end) the live widget is displayed
         unless ``show=False``; elsewhere nothing is displayed, even with ``show=True``.
+        Options left out take their defaults from ``NBFLOW_EXECUTOR``, ``NBFLOW_MAX_WORKERS`` and
+        ``NBFLOW_REFRESH`` when set (``nbflow run`` sets them for a notebook's kernel).
         """
         from nbflow.run import start_run
         from nbflow.widget import start_shown

@@ -35,7 +35,13 @@ CREATE TABLE IF NOT EXISTS task_runs (
 );
 CREATE INDEX IF NOT EXISTS runs_by_start ON runs (start);
 CREATE INDEX IF NOT EXISTS task_runs_by_run ON task_runs (run_id);
+CREATE TABLE IF NOT EXISTS run_sources (
+    run_id TEXT PRIMARY KEY, kind TEXT NOT NULL, path TEXT NOT NULL, command TEXT
+);
 """
+# run_sources: which file a run came from and how it was started (``nbflow run``), so
+# ``nbflow retry`` can start it again. A table of its own keeps older history files
+# readable by this code and this file readable by older code.
 
 _INSERT_TASK = "INSERT INTO task_runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 _open: weakref.WeakValueDictionary[str, History] = weakref.WeakValueDictionary()
@@ -221,6 +227,24 @@ class History:
             ).fetchall()
         return rows[0][0] if len(rows) == 1 else None
 
+    def latest_states(self, flow: str) -> dict[str, str]:
+        """Each task of ``flow`` (mapped children left out) with its latest state."""
+        with self._conn_lock:
+            rows = self._conn.execute(
+                "SELECT t.name, t.state FROM task_runs t JOIN runs r ON r.id = t.run_id "
+                "WHERE r.flow = ? AND t.map_index IS NULL ORDER BY r.start, t.rowid",
+                (flow,),
+            ).fetchall()
+        return dict(rows)
+
+    def runs_like(self, prefix: str) -> list[str]:
+        """The ids of the runs that start with ``prefix``."""
+        with self._conn_lock:
+            rows = self._conn.execute(
+                "SELECT id FROM runs WHERE id LIKE ?", (prefix.replace("%", "") + "%",)
+            ).fetchall()
+        return [row[0] for row in rows]
+
     def load(self, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The run row and its task rows."""
         self._mark_interrupted()
@@ -234,6 +258,49 @@ class History:
             names = [d[0] for d in cur.description]
             tasks = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
         return run, tasks
+
+    def record_source(self, run_ids: list[str], kind: str, path: str, command: Any) -> None:
+        """Remember that ``run_ids`` came from ``path`` (a ``kind`` of file), started
+        with ``command`` (JSON-able options, e.g. the parameters)."""
+        rows = [(run_id, kind, path, json.dumps(command)) for run_id in run_ids]
+        with self._conn_lock:
+            self._conn.executemany("INSERT OR REPLACE INTO run_sources VALUES (?,?,?,?)", rows)
+
+    def source(self, run_id: str) -> tuple[str, str, Any] | None:
+        """``(kind, path, command)`` of a run started from a file, or None."""
+        with self._conn_lock:
+            row = self._conn.execute(
+                "SELECT kind, path, command FROM run_sources WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        return row[0], row[1], json.loads(row[2]) if row[2] else {}
+
+    def activity(
+        self, pid: int, since: float, after: int = 0
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The runs recorded by process ``pid`` that started at or after ``since``, and
+        their task rows written after row ``after`` (``rowid`` is in each task row).
+        What a front end polls to follow runs that another process (a kernel) makes."""
+        host = socket.gethostname()
+        with self._conn_lock:
+            cur = self._conn.execute(
+                "SELECT * FROM runs WHERE pid = ? AND host = ? AND start >= ? ORDER BY start",
+                (pid, host, since),
+            )
+            names = [d[0] for d in cur.description]
+            runs = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+            if not runs:
+                return runs, []
+            marks = ",".join("?" * len(runs))
+            cur = self._conn.execute(
+                f"SELECT rowid, * FROM task_runs WHERE rowid > ? AND run_id IN ({marks}) "
+                "ORDER BY rowid",
+                (after, *(r["id"] for r in runs)),
+            )
+            names = [d[0] for d in cur.description]
+            tasks = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        return runs, tasks
 
 
 def _executor_name(run: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
@@ -259,18 +260,19 @@ class FlowRun:
 
 def start_run(
     flow: Flow,
-    executor: Any = "threads",
+    executor: Any = None,
     max_workers: int | None = None,
     background: bool = False,
     listeners: list[Listener] | tuple[Listener, ...] = (),
     prior: dict[str, TaskRun] | None = None,
     echo: bool = False,
-    refresh: bool = False,
+    refresh: bool | None = None,
     store: Any = None,
     parameters: dict[str, Any] | None = None,
     **unknown: Any,
 ) -> FlowRun:
     """Start a run of ``flow`` (what ``flow.run()`` calls)."""
+    executor, max_workers, refresh = _defaults(executor, max_workers, refresh)
     declared = flow.parameters()
     values = dict(parameters or {})
     for key, value in unknown.items():
@@ -326,6 +328,25 @@ def start_run(
     else:
         engine.drive()
     return run
+
+
+def _defaults(
+    executor: Any, max_workers: int | None, refresh: bool | None
+) -> tuple[Any, Any, bool]:
+    """Options the caller left out, from the environment (``nbflow run`` passes its
+    command-line options to a notebook's kernel this way), else the built-in ones."""
+    if executor is None:
+        executor = os.environ.get("NBFLOW_EXECUTOR") or "threads"
+        text = os.environ.get("NBFLOW_MAX_WORKERS")
+        if max_workers is None and text:
+            if not text.isdigit() or int(text) < 1:
+                raise RunError(
+                    f"Expected NBFLOW_MAX_WORKERS to be a whole number >= 1, but got {text!r}."
+                )
+            max_workers = int(text)
+    if refresh is None:
+        refresh = os.environ.get("NBFLOW_REFRESH", "") not in ("", "0")
+    return executor, max_workers, refresh
 
 
 def _with_parameters(flow: Flow, declared: dict[str, Any], values: dict[str, Any]) -> Flow:

@@ -1,0 +1,384 @@
+"""The ``nbflow`` command: run notebooks and flows headless; look at past runs and the cache.
+
+Exit status: 0 every task succeeded, 1 a task (or a notebook cell) failed, 2 a usage
+error (one line on stderr starting ``nbflow: error:``), 130 interrupted. Start-up is
+kept light: each command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from nbflow.errors import NbflowError
+from nbflow.source import UsageError, parse_age
+
+EXECUTORS = ("threads", "processes", "sequential", "dask")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, ``nbflow: error: ...``, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("nbflow").strip()
+        hint = f"nbflow {command} --help" if command else "nbflow --help"
+        self.exit(2, f"nbflow: error: {message} (see {hint})\n")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, but got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, but got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``nbflow`` and its commands.
+
+    >>> args = build_parser().parse_args(["run", "flows.py:etl", "--param", "n=3", "--jobs", "2"])
+    >>> args.command, args.path, args.param, args.jobs, args.executor
+    ('run', 'flows.py:etl', ['n=3'], 2, None)
+    """
+    parser = _Parser(
+        prog="nbflow",
+        description="Run notebooks and flows headless, with live progress, sharing the "
+        "notebook's cache and run history (.nbflow/ beside the notebook, or NBFLOW_HOME).",
+        epilog="Exit status: 0 every task succeeded, 1 a task or a notebook cell failed, "
+        "2 a usage error, 130 interrupted. See nbflow COMMAND --help.",
+    )
+    from nbflow import __version__
+
+    parser.add_argument("--version", action="version", version=f"nbflow {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser(
+        "run",
+        help="run a notebook or the flow of a Python file",
+        description="Run a notebook (.ipynb, in a kernel, its %%task cells as in "
+        "JupyterLab) or a flow of a Python file (file.py or file.py:flow_name).",
+    )
+    run.add_argument("path", metavar="PATH", help="notebook.ipynb, file.py or file.py:flow")
+    run.add_argument("--executor", choices=EXECUTORS, help="where tasks run (default: threads)")
+    run.add_argument("--jobs", type=_positive, metavar="N", help="at most N tasks at a time")
+    run.add_argument("--refresh", action="store_true", help="recompute every task (no cache)")
+    run.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a parameter (a Python literal, else a string); repeat for more",
+    )
+    run.add_argument("--output", metavar="OUT.ipynb", help="write the executed notebook here")
+    run.add_argument("--timeout", type=_seconds, metavar="S", help="stop the run after S seconds")
+    run.set_defaults(handler=_run)
+
+    retry = commands.add_parser(
+        "retry",
+        help="re-run only what failed in a past run",
+        description="Run a past run's notebook or flow again: tasks whose results are "
+        "cached are not re-executed, so only what failed (and its downstream) runs.",
+    )
+    retry.add_argument("run_id", nargs="?", default="latest", metavar="RUN_ID|latest")
+    _path_option(retry)
+    retry.set_defaults(handler=_retry)
+
+    runs = commands.add_parser("runs", help="list past runs", description="List past runs.")
+    _path_option(runs)
+    runs.add_argument("--limit", type=_positive, default=20, metavar="N", help="default 20")
+    runs.set_defaults(handler=_runs)
+
+    show = commands.add_parser(
+        "show",
+        help="show the tasks of a run",
+        description="The tasks of a run, and the logs and errors of those that failed.",
+    )
+    show.add_argument("run_id", metavar="RUN_ID|latest")
+    _path_option(show)
+    show.set_defaults(handler=_show)
+
+    cache = commands.add_parser(
+        "cache", help="inspect or clear the result cache", description="The result cache."
+    )
+    cache.add_argument("action", choices=("info", "clear"))
+    cache.add_argument("--task", metavar="NAME", help="clear only this task's results")
+    cache.add_argument(
+        "--older-than", metavar="AGE", help="clear only results older than AGE (7d, 12h, 30m)"
+    )
+    _path_option(cache)
+    cache.set_defaults(handler=_cache)
+
+    draw = commands.add_parser(
+        "visualize",
+        help="draw the graph of a flow or of a notebook's task cells",
+        description="Draw the graph of a Python file's flow (file.py or file.py:flow), or "
+        "of a notebook's %%task cells coloured by their latest states.",
+    )
+    draw.add_argument("path", metavar="PATH")
+    draw.add_argument("-o", "--output", required=True, metavar="dag.svg|dag.png")
+    draw.set_defaults(handler=_visualize)
+    return parser
+
+
+def _path_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--path",
+        metavar="DIR",
+        help="the folder whose .nbflow/ store to use, or the store itself "
+        "(default: NBFLOW_HOME, else ./.nbflow)",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The console script: parse, dispatch, turn errors into exit statuses.
+
+    >>> import contextlib, io, tempfile
+    >>> err = io.StringIO()
+    >>> with contextlib.redirect_stderr(err):
+    ...     main(["runs", "--path", tempfile.mkdtemp()])
+    2
+    >>> err.getvalue().startswith("nbflow: error: There is no nbflow run history in")
+    True
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        status: int = args.handler(args)
+    except KeyboardInterrupt:
+        sys.stderr.write("nbflow: interrupted\n")
+        return 130
+    except (UsageError, NbflowError) as exc:
+        sys.stderr.write(f"nbflow: error: {' '.join(str(exc).split())}\n")
+        return 2
+    return status
+
+
+# -- commands -----------------------------------------------------------------------
+def _run(args: argparse.Namespace) -> int:
+    from nbflow.launch import run_command
+
+    return run_command(args)
+
+
+def _retry(args: argparse.Namespace) -> int:
+    from nbflow.launch import retry_command
+
+    return retry_command(args.run_id, store_dir(args.path))
+
+
+def store_dir(path: str | None) -> pathlib.Path:
+    """The store ``--path`` names: the folder's ``.nbflow/``, or the store itself.
+
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> store_dir(folder).name
+    '.nbflow'
+    """
+    from nbflow.cache import store_path
+
+    if path is None:
+        return store_path()
+    folder = pathlib.Path(path)
+    if not folder.is_dir():
+        raise UsageError(f"--path '{path}' is not a directory.")
+    if (folder / "history.sqlite").exists() or (folder / "cache").is_dir():
+        return folder
+    return folder / ".nbflow"
+
+
+def _history(home: pathlib.Path) -> Any:
+    from nbflow.cache import check_permissions
+    from nbflow.history import open_history
+
+    if not (home / "history.sqlite").exists():
+        raise UsageError(
+            f"There is no nbflow run history in '{home}'. Point to the folder of the notebook "
+            "or store with --path DIR (or set NBFLOW_HOME)."
+        )
+    check_permissions(home)
+    return open_history(home)
+
+
+def _write(lines: Sequence[str]) -> None:
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    sys.stdout.flush()
+
+
+def _when(stamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) if stamp else "-"
+
+
+def _took(start: float | None, end: float | None) -> str:
+    return f"{end - start:.2f}s" if start is not None and end is not None else "-"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
+    return [
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
+        for row in (header, *rows)
+    ]
+
+
+def _runs(args: argparse.Namespace) -> int:
+    history = _history(store_dir(args.path))
+    rows = history.runs(args.limit)
+    if not rows:
+        _write(["No runs recorded yet."])
+        return 0
+    table = [
+        (
+            r["id"],
+            r["flow"],
+            r["state"] + (" (interrupted)" if r["interrupted"] else ""),
+            _when(r["start"]),
+            _took(r["start"], r["end"]),
+            str(r["tasks"]),
+            str(r["failed"]),
+        )
+        for r in rows
+    ]
+    _write(_table(("run", "flow", "state", "start", "duration", "tasks", "failed"), table))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from nbflow.archive import load_run
+    from nbflow.launch import resolve_run
+    from nbflow.progress import clean
+
+    home = store_dir(args.path)
+    run = load_run(resolve_run(_history(home), home, args.run_id), path=home)
+    lines = [
+        f"run {run.id} of flow '{run.flow_name}': {run.state.value}"
+        + (" (interrupted)" if run.interrupted else ""),
+        f"started {_when(run.start)}, took {_took(run.start, run.end)}",
+    ]
+    source = _history(home).source(run.id)
+    if source is not None:
+        lines.append(f"from {source[0]} '{source[1]}'")
+    lines.append("")
+    rows = [
+        (
+            t.name,
+            t.state.value,
+            str(t.attempts),
+            f"{t.duration:.2f}s" if t.duration is not None and not t.cached else "-",
+            "yes" if t.cached else "",
+        )
+        for t in run.task_runs
+    ]
+    lines += _table(("task", "state", "attempts", "duration", "cached"), rows)
+    for t in run.failed:
+        if t.error is None and not t.logs:
+            if t.reason:
+                lines += ["", f"{t.name}: {t.state.value}: {clean(t.reason)}"]
+            continue
+        lines += ["", f"── {t.name}: {t.state.value} after {t.attempts} attempt(s) ──"]
+        if t.logs:
+            lines.append("logs:")
+            lines += ["  " + clean(str(record)) for record in t.logs]
+        if t.traceback:
+            lines += [line.rstrip() for line in t.traceback.rstrip().splitlines()]
+        elif t.error is not None:
+            lines.append(str(t.error))
+    _write(lines)
+    return 0
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from nbflow.archive import cache_info, clear_cache
+
+    home = store_dir(args.path)
+    if not (home / "cache").is_dir():
+        raise UsageError(
+            f"There is no nbflow cache in '{home}'. Point to the folder of the notebook or "
+            "store with --path DIR (or set NBFLOW_HOME)."
+        )
+    if args.action == "info":
+        if args.task or args.older_than:
+            raise UsageError("--task and --older-than apply to 'nbflow cache clear' only.")
+        info = cache_info(home)
+        lines = [
+            f"store {info['path']}: {info['entries']} results, {_size(info['bytes'])}",
+        ]
+        if info["per_task"]:
+            lines += _table(
+                ("task", "results"),
+                [(name, str(n)) for name, n in sorted(info["per_task"].items())],
+            )
+        _write(lines)
+        return 0
+    older = parse_age(args.older_than) if args.older_than is not None else None
+    removed = clear_cache(task=args.task, older_than=older, path=home)
+    what = f" of task '{args.task}'" if args.task else ""
+    age = f" older than {args.older_than}" if args.older_than else ""
+    _write([f"removed {removed} cached results{what}{age} from {home}"])
+    return 0
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _visualize(args: argparse.Namespace) -> int:
+    from nbflow.source import check_path, load_module, pick_flow, split_target
+
+    path, name = split_target(args.path)
+    kind = check_path(path)
+    out = pathlib.Path(args.output)
+    fmt = out.suffix.lstrip(".").lower()
+    if fmt not in ("svg", "png", "pdf", "dot"):
+        raise UsageError(f"-o must end with .svg, .png, .pdf or .dot, but got '{out}'.")
+    if not out.parent.is_dir():
+        raise UsageError(f"The folder of -o '{out}' does not exist.")
+    if kind == "notebook":
+        dot = _notebook_drawing(path)
+    else:
+        dot = pick_flow(load_module(path), path, name).visualize()
+    if fmt == "dot":
+        out.write_text(dot.source)
+    else:
+        from nbflow.launch import render_graph
+
+        render_graph(dot, out, fmt)
+    _write([f"wrote {out}"])
+    return 0
+
+
+def _notebook_drawing(path: pathlib.Path) -> Any:
+    """The notebook's task cells, coloured by their latest states in its history."""
+    import os
+
+    from nbflow.sketch import cell_graph, draw_cells
+    from nbflow.source import read_notebook
+    from nbflow.state import State
+
+    graph = cell_graph(read_notebook(path), f"'{path}'")
+    env_home = os.environ.get("NBFLOW_HOME")
+    home = pathlib.Path(env_home) if env_home else path.resolve().parent / ".nbflow"
+    states: dict[str, State] = {}
+    if (home / "history.sqlite").exists():
+        found = _history(home).latest_states(path.stem)
+        states = {name: State(value) for name, value in found.items()}
+    return draw_cells(graph, path.stem, states)
