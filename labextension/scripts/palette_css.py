@@ -27,9 +27,8 @@ def css() -> str:
             f".nbflow-cell-badge.nbflow-state-{state.value} {{ "
             f"background: var(--nbflow-state-{state.value}); }}"
         )
-        lines.append(
-            f'.nbflow-cell-badge.nbflow-state-{state.value}::before {{ content: "{ICONS[state]} "; }}'
-        )
+        icon = ICONS[state]
+        lines.append(f'.nbflow-cell-badge.nbflow-state-{state.value}::before {{ content: "{icon} "; }}')
     return "\n".join(lines) + "\n"
 
 
