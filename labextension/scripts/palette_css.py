@@ -23,12 +23,9 @@ def css() -> str:
     lines += [f"  --nbflow-state-{s.value}: {c};" for s, c in COLOURS.items()]
     lines.append("}")
     for state in COLOURS:
-        lines.append(
-            f".nbflow-cell-badge.nbflow-state-{state.value} {{ "
-            f"background: var(--nbflow-state-{state.value}); }}"
-        )
-        icon = ICONS[state]
-        lines.append(f'.nbflow-cell-badge.nbflow-state-{state.value}::before {{ content: "{icon} "; }}')
+        badge = f".nbflow-cell-badge.nbflow-state-{state.value}"
+        lines.append(f"{badge} {{ background: var(--nbflow-state-{state.value}); }}")
+        lines.append(f'{badge}::before {{ content: "{ICONS[state]} "; }}')
     return "\n".join(lines) + "\n"
 
 
