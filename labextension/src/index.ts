@@ -105,7 +105,11 @@ class NotebookBadges {
   }
 
   private render(cell: Cell, badge: IBadge | undefined): void {
-    let node = cell.node.querySelector(`:scope > .${BADGE}`) as HTMLElement | null;
+    // The badge sits at the bottom right of the cell's input: the cell toolbar of the
+    // active cell takes the top right.
+    const host =
+      (cell.node.querySelector(':scope > .jp-Cell-inputWrapper') as HTMLElement) ?? cell.node;
+    let node = host.querySelector(`:scope > .${BADGE}`) as HTMLElement | null;
     if (!badge) {
       node?.remove();
       return;
@@ -114,7 +118,7 @@ class NotebookBadges {
     if (!node) {
       node = document.createElement('div');
       node.addEventListener('click', () => this.reveal(cell));
-      cell.node.appendChild(node);
+      host.appendChild(node);
     }
     node.className = `${BADGE} nbflow-state-${badge.state}`;
     node.textContent = badge.text;
@@ -180,7 +184,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       let view = badges.output;
       if (!view || view.isDisposed) {
         const area = new OutputArea({
-          model: new OutputAreaModel(),
+          model: new OutputAreaModel({ trusted: true }),
           rendermime: panel.content.rendermime
         });
         view = new MainAreaWidget({ content: area });

@@ -3,6 +3,7 @@ Debian's Chromium. Everything the server and its kernels write stays in a temp d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
@@ -64,9 +66,10 @@ class Lab:
         return f"{self.url}notebooks/{name}?token={self.token}"
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory: pytest.TempPathFactory):
-    base = tmp_path_factory.mktemp("lab")
+@contextlib.contextmanager
+def serve_lab(base: Path, python: str) -> Iterator[Lab]:
+    """Run ``python -m jupyterlab`` (that environment's JupyterLab, extensions and
+    kernel) on 127.0.0.1 with a token, every config and data dir under ``base``."""
     root = base / "notebooks"
     root.mkdir()
     env = dict(os.environ)
@@ -78,8 +81,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
         ("NBFLOW_HOME", "nbflow-store"),
     ]:
         env[key] = str(base / sub)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PATH"] = f"{Path(python).parent}{os.pathsep}{env.get('PATH', '')}"
     env.pop("JUPYTER_PATH", None)
+    env.pop("VIRTUAL_ENV", None)
     # The news and update toast would cover the screenshots.
     settings = base / "config" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
@@ -91,7 +95,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
     log = open(base / "server.log", "w")  # noqa: SIM115 - closed at teardown
     server = subprocess.Popen(
         [
-            sys.executable,
+            python,
             "-m",
             "jupyterlab",
             "--no-browser",
@@ -122,14 +126,23 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
                     f"jupyter lab did not start: {(base / 'server.log').read_text()[-3000:]}"
                 ) from None
             time.sleep(0.3)
-    yield Lab(url, token, root)
-    server.terminate()
     try:
-        server.wait(20)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
-    log.close()
+        yield Lab(url, token, root)
+    finally:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """JupyterLab from the environment the tests run in."""
+    with serve_lab(tmp_path_factory.mktemp("lab"), sys.executable) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,165 @@
+"""The JupyterLab extension, installed from the built wheel into a fresh environment,
+in real JupyterLab and Chromium: badges on %%task cells and the flow commands."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Lab, serve_lab
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CELLS = [
+    "%load_ext nbflow",
+    "%%task --lazy\nrows = list(range(10))",
+    "%%task --lazy\ntotal = sum(rows)",
+    (
+        "%%task check --lazy\n"
+        "import pathlib\n"
+        "switch = pathlib.Path('switch.txt').read_text().strip()\n"
+        "if switch != 'on':\n"
+        "    raise RuntimeError(f'the switch is {switch!r}')\n"
+        "checked = total * 2"
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def wheel_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """JupyterLab from a new virtual environment where only the built wheel (and what
+    it depends on) is installed: what `pip install jupyter-nbflow` gives a user."""
+    base = tmp_path_factory.mktemp("wheel-lab")
+    dist = base / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)],
+        check=True,
+        timeout=600,
+    )
+    (wheel,) = dist.glob("jupyter_nbflow-*.whl")
+    env_dir = base / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", str(wheel)], check=True, timeout=900
+    )
+    listing = subprocess.run(
+        [str(env_dir / "bin" / "jupyter"), "labextension", "list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    line = next(x for x in (listing.stdout + listing.stderr).splitlines() if "jupyter-nbflow" in x)
+    assert "enabled" in line and "OK" in line
+    with serve_lab(base, str(python)) as server:
+        yield server
+
+
+def _open(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.jp-StatusBar-TextItem')]"
+        ".some(e => /Idle/.test(e.textContent))",
+        timeout=60_000,
+    )
+    page.wait_for_timeout(1000)
+
+
+def _palette(page, label: str) -> None:
+    """Run a command by its label from JupyterLab's command palette."""
+    page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+Shift+C")
+    search = page.locator(".lm-CommandPalette-input")
+    search.wait_for(timeout=10_000)
+    search.fill(label)
+    item = page.locator(".lm-CommandPalette-item", has_text=label).first
+    item.wait_for(timeout=10_000)
+    item.click()
+
+
+def _idle(page) -> None:
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.jp-StatusBar-TextItem')]"
+        ".some(e => /Idle/.test(e.textContent))",
+        timeout=60_000,
+    )
+
+
+def _badges(page) -> list[str | None]:
+    """The badge state of each %%task cell, in notebook order."""
+    return page.evaluate(
+        "() => [...document.querySelectorAll('.jp-Notebook .jp-Cell.nbflow-task-cell')]"
+        ".map(c => c.querySelector('.nbflow-cell-badge')?.dataset.state ?? null)"
+    )
+
+
+def test_badges_follow_run_flow_and_rerun_failed_from_the_palette(wheel_lab, page, shot):
+    (wheel_lab.root / "switch.txt").write_text("off")
+    wheel_lab.write_notebook("badges.ipynb", CELLS)
+    _open(page, wheel_lab.lab_url("badges.ipynb"))
+
+    # The task cells are marked as such before anything runs, and have no badge yet.
+    page.wait_for_function(
+        "() => document.querySelectorAll('.jp-Cell.nbflow-task-cell').length === 3"
+    )
+    assert _badges(page) == [None, None, None]
+
+    _palette(page, "Run All Cells")  # defines the three cells (--lazy)
+    _idle(page)
+    page.wait_for_timeout(500)
+    _palette(page, "Run flow")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.nbflow-cell-badge')]"
+        ".map(b => b.dataset.state).join() === 'success,success,failed'",
+        timeout=60_000,
+    )
+    failed = page.locator(".nbflow-cell-badge.nbflow-state-failed")
+    assert failed.text_content().startswith("failed")
+    assert "click to see the error" in (failed.get_attribute("title") or "")
+    # The command's output (the live DAG) is in a panel next to the notebook.
+    page.wait_for_selector(".nbflow-output-panel .nbflow-widget", timeout=30_000)
+    shot(page, "lab-ext-1-run-flow-failed")
+
+    # Clicking the failed badge makes its cell the active one.
+    failed.click()
+    page.wait_for_function(
+        "() => document.querySelector('.jp-Cell.jp-mod-active .nbflow-cell-badge')"
+        "?.dataset.state === 'failed'",
+        timeout=10_000,
+    )
+
+    # Fix the input, then "Re-run failed tasks": the failed cell runs again and passes.
+    (wheel_lab.root / "switch.txt").write_text("on")
+    _palette(page, "Re-run failed tasks")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.nbflow-cell-badge')]"
+        ".map(b => b.dataset.state).join() === 'success,success,success'",
+        timeout=60_000,
+    )
+    assert _badges(page) == ["success", "success", "success"]
+    shot(page, "lab-ext-2-rerun-failed")
+
+    # The toolbar has the same two commands.
+    toolbar = page.locator(".jp-NotebookPanel-toolbar").first
+    assert toolbar.get_by_text("Run flow").count() == 1
+    assert toolbar.get_by_text("Re-run failed tasks").count() == 1
+
+
+def test_clear_cache_asks_first(wheel_lab, page):
+    wheel_lab.write_notebook("clear.ipynb", CELLS[:2])
+    _open(page, wheel_lab.lab_url("clear.ipynb"))
+    _palette(page, "Clear flow cache")
+    dialog = page.locator(".jp-Dialog")
+    dialog.wait_for(timeout=10_000)
+    assert "Clear the flow cache?" in dialog.text_content()
+    dialog.get_by_role("button", name="Cancel").click()
+    dialog.wait_for(state="detached", timeout=10_000)
+    # Nothing ran: no output panel was opened.
+    assert page.locator(".nbflow-output-panel").count() == 0
