@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from conftest import Lab, serve_lab
 
 pytestmark = pytest.mark.browser
@@ -46,9 +47,7 @@ def wheel_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     env_dir = base / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", str(wheel)], check=True, timeout=900
-    )
+    subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel)], check=True, timeout=900)
     listing = subprocess.run(
         [str(env_dir / "bin" / "jupyter"), "labextension", "list"],
         capture_output=True,
