@@ -28,7 +28,11 @@ PARENT = int(os.environ.setdefault("NBFLOW_TEST_PARENT_PID", str(os.getpid())))
 
 @pytest.fixture(scope="module")
 def client():
+    import dask
+
     with (
+        # A task whose worker dies twice is given up on (Dask's default is 3 deaths).
+        dask.config.set({"distributed.scheduler.allowed-failures": 1}),
         distributed.LocalCluster(
             n_workers=2,
             threads_per_worker=1,
@@ -92,6 +96,12 @@ def die_once(marker, value):
         time.sleep(0.5)  # mid-run: the worker has reported the attempt's start
         os._exit(1)
     return value
+
+
+@task(cache=False)
+def always_dies():
+    time.sleep(0.3)
+    os._exit(1)
 
 
 @task(cache=False)
@@ -217,6 +227,19 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_run_succeeds(dask, tmp_path
     assert any("was lost while running it" in r.message for r in died.logs)
 
 
+def test_a_task_that_keeps_killing_its_worker_fails_with_each_run_recorded(dask):
+    with Flow("dask-kill-always") as flow:
+        doomed = always_dies()
+        fine = inc(1)
+    run = flow.run(executor=dask)
+    assert run.result(fine) == 2
+    assert run[doomed].state is State.FAILED
+    assert isinstance(run[doomed].error, WorkerDiedError)
+    assert "Dask gave up on it" in str(run[doomed].error)
+    assert run[doomed].attempts == 2  # the first run lost with its worker, then the last
+    assert [a.state for a in run[doomed].history] == [State.FAILED, State.FAILED]
+
+
 def test_cache_hits_on_the_second_run_and_large_values_are_loaded_by_the_workers(dask):
     with Flow("dask-cache") as flow:
         wires = make_tripwire.map([100_000, 200_000])  # large: each in a file of its own
@@ -322,7 +345,7 @@ def test_the_dashboard_link_is_in_the_run_summary(dask, client):
 
 
 def test_executor_dask_by_name_starts_a_local_cluster_on_localhost_and_reuses_it():
-    from nbflow.executor import dask as dask_module
+    from nbflow.executor import dask_cluster
 
     with Flow("dask-by-name") as flow:
         t = total(inc.map([1, 2]))
@@ -330,15 +353,15 @@ def test_executor_dask_by_name_starts_a_local_cluster_on_localhost_and_reuses_it
         first = flow.run(executor="dask", max_workers=1)
         second = flow.run(executor="dask", max_workers=1, refresh=True)
         assert first.result(t) == second.result(t) == 5
-        own = dask_module._own_cluster["client"]
+        own = dask_cluster._own_cluster["client"]
         assert first._engine.executor.client is second._engine.executor.client is own
         assert own.scheduler.address.startswith("tcp://127.0.0.1:")
         workers = own.scheduler_info()["workers"]
         assert len(workers) == 1 and all(w.startswith("tcp://127.0.0.1:") for w in workers)
         assert first.dashboard_link.startswith("http://127.0.0.1:")
     finally:
-        dask_module.close_all()
-    assert dask_module._own_cluster == {}
+        dask_cluster.close_all()
+    assert dask_cluster._own_cluster == {}
 
 
 def test_a_user_client_is_never_closed(dask, client):

@@ -12,10 +12,8 @@ client's event loop, which the scheduler's callbacks could block).
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import logging
-import os
 import queue
 import secrets
 import threading
@@ -30,115 +28,23 @@ from nbflow.errors import (
     TaskTimeoutError,
     WorkerDiedError,
 )
-from nbflow.executor.dask_worker import (
-    STORE_ID,
-    Spec,
-    StoreRef,
-    load_value,
-    reachable,
-    run_attempt,
+from nbflow.executor.dask_cluster import (
+    address_client,
+    import_distributed,
+    local_client,
+    warm_client,
 )
+from nbflow.executor.dask_store import CachedValue, bind, store_ref, workers_reach
+from nbflow.executor.dask_worker import Spec, StoreRef, run_attempt
 from nbflow.timer import Timer
 from nbflow.worker import Attempt, Outcome, Promise, failure
 
 log = logging.getLogger("nbflow")
 
-INSTALL_HINT = "pip install 'jupyter-nbflow[dask]'"
-
-
-def import_distributed() -> Any:
-    """``distributed``, or an error that says how to install it."""
-    try:
-        import distributed
-    except ImportError as exc:
-        raise NbflowError(
-            f"The Dask executor needs Dask distributed, which is not installed ({exc}). "
-            f"Install it with: {INSTALL_HINT}"
-        ) from None
-    return distributed
-
 
 def _check_count(name: str, value: object) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise NbflowError(f"Expected {name} to be an int >= 1 or None, but got {value!r}.")
-
-
-# -- clusters and clients this process opened: warm for the session, closed at exit --
-_own_lock = threading.Lock()
-_own_cluster: dict[str, Any] = {}  # "config", "cluster", "client"
-_own_clients: dict[str, Any] = {}  # by scheduler address
-_exit_hook: list[bool] = []
-
-
-def _close_at_exit() -> None:
-    """Registered after ``distributed`` is imported, so it runs before Dask's own exit
-    handlers (they run last-in first-out) while the cluster is still whole."""
-    if not _exit_hook:
-        atexit.register(close_all)
-        _exit_hook.append(True)
-
-
-def _local_client(n_workers: int | None, threads: int | None) -> Any:
-    """The warm LocalCluster's client; a different configuration replaces it."""
-    distributed = import_distributed()
-    with _own_lock:
-        _close_at_exit()
-        config = (n_workers, threads)
-        if _own_cluster and (
-            _own_cluster["config"] != config or _own_cluster["client"].status != "running"
-        ):
-            _close_own_cluster()
-        if not _own_cluster:
-            cluster = distributed.LocalCluster(
-                n_workers=n_workers,
-                threads_per_worker=threads,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address="127.0.0.1:0",
-            )
-            _own_cluster.update(config=config, cluster=cluster, client=distributed.Client(cluster))
-        return _own_cluster["client"]
-
-
-def _address_client(address: str) -> Any:
-    distributed = import_distributed()
-    with _own_lock:
-        _close_at_exit()
-        client = _own_clients.get(address)
-        if client is None or client.status != "running":
-            try:
-                # How long to try: Dask's own setting, distributed.comm.timeouts.connect.
-                client = distributed.Client(address)
-            except OSError as exc:
-                raise NbflowError(
-                    f"Could not connect to the Dask scheduler at '{address}': {exc}. Check "
-                    "that it is running and reachable (e.g. 'tcp://host:8786')."
-                ) from None
-            _own_clients[address] = client
-        return client
-
-
-def _close_own_cluster() -> None:
-    client, cluster = _own_cluster.get("client"), _own_cluster.get("cluster")
-    _own_cluster.clear()
-    for thing in (client, cluster):
-        if thing is not None:
-            try:
-                thing.close()
-            except Exception:
-                log.debug("nbflow: closing %r failed", thing, exc_info=True)
-
-
-def close_all() -> None:
-    """Close the cluster and the connections nbflow opened (never a user's own)."""
-    with _own_lock:
-        _close_own_cluster()
-        for client in _own_clients.values():
-            try:
-                client.close()
-            except Exception:
-                log.debug("nbflow: closing %r failed", client, exc_info=True)
-        _own_clients.clear()
 
 
 # -- one router per client: events and future callbacks to the executors, in order --
@@ -251,11 +157,10 @@ class _Router:
             exc = future.exception()
             label = job.attempt.label
             if type(exc).__name__ == "KilledWorker":
-                job.starts.append((time.time(), "", 0))
                 error: BaseException = WorkerDiedError(
                     f"Task '{label}': Dask gave up on it after the workers running it died "
-                    f"{len(job.starts) - 1} times ({exc}). This is a crash in native code, "
-                    "os._exit() or the system killing a worker for using too much memory."
+                    f"({exc}). This is a crash in native code, os._exit() or the system "
+                    "killing a worker for using too much memory."
                 )
             elif isinstance(exc, TaskTimeoutError):
                 error = TaskTimeoutError(f"Task '{label}' timed out after {job.attempt.timeout}s.")
@@ -264,7 +169,8 @@ class _Router:
                     f"Task '{label}': Dask could not run it or keep its result: "
                     f"{type(exc).__name__}: {exc}"
                 )
-            outcome = failure(error, job.submitted, timed_out=isinstance(error, TaskTimeoutError))
+            started = job.starts[-1][0] if job.starts else job.submitted
+            outcome = failure(error, started, timed_out=isinstance(error, TaskTimeoutError))
         self._finish(token, job, outcome)
 
     def _on_deadline(self, token: int, count: int) -> None:
@@ -275,7 +181,6 @@ class _Router:
         timeout = job.attempt.timeout
         assert timeout is not None
         start, worker, pid = job.starts[-1]
-        job.starts.pop()  # this run is not lost: it timed out
         outcome = failure(
             TaskTimeoutError(
                 f"Task '{job.attempt.label}' timed out after {timeout:g}s on Dask worker "
@@ -289,32 +194,15 @@ class _Router:
 
 
 _routers: dict[str, _Router] = {}
-_reachable: dict[tuple[str, StoreRef], bool] = {}
+_routers_lock = threading.Lock()
 
 
 def _router(client: Any) -> _Router:
-    with _own_lock:
+    with _routers_lock:
         router = _routers.get(client.id)
         if router is None:
             router = _routers[client.id] = _Router(client)
         return router
-
-
-def store_ref(store: Any) -> StoreRef:
-    """The store's id file (created once) lets workers check they see the same store."""
-    import cloudpickle
-
-    path = os.path.join(str(store.path), STORE_ID)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        with open(path) as fh:
-            ident = fh.read().strip()
-    else:
-        ident = secrets.token_hex(16)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(ident)
-    return StoreRef(str(store.path), ident, bytes(cloudpickle.dumps(store)))
 
 
 class DaskExecutor:
@@ -386,22 +274,18 @@ class DaskExecutor:
         """The ``distributed.Client`` attempts are submitted to (connects on first use)."""
         if self._client is None or self._client.status != "running":
             if self.address is not None:
-                self._client = _address_client(self.address)
+                self._client = address_client(self.address)
             else:
-                self._client = _local_client(self.n_workers, self.threads_per_worker)
+                self._client = local_client(self.n_workers, self.threads_per_worker)
         return self._client
 
     @property
     def dashboard_link(self) -> str | None:
         """The Dask dashboard's URL, once connected (None before, or without one)."""
         client = self._client
-        if (
-            client is None
-            and self.address is None
-            and _own_cluster
-            and _own_cluster["config"] == (self.n_workers, self.threads_per_worker)
-        ):
-            client = _own_cluster["client"]  # the warm cluster the next attempt would use
+        if client is None and self.address is None:
+            # The warm cluster the next attempt would use (a fully cached run submits none).
+            client = warm_client(self.n_workers, self.threads_per_worker)
         if client is None:
             return None
         return client.dashboard_link or None
@@ -434,8 +318,8 @@ class DaskExecutor:
                 job.future = client.submit(
                     run_attempt,
                     attempt.fn,
-                    attempt.args,
-                    attempt.kwargs,
+                    bind(attempt.args, client),
+                    bind(attempt.kwargs, client),
                     spec,
                     key=f"{attempt.task_name}-{router.prefix}{token:x}",
                     pure=False,
@@ -454,24 +338,18 @@ class DaskExecutor:
         return ref
 
     def load(self, store: Any, key: str) -> Any:
-        """A handle to the cached value ``key``, read by a worker when the workers can
-        reach the store (checked once per store and client); else the value itself."""
+        """A handle to the cached value ``key``, left in the store until a worker needs
+        it, when the workers reach the store; else the value itself, read here."""
         client = self.client
         ref = self._store_ref(store)
-        seen = _reachable.get((client.id, ref))
-        if seen is None:
-            seen = _reachable[(client.id, ref)] = bool(
-                client.submit(reachable, ref, pure=False).result()
-            )
-        if not seen:
+        if not workers_reach(client, ref):
             return store.get(key)
         router = _router(client)
-        return client.submit(
-            load_value, ref, key, key=f"load-{router.prefix}{next(router.ids):x}", pure=False
-        )
+        return CachedValue(store, ref, key, f"load-{router.prefix}{next(router.ids):x}")
 
     def fetch(self, values: list[Any]) -> list[Any]:
         """The values behind ``values`` (Dask futures among them), in one round trip."""
+        values = [v.value() if type(v) is CachedValue else v for v in values]
         if not any(type(v).__name__ == "Future" for v in values):
             return values
         return list(self.client.gather(values))
