@@ -85,8 +85,21 @@ class _Router:
                     self._on_future(item[1], item[2])
                 else:
                     self._on_deadline(item[1], item[2])
-            except Exception:
+            except Exception as exc:
                 log.exception("nbflow: handling a Dask report failed")
+                self._fail(item[1]["k"] if item[0] == "event" else item[1], exc)
+
+    def _fail(self, token: int, exc: Exception) -> None:
+        """An attempt whose report could not be handled (e.g. its error cannot be
+        unpickled here) still gets an outcome: the run never waits forever."""
+        with self.lock:
+            job = self.jobs.get(token)
+        if job is not None:
+            error = RemoteError(
+                f"Task '{job.attempt.label}': its outcome could not be read in this process "
+                f"({type(exc).__name__}: {exc})."
+            )
+            self._finish(token, job, failure(error, job.submitted))
 
     def _on_report(self, msg: dict[str, Any]) -> None:
         token = msg["k"]
@@ -116,31 +129,37 @@ class _Router:
             outcome.error.result = job.future
         if msg.get("n"):
             outcome.warning = f"Task '{job.attempt.label}': {msg['n']}"
-        self._finish(token, job, outcome)
+        self._finish(token, job, outcome, (msg["w"], msg["p"]))
 
-    def _lost(self, job: _Job, upto: int) -> list[tuple[float, float, str]]:
-        """The runs before the last start: their worker was lost, Dask ran them again."""
-        out = []
-        for (start, worker, pid), (following, _, _) in zip(
-            job.starts[:upto], job.starts[1:], strict=False
-        ):
-            out.append(
-                (
-                    start,
-                    following,
-                    f"Task '{job.attempt.label}': Dask worker {worker} (pid {pid}) was lost "
-                    "while running it; Dask ran it again on another worker.",
-                )
+    def _lost(
+        self, job: _Job, outcome: Outcome, final: tuple[str, int] | None
+    ) -> list[tuple[float, float, str]]:
+        """Runs that started but whose worker was lost, so Dask ran the attempt again:
+        every run but the one that reported the outcome (``final``: its worker and pid;
+        None when no run reported, e.g. Dask gave up: then all runs but the last)."""
+        runs = [r for r in job.starts if (r[1], r[2]) != final] if final else job.starts[:-1]
+        ends = [r[0] for r in runs[1:]] + [outcome.start][: len(runs)]
+        return [
+            (
+                start,
+                max(start, end),
+                f"Task '{job.attempt.label}': Dask worker {worker} (pid {pid}) was lost "
+                "while running it; Dask ran it again on another worker.",
             )
-        return out
+            for (start, worker, pid), end in zip(runs, ends, strict=True)
+        ]
 
-    def _finish(self, token: int, job: _Job, outcome: Outcome) -> None:
+    def _finish(
+        self, token: int, job: _Job, outcome: Outcome, final: tuple[str, int] | None = None
+    ) -> None:
         with self.lock:
             if self.jobs.pop(token, None) is None:
                 return
-        if len(job.starts) > 1:
-            outcome.lost = self._lost(job, len(job.starts) - 1)
-        job.promise.set_result(outcome)
+        try:
+            if job.starts:
+                outcome.lost = self._lost(job, outcome, final) or None
+        finally:  # whatever happens, the attempt gets its outcome: a run never hangs
+            job.promise.set_result(outcome)
 
     def _on_future(self, token: int, future: Any) -> None:
         with self.lock:
@@ -189,7 +208,7 @@ class _Router:
             start,
             timed_out=True,
         )
-        self._finish(token, job, outcome)
+        self._finish(token, job, outcome, (worker, pid))
         job.future.cancel()
 
 

@@ -143,6 +143,49 @@ def _emit(topic: str, message: dict[str, Any]) -> None:
     get_worker().log_event(topic, message)
 
 
+START_REPORT_DELAY = 0.05  # seconds
+
+
+class _StartReports:
+    """Reports an attempt's start once it has run ``START_REPORT_DELAY``: a short
+    attempt costs one report (its end), not two. A start matters only to a deadline
+    (reported at once) and to a worker lost mid-attempt (a longer one)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pending: dict[tuple[str, int], tuple[float, Any, dict[str, Any]]] = {}
+        self.thread: threading.Thread | None = None
+
+    def add(self, topic: str, token: int, message: dict[str, Any]) -> None:
+        from distributed import get_worker
+
+        with self.lock:
+            self.pending[(topic, token)] = (time.monotonic(), get_worker(), message)
+            if self.thread is None:
+                self.thread = threading.Thread(
+                    target=self._loop, name="nbflow-start-reports", daemon=True
+                )
+                self.thread.start()
+
+    def remove(self, topic: str, token: int) -> None:
+        # Under the lock: a start report being sent goes out before this attempt's end.
+        with self.lock:
+            self.pending.pop((topic, token), None)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(START_REPORT_DELAY / 2)
+            now = time.monotonic()
+            with self.lock:
+                due = [k for k, (t, _, _) in self.pending.items() if now - t >= START_REPORT_DELAY]
+                for key in due:
+                    _, worker, message = self.pending.pop(key)
+                    worker.log_event(key[0], message)
+
+
+_starts = _StartReports()
+
+
 def _dumps(outcome: Outcome) -> bytes:
     import cloudpickle
 
@@ -160,10 +203,11 @@ def run_attempt(
     """The function each Dask task runs. Returns the task's value (None if it failed)."""
     from distributed import get_worker
 
-    _emit(
-        spec.topic,
-        {"k": spec.token, "s": time.time(), "w": get_worker().address, "p": os.getpid()},
-    )
+    start = {"k": spec.token, "s": time.time(), "w": get_worker().address, "p": os.getpid()}
+    if spec.timeout is not None:
+        _emit(spec.topic, start)  # its deadline runs from here
+    else:
+        _starts.add(spec.topic, spec.token, start)
     attempt = Attempt(
         fn, args, kwargs, spec.task_name, spec.label, spec.number, None, spec.log_prints
     )
@@ -173,6 +217,8 @@ def run_attempt(
     finally:
         if disarm is not None:
             disarm()
+        if spec.timeout is None:
+            _starts.remove(spec.topic, spec.token)
     if isinstance(outcome.error, _InterruptedError):
         outcome.error = TaskTimeoutError(
             f"Task '{spec.label}' timed out after {spec.timeout:g}s; it was interrupted "
@@ -192,5 +238,8 @@ def run_attempt(
         value = error.result
         error.result = None
     outcome.value = None
-    _emit(spec.topic, {"k": spec.token, "o": _dumps(outcome), "n": note})
+    _emit(
+        spec.topic,
+        {"k": spec.token, "o": _dumps(outcome), "n": note, "w": start["w"], "p": start["p"]},
+    )
     return value if error is None or isinstance(error, SUCCESS) else None
