@@ -88,7 +88,7 @@ def _dag(
         ),
         Row(
             wid,
-            "dask executor overhead over raw client.submit",
+            "dask executor overhead over raw submit",
             "us/task",
             us["nbflow"] - us["raw"],
         ),
@@ -148,19 +148,19 @@ def _w5(client: Any, executor: Any, quick: bool) -> Result:
         limit_row(
             "W5",
             f"bytes sent by workers while a {mb:.0f} MB frame goes task to task (nbflow)",
-            "MB",
-            sent / 2**20,
-            1.0,
-            {"raw round trip": raw_sent / 2**20},
+            "KiB",
+            sent / 2**10,
+            1024.0,
+            {"raw round trip": raw_sent / 2**10},
         ),
         limit_row(
             "W5",
             "peak memory allocated in the notebook process (and its in-process "
             "Dask scheduler) during the run (nbflow)",
-            "MB",
-            peak / 2**20,
-            0.1 * mb,
-            {"raw round trip": raw_peak / 2**20},
+            "KiB",
+            peak / 2**10,
+            0.1 * mb * 1024,
+            {"raw round trip": raw_peak / 2**10},
         ),
         Row("W5", "nbflow run, value cached by the worker", "s", dt, {"raw round trip": raw_dt}),
     ]

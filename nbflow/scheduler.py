@@ -445,6 +445,14 @@ class Engine:
             return True
         if self.store is None or prior.key is None:
             return False
+        if self._load is not None:
+            # As for cache hits: a large value is left to the executor's workers.
+            size = self.store.sizes([prior.key]).get(prior.key)
+            if size is None:
+                return False
+            if size:
+                prior._value = self._load(self.store, prior.key)
+                return True
         value = self.store.get(prior.key, _MISSING)
         if value is _MISSING:
             return False

@@ -152,6 +152,13 @@ def measure(wire):
 
 
 @task(cache=False)
+def measure_once_failing(wire, marker):
+    if first_time(marker):
+        raise OSError("the first run fails")
+    return len(wire.payload)
+
+
+@task(cache=False)
 def sleepy(seconds):
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -254,6 +261,20 @@ def test_cache_hits_on_the_second_run_and_large_values_are_loaded_by_the_workers
     # A downstream that runs again gets the cached values on the workers, not from here.
     assert [c.state for c in second[again].children] == [State.SUCCESS, State.SUCCESS]
     assert second.result(again) == [100_000, 200_000]
+
+
+def test_retry_of_a_recorded_run_reuses_a_large_result_without_bringing_it_here(dask, tmp_path):
+    import nbflow
+
+    with Flow("dask-retry") as flow:
+        wire = make_tripwire(150_000)
+        size = measure_once_failing(wire, str(tmp_path / "failed-once"))
+    first = flow.run(executor=dask)
+    assert first[size].state is State.FAILED
+    again = nbflow.load_run(first.id).retry(flow=flow, executor=dask)
+    assert again.ok
+    assert again[wire].state is State.CACHED  # reused from the store, read on a worker
+    assert again.result(size) == 150_000
 
 
 SCRIPT = """
