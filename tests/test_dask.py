@@ -158,6 +158,16 @@ def measure_once_failing(wire, marker):
     return len(wire.payload)
 
 
+@task
+def make_blob(n):
+    return b"x" * n
+
+
+@task(cache=False)
+def blob_size(blob):
+    return len(blob)
+
+
 @task(cache=False)
 def sleepy(seconds):
     deadline = time.time() + seconds
@@ -277,6 +287,52 @@ def test_retry_of_a_recorded_run_reuses_a_large_result_without_bringing_it_here(
     assert again.result(size) == 150_000
 
 
+def test_a_store_the_workers_cannot_see_is_written_and_read_by_the_notebook_process(tmp_path):
+    # The worker runs in a mount namespace of its own where the store's directory is
+    # hidden under an empty tmpfs: to it, the store is on another machine.
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    store_dir = hidden / "store"
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(__file__)}
+    with (
+        distributed.LocalCluster(
+            n_workers=0, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        command = (
+            f"mount -t tmpfs none {hidden} && exec {sys.executable} -m "
+            f"distributed.cli.dask_worker {cluster.scheduler_address} --nthreads 1 "
+            "--no-nanny --host 127.0.0.1"
+        )
+        worker = subprocess.Popen(["unshare", "-m", "sh", "-c", command], env=env)
+        try:
+            client.wait_for_workers(1, timeout=60)
+            executor = DaskExecutor(client=client)
+            with Flow("dask-far-store") as flow:
+                blobs = make_blob.map([100_000])
+                sizes = blob_size.map(blobs)
+            first = flow.run(executor=executor, store=str(store_dir))
+            assert first.ok
+            store = open_store(store_dir)
+            assert run_key_stored(store, first[blobs].children[0].key)
+            # Here the store and its id exist; the worker does not see them.
+            ident = str(store_dir / "store-id")
+            assert os.path.exists(ident)
+            assert list(client.run(os.path.exists, ident).values()) == [False]
+            second = flow.run(executor=executor, store=str(store_dir))
+            assert second[blobs].children[0].state is State.CACHED
+            # Read here from the store, then sent to the worker that needs it.
+            assert second.result(sizes) == [100_000]
+        finally:
+            worker.terminate()
+            worker.wait(30)
+
+
+def run_key_stored(store, key) -> bool:
+    return key is not None and key in store.cache
+
+
 SCRIPT = """
 import os, sys
 from nbflow import Flow, task
@@ -347,13 +403,18 @@ def test_failures_triggers_and_signals_behave_as_on_local_executors(dask):
 
 def test_a_background_run_can_be_cancelled(dask):
     with Flow("dask-cancel") as flow:
-        naps = sleepy.map([5, 5, 5, 5])
+        naps = sleepy.map([10, 10, 10, 10])
     run = flow.run(executor=dask, background=True)
     time.sleep(1.0)
     run.cancel()
     assert run.wait(30)
     assert run.state is State.CANCELLED
     assert {c.state for c in run[naps].children} == {State.CANCELLED}
+    # The attempts that were running were interrupted: the workers are free at once,
+    # not after the rest of their 10 s.
+    started = time.time()
+    assert dask.client.submit(pickle.dumps, 1, pure=False).result(timeout=30)
+    assert time.time() - started < 5
 
 
 def test_the_dashboard_link_is_in_the_run_summary(dask, client):

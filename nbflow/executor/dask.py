@@ -35,7 +35,7 @@ from nbflow.executor.dask_cluster import (
     warm_client,
 )
 from nbflow.executor.dask_store import CachedValue, bind, store_ref, workers_reach
-from nbflow.executor.dask_worker import Spec, StoreRef, run_attempt
+from nbflow.executor.dask_worker import Spec, StoreRef, interrupt, run_attempt
 from nbflow.timer import Timer
 from nbflow.worker import Attempt, Outcome, Promise, failure
 
@@ -386,6 +386,11 @@ class DaskExecutor:
         futures = [j.future for _, j in mine if j.future is not None]
         if futures:
             self._client.cancel(futures)
+            # Dask does not stop a task that is running: interrupt its Python code.
+            try:
+                self._client.run(interrupt, router.topic, [t for t, _ in mine])
+            except Exception:
+                log.debug("nbflow: interrupting cancelled attempts failed", exc_info=True)
         for token, job in mine:
             router._finish(token, job, failure(RemoteError("cancelled"), job.submitted))
 

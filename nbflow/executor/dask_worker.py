@@ -81,6 +81,29 @@ def _arm_interrupt(timeout: float) -> Callable[[], None]:
     return disarm
 
 
+class _CancelledAttemptError(Exception):
+    """Raised asynchronously in an attempt's thread when its run was cancelled."""
+
+
+_running: dict[tuple[str, int], int] = {}  # (topic, token) -> thread id
+_running_lock = threading.Lock()
+
+
+def interrupt(topic: str, tokens: list[int]) -> int:
+    """Run on each worker (``client.run``) when a run is cancelled: interrupt the
+    Python code of those attempts still running here, freeing their threads."""
+    count = 0
+    with _running_lock:
+        for token in tokens:
+            tid = _running.get((topic, token))
+            if tid is not None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(tid), ctypes.py_object(_CancelledAttemptError)
+                )
+                count += 1
+    return count
+
+
 _stores: dict[StoreRef, Any] = {}
 _stores_lock = threading.Lock()
 
@@ -212,9 +235,14 @@ def run_attempt(
         fn, args, kwargs, spec.task_name, spec.label, spec.number, None, spec.log_prints
     )
     disarm = _arm_interrupt(spec.timeout) if spec.timeout is not None else None
+    running = (spec.topic, spec.token)
+    with _running_lock:
+        _running[running] = threading.get_ident()
     try:
         outcome = execute(attempt)
     finally:
+        with _running_lock:  # no interrupt can be aimed at this thread after this
+            del _running[running]
         if disarm is not None:
             disarm()
         if spec.timeout is None:
