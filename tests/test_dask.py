@@ -17,7 +17,7 @@ import time
 import distributed
 import pytest
 
-from nbflow import SKIP, Flow, NbflowError, State, get_logger, task, unmapped
+from nbflow import SKIP, SUCCESS, Flow, NbflowError, State, get_logger, task, unmapped
 from nbflow.cache import open_store
 from nbflow.errors import TaskTimeoutError, WorkerDiedError
 from nbflow.executor import DaskExecutor
@@ -117,6 +117,11 @@ def cleanup(upstream):
 @task(cache=False)
 def skipper():
     raise SKIP("nothing to do")
+
+
+@task(cache=False)
+def early():
+    raise SUCCESS("nothing left to do", result=41)
 
 
 @task(cache=False)
@@ -389,7 +394,10 @@ def test_failures_triggers_and_signals_behave_as_on_local_executors(dask):
         after = inc(b)
         s = skipper()
         a = after_skip(s)
+        e = inc(early())
     run = flow.run(executor=dask)
+    assert run.result(e) == 42  # SUCCESS's result stays on the worker, like any value
+    assert run[e].state is State.SUCCESS
     assert run[b].state is State.FAILED
     with pytest.raises(ValueError, match="boom on a worker"):
         run.result(b)

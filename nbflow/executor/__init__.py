@@ -55,7 +55,11 @@ class Executor(Protocol):
 
 @runtime_checkable
 class RemoteValues(Protocol):
-    """Optional: outcomes' values are handles; ``fetch`` gets the values behind them."""
+    """Optional: outcomes' values are handles; ``fetch`` gets the values behind them.
+
+    Such an executor may also have ``load(store, key)``: a handle to a stored value
+    that its workers read themselves (the scheduler uses it for large cache hits).
+    """
 
     def fetch(self, values: list[Any]) -> list[Any]: ...
 
