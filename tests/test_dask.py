@@ -478,6 +478,15 @@ def test_dask_executor_arguments_are_checked():
         DaskExecutor(address="tcp://127.0.0.1:8786", n_workers=2)
 
 
+def test_a_closed_client_is_reported_not_replaced(client):
+    closed = distributed.Client(client.scheduler.address)
+    closed.close()
+    with Flow("dask-closed-client") as flow:
+        inc(1)
+    with pytest.raises(NbflowError, match="given to DaskExecutor is closed"):
+        flow.run(executor=DaskExecutor(client=closed))
+
+
 def test_an_unreachable_scheduler_address_is_reported():
     import dask
 

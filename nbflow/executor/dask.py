@@ -276,12 +276,13 @@ class DaskExecutor:
         self.n_workers = n_workers
         self.threads_per_worker = threads_per_worker
         self._client = client
+        self._given = client is not None
         self._stores: dict[int, StoreRef] = {}
 
     def __repr__(self) -> str:
         if self.address is not None:
             return f"DaskExecutor(address={self.address!r})"
-        if self._client is not None and self.n_workers is None:
+        if self._given:
             return f"DaskExecutor(client={self._client!r})"
         return (
             f"DaskExecutor(n_workers={self.n_workers}, "
@@ -291,6 +292,13 @@ class DaskExecutor:
     @property
     def client(self) -> Any:
         """The ``distributed.Client`` attempts are submitted to (connects on first use)."""
+        if self._given:
+            if self._client.status != "running":
+                raise NbflowError(
+                    f"The distributed.Client given to DaskExecutor is {self._client.status}; "
+                    "give it a running client (or no client, for a local cluster)."
+                )
+            return self._client
         if self._client is None or self._client.status != "running":
             if self.address is not None:
                 self._client = address_client(self.address)
