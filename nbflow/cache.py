@@ -263,6 +263,28 @@ class ResultStore:
             self._disable(f"{type(exc).__name__}: {exc}")
         return found
 
+    def sizes(self, keys: list[str]) -> dict[str, int]:
+        """For each of ``keys`` stored and not expired: the size of its value's own file,
+        or 0 for a small value kept in the database. Reads no value."""
+        if self.disabled or not keys:
+            return {}
+        found: dict[str, int] = {}
+        sql = (
+            "SELECT size FROM Cache WHERE key = ? AND raw = 1"
+            " AND (expire_time IS NULL OR expire_time > ?)"
+        )
+        try:
+            cache = self.cache
+            now = time.time()
+            with cache.transact(retry=True):
+                for key in keys:
+                    row = cache._sql(sql, (key, now)).fetchone()
+                    if row is not None:
+                        found[key] = int(row[0] or 0)
+        except Exception as exc:
+            self._disable(f"{type(exc).__name__}: {exc}")
+        return found
+
     def set(self, key: str, value: Any, *, task: str, expire: float | None = None) -> bool:
         """Store ``value``; False (with a warning) if it cannot be pickled or stored."""
         if self.disabled:

@@ -153,7 +153,8 @@ class FlowRun:
         A mapped task gives the list of its children's values; a skipped task gives None.
         """
         run = self[ref]
-        return self._result_of(run)
+        # Values an executor left on its workers (Dask) come here now, in one round trip.
+        return self._engine.fetch(self._result_of(run))
 
     def _result_of(self, run: TaskRun) -> Any:
         state = run.state
@@ -242,6 +243,12 @@ class FlowRun:
         target = flow or self._source_flow
         return start_shown(target, show, partial(start_run, target, prior=prior), options)
 
+    @property
+    def dashboard_link(self) -> str | None:
+        """Where the executor shows the run live (the Dask dashboard), if it has one."""
+        link = getattr(self._engine.executor, "dashboard_link", None)
+        return link if isinstance(link, str) and link else None
+
     def visualize(self) -> graphviz.Digraph:
         """The flow drawn with this run's states."""
         return self.flow.visualize(self)
@@ -255,7 +262,12 @@ class FlowRun:
     def __repr__(self) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items()))
         took = f", {self.duration:.2f}s" if self.duration is not None else ""
-        return f"<FlowRun '{self.flow.name}' {self.state.value}: {counts or 'no tasks'}{took}>"
+        link = self.dashboard_link
+        dashboard = f", dashboard {link}" if link else ""
+        return (
+            f"<FlowRun '{self.flow.name}' {self.state.value}: {counts or 'no tasks'}{took}"
+            f"{dashboard}>"
+        )
 
 
 def start_run(

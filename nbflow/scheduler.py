@@ -30,11 +30,13 @@ from nbflow.errors import (
     NbflowError,
     TaskTimeoutError,
     UpstreamFailedError,
+    WorkerDiedError,
 )
 from nbflow.events import RUN_FINISHED, RUN_STARTED, TASK_STATE, Event, EventBus
 from nbflow.executor import Executor, OutcomeFuture
 from nbflow.flow import Flow, MapSource, Node
 from nbflow.hashing import Unhashable, digest, fingerprint, hash_value
+from nbflow.logs import LogRecord
 from nbflow.plan import NodePlan, compile_plan, materialize
 from nbflow.records import UNLOADED, AttemptRecord, TaskRun
 from nbflow.state import State
@@ -87,6 +89,10 @@ class Engine:
         self.owner = owner  # the FlowRun, handed to hooks and events
         self.store = store
         self.refresh = refresh
+        # An executor whose outcomes carry handles to values left where they were
+        # computed has a ``fetch``; values then come here only when needed.
+        self._fetch: Callable[[list[Any]], list[Any]] | None = getattr(executor, "fetch", None)
+        self._load: Callable[[ResultStore, str], Any] | None = getattr(executor, "load", None)
         self._fingerprints: dict[int, str | None] = {}
         self.runs: dict[Node, TaskRun] = {}
         self._plan_of: dict[Node, NodePlan] = {p.node: p for p in self.plans}
@@ -439,6 +445,14 @@ class Engine:
             return True
         if self.store is None or prior.key is None:
             return False
+        if self._load is not None:
+            # As for cache hits: a large value is left to the executor's workers.
+            size = self.store.sizes([prior.key]).get(prior.key)
+            if size is None:
+                return False
+            if size:
+                prior._value = self._load(self.store, prior.key)
+                return True
         value = self.store.get(prior.key, _MISSING)
         if value is _MISSING:
             return False
@@ -501,7 +515,7 @@ class Engine:
                     src_run = self.runs[source]
                     if source in self._mapvals or source in plan.sources:
                         if source not in self._mapvals:
-                            self._mapvals[source] = list(src_run._value)
+                            self._mapvals[source] = list(self.fetch(src_run._value))
                         lengths[f"{source.name}"] = len(self._mapvals[source])
                     elif src_run.children is None:
                         self._end_node(
@@ -659,14 +673,14 @@ class Engine:
                         for u in batch
                         if u.key is not None and u.attempts == 0 and u.node.task.cache
                     ]
-                    hits = self.store.get_many(keys)
+                    hits = self._lookup(self.store, keys)
                 attempts = []
                 with self._lock:
                     now = time.time()
                     for unit in batch:
                         if unit.state.is_finished:
                             continue
-                        if unit.key in hits:
+                        if unit.key in hits and unit.attempts == 0 and unit.node.task.cache:
                             unit._value = hits[unit.key]
                             unit.cached = True
                             self._end_unit(self._plan_of[unit.node], unit, State.CACHED, now)
@@ -675,6 +689,9 @@ class Engine:
                         self._set(unit, State.RUNNING, now)
                         task = unit.node.task
                         args, kwargs = unit._inputs
+                        persist = None
+                        if self._fetch is not None and unit.key is not None and task.cache:
+                            persist = (self.store, unit.key, task.cache_expire)
                         attempts.append(
                             (
                                 unit,
@@ -688,6 +705,7 @@ class Engine:
                                     task.timeout,
                                     task.log_prints,
                                     self.echo,
+                                    persist,
                                 ),
                             )
                         )
@@ -708,16 +726,26 @@ class Engine:
         outcome: Outcome = future.result()
         plan = self._plan_of[unit.node]
         task = unit.node.task
-        if outcome.error is None and unit.key is not None and task.cache and self.store:
+        if outcome.warning is not None:
+            warnings.warn(outcome.warning, CacheWarning, stacklevel=2)
+        if (
+            outcome.error is None
+            and unit.key is not None
+            and task.cache
+            and self.store
+            and not outcome.persisted
+        ):
             # Persist before the task counts as done: once a run has ended, every result
             # it reported is on disk, even if the process exits right after.
-            self.store.set(unit.key, outcome.value, task=task.name, expire=task.cache_expire)
+            self._persist(unit, outcome.value)
         with self._lock:
             self._inflight -= 1
             if unit.state.is_finished or self.finished.is_set():
                 return
             if outcome.logs:
                 unit.logs.extend(outcome.logs)
+            if outcome.lost:
+                self._record_lost(unit, outcome.lost)
             if unit.start is None:
                 unit.start = outcome.start  # the first attempt's start, not its wait for a worker
             error = outcome.error
@@ -766,6 +794,54 @@ class Engine:
             self._check_stall()
         self._flush()
         self._kick()
+
+    def _lookup(self, store: ResultStore, keys: list[str]) -> dict[str, Any]:
+        """Cache hits by key. With an executor that can ``load`` a stored value where
+        it runs, a large value (one in a file of its own) is left to it: the hit is then
+        a handle, and the value never passes through this process."""
+        if self._load is None:
+            return store.get_many(keys)
+        sizes = store.sizes(keys)
+        hits = store.get_many([k for k, size in sizes.items() if not size])
+        for key, size in sizes.items():
+            if size:
+                hits[key] = self._load(store, key)
+        return hits
+
+    def _persist(self, unit: TaskRun, value: Any) -> None:
+        assert self.store is not None and unit.key is not None
+        task = unit.node.task
+        if self._fetch is not None:
+            try:
+                value = self._fetch([value])[0]
+            except Exception as exc:
+                warnings.warn(
+                    f"Task '{unit.name}': its result could not be fetched from the executor "
+                    f"to be cached ({type(exc).__name__}: {exc}); it is not cached.",
+                    CacheWarning,
+                    stacklevel=3,
+                )
+                return
+        self.store.set(unit.key, value, task=task.name, expire=task.cache_expire)
+
+    def _record_lost(self, unit: TaskRun, lost: list[tuple[float, float, str]]) -> None:
+        """Lock held: runs of an attempt lost with their worker count as failed attempts."""
+        for start, end, why in lost:
+            if unit.start is None:
+                unit.start = start
+            error = WorkerDiedError(why)
+            unit.history.append(AttemptRecord(unit.attempts, start, end, State.FAILED, error))
+            unit.logs.append(LogRecord(end, "WARNING", why))
+            unit.attempts += 1
+
+    def fetch(self, value: Any) -> Any:
+        """``value`` itself, or, for a handle the executor left its value behind, that
+        value (a list is fetched element by element, in one round trip)."""
+        if self._fetch is None:
+            return value
+        if type(value) is list:
+            return self._fetch(value)
+        return self._fetch([value])[0]
 
     def _schedule_retry(self, unit: TaskRun, delay: float, backoff: float, jitter: float) -> None:
         wait = delay * backoff ** (unit.attempts - 1)

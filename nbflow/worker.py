@@ -32,6 +32,8 @@ class Attempt(NamedTuple):
     timeout: float | None = None
     log_prints: bool = True
     echo: bool = False
+    # (store, key, expire) for executors that persist values where they were computed.
+    cache: tuple[Any, str, float | None] | None = None
 
 
 @dataclass(slots=True)
@@ -45,6 +47,13 @@ class Outcome:
     start: float = 0.0
     end: float = 0.0
     timed_out: bool = False
+    # The executor wrote the value to the result store itself (a remote worker did).
+    persisted: bool = False
+    # A warning about that write, to repeat in the scheduler's process.
+    warning: str | None = None
+    # Runs of this attempt lost with their worker and run again by the executor's own
+    # recomputation: (start, end, why) each; recorded as extra failed attempts.
+    lost: list[tuple[float, float, str]] | None = None
 
     @property
     def ok(self) -> bool:

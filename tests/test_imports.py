@@ -6,7 +6,18 @@ import pathlib
 import subprocess
 import sys
 
-HEAVY = ["pandas", "joblib", "IPython", "ipywidgets", "anywidget", "graphviz", "diskcache", "numpy"]
+HEAVY = [
+    "pandas",
+    "joblib",
+    "IPython",
+    "ipywidgets",
+    "anywidget",
+    "graphviz",
+    "diskcache",
+    "numpy",
+    "dask",
+    "distributed",
+]
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "nbflow"
 
 

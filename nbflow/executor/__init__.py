@@ -2,6 +2,12 @@
 
 An executor enforces an attempt's ``timeout`` itself (each kind stops work its own
 way) and always completes the future with an ``Outcome``, never an exception.
+
+One optional capability, ``RemoteValues``: an executor with a ``fetch`` method leaves
+values where they were computed. Its successful outcomes carry handles that the
+scheduler passes to downstream attempts as they are, and ``fetch`` turns into values
+only when they are needed here. Such an executor receives ``attempt.cache`` and
+persists values where they are (``outcome.persisted``) when it can.
 """
 
 from __future__ import annotations
@@ -13,14 +19,16 @@ from nbflow.executor.local import SequentialExecutor, ThreadExecutor, check_max_
 from nbflow.worker import Attempt
 
 __all__ = [
+    "DaskExecutor",
     "Executor",
     "ProcessExecutor",
+    "RemoteValues",
     "SequentialExecutor",
     "ThreadExecutor",
     "resolve_executor",
 ]
 
-EXECUTOR_NAMES = ("threads", "processes", "sequential")
+EXECUTOR_NAMES = ("threads", "processes", "sequential", "dask")
 
 
 class OutcomeFuture(Protocol):
@@ -45,12 +53,27 @@ class Executor(Protocol):
     def shutdown(self, cancel: bool = False) -> None: ...
 
 
+@runtime_checkable
+class RemoteValues(Protocol):
+    """Optional: outcomes' values are handles; ``fetch`` gets the values behind them.
+
+    Such an executor may also have ``load(store, key)``: a handle to a stored value
+    that its workers read themselves (the scheduler uses it for large cache hits).
+    """
+
+    def fetch(self, values: list[Any]) -> list[Any]: ...
+
+
 def __getattr__(name: str) -> Any:
-    # The processes executor needs joblib: imported only when asked for.
+    # The processes executor needs joblib, the Dask one distributed: imported when asked for.
     if name == "ProcessExecutor":
         from nbflow.executor.processes import ProcessExecutor
 
         return ProcessExecutor
+    if name == "DaskExecutor":
+        from nbflow.executor.dask import DaskExecutor
+
+        return DaskExecutor
     raise AttributeError(name)
 
 
@@ -69,6 +92,11 @@ def resolve_executor(spec: Any, max_workers: int | None) -> Executor:
             from nbflow.executor.processes import ProcessExecutor
 
             return ProcessExecutor(max_workers)
+        if spec == "dask":
+            from nbflow.executor.dask import DaskExecutor, import_distributed
+
+            import_distributed()
+            return DaskExecutor(n_workers=max_workers)
         raise NbflowError(
             f"Unknown executor {spec!r}.{did_you_mean(spec, EXECUTOR_NAMES)} "
             f"Choose one of: {', '.join(EXECUTOR_NAMES)}, or pass an executor instance."
