@@ -414,3 +414,33 @@ def test_help_loads_no_heavy_library_so_the_command_starts_fast():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+DASK_FLOW = """
+from nbflow import Flow, task
+
+@task
+def square(x):
+    print("squaring", x)
+    return x * x
+
+@task
+def total(xs):
+    return sum(xs)
+
+with Flow("on-dask") as flow:
+    t = total(square.map(range(5)))
+"""
+
+
+def test_executor_dask_runs_a_files_flow_on_a_local_cluster_and_exits_cleanly(tmp_path):
+    (tmp_path / "flows.py").write_text(DASK_FLOW)
+    env = cli_env(tmp_path)
+    out = nbflow("run", "flows.py", "--executor", "dask", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "of flow 'on-dask': 6 success" in out.stdout
+    # the cluster is closed at exit without errors from Dask's callback threads
+    assert "Traceback" not in out.stderr and "ERROR" not in out.stderr, out.stderr
+    again = nbflow("run", "flows.py", "--executor", "dask", cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "6 cached" in again.stdout

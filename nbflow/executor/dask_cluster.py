@@ -42,7 +42,16 @@ def _close_at_exit() -> None:
     """Registered after ``distributed`` is imported, so it runs before Dask's own exit
     handlers (they run last-in first-out) while the cluster is still whole."""
     if not _exit_hook:
-        atexit.register(close_all)
+        # Before concurrent.futures stops its thread pools at exit (a threading exit
+        # hook, run before atexit's): Dask runs future callbacks in such a pool, and a
+        # future cancelled by the closing client would otherwise log an error.
+        register = getattr(threading, "_register_atexit", None)
+        try:
+            if register is None:
+                raise RuntimeError("no threading exit hooks")
+            register(close_all)
+        except RuntimeError:
+            atexit.register(close_all)
         _exit_hook.append(True)
 
 
