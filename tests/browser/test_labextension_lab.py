@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import Lab, serve_lab
+from nbflow.palette import COLOURS
+from nbflow.state import State
 
 pytestmark = pytest.mark.browser
 
@@ -58,6 +60,11 @@ def wheel_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     assert "enabled" in line and "OK" in line
     with serve_lab(base, str(python)) as server:
         yield server
+
+
+def _rgb(hex_colour: str) -> str:
+    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgb({r}, {g}, {b})"
 
 
 def _open(page, url: str) -> None:
@@ -144,6 +151,18 @@ def test_badges_follow_run_flow_and_rerun_failed_from_the_palette(wheel_lab, pag
     )
     assert _badges(page) == ["success", "success", "success"]
     shot(page, "lab-ext-2-rerun-failed")
+
+    # Dark theme: the badges keep the palette's fill and dark text (readable on both).
+    _palette(page, "Use Theme: JupyterLab Dark")
+    page.wait_for_selector("body[data-jp-theme-light='false']", state="attached", timeout=20_000)
+    page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=30_000)
+    page.wait_for_timeout(500)
+    colours = page.evaluate(
+        "() => { const s = getComputedStyle(document.querySelector('.nbflow-cell-badge'));"
+        " return [s.backgroundColor, s.color]; }"
+    )
+    assert colours == [_rgb(COLOURS[State.SUCCESS]), "rgb(27, 27, 27)"]
+    shot(page, "lab-ext-3-dark")
 
     # The toolbar has the same two commands.
     toolbar = page.locator(".jp-NotebookPanel-toolbar").first
