@@ -2,24 +2,15 @@
 
 import pathlib
 
-import nbclient
 import nbformat
 import pytest
+from nbhelp import execute_book
 
 NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "prefect"
 
 
 def _execute(name, workdir, folder=NOTEBOOKS):
-    book = nbformat.read(folder / f"{name}.ipynb", as_version=4)
-    client = nbclient.NotebookClient(
-        book,
-        kernel_name="python3",
-        timeout=120,
-        store_widget_state=True,
-        resources={"metadata": {"path": str(workdir)}},
-    )
-    client.execute()
-    return book
+    return execute_book(nbformat.read(folder / f"{name}.ipynb", as_version=4), workdir)
 
 
 def _text(cell):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-import nbclient
 import nbformat
 import pytest
+from nbhelp import execute_book
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
@@ -27,15 +27,7 @@ with Flow("kernel-widget") as flow:
 def _execute(tmp_path, cells):
     book = nbformat.v4.new_notebook()
     book.cells = [nbformat.v4.new_code_cell(src) for src in cells]
-    client = nbclient.NotebookClient(
-        book,
-        kernel_name="python3",
-        timeout=120,
-        store_widget_state=True,
-        resources={"metadata": {"path": str(tmp_path)}},
-    )
-    client.execute()
-    return book
+    return execute_book(book, tmp_path)
 
 
 def _decoded(state):
