@@ -23,7 +23,6 @@ from nbflow.source import (
     UsageError,
     check_path,
     inject_parameters,
-    is_task_cell,
     load_module,
     parse_params,
     pick_flow,
@@ -226,14 +225,6 @@ def run_notebook(path: pathlib.Path, params: dict[str, Any], command: dict[str, 
         raise UsageError(
             f"'{given}' has no tasks: no %%task cell and no use of nbflow. Mark the cells to "
             "run as tasks with %%task (after %load_ext nbflow)."
-        )
-    if command.get("refresh") and any(is_task_cell(c) for c in book.cells):
-        _write_err(
-            [
-                "nbflow: warning: --refresh reaches flows run in code cells, not %%task "
-                "cells: they run with the cache. To recompute one, clear its results first: "
-                f"nbflow cache clear --path '{path.parent}' --task NAME"
-            ]
         )
     inject_parameters(book, params)
     board = Board(f"notebook '{path.name}'")

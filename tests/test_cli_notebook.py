@@ -377,16 +377,48 @@ def test_in_a_terminal_a_notebook_run_shows_its_tasks_live(tmp_path):
     assert "1 failed" in screen and "Failed tasks:" in screen
 
 
-def test_refresh_says_that_task_cells_still_use_the_cache(tmp_path):
+def test_refresh_recomputes_every_task_cell_once(tmp_path):
     path = _notebook(tmp_path)
     (tmp_path / "fixed").touch()
     env = cli_env(tmp_path)
     assert nbflow("run", path, cwd=tmp_path, env=env).returncode == 0
-    _executed(tmp_path)
+    everything = ["check", "load", "square", "square", "square", "total"]
+    assert _executed(tmp_path) == everything
+    assert nbflow("run", path, cwd=tmp_path, env=env).returncode == 0
+    assert _executed(tmp_path) == []  # all cached
     out = nbflow("run", path, "--refresh", cwd=tmp_path, env=env)
-    assert out.returncode == 0
-    assert "--refresh reaches flows run in code cells, not %%task cells" in out.stderr
-    assert _executed(tmp_path) == []
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "warning" not in out.stderr
+    # Each cell once: a later cell reuses its upstream computed afresh in this kernel.
+    assert _executed(tmp_path) == everything
+    (run_id, _, state), *_ = latest_runs(tmp_path / ".nbflow")
+    assert (state, task_states(tmp_path / ".nbflow", run_id)["total"]) == ("success", "success")
+
+
+PID_CELLS = [
+    "%load_ext nbflow",
+    "import json, os, pathlib\nkernel = os.getpid()",
+    "%%task --lazy\nfirst = os.getpid()",
+    "%%task --lazy\nsecond = (first, os.getpid())",
+    "%flow run",
+    "%%task\nthird = os.getpid()",
+    "pathlib.Path('pids.json').write_text(json.dumps([kernel, *second, third]))",
+]
+
+
+@pytest.mark.parametrize(
+    ("options", "elsewhere"), [(["--executor", "processes", "--jobs", "2"], True), ([], False)]
+)
+def test_executor_reaches_flow_run_and_task_cells_in_the_notebook(tmp_path, options, elsewhere):
+    book = new_notebook(cells=[new_code_cell(c) for c in PID_CELLS])
+    nbformat.write(book, str(tmp_path / "pids.ipynb"))
+    out = nbflow("run", "pids.ipynb", *options, cwd=tmp_path, env=cli_env(tmp_path))
+    assert out.returncode == 0, out.stdout + out.stderr
+    kernel, first, second, third = json.loads((tmp_path / "pids.json").read_text())
+    assert (first != kernel, second != kernel, third != kernel) == (elsewhere,) * 3
+    executors = history_rows(tmp_path / ".nbflow", "SELECT executor FROM runs ORDER BY start")
+    # Without options, %flow run uses threads (in the kernel) and a task cell its main thread.
+    assert executors == ([("processes",)] * 2 if elsewhere else [("threads",), ("sequential",)])
 
 
 def test_a_kernel_that_dies_ends_the_run_with_exit_1_naming_the_cell(tmp_path):
