@@ -85,7 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="a parameter (a Python literal, else a string); repeat for more",
     )
-    run.add_argument("--output", metavar="OUT.ipynb", help="write the executed notebook here")
+    run.add_argument(
+        "--output",
+        metavar="OUT.ipynb",
+        help="write the executed notebook here (also when interrupted: the cells that ran)",
+    )
     run.add_argument("--timeout", type=_seconds, metavar="S", help="stop the run after S seconds")
     run.set_defaults(handler=_run)
 

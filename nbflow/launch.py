@@ -262,7 +262,7 @@ def run_notebook(path: pathlib.Path, params: dict[str, Any], command: dict[str, 
         plain = [(label, text) for label, text in raised if "%%task" not in label]
         if plain:
             _write(["Other cells that raised:", *(f"  {lb}: {text}" for lb, text in plain)])
-    if command.get("output") and not interrupted:
+    if command.get("output"):  # interrupted too: what ran, with the cell that was stopped
         _write_notebook(book, pathlib.Path(command["output"]))
     if interrupted:
         return INTERRUPTED

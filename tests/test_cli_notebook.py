@@ -258,10 +258,10 @@ SLOW_CELLS = [
 ]
 
 
-def _interrupted(tmp_path, cells):
+def _interrupted(tmp_path, cells, *options):
     book = new_notebook(cells=[new_code_cell(c) for c in cells])
     nbformat.write(book, str(tmp_path / "sleepy.ipynb"))
-    proc = start("run", "sleepy.ipynb", cwd=tmp_path, env=cli_env(tmp_path))
+    proc = start("run", "sleepy.ipynb", *options, cwd=tmp_path, env=cli_env(tmp_path))
     wait_for((tmp_path / "slow.pid").exists, timeout=90, what="the slow task to start")
     kernel, worker = (int((tmp_path / f).read_text()) for f in ("kernel.pid", "slow.pid"))
     status, out, err = interrupt(proc, timeout=90)
@@ -284,6 +284,23 @@ def test_sigint_interrupts_the_kernel_cancels_the_task_cell_and_keeps_finished_r
     out, states = _interrupted(tmp_path, SLOW_CELLS)
     assert "notebook 'sleepy.ipynb' (interrupted): 1 cancelled, 1 success" in out
     assert states == {"quick": "cached", "slow": "cancelled"}
+
+
+def test_sigint_still_writes_the_output_notebook_with_the_cells_that_ran(tmp_path, monkeypatch):
+    out, _ = _interrupted(tmp_path, SLOW_CELLS, "--output", "partial.ipynb")
+    assert f"wrote {tmp_path / 'partial.ipynb'}" in out
+    cells = nbformat.read(str(tmp_path / "partial.ipynb"), as_version=4).cells
+    counts = [c.execution_count for c in cells]
+    assert counts[:4] == [1, 2, 3, 4] and counts[4] is None  # the cell after never ran
+    quick = "".join(o.get("text", "") + str(o.get("data", "")) for o in cells[2].outputs)
+    assert "quick" in quick
+    stopped = [o for o in cells[3].outputs if o.output_type == "error"]
+    assert stopped and stopped[0].ename in ("KeyboardInterrupt", "CancelledError")
+    monkeypatch.setenv("JUPYTER_DATA_DIR", cli_env(tmp_path)["JUPYTER_DATA_DIR"])
+    from nbformat.sign import NotebookNotary
+
+    book = nbformat.read(str(tmp_path / "partial.ipynb"), as_version=4)
+    assert NotebookNotary().check_signature(book)
 
 
 def test_sigint_terminates_the_worker_processes_of_a_flow_run_in_the_kernel(tmp_path):
