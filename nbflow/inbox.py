@@ -62,25 +62,34 @@ class Inbox:
     def __init__(self, home: str | os.PathLike[str], run_id: str) -> None:
         self.run_id = run_id
         self._conn = _connect(home)
+        self._listed: list[str] | None = None
 
     def sync(self, paused: Collection[str]) -> list[str]:
         """List ``paused`` as the run's waiting tasks; return (and remove) the requests
-        to resume any of them."""
+        to resume any of them. Writes only when something changed: the history's own
+        writer shares the database."""
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute("DELETE FROM paused_tasks WHERE run_id = ?", (self.run_id,))
+        names = sorted(paused)
+        if names != self._listed:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DELETE FROM paused_tasks WHERE run_id = ?", (self.run_id,))
+                conn.executemany(
+                    "INSERT INTO paused_tasks VALUES (?, ?)", [(self.run_id, n) for n in names]
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self._listed = names
+        rows = conn.execute(
+            "SELECT task FROM resume_requests WHERE run_id = ? ORDER BY at", (self.run_id,)
+        ).fetchall()
+        if rows:
             conn.executemany(
-                "INSERT INTO paused_tasks VALUES (?, ?)", [(self.run_id, n) for n in paused]
+                "DELETE FROM resume_requests WHERE run_id = ? AND task = ?",
+                [(self.run_id, task) for (task,) in rows],
             )
-            rows = conn.execute(
-                "SELECT task FROM resume_requests WHERE run_id = ? ORDER BY at", (self.run_id,)
-            ).fetchall()
-            conn.execute("DELETE FROM resume_requests WHERE run_id = ?", (self.run_id,))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return [task for (task,) in rows if task in paused]
 
     def close(self) -> None:

@@ -86,7 +86,8 @@ def retry_command(run_id: str, home: pathlib.Path) -> int:
         raise UsageError(f"Run {loaded.id} came from '{path}', which no longer exists.")
     params = parse_params(command.get("params", []))
     if kind == "notebook":
-        return run_notebook(path, params, command)
+        # Only what failed runs again: a --refresh was for the run it was given to.
+        return run_notebook(path, params, {k: v for k, v in command.items() if k != "refresh"})
     if loaded.ok:
         _write([f"Run {loaded.id} of flow '{loaded.flow_name}' succeeded; nothing to retry."])
         return OK

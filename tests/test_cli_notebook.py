@@ -412,6 +412,19 @@ def test_refresh_recomputes_every_task_cell_once(tmp_path):
     assert (state, task_states(tmp_path / ".nbflow", run_id)["total"]) == ("success", "success")
 
 
+def test_retry_of_a_refreshed_notebook_run_recomputes_only_what_failed(tmp_path):
+    path = _notebook(tmp_path)
+    env = cli_env(tmp_path)
+    assert nbflow("run", path, cwd=tmp_path, env=env).returncode == 1
+    _executed(tmp_path)
+    assert nbflow("run", path, "--refresh", cwd=tmp_path, env=env).returncode == 1
+    assert _executed(tmp_path) == ["check", "load", "square", "square", "square"]
+    (tmp_path / "fixed").touch()
+    out = nbflow("retry", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert _executed(tmp_path) == ["check", "total"]
+
+
 PID_CELLS = [
     "%load_ext nbflow",
     "import json, os, pathlib\nkernel = os.getpid()",

@@ -58,7 +58,9 @@ def test_a_foreground_run_that_stopped_paused_is_driven_on_when_resumed_from_the
         out = deploy(prepare())
     run = flow.run(executor="sequential")
     assert run.state is State.PAUSED and not run.done
-    assert request_resume(open_store().path, run.id, "deploy", timeout=20)
+    home = open_store().path
+    wait_for(lambda: paused_tasks(home, run.id) == ["deploy"], 20, "the task to be listed")
+    assert request_resume(home, run.id, "deploy", timeout=20)
     assert run.wait(20) and run.result(out) == 2
 
 
