@@ -173,6 +173,7 @@ class Engine:
                     f"(tasks waiting: {waiting})."
                 )
             self._resumed.add(name)
+            found[1].reason = None  # no longer waiting
             self._stalled = False
             self.state = State.RUNNING
             self._gate(*found)

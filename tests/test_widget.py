@@ -429,6 +429,7 @@ def test_resume_button_of_a_paused_node_lets_it_run_and_the_widget_shows_the_end
     wait_until(lambda: widget.header.get("done") is True)
     assert widget.nodes["approve"]["state"] == "success"
     assert widget.detail["state"] == "success" and widget.detail["can_resume"] is False
+    assert widget.detail["reason"] is None  # no longer "waiting: resume it ..."
     assert widget.message == ""
 
 
