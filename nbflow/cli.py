@@ -85,7 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="a parameter (a Python literal, else a string); repeat for more",
     )
-    run.add_argument("--output", metavar="OUT.ipynb", help="write the executed notebook here")
+    run.add_argument(
+        "--output",
+        metavar="OUT.ipynb",
+        help="write the executed notebook here (also when interrupted: the cells that ran)",
+    )
     run.add_argument("--timeout", type=_seconds, metavar="S", help="stop the run after S seconds")
     run.set_defaults(handler=_run)
 
@@ -112,6 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run_id", metavar="RUN_ID|latest")
     _path_option(show)
     show.set_defaults(handler=_show)
+
+    resume = commands.add_parser(
+        "resume",
+        help="let a paused task of a running run go on",
+        description="Resume a task with trigger='manual_only' that waits in a run going on "
+        "in another process (a notebook's kernel, a script); the run picks the request up "
+        "within about half a second.",
+    )
+    resume.add_argument("run_id", metavar="RUN_ID|latest")
+    resume.add_argument("task", metavar="TASK")
+    _path_option(resume)
+    resume.set_defaults(handler=_resume)
 
     cache = commands.add_parser(
         "cache", help="inspect or clear the result cache", description="The result cache."
@@ -298,6 +314,25 @@ def _show(args: argparse.Namespace) -> int:
         elif t.error is not None:
             lines.append(str(t.error))
     _write(lines)
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from nbflow.inbox import request_resume
+    from nbflow.launch import resolve_run
+
+    home = store_dir(args.path)
+    history = _history(home)
+    run_id = resolve_run(history, home, args.run_id)
+    state = history.load(run_id)[0]["state"]
+    if state != "running":
+        raise UsageError(f"Run '{run_id}' has ended ({state}); nothing in it waits to be resumed.")
+    if not request_resume(home, run_id, args.task):
+        raise UsageError(
+            f"Run '{run_id}' did not take the request to resume '{args.task}' within 10s; it "
+            "stays asked. Is the process running it still alive (see nbflow runs)?"
+        )
+    _write([f"Resumed task '{args.task}' of run {run_id}."])
     return 0
 
 

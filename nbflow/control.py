@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from nbflow.errors import SKIP, FlowError, TaskDefinitionError
+from nbflow.branch import compare
+from nbflow.errors import FlowError, TaskDefinitionError
 from nbflow.flow import Node, active_case, current_flow
 from nbflow.task import Task
 
@@ -75,12 +76,6 @@ def _rebuild_parameter(name: str, default: Any, required: bool) -> Parameter:
 # -- case / merge ----------------------------------------------------------------------
 
 
-def _compare(value: Any, expected: Any) -> bool:
-    if value != expected:
-        raise SKIP(f"case not taken: the value is {value!r}, not {expected!r}")
-    return True
-
-
 @contextmanager
 def case(node: Any, value: Any) -> Iterator[Node]:
     """Tasks called in this block run only when ``node``'s result equals ``value``;
@@ -106,8 +101,8 @@ def case(node: Any, value: Any) -> Iterator[Node]:
     flow = current_flow()
     if flow is None:
         raise FlowError("case(...) is used inside 'with Flow(...)', around the tasks it guards.")
-    compare = Task(_compare, name=f"case({getattr(node, 'name', node)} == {value!r})", cache=False)
-    condition = flow._add_call(compare, (node, value), {}, mapped=False, wait_for=None)
+    test = Task(compare, name=f"case({getattr(node, 'name', node)} == {value!r})", cache=False)
+    condition = flow._add_call(test, (node, value), {}, mapped=False, wait_for=None)
     token = active_case.set((*active_case.get(), condition))
     try:
         yield condition

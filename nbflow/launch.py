@@ -23,7 +23,6 @@ from nbflow.source import (
     UsageError,
     check_path,
     inject_parameters,
-    is_task_cell,
     load_module,
     parse_params,
     pick_flow,
@@ -87,7 +86,8 @@ def retry_command(run_id: str, home: pathlib.Path) -> int:
         raise UsageError(f"Run {loaded.id} came from '{path}', which no longer exists.")
     params = parse_params(command.get("params", []))
     if kind == "notebook":
-        return run_notebook(path, params, command)
+        # Only what failed runs again: a --refresh was for the run it was given to.
+        return run_notebook(path, params, {k: v for k, v in command.items() if k != "refresh"})
     if loaded.ok:
         _write([f"Run {loaded.id} of flow '{loaded.flow_name}' succeeded; nothing to retry."])
         return OK
@@ -227,14 +227,6 @@ def run_notebook(path: pathlib.Path, params: dict[str, Any], command: dict[str, 
             f"'{given}' has no tasks: no %%task cell and no use of nbflow. Mark the cells to "
             "run as tasks with %%task (after %load_ext nbflow)."
         )
-    if command.get("refresh") and any(is_task_cell(c) for c in book.cells):
-        _write_err(
-            [
-                "nbflow: warning: --refresh reaches flows run in code cells, not %%task "
-                "cells: they run with the cache. To recompute one, clear its results first: "
-                f"nbflow cache clear --path '{path.parent}' --task NAME"
-            ]
-        )
     inject_parameters(book, params)
     board = Board(f"notebook '{path.name}'")
     if _is_terminal():
@@ -271,7 +263,7 @@ def run_notebook(path: pathlib.Path, params: dict[str, Any], command: dict[str, 
         plain = [(label, text) for label, text in raised if "%%task" not in label]
         if plain:
             _write(["Other cells that raised:", *(f"  {lb}: {text}" for lb, text in plain)])
-    if command.get("output") and not interrupted:
+    if command.get("output"):  # interrupted too: what ran, with the cell that was stopped
         _write_notebook(book, pathlib.Path(command["output"]))
     if interrupted:
         return INTERRUPTED

@@ -55,10 +55,12 @@ def flow_parser() -> _Parser:
     p = _Parser(prog="%flow", add_help=False)
     p.add_argument("command", choices=COMMANDS)
     p.add_argument("names", nargs="*")
-    p.add_argument("--executor", default="threads", choices=("threads", "processes", "sequential"))
+    # Left unset (None), the executor and refresh come from the environment defaults
+    # that `nbflow run NOTEBOOK --executor/--jobs/--refresh` sets for the kernel.
+    p.add_argument("--executor", default=None, choices=("threads", "processes", "sequential"))
     p.add_argument("--jobs", type=int, default=None)
     p.add_argument("--background", action="store_true")
-    p.add_argument("--refresh", action="store_true")
+    p.add_argument("--refresh", action="store_true", default=None)
     p.add_argument("--cache", action="store_true")
     p.add_argument("--param", action="append", default=[])
     return p

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import threading
 import time
 import warnings
@@ -52,6 +53,16 @@ _MARK = {
     "pending": "·",
     "paused": "‖",
 }
+
+
+def cell_executor() -> str | None:
+    """Where a ``%%task`` cell's own run goes: the kernel's main thread (as any cell
+    runs, so its prints, plots and widgets behave as usual), unless ``NBFLOW_EXECUTOR``
+    is set (``nbflow run NOTEBOOK --executor``); then None lets the run take that
+    default, and ``NBFLOW_MAX_WORKERS`` with it."""
+    return None if os.environ.get("NBFLOW_EXECUTOR") else "sequential"
+
+
 _BAD = (State.FAILED, State.TIMED_OUT, State.UPSTREAM_FAILED, State.CANCELLED)
 
 
@@ -167,7 +178,7 @@ class NbflowMagics(Magics):
         if options.lazy:
             display({"text/plain": f"· {cell_def.name}: defined (--lazy)"}, raw=True)
             return
-        self._run([cell_def.name], executor="sequential", target=cell_def.name)
+        self._run([cell_def.name], executor=cell_executor(), target=cell_def.name)
 
     def _filename(self, line: str, cell: str) -> str:
         """A file name for the cell's code, shown as ``Cell In[N]`` in tracebacks.

@@ -28,7 +28,7 @@ from nbflow.cellstore import StoredCell, open_cells
 from nbflow.errors import FAIL, NbflowError, NbflowWarning
 from nbflow.flow import Flow, Node
 from nbflow.records import TaskRun
-from nbflow.run import FlowRun, start_run
+from nbflow.run import FlowRun, refresh_default, start_run
 from nbflow.state import State
 from nbflow.task import Task
 
@@ -91,6 +91,9 @@ class NotebookFlow(CellGraph):
         self.last_run: FlowRun | None = None
         self._saved: dict[str, str] = {}
         self._recorded_keys: dict[str, str] = {}
+        # Successful runs of the helper tasks that list a mapped cell's items: reused
+        # like the cells themselves, so the cell's children can be reused too.
+        self._helpers: dict[str, TaskRun] = {}
         self.flow: Flow | None = None
 
     def define(
@@ -293,23 +296,34 @@ class NotebookFlow(CellGraph):
         self,
         names: list[str],
         *,
-        executor: Any = "sequential",
+        executor: Any = None,
         jobs: int | None = None,
         background: bool = False,
-        refresh: bool = False,
+        refresh: bool | None = None,
         keep_failed: Iterable[str] = (),
         listeners: tuple[Callable[[Any], Any], ...] = (),
     ) -> tuple[FlowRun, dict[str, Node]]:
-        """Run ``names`` (and what they need); publish outputs when the run ends."""
+        """Run ``names`` (and what they need); publish outputs when the run ends.
+
+        ``executor`` and ``refresh`` left as None take the environment defaults
+        (``NBFLOW_EXECUTOR``, ``NBFLOW_REFRESH``), as ``flow.run()`` does. A refresh
+        asked for here recomputes every cell; one from the environment (a kernel
+        started by ``nbflow run --refresh``) reuses what this kernel has computed
+        since, which was computed afresh, so each cell runs once."""
         flow, nodes = self.build(names, keep_failed=keep_failed)
         prior: dict[str, TaskRun] = {}
-        if not refresh:
+        if refresh is None:
+            refresh, reuse = refresh_default(), True
+        else:
+            reuse = not refresh
+        if reuse:
             for name, status in self.status.items():
                 tr = status.task_run
                 if name in nodes and tr is not None and tr.state.is_successful:
                     prior[name] = tr
                     for child in tr.children or ():
                         prior[child.name] = child  # mapped children are reused one by one
+            prior.update(self._helpers)
         finish = self._finisher(nodes)
         run = start_run(
             flow,
@@ -342,6 +356,15 @@ class NotebookFlow(CellGraph):
 
     def _record(self, run: FlowRun, nodes: dict[str, Node]) -> None:
         from nbflow.hashing import Unhashable, fingerprint
+
+        cells = {id(node) for node in nodes.values()}
+        for node in run.flow.tasks:
+            tr = run[node]
+            if id(node) not in cells:
+                if tr.state.is_successful:
+                    self._helpers[tr.name] = tr
+                else:
+                    self._helpers.pop(tr.name, None)
 
         for name, node in nodes.items():
             if node.task.fn is _failed_earlier:

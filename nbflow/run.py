@@ -357,8 +357,14 @@ def _defaults(
                 )
             max_workers = int(text)
     if refresh is None:
-        refresh = os.environ.get("NBFLOW_REFRESH", "") not in ("", "0")
+        refresh = refresh_default()
     return executor, max_workers, refresh
+
+
+def refresh_default() -> bool:
+    """Whether runs that leave ``refresh`` unset recompute everything: ``NBFLOW_REFRESH``
+    (what ``nbflow run --refresh`` sets for a notebook's kernel) is set and not 0."""
+    return os.environ.get("NBFLOW_REFRESH", "") not in ("", "0")
 
 
 def _with_parameters(flow: Flow, declared: dict[str, Any], values: dict[str, Any]) -> Flow:
@@ -402,4 +408,4 @@ def on_event(listener: Listener) -> Listener:
     return listener
 
 
-__all__ = ["Event", "FlowRun", "start_run"]
+__all__ = ["Event", "FlowRun", "refresh_default", "start_run"]

@@ -116,6 +116,7 @@ class Engine:
         self.background = False
         self._paused: dict[str, tuple[NodePlan, TaskRun]] = {}
         self._resumed: set[str] = set()
+        self._poller: threading.Thread | None = None  # reads `nbflow resume` requests
         self._inflight = 0
         self._retries_waiting = 0
         self._stalled = False
@@ -178,6 +179,7 @@ class Engine:
                     f"(tasks waiting: {waiting})."
                 )
             self._resumed.add(name)
+            found[1].reason = None  # no longer waiting
             self._stalled = False
             self.state = State.RUNNING
             self._gate(*found)
@@ -195,6 +197,51 @@ class Engine:
             return
         self._driver = threading.current_thread()
         self._wait()
+
+    def _watch_inbox(self) -> None:
+        """Lock held: while tasks are paused, poll the store for ``nbflow resume``."""
+        if self._poller is None and self.store is not None and not self.echo:
+            self._poller = threading.Thread(
+                target=self._poll_inbox, name=f"nbflow-inbox-{self.run_id}", daemon=True
+            )
+            self._poller.start()
+
+    def _poll_inbox(self) -> None:
+        from nbflow.inbox import POLL_INTERVAL, Inbox
+
+        assert self.store is not None
+        try:
+            inbox = Inbox(self.store.path, self.run_id)
+        except Exception:
+            log.exception("nbflow: cannot list the paused tasks of run %s", self.run_id)
+            with self._lock:
+                self._poller = None
+            return
+        try:
+            while True:
+                with self._lock:
+                    paused = list(self._paused)
+                    if not paused or self.finished.is_set():
+                        self._poller = None
+                        return
+                for name in inbox.sync(paused):
+                    # In a thread of its own: resuming a stopped foreground run drives it.
+                    threading.Thread(
+                        target=self._resume_requested, args=(name,), daemon=True
+                    ).start()
+                self.finished.wait(POLL_INTERVAL)
+        except Exception:
+            log.exception("nbflow: reading resume requests for run %s failed", self.run_id)
+            with self._lock:
+                self._poller = None
+        finally:
+            inbox.close()
+
+    def _resume_requested(self, name: str) -> None:
+        try:
+            self.resume(name)
+        except NbflowError as exc:  # resumed meanwhile by another way
+            log.info("nbflow: %s", exc)
 
     def _check_stall(self) -> None:
         """Lock held: note when nothing can move but tasks waiting for ``resume``."""
@@ -339,8 +386,15 @@ class Engine:
             self._end_unit(plan, unit, State.FAILED, now, f"could not build its inputs: {exc}")
             return
         if trigger == "manual_only" and unit.name not in self._resumed:
-            self._set(unit, State.PAUSED, now, f"waiting: resume it with run.resume('{unit.name}')")
+            self._set(
+                unit,
+                State.PAUSED,
+                now,
+                f"waiting: resume it with run.resume('{unit.name}'), the widget's Resume "
+                f"button or nbflow resume {self.run_id} '{unit.name}'",
+            )
             self._paused[unit.name] = (plan, unit)
+            self._watch_inbox()
             return
         unit._inputs = (args, kwargs)
         if self.store is not None:

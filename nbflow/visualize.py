@@ -1,9 +1,14 @@
-"""Static drawing of a flow with graphviz, coloured by state when a run is given."""
+"""Static drawing of a flow with graphviz, coloured by state when a run is given.
+
+Nodes are drawn as the live widget draws them (``branch.node_kind``): a ``case``
+condition is a hexagon named after what it compares, a ``Parameter`` an oval, a mapped
+task a doubled box; ordering-only edges are dashed."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from nbflow.branch import edge_label, node_kind
 from nbflow.palette import COLOURS, ICONS
 from nbflow.state import State
 
@@ -11,6 +16,10 @@ if TYPE_CHECKING:
     import graphviz
 
     from nbflow.flow import Flow
+
+
+# As the widget: a hexagon for a branch condition, a rounded pill for a parameter.
+_SHAPES = {"case": "hexagon", "parameter": "oval"}
 
 
 def _label(name: str, run: Any) -> tuple[str, State]:
@@ -33,7 +42,8 @@ def _label(name: str, run: Any) -> tuple[str, State]:
 def draw(flow: Flow, run: Any = None) -> graphviz.Digraph:
     """A ``graphviz.Digraph`` of ``flow``; with ``run``, nodes are coloured by state.
 
-    A mapped task is one node labelled with how many of its children are done.
+    A mapped task is one node labelled with how many of its children are done; a
+    ``case`` condition is a hexagon, marked taken or not taken once it has run.
 
     >>> from nbflow import Flow, task
     >>> @task
@@ -43,6 +53,12 @@ def draw(flow: Flow, run: Any = None) -> graphviz.Digraph:
     ...     b = inc(inc(1))
     >>> "inc-2" in draw(flow).source
     True
+    >>> from nbflow import case
+    >>> with Flow("draw-case") as flow:
+    ...     with case(inc(1), 2):
+    ...         _ = inc(10)
+    >>> [line.strip() for line in draw(flow).source.splitlines() if "hexagon" in line]
+    ['branch" fillcolor="#d9d9d9" peripheries=1 shape=hexagon tooltip=pending]']
     """
     import graphviz
 
@@ -50,19 +66,32 @@ def draw(flow: Flow, run: Any = None) -> graphviz.Digraph:
     dot.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="11")
     runs = run._engine.runs if run is not None else {}
     for node in flow.tasks:
-        mapped = flow.call(node).mapped
-        label, state = _label(flow.name_of(node), runs.get(node))
-        if run is None and mapped:
+        kind = node_kind(flow, node)
+        task_run = runs.get(node)
+        label, state = _label(flow.name_of(node), task_run)
+        attrs = {"shape": _SHAPES[kind]} if kind in _SHAPES else {}
+        if kind == "case":
+            done = task_run is not None and state.is_finished
+            label += "\n" + (
+                "branch"
+                if not done
+                else "taken"
+                if state.is_ok and state is not State.SKIPPED
+                else "not taken"
+            )
+        elif run is None and kind == "mapped":
             label += "\n(mapped)"
         dot.node(
             str(node.id),
             label,
             fillcolor=COLOURS[state],
-            peripheries="2" if mapped else "1",
+            peripheries="2" if kind == "mapped" else "1",
             tooltip=state.value,
+            **attrs,
         )
     for edge in flow.edges:
-        attrs = {"label": edge.key} if edge.key and not edge.key.startswith("arg") else {}
+        label = edge_label(flow, edge)
+        attrs = {"label": label} if label else {}
         if edge.key is None:
             attrs["style"] = "dashed"
         dot.edge(str(edge.upstream.id), str(edge.downstream.id), **attrs)

@@ -258,10 +258,10 @@ SLOW_CELLS = [
 ]
 
 
-def _interrupted(tmp_path, cells):
+def _interrupted(tmp_path, cells, *options):
     book = new_notebook(cells=[new_code_cell(c) for c in cells])
     nbformat.write(book, str(tmp_path / "sleepy.ipynb"))
-    proc = start("run", "sleepy.ipynb", cwd=tmp_path, env=cli_env(tmp_path))
+    proc = start("run", "sleepy.ipynb", *options, cwd=tmp_path, env=cli_env(tmp_path))
     wait_for((tmp_path / "slow.pid").exists, timeout=90, what="the slow task to start")
     kernel, worker = (int((tmp_path / f).read_text()) for f in ("kernel.pid", "slow.pid"))
     status, out, err = interrupt(proc, timeout=90)
@@ -284,6 +284,23 @@ def test_sigint_interrupts_the_kernel_cancels_the_task_cell_and_keeps_finished_r
     out, states = _interrupted(tmp_path, SLOW_CELLS)
     assert "notebook 'sleepy.ipynb' (interrupted): 1 cancelled, 1 success" in out
     assert states == {"quick": "cached", "slow": "cancelled"}
+
+
+def test_sigint_still_writes_the_output_notebook_with_the_cells_that_ran(tmp_path, monkeypatch):
+    out, _ = _interrupted(tmp_path, SLOW_CELLS, "--output", "partial.ipynb")
+    assert f"wrote {tmp_path / 'partial.ipynb'}" in out
+    cells = nbformat.read(str(tmp_path / "partial.ipynb"), as_version=4).cells
+    counts = [c.execution_count for c in cells]
+    assert counts[:4] == [1, 2, 3, 4] and counts[4] is None  # the cell after never ran
+    quick = "".join(o.get("text", "") + str(o.get("data", "")) for o in cells[2].outputs)
+    assert "quick" in quick
+    stopped = [o for o in cells[3].outputs if o.output_type == "error"]
+    assert stopped and stopped[0].ename in ("KeyboardInterrupt", "CancelledError")
+    monkeypatch.setenv("JUPYTER_DATA_DIR", cli_env(tmp_path)["JUPYTER_DATA_DIR"])
+    from nbformat.sign import NotebookNotary
+
+    book = nbformat.read(str(tmp_path / "partial.ipynb"), as_version=4)
+    assert NotebookNotary().check_signature(book)
 
 
 def test_sigint_terminates_the_worker_processes_of_a_flow_run_in_the_kernel(tmp_path):
@@ -377,16 +394,61 @@ def test_in_a_terminal_a_notebook_run_shows_its_tasks_live(tmp_path):
     assert "1 failed" in screen and "Failed tasks:" in screen
 
 
-def test_refresh_says_that_task_cells_still_use_the_cache(tmp_path):
+def test_refresh_recomputes_every_task_cell_once(tmp_path):
     path = _notebook(tmp_path)
     (tmp_path / "fixed").touch()
     env = cli_env(tmp_path)
     assert nbflow("run", path, cwd=tmp_path, env=env).returncode == 0
-    _executed(tmp_path)
+    everything = ["check", "load", "square", "square", "square", "total"]
+    assert _executed(tmp_path) == everything
+    assert nbflow("run", path, cwd=tmp_path, env=env).returncode == 0
+    assert _executed(tmp_path) == []  # all cached
     out = nbflow("run", path, "--refresh", cwd=tmp_path, env=env)
-    assert out.returncode == 0
-    assert "--refresh reaches flows run in code cells, not %%task cells" in out.stderr
-    assert _executed(tmp_path) == []
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "warning" not in out.stderr
+    # Each cell once: a later cell reuses its upstream computed afresh in this kernel.
+    assert _executed(tmp_path) == everything
+    (run_id, _, state), *_ = latest_runs(tmp_path / ".nbflow")
+    assert (state, task_states(tmp_path / ".nbflow", run_id)["total"]) == ("success", "success")
+
+
+def test_retry_of_a_refreshed_notebook_run_recomputes_only_what_failed(tmp_path):
+    path = _notebook(tmp_path)
+    env = cli_env(tmp_path)
+    assert nbflow("run", path, cwd=tmp_path, env=env).returncode == 1
+    _executed(tmp_path)
+    assert nbflow("run", path, "--refresh", cwd=tmp_path, env=env).returncode == 1
+    assert _executed(tmp_path) == ["check", "load", "square", "square", "square"]
+    (tmp_path / "fixed").touch()
+    out = nbflow("retry", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert _executed(tmp_path) == ["check", "total"]
+
+
+PID_CELLS = [
+    "%load_ext nbflow",
+    "import json, os, pathlib\nkernel = os.getpid()",
+    "%%task --lazy\nfirst = os.getpid()",
+    "%%task --lazy\nsecond = (first, os.getpid())",
+    "%flow run",
+    "%%task\nthird = os.getpid()",
+    "pathlib.Path('pids.json').write_text(json.dumps([kernel, *second, third]))",
+]
+
+
+@pytest.mark.parametrize(
+    ("options", "elsewhere"), [(["--executor", "processes", "--jobs", "2"], True), ([], False)]
+)
+def test_executor_reaches_flow_run_and_task_cells_in_the_notebook(tmp_path, options, elsewhere):
+    book = new_notebook(cells=[new_code_cell(c) for c in PID_CELLS])
+    nbformat.write(book, str(tmp_path / "pids.ipynb"))
+    out = nbflow("run", "pids.ipynb", *options, cwd=tmp_path, env=cli_env(tmp_path))
+    assert out.returncode == 0, out.stdout + out.stderr
+    kernel, first, second, third = json.loads((tmp_path / "pids.json").read_text())
+    assert (first != kernel, second != kernel, third != kernel) == (elsewhere,) * 3
+    executors = history_rows(tmp_path / ".nbflow", "SELECT executor FROM runs ORDER BY start")
+    # Without options, %flow run uses threads (in the kernel) and a task cell its main thread.
+    assert executors == ([("processes",)] * 2 if elsewhere else [("threads",), ("sequential",)])
 
 
 def test_a_kernel_that_dies_ends_the_run_with_exit_1_naming_the_cell(tmp_path):

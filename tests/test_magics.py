@@ -449,3 +449,36 @@ def test_a_cell_with_trigger_all_finished_runs_after_a_failure_and_sees_the_erro
     assert isinstance(result.error_in_exec, ValueError)
     assert ip.user_ns["report"].startswith("fetch gave ValueError(")
     assert ip.nbflow.notebook.status["report"].state.value == "success"
+
+
+def test_task_cells_run_in_the_main_thread_unless_the_environment_names_an_executor(
+    ip, monkeypatch
+):
+    monkeypatch.delenv("NBFLOW_EXECUTOR", raising=False)
+    run(ip, "import threading")
+    run(ip, "%%task here\nhere = threading.current_thread() is threading.main_thread()")
+    assert ip.user_ns["here"] is True
+    assert runs()["executor"][0] == "sequential"
+    monkeypatch.setenv("NBFLOW_EXECUTOR", "threads")
+    run(ip, "%%task there\nthere = threading.current_thread() is threading.main_thread()")
+    assert ip.user_ns["there"] is False
+    assert runs()["executor"][0] == "threads"
+
+
+def test_flow_run_takes_the_executor_and_refresh_of_the_environment_unless_given(ip, monkeypatch):
+    run(ip, COUNT)
+    run(ip, "%%task --lazy\nbump('first')\nfirst = 1")
+    run(ip, "%%task --lazy\nbump('second')\nsecond = first + 1")
+    monkeypatch.setenv("NBFLOW_EXECUTOR", "sequential")
+    assert run(ip, "%flow run")[0].success
+    assert runs()["executor"][0] == "sequential"
+    assert run(ip, "%flow run --executor threads")[0].success
+    assert runs()["executor"][0] == "threads"
+    assert (count(ip, "first"), count(ip, "second")) == (1, 1)  # the second run reused both
+    monkeypatch.setenv("NBFLOW_REFRESH", "1")
+    assert run(ip, "%flow run")[0].success
+    # A refresh from the environment recomputes from the disk cache's point of view,
+    # but what this kernel computed stands: nothing ran twice in this "kernel".
+    assert (count(ip, "first"), count(ip, "second")) == (1, 1)
+    assert run(ip, "%flow run --refresh")[0].success  # asked for here: everything again
+    assert (count(ip, "first"), count(ip, "second")) == (2, 2)

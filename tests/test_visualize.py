@@ -50,3 +50,54 @@ def test_visualize_renders_to_svg_with_dot():
     flow, *_ = _flow()
     svg = flow.visualize(flow.run(executor="sequential")).pipe(format="svg").decode()
     assert svg.startswith("<?xml") and "boom" in svg
+
+
+def _branches():
+    from nbflow import Parameter, case, merge
+
+    with Flow("drawn-branches") as flow:
+        n = Parameter("n", default=1)
+        x = inc(n)
+        with case(x, 2):
+            yes = inc(10)
+        with case(x, 3):
+            no = inc(20)
+        merge(yes, no)
+    return flow
+
+
+def _nodes(source):
+    """Each node of a dot source by the name in its label (icon left out): its label
+    and attributes as one text."""
+    import re
+
+    found = {}
+    for match in re.finditer(r"^\t\d+ \[(.*?)\]$", source, re.M | re.S):
+        text = match.group(1)
+        label = re.match(r'label=(?:"([^"]*)"|(\S+))', text)
+        first = (label.group(1) or label.group(2)).split("\n")[0]
+        found[first.split(" ", 1)[-1] if first[:1] in "✓↷✗" else first] = text
+    return found
+
+
+def test_visualize_draws_case_conditions_as_hexagons_as_the_widget_does():
+    from nbflow.widget.model import FlowWidget
+
+    flow = _branches()
+    nodes = _nodes(flow.visualize().source)
+    hexagons = {name for name, attrs in nodes.items() if "shape=hexagon" in attrs}
+    assert hexagons == {"case(inc == 2)", "case(inc == 3)"}
+    widget_kinds = {n["id"]: n["kind"] for n in FlowWidget(flow).graph["nodes"]}
+    assert hexagons == {name for name, kind in widget_kinds.items() if kind == "case"}
+    assert "shape=oval" in nodes["n"] and widget_kinds["n"] == "parameter"
+    assert "branch" in nodes["case(inc == 2)"]
+
+
+def test_visualize_of_a_run_marks_the_branch_taken_and_the_one_not_taken():
+    run = _branches().run(executor="sequential")
+    assert run.ok
+    nodes = _nodes(run.visualize().source)
+    assert "\ntaken" in nodes["case(inc == 2)"]
+    assert "not taken" in nodes["case(inc == 3)"]
+    assert COLOURS[State.SKIPPED] in nodes["case(inc == 3)"]
+    assert COLOURS[State.SKIPPED] in nodes["inc-3"]  # the task inside the branch not taken

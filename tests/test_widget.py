@@ -404,3 +404,43 @@ def test_follow_switches_to_another_run_and_its_graph_and_the_sender_thread_ends
     assert widget.nodes["boom"]["state"] == "failed"
     senders[0].join(timeout=5)
     assert not senders[0].is_alive()
+
+
+@task(cache=False, trigger="manual_only")
+def approve(x):
+    return x + 1
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_resume_button_of_a_paused_node_lets_it_run_and_the_widget_shows_the_end(background):
+    with Flow("widget-resume") as flow:
+        approve(double(1))
+    run = flow.run(show=False, background=background)
+    widget = FlowWidget(run)
+    wait_until(lambda: widget.nodes.get("approve", {}).get("state") == "paused")
+    frontend_message(widget, {"type": "select", "node": "double"})
+    assert widget.detail["can_resume"] is False
+    frontend_message(widget, {"type": "select", "node": "approve"})
+    assert widget.detail["can_resume"] is True
+    assert "Resume" in widget.detail["reason"]
+    frontend_message(widget, {"type": "resume", "task": "approve"})
+    assert run.wait(20)
+    assert run.ok and run.result("approve") == 3
+    wait_until(lambda: widget.header.get("done") is True)
+    assert widget.nodes["approve"]["state"] == "success"
+    assert widget.detail["state"] == "success" and widget.detail["can_resume"] is False
+    assert widget.detail["reason"] is None  # no longer "waiting: resume it ..."
+    assert widget.message == ""
+
+
+def test_resume_of_a_task_that_does_not_wait_shows_why_in_the_widget():
+    with Flow("widget-resume-wrong") as flow:
+        approve(double(1))
+    run = flow.run(show=False, background=True)
+    widget = FlowWidget(run)
+    wait_until(lambda: widget.nodes.get("approve", {}).get("state") == "paused")
+    frontend_message(widget, {"type": "resume", "task": "double"})
+    wait_until(lambda: widget.message != "")
+    assert widget.message.startswith("Resume failed: Task 'double' is not waiting")
+    run.cancel()
+    assert run.wait(20)

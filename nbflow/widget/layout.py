@@ -18,7 +18,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nbflow.control import _compare
+from nbflow.branch import edge_label, node_kind
 from nbflow.errors import NbflowWarning
 
 if TYPE_CHECKING:
@@ -42,15 +42,6 @@ _cache_lock = threading.Lock()
 _warned = False
 
 
-def node_kind(flow: Flow, node: Any) -> str:
-    """``case`` (a branch condition), ``parameter``, ``mapped`` or ``task``."""
-    if node.task.fn is _compare:
-        return "case"
-    if hasattr(node.task, "required"):
-        return "parameter"
-    return "mapped" if flow.call(node).mapped else "task"
-
-
 def shape_of(flow: Flow) -> dict[str, Any]:
     """The flow as plain data: node ids, labels, kinds, sizes and edges (what the layout
     depends on, and nothing that changes during a run)."""
@@ -59,19 +50,14 @@ def shape_of(flow: Flow) -> dict[str, Any]:
         name = flow.name_of(node)
         width = min(_MAX_WIDTH, max(_MIN_WIDTH, _CHAR_WIDTH * len(name) + 56.0))
         nodes.append({"id": name, "kind": node_kind(flow, node), "w": width, "h": NODE_HEIGHT})
-    kinds = {n["id"]: n["kind"] for n in nodes}
     edges = []
     for edge in flow.edges:
-        key = edge.key
-        label = key if key and not key.startswith("arg") else ""
-        if kinds[flow.name_of(edge.downstream)] == "case":
-            label = ""  # the condition's own name says what it compares
         edges.append(
             {
                 "from": flow.name_of(edge.upstream),
                 "to": flow.name_of(edge.downstream),
-                "label": label,
-                "data": key is not None,
+                "label": edge_label(flow, edge),
+                "data": edge.key is not None,
                 "mapped": edge.mapped,
             }
         )

@@ -257,6 +257,8 @@ class FlowWidget(anywidget.AnyWidget):
             self._select(content)
         elif kind == "retry":
             threading.Thread(target=self._retry, name="nbflow-widget-retry", daemon=True).start()
+        elif kind == "resume":
+            self._resume(content.get("task"))
         elif kind == "cancel":
             run = self._run
             if run is not None and run.background and not run.done:
@@ -277,6 +279,22 @@ class FlowWidget(anywidget.AnyWidget):
             page if isinstance(page, int) else 0,
         )
         self.detail = summary.detail(run, *self._selected)
+
+    def _resume(self, name: Any) -> None:
+        run = self._run
+        if run is None or not isinstance(name, str):
+            return
+        self.message = ""
+
+        def resume() -> None:
+            # A foreground run that stopped paused goes on in the thread that resumes
+            # it: not the kernel's, which must stay free to handle messages.
+            try:
+                run.resume(name)
+            except Exception as exc:
+                self.message = f"Resume failed: {exc}"
+
+        threading.Thread(target=resume, name="nbflow-widget-resume", daemon=True).start()
 
     def _retry(self) -> None:
         run = self._run

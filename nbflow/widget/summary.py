@@ -111,6 +111,7 @@ def detail(run: FlowRun, node_id: str, child: int | None, page: int) -> dict[str
         "name": task_run.name,
         **node_summary(task_run),
         "reason": task_run.reason,
+        "can_resume": task_run.state is State.PAUSED,  # the Resume button
         "error": None if task_run.error is None else _error_text(task_run.error),
         "traceback": task_run.traceback,
         "logs": logs[-MAX_LOG_LINES:],

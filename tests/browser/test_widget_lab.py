@@ -304,3 +304,46 @@ def test_without_dot_the_notebook_warns_once_and_the_widget_draws_the_layered_la
     assert len(ys) == 5
     assert len(set(ys)) == 3  # three layers: leaves, the first join, the second join
     shot(page.locator(".jp-Notebook:visible .jp-Cell").first, "lab-10-no-dot")
+
+
+PAUSED_CELL = """
+from nbflow import Flow, task
+
+@task(cache=False)
+def build():
+    return 41
+
+@task(cache=False, trigger="manual_only")
+def deploy(x):
+    return x + 1
+
+with Flow("browser-approval") as flow:
+    deploy(build())
+run = flow.run()
+"""
+
+
+def test_resume_in_the_panel_of_a_paused_node_lets_it_run(lab, page, shot):
+    lab.write_notebook("approval.ipynb", [PAUSED_CELL, "run.wait(60); run.result('deploy')"])
+    _open(page, lab.lab_url("approval.ipynb"))
+    _run_cell(page, 0)
+    page.wait_for_selector(_selector("deploy", "paused"), timeout=60_000)
+    _node(page, "build").click()
+    page.wait_for_selector(".nbflow-detail .nbflow-logs", timeout=20_000)
+    assert page.locator(".nbflow-detail .nbflow-resume").count() == 0  # not paused
+    _node(page, "deploy").click()
+    resume = page.locator(".nbflow-detail .nbflow-resume").first
+    resume.wait_for(timeout=20_000)
+    shot(page.locator(".nbflow-widget").first, "lab-11-paused")
+    resume.click()
+    page.wait_for_selector(_selector("deploy", "success"), timeout=30_000)
+    page.wait_for_selector(".nbflow-run-state.nbflow-state-success", timeout=30_000)
+    assert page.locator(".nbflow-detail .nbflow-resume").count() == 0
+    assert "waiting" not in page.locator(".nbflow-detail").first.text_content()
+    _run_cell(page, 1)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.jp-Notebook:not(.lm-mod-hidden) "
+        ".jp-OutputArea-output')].some(o => o.textContent.trim() === '42')",
+        timeout=30_000,
+    )
+    shot(page.locator(".nbflow-widget").first, "lab-12-resumed")

@@ -328,6 +328,14 @@ function render({ model, el }) {
       ]),
       h("dl", { class: "nbflow-facts" }, facts.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })])),
     ];
+    if (d.can_resume) {
+      const resume = h("button", {
+        class: "nbflow-button nbflow-resume", type: "button", text: "▶ Resume",
+        title: "Let this task (trigger manual_only) run now",
+        onclick: () => { resume.disabled = true; model.send({ type: "resume", task: d.name }); },
+      });
+      parts.push(h("div", { class: "nbflow-detail-actions" }, [resume]));
+    }
     if (d.history && d.history.length > 1) {
       parts.push(h("div", { class: "nbflow-section", text: "Attempts" }));
       parts.push(h("table", { class: "nbflow-attempts" }, d.history.map((a) =>
