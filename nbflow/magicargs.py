@@ -57,7 +57,9 @@ def flow_parser() -> _Parser:
     p.add_argument("names", nargs="*")
     # Left unset (None), the executor and refresh come from the environment defaults
     # that `nbflow run NOTEBOOK --executor/--jobs/--refresh` sets for the kernel.
-    p.add_argument("--executor", default=None, choices=("threads", "processes", "sequential"))
+    p.add_argument(
+        "--executor", default=None, choices=("threads", "processes", "sequential", "dask")
+    )
     p.add_argument("--jobs", type=int, default=None)
     p.add_argument("--background", action="store_true")
     p.add_argument("--refresh", action="store_true", default=None)

@@ -276,7 +276,7 @@ class NbflowMagics(Magics):
     def flow(self, line: str) -> Any:
         """Run and inspect the notebook's task cells.
 
-        ``%flow run [NAMES] [--executor threads|processes|sequential] [--jobs N]
+        ``%flow run [NAMES] [--executor threads|processes|sequential|dask] [--jobs N]
         [--background] [--refresh] [--param NAME=VALUE]``: every task cell (or NAMES
         and their upstream) as one flow; ``%flow retry``: only failed cells and their
         downstream (also after a restart); ``%flow show``: the DAG; ``%flow status``:

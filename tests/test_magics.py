@@ -309,7 +309,7 @@ def test_usage_errors_say_what_to_write_instead(ip, cells, message):
     assert __import__("re").search(message, str(result.error_in_exec)), str(result.error_in_exec)
 
 
-@pytest.mark.parametrize("executor", ["threads", "processes", "sequential"])
+@pytest.mark.parametrize("executor", ["threads", "processes", "sequential", "dask"])
 def test_flow_run_runs_every_cell_as_one_recorded_flow(ip, executor):
     run(ip, "%%task --lazy\nbase = 3")
     run(ip, "%%task --lazy\nleft = base + 1")
@@ -320,6 +320,7 @@ def test_flow_run_runs_every_cell_as_one_recorded_flow(ip, executor):
     assert ip.user_ns["both"] == 10
     latest = load_run("latest")
     assert latest.flow_name == "notebook"
+    assert runs()["executor"].iloc[0] == executor
     assert sorted(t.name for t in latest.task_runs) == ["base", "both", "left", "right"]
     assert latest.ok
     assert latest.retry().ok  # the notebook's flow is registered under its name
