@@ -200,58 +200,78 @@ const plugin: JupyterFrontEndPlugin<void> = {
       await OutputArea.execute(magicCode(line), view.content, panel.sessionContext);
     };
 
-    const enabled = () => tracker.currentWidget !== null;
-    app.commands.addCommand(CommandIDs.runFlow, {
-      label: 'Run flow',
-      caption: "Run every %%task cell of this notebook as one flow (%flow run)",
-      isEnabled: enabled,
-      execute: () => runMagic('run', 'run flow')
-    });
-    app.commands.addCommand(CommandIDs.rerunFailed, {
-      label: 'Re-run failed tasks',
-      caption: 'Re-run only the failed tasks and what depends on them (%flow retry)',
-      isEnabled: enabled,
-      execute: () => runMagic('retry', 're-run failed')
-    });
-    app.commands.addCommand(CommandIDs.showDag, {
-      label: 'Show flow DAG',
-      caption: "Show this notebook's task graph (%flow show)",
-      isEnabled: enabled,
-      execute: () => runMagic('show', 'DAG')
-    });
-    app.commands.addCommand(CommandIDs.clearCache, {
-      label: 'Clear flow cache',
-      caption: "Forget this notebook's tasks and their cached results (%flow clear --cache)",
-      isEnabled: enabled,
-      execute: async () => {
-        const answer = await showDialog({
+    /** Each command runs one `%flow` line; `confirm` asks first; `keys` binds a shortcut. */
+    const commands: {
+      id: string;
+      label: string;
+      caption: string;
+      line: string;
+      title: string;
+      keys?: string[];
+      confirm?: { title: string; body: string; button: string };
+    }[] = [
+      {
+        id: CommandIDs.runFlow,
+        label: 'Run flow',
+        caption: 'Run every %%task cell of this notebook as one flow (%flow run)',
+        line: 'run',
+        title: 'run flow',
+        keys: ['Alt Shift R']
+      },
+      {
+        id: CommandIDs.rerunFailed,
+        label: 'Re-run failed tasks',
+        caption: 'Re-run only the failed tasks and what depends on them (%flow retry)',
+        line: 'retry',
+        title: 're-run failed',
+        keys: ['Alt Shift F']
+      },
+      {
+        id: CommandIDs.showDag,
+        label: 'Show flow DAG',
+        caption: "Show this notebook's task graph (%flow show)",
+        line: 'show',
+        title: 'DAG'
+      },
+      {
+        id: CommandIDs.clearCache,
+        label: 'Clear flow cache',
+        caption: "Forget this notebook's tasks and their cached results (%flow clear --cache)",
+        line: 'clear --cache',
+        title: 'clear cache',
+        confirm: {
           title: 'Clear the flow cache?',
           body: "Every cached result of this notebook's tasks will be deleted; the next run recomputes them.",
-          buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Clear' })]
-        });
-        if (answer.button.accept) {
-          await runMagic('clear --cache', 'clear cache');
+          button: 'Clear'
         }
       }
-    });
-
-    const all = [CommandIDs.runFlow, CommandIDs.rerunFailed, CommandIDs.showDag, CommandIDs.clearCache];
-    for (const command of all) {
-      palette?.addItem({ command, category: 'nbflow' });
-    }
-    app.contextMenu.addItem({ type: 'separator', selector: '.jp-Notebook .jp-Cell', rank: 90 });
-    all.forEach((command, i) =>
-      app.contextMenu.addItem({ command, selector: '.jp-Notebook .jp-Cell', rank: 91 + i })
-    );
-    app.commands.addKeyBinding({
-      command: CommandIDs.runFlow,
-      keys: ['Alt Shift R'],
-      selector: '.jp-Notebook'
-    });
-    app.commands.addKeyBinding({
-      command: CommandIDs.rerunFailed,
-      keys: ['Alt Shift F'],
-      selector: '.jp-Notebook'
+    ];
+    const selector = '.jp-Notebook .jp-Cell';
+    app.contextMenu.addItem({ type: 'separator', selector, rank: 90 });
+    commands.forEach((command, i) => {
+      app.commands.addCommand(command.id, {
+        label: command.label,
+        caption: command.caption,
+        isEnabled: () => tracker.currentWidget !== null,
+        execute: async () => {
+          if (command.confirm) {
+            const answer = await showDialog({
+              title: command.confirm.title,
+              body: command.confirm.body,
+              buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: command.confirm.button })]
+            });
+            if (!answer.button.accept) {
+              return;
+            }
+          }
+          await runMagic(command.line, command.title);
+        }
+      });
+      palette?.addItem({ command: command.id, category: 'nbflow' });
+      app.contextMenu.addItem({ command: command.id, selector, rank: 91 + i });
+      if (command.keys) {
+        app.commands.addKeyBinding({ command: command.id, keys: command.keys, selector: '.jp-Notebook' });
+      }
     });
   }
 };
