@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 
 CHILDREN_PAGE = 50
 MAX_LOG_LINES = 400
-_ACTIVE = (State.RUNNING, State.RETRYING)
 
 
 def palette() -> dict[str, dict[str, str]]:
@@ -147,8 +146,3 @@ def detail(run: FlowRun, node_id: str, child: int | None, page: int) -> dict[str
 
 def _error_text(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
-
-
-def is_active(summary: dict[str, Any]) -> bool:
-    """True while a node's duration keeps growing (running or retrying)."""
-    return summary["state"] in (State.RUNNING.value, State.RETRYING.value)
