@@ -125,7 +125,9 @@ def detail(run: FlowRun, node_id: str, child: int | None, page: int) -> dict[str
             for a in task_run.history
         ],
     }
-    if child is None and parent.children is not None:
+    if child is not None:
+        out["page"] = child // CHILDREN_PAGE  # of the parent's children: Back returns there
+    elif parent.children is not None:
         pages = max(1, -(-len(parent.children) // CHILDREN_PAGE))
         page = min(max(page, 0), pages - 1)
         first = page * CHILDREN_PAGE
