@@ -47,7 +47,6 @@ from nbflow.worker import Attempt, Outcome
 log = logging.getLogger("nbflow")
 
 _OK = (State.SUCCESS, State.CACHED, State.SKIPPED)
-_MISSING = object()
 
 
 class _ChildValues:
@@ -499,18 +498,11 @@ class Engine:
             return True
         if self.store is None or prior.key is None:
             return False
-        if self._load is not None:
-            # As for cache hits: a large value is left to the executor's workers.
-            size = self.store.sizes([prior.key]).get(prior.key)
-            if size is None:
-                return False
-            if size:
-                prior._value = self._load(self.store, prior.key)
-                return True
-        value = self.store.get(prior.key, _MISSING)
-        if value is _MISSING:
+        # Read as a cache hit is: a large value may be left to the executor's workers.
+        hits = self._lookup(self.store, [prior.key])
+        if prior.key not in hits:
             return False
-        prior._value = value
+        prior._value = hits[prior.key]
         return True
 
     def _reuse(self, plan: NodePlan, unit: TaskRun, prior: TaskRun, now: float) -> None:

@@ -203,6 +203,7 @@ def test_a_ten_thousand_element_map_is_one_node_with_a_breakdown_and_paged_child
     assert len(widget.detail["children"]) == CHILDREN_PAGE
     frontend_message(widget, {"type": "select", "node": "keep_even", "child": 151})
     assert widget.detail["name"] == "keep_even[151]"
+    assert widget.detail["page"] == 3  # where its Back button returns
     assert widget.detail["error"] == "ValueError: 151 is odd"
 
 

@@ -30,13 +30,18 @@ def _execute(tmp_path, cells):
     return execute_book(book, tmp_path)
 
 
-def _decoded(state):
-    """The saved model state with its JSON-text parts parsed."""
-    return {
-        **state,
-        "nodes": json.loads(state["nodes_json"]),
-        "graph": json.loads(state["graph_json"]),
-    }
+def _saved_widgets(book):
+    """The nbflow widgets' states saved in the notebook, their JSON-text parts parsed."""
+    saved = book.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    return [
+        {
+            **m["state"],
+            "nodes": json.loads(m["state"]["nodes_json"]),
+            "graph": json.loads(m["state"]["graph_json"]),
+        }
+        for m in saved.values()
+        if m["state"].get("_anywidget_id", "").startswith("nbflow")
+    ]
 
 
 def _widget_outputs(cell):
@@ -73,12 +78,7 @@ def test_flow_run_in_a_notebook_shows_one_live_widget_and_the_saved_state_is_fin
 
     assert len(_widget_outputs(cells[6])) == 1  # asked for in a later cell: shown
     assert len(_widget_outputs(cells[7])) == 1  # run.retry() shows its run live too
-    saved = book.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
-    shown = [
-        _decoded(m["state"])
-        for m in saved.values()
-        if m["state"].get("_anywidget_id", "").startswith("nbflow")
-    ]
+    shown = _saved_widgets(book)
     assert len(shown) == 5
     for state in shown:
         assert state["header"]["state"] == "success"
@@ -107,12 +107,7 @@ def test_flow_run_of_task_cells_shows_the_widget_and_a_cell_run_its_text_status(
     assert any("total" in t for t in _texts(cells[2]))
     # the notebook's whole flow: the live DAG widget
     assert len(_widget_outputs(cells[3])) == 1
-    saved = book.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
-    (state,) = [
-        _decoded(m["state"])
-        for m in saved.values()
-        if m["state"].get("_anywidget_id", "").startswith("nbflow")
-    ]
+    (state,) = _saved_widgets(book)
     assert state["header"]["state"] == "success"
     assert {n: s["state"] for n, s in state["nodes"].items()} == {
         "xs": "cached",

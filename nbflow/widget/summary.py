@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 
 CHILDREN_PAGE = 50
 MAX_LOG_LINES = 400
-_ACTIVE = (State.RUNNING, State.RETRYING)
 
 
 def palette() -> dict[str, dict[str, str]]:
@@ -126,7 +125,9 @@ def detail(run: FlowRun, node_id: str, child: int | None, page: int) -> dict[str
             for a in task_run.history
         ],
     }
-    if child is None and parent.children is not None:
+    if child is not None:
+        out["page"] = child // CHILDREN_PAGE  # of the parent's children: Back returns there
+    elif parent.children is not None:
         pages = max(1, -(-len(parent.children) // CHILDREN_PAGE))
         page = min(max(page, 0), pages - 1)
         first = page * CHILDREN_PAGE
@@ -147,8 +148,3 @@ def detail(run: FlowRun, node_id: str, child: int | None, page: int) -> dict[str
 
 def _error_text(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
-
-
-def is_active(summary: dict[str, Any]) -> bool:
-    """True while a node's duration keeps growing (running or retrying)."""
-    return summary["state"] in (State.RUNNING.value, State.RETRYING.value)

@@ -41,6 +41,15 @@ function fit(text, width) {
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
 
+// A state's icon (empty before the palette arrives), and icon with readable name.
+function icon(palette, state) {
+  return palette[state] ? palette[state].icon : "";
+}
+
+function stateText(palette, state) {
+  return `${icon(palette, state)} ${state.replace("_", " ")}`;
+}
+
 const ACTIVE = new Set(["running", "retrying"]);
 const ORDER = ["running", "retrying", "paused", "pending", "success", "cached", "failed",
   "timed_out", "upstream_failed", "skipped", "cancelled"];
@@ -235,7 +244,7 @@ function render({ model, el }) {
       const state = sum.state;
       ref.g.setAttribute("class", `nbflow-node nbflow-kind-${ref.node.kind} nbflow-state-${state}${id === selected ? " nbflow-selected" : ""}`);
       ref.g.setAttribute("data-state", state);
-      ref.icon.textContent = palette[state] ? palette[state].icon : "";
+      ref.icon.textContent = icon(palette, state);
       ref.info.textContent = nodeInfo(sum, ref.node);
       ref.tip.textContent = `${id}: ${state.replace("_", " ")}${sum.total !== undefined ? ` (${sum.done}/${sum.total} children done)` : ""}`;
       ref.bar.replaceChildren();
@@ -262,7 +271,7 @@ function render({ model, el }) {
     title.textContent = head.flow || "";
     const st = head.state || "pending";
     runState.className = `nbflow-run-state nbflow-badge nbflow-state-${st}`;
-    runState.textContent = `${palette[st] ? palette[st].icon : ""} ${st.replace("_", " ")}`;
+    runState.textContent = stateText(palette, st);
     runId.textContent = head.run_id ? `run ${head.run_id}` : "";
     tick();
     retryButton.disabled = !head.can_retry;
@@ -275,7 +284,7 @@ function render({ model, el }) {
       ...ORDER.filter((k) => c[k]).map((k) =>
         h("span", { class: `nbflow-chip nbflow-state-${k}`, "data-state": k }, [
           h("span", { class: "nbflow-swatch" }),
-          h("span", { text: `${palette[k] ? palette[k].icon : ""} ${c[k]} ${k.replace("_", " ")}` }),
+          h("span", { text: `${icon(palette, k)} ${c[k]} ${k.replace("_", " ")}` }),
         ])),
     );
   }
@@ -307,7 +316,7 @@ function render({ model, el }) {
     }
     panel.hidden = false;
     const st = d.state;
-    const facts = [["state", `${palette[st] ? palette[st].icon : ""} ${st.replace("_", " ")}`]];
+    const facts = [["state", stateText(palette, st)]];
     if (d.total === undefined) {
       facts.push(["attempts", d.retries ? `${d.attempts} (retries allowed: ${d.retries})` : String(d.attempts)]);
     }
@@ -320,8 +329,8 @@ function render({ model, el }) {
       h("div", { class: "nbflow-detail-head" }, [
         d.child !== null && d.child !== undefined
           ? h("button", { class: "nbflow-button nbflow-back", type: "button", text: "←", title: "Back to the mapped task",
-            onclick: () => select(d.node, null, Math.floor(d.child / 50)) }) : null,
-        h("span", { class: `nbflow-badge nbflow-state-${st}`, text: palette[st] ? palette[st].icon : "" }),
+            onclick: () => select(d.node, null, d.page) }) : null,
+        h("span", { class: `nbflow-badge nbflow-state-${st}`, text: icon(palette, st) }),
         h("span", { class: "nbflow-detail-title", text: d.name }),
         h("button", { class: "nbflow-button nbflow-close", type: "button", text: "×", title: "Close",
           onclick: () => select(null, null, 0) }),
@@ -341,7 +350,7 @@ function render({ model, el }) {
       parts.push(h("table", { class: "nbflow-attempts" }, d.history.map((a) =>
         h("tr", { class: `nbflow-state-${a.state}` }, [
           h("td", { text: `#${a.number}` }),
-          h("td", { text: `${palette[a.state] ? palette[a.state].icon : ""} ${a.state.replace("_", " ")}` }),
+          h("td", { text: stateText(palette, a.state) }),
           h("td", { text: seconds(a.duration) }),
           h("td", { class: "nbflow-attempt-error", text: a.error || "" }),
         ]))));
@@ -352,7 +361,7 @@ function render({ model, el }) {
         h("button", { class: `nbflow-child nbflow-state-${c.state}`, type: "button", "data-state": c.state,
           title: `${c.name}: ${c.state}`, onclick: () => select(d.node, c.index, d.page) }, [
           h("span", { class: "nbflow-swatch" }),
-          h("span", { text: `${palette[c.state] ? palette[c.state].icon : ""} [${c.index}]` }),
+          h("span", { text: `${icon(palette, c.state)} [${c.index}]` }),
           h("span", { class: "nbflow-child-info", text: c.cached ? "cached" : seconds(c.duration) }),
         ]))));
       if (d.pages > 1) {
