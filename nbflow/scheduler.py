@@ -847,11 +847,18 @@ class Engine:
         a handle, and the value never passes through this process."""
         if self._load is None:
             return store.get_many(keys)
-        sizes = store.sizes(keys)
-        hits = store.get_many([k for k, size in sizes.items() if not size])
-        for key, size in sizes.items():
-            if size:
-                hits[key] = self._load(store, key)
+        sizes = store.sizes(keys)  # only the keys stored
+        here = [k for k, size in sizes.items() if not size]
+        handles = {}
+        for key in [k for k, size in sizes.items() if size]:
+            handle = self._load(store, key)
+            if handle is None:  # the executor cannot read it where it runs
+                here.append(key)
+            else:
+                handles[key] = handle
+        # One transaction; an entry evicted since its size was read is simply a miss.
+        hits = store.get_many(here)
+        hits.update(handles)
         return hits
 
     def _persist(self, unit: TaskRun, value: Any) -> None:

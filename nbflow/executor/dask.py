@@ -366,11 +366,11 @@ class DaskExecutor:
 
     def load(self, store: Any, key: str) -> Any:
         """A handle to the cached value ``key``, left in the store until a worker needs
-        it, when the workers reach the store; else the value itself, read here."""
+        it, when the workers reach the store; else None: the scheduler reads it here."""
         client = self.client
         ref = self._store_ref(store)
         if not workers_reach(client, ref):
-            return store.get(key)
+            return None
         router = _router(client)
         return CachedValue(store, ref, key, f"load-{router.prefix}{next(router.ids):x}")
 
