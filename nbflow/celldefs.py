@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import ast
 import graphlib
-import hashlib
 import os
 import pathlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nbflow import cellcode
+from nbflow import cellcode, hashing
 from nbflow.cells import CellAnalysis, analyse, normalised, parse
 from nbflow.errors import NbflowError
 from nbflow.records import TaskRun
@@ -110,11 +109,8 @@ class CellStatus:
 
 
 def digest(*parts: str) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for p in parts:
-        h.update(p.encode())
-        h.update(b"\0")
-    return h.hexdigest()
+    """``hashing.digest`` of text parts (the cell's version key)."""
+    return hashing.digest(*(p.encode() for p in parts))
 
 
 class CellGraph:
