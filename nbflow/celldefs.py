@@ -16,8 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nbflow import cellcode, hashing
-from nbflow.cells import CellAnalysis, analyse, normalised, parse
-from nbflow.errors import NbflowError
+from nbflow.cells import (
+    CellAnalysis,
+    CellSyntaxError,
+    analyse,
+    default_name,
+    normalised,
+    parse,
+)
+from nbflow.errors import NbflowError, did_you_mean
 from nbflow.records import TaskRun
 from nbflow.state import State
 
@@ -158,8 +165,6 @@ class CellGraph:
             if cell_id:
                 self.cell_ids[cell_id] = same
             return self.cells[same]
-        from nbflow.cells import CellSyntaxError, default_name
-
         try:
             tree = parse(source)
             bound = (options.map_var,) if options.map_var else ()
@@ -195,8 +200,6 @@ class CellGraph:
         known = {c.name for c in others}
         for up in options.after:
             if up not in known:
-                from nbflow.errors import did_you_mean
-
                 raise CellError(
                     f"%%task {name}: --after names '{up}', which is not a task cell."
                     f"{did_you_mean(up, known)} Task cells: {', '.join(sorted(known)) or 'none'}."

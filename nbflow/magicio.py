@@ -57,8 +57,6 @@ def error_of(tr: Any) -> BaseException | None:
 
 def replay(result: Any) -> None:
     """Show a cached cell's stdout and rich outputs again."""
-    import sys
-
     results = result if isinstance(result, list) else [result]
     for r in results:
         if not isinstance(r, cellcode.CellResult):

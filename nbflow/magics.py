@@ -21,7 +21,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from nbflow import cellcode
-from nbflow.errors import NbflowError, UpstreamFailedError, did_you_mean
+from nbflow.errors import NbflowError, RunError, UpstreamFailedError, did_you_mean
 from nbflow.lab import LabChannel
 from nbflow.magicargs import COMMANDS, flow_parser, parse_param, parse_task_line, split
 from nbflow.magicio import (
@@ -110,8 +110,7 @@ def _display_run(run: FlowRun, focus: str | None = None) -> None:
     """
     if focus is None and show_run(run) is not None:
         return
-    names = focus
-    handle = display({"text/plain": _status_text(run, names)}, raw=True, display_id=True)
+    handle = display({"text/plain": _status_text(run, focus)}, raw=True, display_id=True)
     if run.done or handle is None:
         return
     last = [0.0]
@@ -124,7 +123,7 @@ def _display_run(run: FlowRun, focus: str | None = None) -> None:
             if not final and now - last[0] < 0.2:
                 return
             last[0] = now
-        handle.update({"text/plain": _status_text(run, names)}, raw=True)
+        handle.update({"text/plain": _status_text(run, focus)}, raw=True)
 
     run.subscribe(update)
     if run.done:
@@ -371,7 +370,6 @@ class NbflowMagics(Magics):
             return nb.last_run.to_pandas()
         if command == "runs":
             from nbflow.archive import runs
-            from nbflow.errors import RunError
 
             try:
                 frame = runs(nb.home)
