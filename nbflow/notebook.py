@@ -434,6 +434,8 @@ class NotebookFlow(CellGraph):
             for t in history.load(row["id"])[1]:
                 if t["map_index"] is None and t["name"] in self.cells:
                     states.setdefault(t["name"], (State(t["state"]), t["key"]))
+            if len(states) == len(self.cells):
+                break  # older runs cannot change a cell's latest state
         return states
 
     def forget(self, names: list[str] | None = None) -> list[str]:
