@@ -130,8 +130,8 @@ class NotebookFlow(CellGraph):
     def cell_function(
         self, cell: CellDef, ups: list[str], mapped: set[str], returns: str | None = None
     ) -> tuple[Callable[..., Any], list[str]]:
-        """The cell's function for these upstream cells; and the namespace inputs it
-        reads (those defined in the notebook now)."""
+        """The cell's function for these upstream cells, and its parameters: one per
+        upstream cell, in the order of ``ups``."""
         producers = self.producers()
         params = self.arguments(cell, ups)
         index = dict(zip(ups, params, strict=True))
@@ -159,7 +159,7 @@ class NotebookFlow(CellGraph):
             )
             cell.codes[shape] = code
         values = tuple(self.user_ns[n] for n in namespace)
-        return cellcode.build(code, self.user_ns, values), list(namespace)
+        return cellcode.build(code, self.user_ns, values), params
 
     def build(
         self, names: list[str], *, keep_failed: Iterable[str] = (), drawing: bool = False
@@ -180,7 +180,7 @@ class NotebookFlow(CellGraph):
         for name in order:
             cell = self.cells[name]
             ups = self.data_upstream(cell)
-            fn, _ = self.cell_function(cell, ups, mapped)
+            fn, params = self.cell_function(cell, ups, mapped)
             recorded = self._recorded_keys.get(name)
             if name not in targets and recorded and self._inputs_missing(cell):
                 # A fresh kernel retrying: this cell succeeded before, but the notebook
@@ -212,7 +212,7 @@ class NotebookFlow(CellGraph):
             )
             node = flow.add_task(task)
             nodes[name] = node
-            for up, param in zip(ups, self.arguments(cell, ups), strict=True):
+            for up, param in zip(ups, params, strict=True):
                 flow.add_edge(nodes[up], node, key=param)
             for up in opts.after:
                 if up in nodes and up not in ups:
@@ -261,10 +261,10 @@ class NotebookFlow(CellGraph):
             cell.codes.setdefault("items", {}),
         )
         ups = list(dict.fromkeys(ups))
-        fn, _ = self.cell_function(items_cell, ups, mapped, returns="__nbflow_items")
+        fn, params = self.cell_function(items_cell, ups, mapped, returns="__nbflow_items")
         helper: Task[Any, Any] = Task(fn, name=items_cell.name, cache_version=items_cell.version)
         items_node = flow.add_task(helper)
-        for up, param in zip(ups, self.arguments(items_cell, ups), strict=True):
+        for up, param in zip(ups, params, strict=True):
             flow.add_edge(nodes[up], items_node, key=param)
         flow.add_edge(items_node, node, key=var, mapped=True)
 
