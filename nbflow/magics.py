@@ -27,7 +27,6 @@ from nbflow.magicargs import COMMANDS, flow_parser, parse_param, parse_task_line
 from nbflow.magicio import (
     cell_number,
     display,
-    error_of,
     install_display_capture,
     raise_in_cell,
     replay,
@@ -35,7 +34,7 @@ from nbflow.magicio import (
     unpicklable_input,
     user_traceback,
 )
-from nbflow.notebook import CellError, NotebookFlow, stand_in
+from nbflow.notebook import CellError, NotebookFlow, error_of, stand_in
 from nbflow.run import FlowRun
 from nbflow.state import State
 from nbflow.widget import show_run

@@ -54,6 +54,13 @@ def _failed_earlier(message: str) -> None:
     raise FAIL(message)
 
 
+def error_of(tr: TaskRun) -> BaseException | None:
+    """A task run's error; for a mapped task, its first failed child's."""
+    if tr.error is not None:
+        return tr.error
+    return next((c.error for c in tr.children or () if c.error is not None), None)
+
+
 def stand_in(task: Any) -> str | None:
     """What a stand-in task in a cell's place means (None for a real cell).
 
@@ -376,10 +383,7 @@ class NotebookFlow(CellGraph):
                     fp = fingerprint(node.task.fn, node.task.cache_version)
                 except Unhashable:
                     fp = None
-            error = tr.error
-            if tr.children:
-                error = next((c.error for c in tr.children if c.error is not None), error)
-            self.status[name] = CellStatus(tr.state, tr, fp, error)
+            self.status[name] = CellStatus(tr.state, tr, fp, error_of(tr))
             if tr.state.is_successful:
                 self.publish(name, run.result(node))
 
