@@ -35,23 +35,10 @@ from nbflow.magicio import (
     user_traceback,
 )
 from nbflow.notebook import CellError, NotebookFlow, error_of, stand_in
+from nbflow.palette import ICONS
 from nbflow.run import FlowRun
 from nbflow.state import State
 from nbflow.widget import show_run
-
-_MARK = {
-    "success": "✓",
-    "cached": "✓",
-    "skipped": "-",
-    "failed": "✗",
-    "timed_out": "✗",
-    "upstream_failed": "✗",
-    "cancelled": "✗",
-    "running": "…",
-    "retrying": "↻",
-    "pending": "·",
-    "paused": "‖",
-}
 
 
 def cell_executor() -> str | None:
@@ -69,8 +56,8 @@ def _status_line(name: str, tr: Any) -> str:
     state = tr.state.value
     note = stand_in(tr.task)
     if note is not None and tr.state.is_finished:
-        return f"{_MARK.get(state, '?')} {name}: {note}"
-    parts = [f"{_MARK.get(state, '?')} {name}: {state}"]
+        return f"{ICONS[tr.state]} {name}: {note}"
+    parts = [f"{ICONS[tr.state]} {name}: {state}"]
     if tr.children is not None:
         done = sum(c.state.is_finished for c in tr.children)
         parts.append(f"{done}/{len(tr.children)} mapped")
