@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import ast
 import graphlib
-import hashlib
 import os
 import pathlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nbflow import cellcode
-from nbflow.cells import CellAnalysis, analyse, normalised, parse
-from nbflow.errors import NbflowError
+from nbflow import cellcode, hashing
+from nbflow.cells import (
+    CellAnalysis,
+    CellSyntaxError,
+    analyse,
+    default_name,
+    normalised,
+    parse,
+)
+from nbflow.errors import NbflowError, did_you_mean
 from nbflow.records import TaskRun
 from nbflow.state import State
 
@@ -110,11 +116,8 @@ class CellStatus:
 
 
 def digest(*parts: str) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for p in parts:
-        h.update(p.encode())
-        h.update(b"\0")
-    return h.hexdigest()
+    """``hashing.digest`` of text parts (the cell's version key)."""
+    return hashing.digest(*(p.encode() for p in parts))
 
 
 class CellGraph:
@@ -162,8 +165,6 @@ class CellGraph:
             if cell_id:
                 self.cell_ids[cell_id] = same
             return self.cells[same]
-        from nbflow.cells import CellSyntaxError, default_name
-
         try:
             tree = parse(source)
             bound = (options.map_var,) if options.map_var else ()
@@ -199,8 +200,6 @@ class CellGraph:
         known = {c.name for c in others}
         for up in options.after:
             if up not in known:
-                from nbflow.errors import did_you_mean
-
                 raise CellError(
                     f"%%task {name}: --after names '{up}', which is not a task cell."
                     f"{did_you_mean(up, known)} Task cells: {', '.join(sorted(known)) or 'none'}."
@@ -230,14 +229,18 @@ class CellGraph:
 
     def upstream_of(self, cell: CellDef, cells: dict[str, CellDef] | None = None) -> list[str]:
         """The cells ``cell`` depends on: producers of its inputs, then ``--after`` cells."""
-        producers = self.producers((cells or self.cells).values())
-        ups = [producers[n] for n in cell.reads if n in producers and producers[n] != cell.name]
-        return list(dict.fromkeys([*ups, *cell.options.after]))
+        return _upstream(cell, self.producers((cells or self.cells).values()))
+
+    def upstream_map(self, cells: dict[str, CellDef] | None = None) -> dict[str, list[str]]:
+        """``upstream_of`` every cell, by name (the producers are worked out once)."""
+        cells = self.cells if cells is None else cells
+        producers = self.producers(cells.values())
+        return {name: _upstream(cell, producers) for name, cell in cells.items()}
 
     def _check_cycle(self, cells: dict[str, CellDef]) -> None:
         sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
-        for cell in cells.values():
-            sorter.add(cell.name, *(u for u in self.upstream_of(cell, cells) if u in cells))
+        for name, ups in self.upstream_map(cells).items():
+            sorter.add(name, *(u for u in ups if u in cells))
         try:
             sorter.prepare()
         except graphlib.CycleError as exc:
@@ -249,6 +252,7 @@ class CellGraph:
 
     def ancestors(self, names: Iterable[str]) -> list[str]:
         """``names`` and every cell they depend on, upstream first."""
+        upstream = self.upstream_map()
         seen: dict[str, None] = {}
         stack = list(names)
         while stack:
@@ -256,26 +260,27 @@ class CellGraph:
             if n in seen or n not in self.cells:
                 continue
             seen[n] = None
-            stack.extend(self.upstream_of(self.cells[n]))
-        return self._sorted(seen)
+            stack.extend(upstream[n])
+        return self._sorted(seen, upstream)
 
     def descendants(self, names: Iterable[str]) -> list[str]:
         """``names`` and every cell that depends on them."""
+        upstream = self.upstream_map()
         out = set(names)
         changed = True
         while changed:
             changed = False
-            for cell in self.cells.values():
-                if cell.name not in out and any(u in out for u in self.upstream_of(cell)):
-                    out.add(cell.name)
+            for name, ups in upstream.items():
+                if name not in out and any(u in out for u in ups):
+                    out.add(name)
                     changed = True
-        return self._sorted(out)
+        return self._sorted(out, upstream)
 
-    def _sorted(self, names: Iterable[str]) -> list[str]:
+    def _sorted(self, names: Iterable[str], upstream: dict[str, list[str]]) -> list[str]:
         wanted = set(names)
         sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
         for n in sorted(wanted, key=lambda n: self.cells[n].position):
-            sorter.add(n, *(u for u in self.upstream_of(self.cells[n]) if u in wanted))
+            sorter.add(n, *(u for u in upstream[n] if u in wanted))
         return list(sorter.static_order())
 
     def arguments(self, cell: CellDef, ups: list[str]) -> list[str]:
@@ -295,17 +300,17 @@ class CellGraph:
 
         rows = []
         producers = self.producers()
+        upstream = self.upstream_map()
+        defaults = CellOptions().to_json()
         for cell in self.cells.values():
-            opts = {
-                k: v for k, v in cell.options.to_json().items() if v != CellOptions().to_json()[k]
-            }
+            opts = {k: v for k, v in cell.options.to_json().items() if v != defaults[k]}
             status = self.status.get(cell.name)
             rows.append(
                 {
                     "task": cell.name,
                     "inputs": ", ".join(cell.reads),
                     "outputs": ", ".join(cell.analysis.outputs),
-                    "upstream": ", ".join(self.upstream_of(cell)),
+                    "upstream": ", ".join(upstream[cell.name]),
                     "notebook inputs": ", ".join(n for n in cell.reads if n not in producers),
                     "options": ", ".join(f"{k}={v}" for k, v in opts.items()),
                     "state": status.state.value if status else "",
@@ -313,3 +318,8 @@ class CellGraph:
             )
         columns = ["task", "inputs", "outputs", "upstream", "notebook inputs", "options", "state"]
         return pd.DataFrame(rows, columns=columns)
+
+
+def _upstream(cell: CellDef, producers: dict[str, str]) -> list[str]:
+    ups = [producers[n] for n in cell.reads if n in producers and producers[n] != cell.name]
+    return list(dict.fromkeys([*ups, *cell.options.after]))

@@ -34,7 +34,7 @@ INTERVAL = 0.1  # seconds between two messages at most ten a second
 CellLookup = Callable[[str, str], "str | None"]
 
 
-def summary(cell_id: str, run: Any, task_run: Any) -> dict[str, Any]:
+def summary(cell_id: str, task_run: Any) -> dict[str, Any]:
     """What a badge shows of one task run (for a mapped task: its children's progress)."""
     done = total = None
     if task_run.children is not None:
@@ -62,7 +62,7 @@ class LabChannel:
     def __init__(self, cell_of: CellLookup, send: Callable[[dict[str, Any]], None] | None = None):
         self._cell_of = cell_of
         self._send = send
-        self._pending: dict[str, tuple[Any, Any]] = {}
+        self._pending: dict[str, Any] = {}  # cell id -> its task run
         self._results: dict[str, str] = {}  # cell id -> key of the result it shows
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -106,7 +106,7 @@ class LabChannel:
             self._results[cell] = task_run.key
         with self._lock:
             first = not self._pending
-            self._pending[cell] = (event.run, task_run)
+            self._pending[cell] = task_run
             if first:
                 self._wake.notify()
 
@@ -116,7 +116,7 @@ class LabChannel:
             batch, self._pending = self._pending, {}
         if not batch:
             return
-        cells = [summary(cell, run, tr) for cell, (run, tr) in batch.items()]
+        cells = [summary(cell, tr) for cell, tr in batch.items()]
         try:
             self._deliver({"type": "cells", "cells": cells})
         except Exception:

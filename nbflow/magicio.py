@@ -46,19 +46,8 @@ def raise_in_cell(error: BaseException, filename: str) -> None:
     exec(code, {"__nbflow_error": error})
 
 
-def error_of(tr: Any) -> BaseException | None:
-    if tr.error is not None:
-        return tr.error  # type: ignore[no-any-return]
-    for child in tr.children or ():
-        if child.error is not None:
-            return child.error  # type: ignore[no-any-return]
-    return None
-
-
 def replay(result: Any) -> None:
     """Show a cached cell's stdout and rich outputs again."""
-    import sys
-
     results = result if isinstance(result, list) else [result]
     for r in results:
         if not isinstance(r, cellcode.CellResult):

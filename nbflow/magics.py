@@ -21,13 +21,12 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from nbflow import cellcode
-from nbflow.errors import NbflowError, UpstreamFailedError, did_you_mean
+from nbflow.errors import NbflowError, RunError, UpstreamFailedError, did_you_mean
 from nbflow.lab import LabChannel
 from nbflow.magicargs import COMMANDS, flow_parser, parse_param, parse_task_line, split
 from nbflow.magicio import (
     cell_number,
     display,
-    error_of,
     install_display_capture,
     raise_in_cell,
     replay,
@@ -35,24 +34,11 @@ from nbflow.magicio import (
     unpicklable_input,
     user_traceback,
 )
-from nbflow.notebook import CellError, NotebookFlow, stand_in
+from nbflow.notebook import CellError, NotebookFlow, error_of, stand_in
+from nbflow.palette import ICONS
 from nbflow.run import FlowRun
 from nbflow.state import State
 from nbflow.widget import show_run
-
-_MARK = {
-    "success": "✓",
-    "cached": "✓",
-    "skipped": "-",
-    "failed": "✗",
-    "timed_out": "✗",
-    "upstream_failed": "✗",
-    "cancelled": "✗",
-    "running": "…",
-    "retrying": "↻",
-    "pending": "·",
-    "paused": "‖",
-}
 
 
 def cell_executor() -> str | None:
@@ -70,8 +56,8 @@ def _status_line(name: str, tr: Any) -> str:
     state = tr.state.value
     note = stand_in(tr.task)
     if note is not None and tr.state.is_finished:
-        return f"{_MARK.get(state, '?')} {name}: {note}"
-    parts = [f"{_MARK.get(state, '?')} {name}: {state}"]
+        return f"{ICONS[tr.state]} {name}: {note}"
+    parts = [f"{ICONS[tr.state]} {name}: {state}"]
     if tr.children is not None:
         done = sum(c.state.is_finished for c in tr.children)
         parts.append(f"{done}/{len(tr.children)} mapped")
@@ -110,8 +96,7 @@ def _display_run(run: FlowRun, focus: str | None = None) -> None:
     """
     if focus is None and show_run(run) is not None:
         return
-    names = focus
-    handle = display({"text/plain": _status_text(run, names)}, raw=True, display_id=True)
+    handle = display({"text/plain": _status_text(run, focus)}, raw=True, display_id=True)
     if run.done or handle is None:
         return
     last = [0.0]
@@ -124,7 +109,7 @@ def _display_run(run: FlowRun, focus: str | None = None) -> None:
             if not final and now - last[0] < 0.2:
                 return
             last[0] = now
-        handle.update({"text/plain": _status_text(run, names)}, raw=True)
+        handle.update({"text/plain": _status_text(run, focus)}, raw=True)
 
     run.subscribe(update)
     if run.done:
@@ -371,7 +356,6 @@ class NbflowMagics(Magics):
             return nb.last_run.to_pandas()
         if command == "runs":
             from nbflow.archive import runs
-            from nbflow.errors import RunError
 
             try:
                 frame = runs(nb.home)

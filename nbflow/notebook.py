@@ -54,6 +54,13 @@ def _failed_earlier(message: str) -> None:
     raise FAIL(message)
 
 
+def error_of(tr: TaskRun) -> BaseException | None:
+    """A task run's error; for a mapped task, its first failed child's."""
+    if tr.error is not None:
+        return tr.error
+    return next((c.error for c in tr.children or () if c.error is not None), None)
+
+
 def stand_in(task: Any) -> str | None:
     """What a stand-in task in a cell's place means (None for a real cell).
 
@@ -130,8 +137,8 @@ class NotebookFlow(CellGraph):
     def cell_function(
         self, cell: CellDef, ups: list[str], mapped: set[str], returns: str | None = None
     ) -> tuple[Callable[..., Any], list[str]]:
-        """The cell's function for these upstream cells; and the namespace inputs it
-        reads (those defined in the notebook now)."""
+        """The cell's function for these upstream cells, and its parameters: one per
+        upstream cell, in the order of ``ups``."""
         producers = self.producers()
         params = self.arguments(cell, ups)
         index = dict(zip(ups, params, strict=True))
@@ -159,7 +166,7 @@ class NotebookFlow(CellGraph):
             )
             cell.codes[shape] = code
         values = tuple(self.user_ns[n] for n in namespace)
-        return cellcode.build(code, self.user_ns, values), list(namespace)
+        return cellcode.build(code, self.user_ns, values), params
 
     def build(
         self, names: list[str], *, keep_failed: Iterable[str] = (), drawing: bool = False
@@ -180,7 +187,7 @@ class NotebookFlow(CellGraph):
         for name in order:
             cell = self.cells[name]
             ups = self.data_upstream(cell)
-            fn, _ = self.cell_function(cell, ups, mapped)
+            fn, params = self.cell_function(cell, ups, mapped)
             recorded = self._recorded_keys.get(name)
             if name not in targets and recorded and self._inputs_missing(cell):
                 # A fresh kernel retrying: this cell succeeded before, but the notebook
@@ -212,7 +219,7 @@ class NotebookFlow(CellGraph):
             )
             node = flow.add_task(task)
             nodes[name] = node
-            for up, param in zip(ups, self.arguments(cell, ups), strict=True):
+            for up, param in zip(ups, params, strict=True):
                 flow.add_edge(nodes[up], node, key=param)
             for up in opts.after:
                 if up in nodes and up not in ups:
@@ -261,10 +268,10 @@ class NotebookFlow(CellGraph):
             cell.codes.setdefault("items", {}),
         )
         ups = list(dict.fromkeys(ups))
-        fn, _ = self.cell_function(items_cell, ups, mapped, returns="__nbflow_items")
+        fn, params = self.cell_function(items_cell, ups, mapped, returns="__nbflow_items")
         helper: Task[Any, Any] = Task(fn, name=items_cell.name, cache_version=items_cell.version)
         items_node = flow.add_task(helper)
-        for up, param in zip(ups, self.arguments(items_cell, ups), strict=True):
+        for up, param in zip(ups, params, strict=True):
             flow.add_edge(nodes[up], items_node, key=param)
         flow.add_edge(items_node, node, key=var, mapped=True)
 
@@ -376,10 +383,7 @@ class NotebookFlow(CellGraph):
                     fp = fingerprint(node.task.fn, node.task.cache_version)
                 except Unhashable:
                     fp = None
-            error = tr.error
-            if tr.children:
-                error = next((c.error for c in tr.children if c.error is not None), error)
-            self.status[name] = CellStatus(tr.state, tr, fp, error)
+            self.status[name] = CellStatus(tr.state, tr, fp, error_of(tr))
             if tr.state.is_successful:
                 self.publish(name, run.result(node))
 
@@ -434,6 +438,8 @@ class NotebookFlow(CellGraph):
             for t in history.load(row["id"])[1]:
                 if t["map_index"] is None and t["name"] in self.cells:
                     states.setdefault(t["name"], (State(t["state"]), t["key"]))
+            if len(states) == len(self.cells):
+                break  # older runs cannot change a cell's latest state
         return states
 
     def forget(self, names: list[str] | None = None) -> list[str]:
