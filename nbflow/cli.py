@@ -279,13 +279,14 @@ def _show(args: argparse.Namespace) -> int:
     from nbflow.progress import clean
 
     home = store_dir(args.path)
-    run = load_run(resolve_run(_history(home), home, args.run_id), path=home)
+    history = _history(home)
+    run = load_run(resolve_run(history, home, args.run_id), path=home)
     lines = [
         f"run {run.id} of flow '{run.flow_name}': {run.state.value}"
         + (" (interrupted)" if run.interrupted else ""),
         f"started {_when(run.start)}, took {_took(run.start, run.end)}",
     ]
-    source = _history(home).source(run.id)
+    source = history.source(run.id)
     if source is not None:
         lines.append(f"from {source[0]} '{source[1]}'")
     lines.append("")
