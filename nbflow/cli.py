@@ -194,7 +194,8 @@ def _run(args: argparse.Namespace) -> int:
 def _retry(args: argparse.Namespace) -> int:
     from nbflow.launch import retry_command
 
-    return retry_command(args.run_id, store_dir(args.path))
+    home = store_dir(args.path)
+    return retry_command(args.run_id, _history(home), home)
 
 
 def store_dir(path: str | None) -> pathlib.Path:

@@ -57,16 +57,11 @@ def run_command(args: argparse.Namespace) -> int:
     return run_python(path, name, params, command)
 
 
-def retry_command(run_id: str, home: pathlib.Path) -> int:
-    """``nbflow retry [RUN_ID|latest]``: the run's notebook or file, again."""
+def retry_command(run_id: str, history: History, home: pathlib.Path) -> int:
+    """``nbflow retry [RUN_ID|latest]``: the run's notebook or file, again (``history``
+    is the store ``home``'s, opened by the command)."""
     from nbflow.archive import load_run
 
-    if not (home / "history.sqlite").exists():
-        raise UsageError(
-            f"There is no nbflow run history in '{home}'. Point to the folder of the notebook "
-            "or store with --path DIR (or set NBFLOW_HOME)."
-        )
-    history = open_history(home)
     loaded = load_run(resolve_run(history, home, run_id), path=home)
     found = history.source(loaded.id)
     if found is None:
