@@ -405,15 +405,12 @@ def _visualize(args: argparse.Namespace) -> int:
 
 def _notebook_drawing(path: pathlib.Path) -> Any:
     """The notebook's task cells, coloured by their latest states in its history."""
-    import os
-
     from nbflow.sketch import cell_graph, draw_cells
-    from nbflow.source import read_notebook
+    from nbflow.source import notebook_home, read_notebook
     from nbflow.state import State
 
     graph = cell_graph(read_notebook(path), f"'{path}'")
-    env_home = os.environ.get("NBFLOW_HOME")
-    home = pathlib.Path(env_home) if env_home else path.resolve().parent / ".nbflow"
+    home = notebook_home(path)
     states: dict[str, State] = {}
     if (home / "history.sqlite").exists():
         found = _history(home).latest_states(path.stem)

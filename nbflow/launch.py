@@ -24,6 +24,7 @@ from nbflow.source import (
     check_path,
     inject_parameters,
     load_module,
+    notebook_home,
     parse_params,
     pick_flow,
     read_notebook,
@@ -226,9 +227,7 @@ def run_notebook(path: pathlib.Path, params: dict[str, Any], command: dict[str, 
     board = Board(f"notebook '{path.name}'")
     if _is_terminal():
         _expect_cells(board, book, given)
-    home = pathlib.Path(os.environ["NBFLOW_HOME"]) if os.environ.get("NBFLOW_HOME") else None
-    home = home or path.parent / ".nbflow"
-    history = open_history(prepare_home(home))
+    history = open_history(prepare_home(notebook_home(path)))
     begun = time.time()
     extra = _kernel_options(command)
     interrupted = False

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+import os
 import pathlib
 import sys
 from typing import TYPE_CHECKING, Any
@@ -163,6 +164,13 @@ def read_notebook(path: pathlib.Path) -> Any:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"'{path}' is not a valid notebook: {first}") from None
     return book
+
+
+def notebook_home(path: pathlib.Path) -> pathlib.Path:
+    """The store of the notebook at ``path``: ``NBFLOW_HOME``, else ``.nbflow`` beside it
+    (its kernel runs in the notebook's folder, as in JupyterLab)."""
+    home = os.environ.get("NBFLOW_HOME")
+    return pathlib.Path(home) if home else path.resolve().parent / ".nbflow"
 
 
 def is_task_cell(cell: Any) -> bool:
