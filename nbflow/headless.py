@@ -23,7 +23,7 @@ from typing import Any
 
 from nbflow.history import History
 from nbflow.progress import Board, clean
-from nbflow.source import UsageError, is_task_cell
+from nbflow.source import UsageError, is_injected, is_task_cell
 
 POLL = 0.1  # seconds between two reads of the history
 GRACE = 15.0  # seconds an interrupted cell gets to end before the kernel is shut down
@@ -228,7 +228,7 @@ def _labels(book: Any) -> dict[int, str]:
     labels: dict[int, str] = {}
     number = 0
     for index, cell in enumerate(book.cells):
-        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+        if is_injected(cell):
             labels[index] = "the injected parameters cell"
             continue
         number += 1

@@ -193,7 +193,7 @@ def inject_parameters(book: Any, params: dict[str, Any]) -> None:
     ``parameters`` (or first), replacing one injected before."""
     import nbformat
 
-    cells = [c for c in book.cells if "injected-parameters" not in _tags(c)]
+    cells = [c for c in book.cells if not is_injected(c)]
     if not params:
         book.cells = cells
         return
@@ -204,6 +204,11 @@ def inject_parameters(book: Any, params: dict[str, Any]) -> None:
     at = next((i + 1 for i, c in enumerate(cells) if "parameters" in _tags(c)), 0)
     cells.insert(at, cell)
     book.cells = cells
+
+
+def is_injected(cell: Any) -> bool:
+    """The parameters cell that ``inject_parameters`` added."""
+    return "injected-parameters" in _tags(cell)
 
 
 def _tags(cell: Any) -> list[str]:
