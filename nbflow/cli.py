@@ -275,13 +275,12 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from nbflow.archive import load_run
-    from nbflow.launch import resolve_run
+    from nbflow.launch import past_run
     from nbflow.progress import clean
 
     home = store_dir(args.path)
     history = _history(home)
-    run = load_run(resolve_run(history, home, args.run_id), path=home)
+    run = past_run(history, home, args.run_id)
     lines = [
         f"run {run.id} of flow '{run.flow_name}': {run.state.value}"
         + (" (interrupted)" if run.interrupted else ""),

@@ -13,7 +13,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbflow.cache import prepare_home, store_path
 from nbflow.errors import NbflowError
@@ -31,6 +31,9 @@ from nbflow.source import (
     split_target,
     uses_nbflow,
 )
+
+if TYPE_CHECKING:
+    from nbflow.archive import LoadedRun
 
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
 
@@ -61,9 +64,7 @@ def run_command(args: argparse.Namespace) -> int:
 def retry_command(run_id: str, history: History, home: pathlib.Path) -> int:
     """``nbflow retry [RUN_ID|latest]``: the run's notebook or file, again (``history``
     is the store ``home``'s, opened by the command)."""
-    from nbflow.archive import load_run
-
-    loaded = load_run(resolve_run(history, home, run_id), path=home)
+    loaded = past_run(history, home, run_id)
     found = history.source(loaded.id)
     if found is None:
         notebook = home.parent / f"{loaded.flow_name}.ipynb"
@@ -88,6 +89,14 @@ def retry_command(run_id: str, history: History, home: pathlib.Path) -> int:
         _write([f"Run {loaded.id} of flow '{loaded.flow_name}' succeeded; nothing to retry."])
         return OK
     return run_python(path, loaded.flow_name, params, command, retry_of=loaded, home=home)
+
+
+def past_run(history: History, home: pathlib.Path, run_id: str) -> LoadedRun:
+    """The run ``run_id`` names, read from ``history`` (the store ``home``'s, already
+    opened and checked: nothing is opened again)."""
+    from nbflow.archive import LoadedRun
+
+    return LoadedRun(history, resolve_run(history, home, run_id), home)
 
 
 def resolve_run(history: History, home: pathlib.Path, run_id: str) -> str:
