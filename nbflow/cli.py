@@ -194,7 +194,8 @@ def _run(args: argparse.Namespace) -> int:
 def _retry(args: argparse.Namespace) -> int:
     from nbflow.launch import retry_command
 
-    return retry_command(args.run_id, store_dir(args.path))
+    home = store_dir(args.path)
+    return retry_command(args.run_id, _history(home), home)
 
 
 def store_dir(path: str | None) -> pathlib.Path:
@@ -274,18 +275,18 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from nbflow.archive import load_run
-    from nbflow.launch import resolve_run
+    from nbflow.launch import past_run
     from nbflow.progress import clean
 
     home = store_dir(args.path)
-    run = load_run(resolve_run(_history(home), home, args.run_id), path=home)
+    history = _history(home)
+    run = past_run(history, home, args.run_id)
     lines = [
         f"run {run.id} of flow '{run.flow_name}': {run.state.value}"
         + (" (interrupted)" if run.interrupted else ""),
         f"started {_when(run.start)}, took {_took(run.start, run.end)}",
     ]
-    source = _history(home).source(run.id)
+    source = history.source(run.id)
     if source is not None:
         lines.append(f"from {source[0]} '{source[1]}'")
     lines.append("")
@@ -403,15 +404,12 @@ def _visualize(args: argparse.Namespace) -> int:
 
 def _notebook_drawing(path: pathlib.Path) -> Any:
     """The notebook's task cells, coloured by their latest states in its history."""
-    import os
-
     from nbflow.sketch import cell_graph, draw_cells
-    from nbflow.source import read_notebook
+    from nbflow.source import notebook_home, read_notebook
     from nbflow.state import State
 
     graph = cell_graph(read_notebook(path), f"'{path}'")
-    env_home = os.environ.get("NBFLOW_HOME")
-    home = pathlib.Path(env_home) if env_home else path.resolve().parent / ".nbflow"
+    home = notebook_home(path)
     states: dict[str, State] = {}
     if (home / "history.sqlite").exists():
         found = _history(home).latest_states(path.stem)

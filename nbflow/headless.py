@@ -23,7 +23,7 @@ from typing import Any
 
 from nbflow.history import History
 from nbflow.progress import Board, clean
-from nbflow.source import UsageError, is_task_cell
+from nbflow.source import UsageError, is_injected, is_task_cell
 
 POLL = 0.1  # seconds between two reads of the history
 GRACE = 15.0  # seconds an interrupted cell gets to end before the kernel is shut down
@@ -187,18 +187,13 @@ class NotebookExecution:
     async def _settle(self) -> None:
         deadline = time.time() + GRACE
         while time.time() < deadline:
-            self._poll()
-            if not any(r == "running" for r in self._run_states()):
+            if not any(run["state"] == "running" for run in self._poll()):
                 return
             await asyncio.sleep(POLL)
 
-    def _run_states(self) -> list[str]:
-        if self._pid is None:
-            return []
-        runs, _ = self.history.activity(self._pid, self._since, self._after)
-        return [r["state"] for r in runs]
-
-    def _poll(self) -> None:
+    def _poll(self) -> list[dict[str, Any]]:
+        """Show what the kernel recorded since the last poll; its runs, as recorded."""
+        runs: list[dict[str, Any]] = []
         if self._pid is not None:
             runs, tasks = self.history.activity(self._pid, self._since, self._after)
             for run in runs:
@@ -211,6 +206,7 @@ class NotebookExecution:
                 self._after = max(self._after, row["rowid"])
                 self.board.on_history_row(row)
         self.tick()
+        return runs
 
     def _note_errors(self, index: int, cell: Any, label: str) -> None:
         for out in cell.get("outputs", []):
@@ -232,7 +228,7 @@ def _labels(book: Any) -> dict[int, str]:
     labels: dict[int, str] = {}
     number = 0
     for index, cell in enumerate(book.cells):
-        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+        if is_injected(cell):
             labels[index] = "the injected parameters cell"
             continue
         number += 1

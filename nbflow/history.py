@@ -249,14 +249,12 @@ class History:
         """The run row and its task rows."""
         self._mark_interrupted()
         with self._conn_lock:
-            cur = self._conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,))
-            names = [d[0] for d in cur.description]
-            run = dict(zip(names, cur.fetchone(), strict=True))
-            cur = self._conn.execute(
-                "SELECT * FROM task_runs WHERE run_id = ? ORDER BY start", (run_id,)
+            run = _dicts(self._conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)))[0]
+            tasks = _dicts(
+                self._conn.execute(
+                    "SELECT * FROM task_runs WHERE run_id = ? ORDER BY start", (run_id,)
+                )
             )
-            names = [d[0] for d in cur.description]
-            tasks = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
         return run, tasks
 
     def record_source(self, run_ids: list[str], kind: str, path: str, command: Any) -> None:
@@ -284,23 +282,29 @@ class History:
         What a front end polls to follow runs that another process (a kernel) makes."""
         host = socket.gethostname()
         with self._conn_lock:
-            cur = self._conn.execute(
-                "SELECT * FROM runs WHERE pid = ? AND host = ? AND start >= ? ORDER BY start",
-                (pid, host, since),
+            runs = _dicts(
+                self._conn.execute(
+                    "SELECT * FROM runs WHERE pid = ? AND host = ? AND start >= ? ORDER BY start",
+                    (pid, host, since),
+                )
             )
-            names = [d[0] for d in cur.description]
-            runs = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
             if not runs:
                 return runs, []
             marks = ",".join("?" * len(runs))
-            cur = self._conn.execute(
-                f"SELECT rowid, * FROM task_runs WHERE rowid > ? AND run_id IN ({marks}) "
-                "ORDER BY rowid",
-                (after, *(r["id"] for r in runs)),
+            tasks = _dicts(
+                self._conn.execute(
+                    f"SELECT rowid, * FROM task_runs WHERE rowid > ? AND run_id IN ({marks}) "
+                    "ORDER BY rowid",
+                    (after, *(r["id"] for r in runs)),
+                )
             )
-            names = [d[0] for d in cur.description]
-            tasks = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
         return runs, tasks
+
+
+def _dicts(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
+    """The rows of a query, each as a dict by column name."""
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
 def _executor_name(run: Any) -> str:

@@ -104,11 +104,15 @@ def paused_tasks(home: str | os.PathLike[str], run_id: str) -> list[str]:
     """The tasks of run ``run_id`` that wait to be resumed, as the run last listed them."""
     conn = _connect(home)
     try:
-        rows = conn.execute(
-            "SELECT task FROM paused_tasks WHERE run_id = ? ORDER BY task", (run_id,)
-        ).fetchall()
+        return _paused(conn, run_id)
     finally:
         conn.close()
+
+
+def _paused(conn: sqlite3.Connection, run_id: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT task FROM paused_tasks WHERE run_id = ? ORDER BY task", (run_id,)
+    ).fetchall()
     return [task for (task,) in rows]
 
 
@@ -117,28 +121,28 @@ def request_resume(
 ) -> bool:
     """Ask run ``run_id`` (in whichever process runs it) to resume ``task``; wait up to
     ``timeout`` seconds for it to do so. True once the task is no longer paused."""
-    waiting = paused_tasks(home, run_id)
-    if task not in waiting:
-        listed = ", ".join(f"'{n}'" for n in waiting) or "none"
-        raise NbflowError(
-            f"Task '{task}' of run '{run_id}' is not waiting to be resumed (tasks waiting: "
-            f"{listed}). Only a task with trigger='manual_only' whose upstream tasks "
-            "succeeded waits, in a run that is still going."
-        )
-    conn = _connect(home)
+    conn = _connect(home)  # one connection for the whole wait, not one per look
     try:
+        waiting = _paused(conn, run_id)
+        if task not in waiting:
+            listed = ", ".join(f"'{n}'" for n in waiting) or "none"
+            raise NbflowError(
+                f"Task '{task}' of run '{run_id}' is not waiting to be resumed (tasks waiting: "
+                f"{listed}). Only a task with trigger='manual_only' whose upstream tasks "
+                "succeeded waits, in a run that is still going."
+            )
         conn.execute(
             "INSERT OR REPLACE INTO resume_requests VALUES (?, ?, ?)", (run_id, task, time.time())
         )
+        deadline = time.monotonic() + timeout
+        while True:
+            if task not in _paused(conn, run_id):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
     finally:
         conn.close()
-    deadline = time.monotonic() + timeout
-    while True:
-        if task not in paused_tasks(home, run_id):
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.1)
 
 
 __all__ = ["POLL_INTERVAL", "Inbox", "paused_tasks", "request_resume"]

@@ -13,7 +13,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbflow.cache import prepare_home, store_path
 from nbflow.errors import NbflowError
@@ -24,12 +24,16 @@ from nbflow.source import (
     check_path,
     inject_parameters,
     load_module,
+    notebook_home,
     parse_params,
     pick_flow,
     read_notebook,
     split_target,
     uses_nbflow,
 )
+
+if TYPE_CHECKING:
+    from nbflow.archive import LoadedRun
 
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
 
@@ -57,17 +61,10 @@ def run_command(args: argparse.Namespace) -> int:
     return run_python(path, name, params, command)
 
 
-def retry_command(run_id: str, home: pathlib.Path) -> int:
-    """``nbflow retry [RUN_ID|latest]``: the run's notebook or file, again."""
-    from nbflow.archive import load_run
-
-    if not (home / "history.sqlite").exists():
-        raise UsageError(
-            f"There is no nbflow run history in '{home}'. Point to the folder of the notebook "
-            "or store with --path DIR (or set NBFLOW_HOME)."
-        )
-    history = open_history(home)
-    loaded = load_run(resolve_run(history, home, run_id), path=home)
+def retry_command(run_id: str, history: History, home: pathlib.Path) -> int:
+    """``nbflow retry [RUN_ID|latest]``: the run's notebook or file, again (``history``
+    is the store ``home``'s, opened by the command)."""
+    loaded = past_run(history, home, run_id)
     found = history.source(loaded.id)
     if found is None:
         notebook = home.parent / f"{loaded.flow_name}.ipynb"
@@ -92,6 +89,14 @@ def retry_command(run_id: str, home: pathlib.Path) -> int:
         _write([f"Run {loaded.id} of flow '{loaded.flow_name}' succeeded; nothing to retry."])
         return OK
     return run_python(path, loaded.flow_name, params, command, retry_of=loaded, home=home)
+
+
+def past_run(history: History, home: pathlib.Path, run_id: str) -> LoadedRun:
+    """The run ``run_id`` names, read from ``history`` (the store ``home``'s, already
+    opened and checked: nothing is opened again)."""
+    from nbflow.archive import LoadedRun
+
+    return LoadedRun(history, resolve_run(history, home, run_id), home)
 
 
 def resolve_run(history: History, home: pathlib.Path, run_id: str) -> str:
@@ -231,9 +236,7 @@ def run_notebook(path: pathlib.Path, params: dict[str, Any], command: dict[str, 
     board = Board(f"notebook '{path.name}'")
     if _is_terminal():
         _expect_cells(board, book, given)
-    home = pathlib.Path(os.environ["NBFLOW_HOME"]) if os.environ.get("NBFLOW_HOME") else None
-    home = home or path.parent / ".nbflow"
-    history = open_history(prepare_home(home))
+    history = open_history(prepare_home(notebook_home(path)))
     begun = time.time()
     extra = _kernel_options(command)
     interrupted = False

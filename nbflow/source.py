@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+import os
 import pathlib
 import sys
 from typing import TYPE_CHECKING, Any
@@ -165,6 +166,13 @@ def read_notebook(path: pathlib.Path) -> Any:
     return book
 
 
+def notebook_home(path: pathlib.Path) -> pathlib.Path:
+    """The store of the notebook at ``path``: ``NBFLOW_HOME``, else ``.nbflow`` beside it
+    (its kernel runs in the notebook's folder, as in JupyterLab)."""
+    home = os.environ.get("NBFLOW_HOME")
+    return pathlib.Path(home) if home else path.resolve().parent / ".nbflow"
+
+
 def is_task_cell(cell: Any) -> bool:
     """A ``%%task`` cell."""
     return bool(cell.cell_type == "code" and cell.source.lstrip().startswith("%%task"))
@@ -185,7 +193,7 @@ def inject_parameters(book: Any, params: dict[str, Any]) -> None:
     ``parameters`` (or first), replacing one injected before."""
     import nbformat
 
-    cells = [c for c in book.cells if "injected-parameters" not in _tags(c)]
+    cells = [c for c in book.cells if not is_injected(c)]
     if not params:
         book.cells = cells
         return
@@ -196,6 +204,11 @@ def inject_parameters(book: Any, params: dict[str, Any]) -> None:
     at = next((i + 1 for i, c in enumerate(cells) if "parameters" in _tags(c)), 0)
     cells.insert(at, cell)
     book.cells = cells
+
+
+def is_injected(cell: Any) -> bool:
+    """The parameters cell that ``inject_parameters`` added."""
+    return "injected-parameters" in _tags(cell)
 
 
 def _tags(cell: Any) -> list[str]:
