@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -169,3 +170,20 @@ def flatten(node: Any) -> Node:
         wait_for=None,
     )
     return result
+
+
+def parameter_value(text: str) -> tuple[str, Any] | None:
+    """``NAME=VALUE`` as ``--param`` gives it (papermill's way): the value read as a
+    Python literal, else the text itself; None when ``text`` is not of that form.
+
+    >>> parameter_value("n=10"), parameter_value("day=2026-11-22"), parameter_value("x")
+    (('n', 10), ('day', '2026-11-22'), None)
+    """
+    name, sep, raw = text.partition("=")
+    name = name.strip()
+    if not sep or not name.isidentifier():
+        return None
+    try:
+        return name, ast.literal_eval(raw)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return name, raw

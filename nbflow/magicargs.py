@@ -15,6 +15,7 @@ from typing import Any
 from IPython.core.error import UsageError
 
 from nbflow.celldefs import CellOptions
+from nbflow.control import parameter_value
 from nbflow.errors import did_you_mean
 from nbflow.triggers import TRIGGERS
 
@@ -162,11 +163,7 @@ def parse_param(text: str) -> tuple[str, Any]:
     >>> parse_param("n=3"), parse_param("city=Paris")
     (('n', 3), ('city', 'Paris'))
     """
-    name, eq, raw = text.partition("=")
-    if not eq or not name.strip().isidentifier():
+    parsed = parameter_value(text)
+    if parsed is None:
         raise UsageError(f"%flow run: --param expects NAME=VALUE (e.g. --param n=3), got '{text}'.")
-    try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        value = raw
-    return name.strip(), value
+    return parsed

@@ -5,7 +5,6 @@ Reading and checking only: nothing here executes a notebook or starts a run.
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import json
 import os
@@ -13,6 +12,7 @@ import pathlib
 import sys
 from typing import TYPE_CHECKING, Any
 
+from nbflow.control import parameter_value
 from nbflow.errors import NbflowError
 from nbflow.flow import Flow
 
@@ -30,18 +30,13 @@ def parse_param(text: str) -> tuple[str, Any]:
     >>> parse_param("n=10"), parse_param("day=2026-11-22"), parse_param("xs=[1, 2]")
     (('n', 10), ('day', '2026-11-22'), ('xs', [1, 2]))
     """
-    name, sep, raw = text.partition("=")
-    name = name.strip()
-    if not sep or not name.isidentifier():
+    parsed = parameter_value(text)
+    if parsed is None:
         raise UsageError(
             f"Expected --param NAME=VALUE with NAME a Python name (e.g. --param n=10), "
             f"but got {text!r}."
         )
-    try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        value = raw
-    return name, value
+    return parsed
 
 
 def parse_params(texts: list[str]) -> dict[str, Any]:
