@@ -6,10 +6,15 @@ outcome means (retry, fail, cache) happens in the scheduler's process.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import linecache
 import time
 import traceback as _tb
+import types
+import weakref
 from _thread import allocate_lock as _allocate_lock
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -158,3 +163,146 @@ def failure(error: BaseException, start: float, *, timed_out: bool = False) -> O
         end=now,
         timed_out=timed_out,
     )
+
+
+# -- where the user's code came from, across a process boundary ------------------------
+# cloudpickle ships functions defined in a notebook or ``__main__`` by value, and (from
+# 3.1.3) names every code object it ships so ``<dynamic-code>``: a traceback from a
+# worker process would lose the user's file names and lines. ``traveling(fn)`` wraps a
+# function so that it unpickles as itself with each code object's file name restored,
+# and with the source lines of files the worker cannot read (notebook cells) in its
+# ``linecache``. It works with any pickler (loky's, Dask's), because it is the object's
+# own reduction, not a change to the pickler.
+
+_DYNAMIC_FILENAME = "<dynamic-code>"
+# (qualified name, first line) of a code object -> (file name, source lines or None)
+_Origins = dict[tuple[str, int], tuple[str, "list[str] | None"]]
+_origins_cache: weakref.WeakKeyDictionary[Any, _Origins] = weakref.WeakKeyDictionary()
+
+
+def _codes(code: types.CodeType) -> Iterator[types.CodeType]:
+    """``code`` and every code object nested in it (inner functions, comprehensions)."""
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        yield c
+        stack.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+
+
+def _functions(fn: Any, limit: int = 200) -> Iterator[types.FunctionType]:
+    """``fn`` and the plain functions it reaches through its globals and closure (the
+    helpers cloudpickle ships with it), breadth first, at most ``limit`` of them."""
+    seen: set[int] = set()
+    queue: list[Any] = [fn]
+    while queue and len(seen) < limit:
+        f = queue.pop(0)
+        f = getattr(f, "__func__", f)  # a bound method's function
+        if isinstance(f, functools.partial):
+            queue.append(f.func)
+            continue
+        if not isinstance(f, types.FunctionType) or id(f) in seen:
+            continue
+        seen.add(id(f))
+        yield f
+        names = {n for c in _codes(f.__code__) for n in c.co_names}
+        queue.extend(f.__globals__[n] for n in names if n in f.__globals__)
+        queue.extend(c.cell_contents for c in f.__closure__ or () if _filled(c))
+
+
+def _filled(cell: Any) -> bool:
+    try:
+        _ = cell.cell_contents
+    except ValueError:  # a closure variable not assigned yet
+        return False
+    return True
+
+
+def _identity(code: types.CodeType) -> tuple[str, int]:
+    return getattr(code, "co_qualname", code.co_name), code.co_firstlineno
+
+
+def _origins(fn: Any) -> _Origins:
+    try:
+        return _origins_cache[fn]
+    except (KeyError, TypeError):
+        pass
+    found: _Origins = {}
+    for f in _functions(fn):
+        for c in _codes(f.__code__):
+            name = c.co_filename
+            if name == _DYNAMIC_FILENAME:
+                continue
+            # A file the worker may not have (a notebook cell, an IPython input) travels
+            # with its lines; a real file is read there as usual.
+            lines = linecache.getlines(name) if name.startswith("<") else None
+            found[_identity(c)] = (name, lines or None)
+    with contextlib.suppress(TypeError):
+        _origins_cache[fn] = found
+    return found
+
+
+def _restore(code: types.CodeType, origins: _Origins) -> types.CodeType:
+    consts = tuple(
+        _restore(k, origins) if isinstance(k, types.CodeType) else k for k in code.co_consts
+    )
+    origin = origins.get(_identity(code))
+    changes: dict[str, Any] = {}
+    if consts != code.co_consts:
+        changes["co_consts"] = consts
+    if origin is not None and code.co_filename != origin[0]:
+        changes["co_filename"] = origin[0]
+    return code.replace(**changes) if changes else code
+
+
+def _arrived(fn: Any, origins: _Origins) -> Any:
+    """The function as it unpickles in a worker: its code objects named after their
+    files again, and the lines of files that exist only in the sender in linecache."""
+    for filename, lines in origins.values():
+        if lines is not None and filename not in linecache.cache:
+            linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
+    for f in _functions(fn):
+        if any(c.co_filename == _DYNAMIC_FILENAME for c in _codes(f.__code__)):
+            f.__code__ = _restore(f.__code__, origins)
+    return fn
+
+
+class _Traveling:
+    """Pickles as its function plus where that function's code came from."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_arrived, (self.fn, _origins(self.fn)))
+
+    # A copy (Dask copies a task's arguments) stays a wrapper: only unpickling unwraps.
+    def __copy__(self) -> _Traveling:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Traveling:
+        return self
+
+
+def traveling(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` ready to be pickled for another process: it unpickles as ``fn`` itself,
+    with its code's file names and cell lines intact (see above). Use it only where the
+    attempt is pickled; in this process it is not callable."""
+    return _Traveling(fn)  # type: ignore[return-value]
+
+
+def ship(fn: Callable[..., Any]) -> bytes:
+    """``fn`` pickled as ``traveling`` does, for executors whose own machinery unpickles
+    and pickles again on the way (Dask's scheduler does): ``unship`` in the worker."""
+    import cloudpickle
+
+    return bytes(cloudpickle.dumps(traveling(fn)))
+
+
+def unship(payload: bytes) -> Callable[..., Any]:
+    """The function ``ship`` pickled, with its origins restored."""
+    import cloudpickle
+
+    fn: Callable[..., Any] = cloudpickle.loads(payload)
+    return fn

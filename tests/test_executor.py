@@ -6,6 +6,7 @@ worker processes by reference; lambdas and closures travel by value (cloudpickle
 
 from __future__ import annotations
 
+import linecache
 import logging
 import os
 import threading
@@ -356,3 +357,32 @@ def test_eight_sleeping_tasks_on_eight_threads_finish_in_well_under_the_sequenti
 
     assert [run.result(n) for n in nodes] == list(range(8))
     assert took < 1.0  # sequential: 1.6 s
+
+
+CELL_SOURCE = """\
+def helper(n):
+    return {}[n]
+
+def cell_task(n):
+    return helper(n) + 1
+"""
+
+
+@pytest.mark.parametrize("executor", ["processes", "dask"])
+def test_a_traceback_from_a_worker_process_names_the_users_file_and_lines(executor):
+    # Functions from a notebook travel by value; their file and lines must survive.
+    filename = "<nbflow-cell 1234abcd>"
+    linecache.cache[filename] = (len(CELL_SOURCE), None, CELL_SOURCE.splitlines(True), filename)
+    namespace: dict = {"__name__": "nbflow_no_such_module"}
+    exec(compile(CELL_SOURCE, filename, "exec"), namespace)
+    with Flow("origins") as flow:
+        task(namespace["cell_task"], cache=False)(7)
+    run = run_on(flow, executor, max_workers=1)
+    (failed,) = run.failed
+    assert isinstance(failed.error, KeyError) or "KeyError" in failed.traceback
+    text = failed.traceback
+    assert f'File "{filename}", line 5, in cell_task' in text
+    assert "return helper(n) + 1" in text
+    assert f'File "{filename}", line 2, in helper' in text
+    assert "return {}[n]" in text
+    assert "<dynamic-code>" not in text

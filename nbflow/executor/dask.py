@@ -37,7 +37,7 @@ from nbflow.executor.dask_cluster import (
 from nbflow.executor.dask_store import CachedValue, bind, store_ref, workers_reach
 from nbflow.executor.dask_worker import Spec, StoreRef, interrupt, run_attempt
 from nbflow.timer import Timer
-from nbflow.worker import Attempt, Outcome, Promise, failure
+from nbflow.worker import Attempt, Outcome, Promise, failure, ship
 
 log = logging.getLogger("nbflow")
 
@@ -344,7 +344,7 @@ class DaskExecutor:
             try:
                 job.future = client.submit(
                     run_attempt,
-                    attempt.fn,
+                    ship(attempt.fn),
                     bind(attempt.args, client),
                     bind(attempt.kwargs, client),
                     spec,

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from nbflow.errors import SUCCESS, NbflowError, RemoteError, TaskTimeoutError
-from nbflow.worker import Attempt, Outcome, execute
+from nbflow.worker import Attempt, Outcome, execute, unship
 
 STORE_ID = "store-id"  # a file in the store naming it, so a worker can tell it is the same
 
@@ -220,10 +220,9 @@ def _dumps(outcome: Outcome) -> bytes:
         return bytes(cloudpickle.dumps(outcome))
 
 
-def run_attempt(
-    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], spec: Spec
-) -> Any:
-    """The function each Dask task runs. Returns the task's value (None if it failed)."""
+def run_attempt(fn: bytes, args: tuple[Any, ...], kwargs: dict[str, Any], spec: Spec) -> Any:
+    """The function each Dask task runs (``fn`` as ``ship`` pickled it). Returns the
+    task's value (None if it failed)."""
     from distributed import get_worker
 
     start = {"k": spec.token, "s": time.time(), "w": get_worker().address, "p": os.getpid()}
@@ -232,7 +231,7 @@ def run_attempt(
     else:
         _starts.add(spec.topic, spec.token, start)
     attempt = Attempt(
-        fn, args, kwargs, spec.task_name, spec.label, spec.number, None, spec.log_prints
+        unship(fn), args, kwargs, spec.task_name, spec.label, spec.number, None, spec.log_prints
     )
     disarm = _arm_interrupt(spec.timeout) if spec.timeout is not None else None
     running = (spec.topic, spec.token)

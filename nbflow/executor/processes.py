@@ -26,7 +26,7 @@ from typing import Any
 from nbflow.errors import RemoteError, TaskTimeoutError, WorkerDiedError
 from nbflow.executor.local import check_max_workers
 from nbflow.timer import Timer
-from nbflow.worker import Attempt, Outcome, Promise, execute, failure
+from nbflow.worker import Attempt, Outcome, Promise, execute, failure, traveling
 
 log = logging.getLogger("nbflow")
 
@@ -46,6 +46,11 @@ def _run_in_worker(attempt: Attempt, marker: str) -> Outcome:
         return outcome
     finally:
         os.unlink(marker)
+
+
+def _portable(attempt: Attempt) -> Attempt:
+    """The attempt as it is sent: its function keeps its file names and cell lines."""
+    return attempt._replace(fn=traveling(attempt.fn))
 
 
 def _read_marker(path: str) -> tuple[int, float] | None:
@@ -134,7 +139,7 @@ class ProcessExecutor:
                     # We just killed one of its workers: wait until it is replaced.
                     self._deferred.append((number, job))
                     return
-            inner = pool.submit(_run_in_worker, job.attempt, job.marker)
+            inner = pool.submit(_run_in_worker, _portable(job.attempt), job.marker)
         except Exception as exc:  # e.g. the function cannot be pickled
             self._finish(number, job, failure(exc, time.time()))
             return
@@ -227,7 +232,7 @@ class ProcessExecutor:
 
         pool = ProcessPoolExecutor(max_workers=1)
         try:
-            inner = pool.submit(_run_in_worker, job.attempt, job.marker)
+            inner = pool.submit(_run_in_worker, _portable(job.attempt), job.marker)
             try:
                 outcome = inner.result(timeout=job.attempt.timeout)
             except TimeoutError:
