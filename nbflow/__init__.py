@@ -6,13 +6,13 @@
 from __future__ import annotations
 
 from nbflow import events
-from nbflow.control import Parameter, case, flatten, merge
 from nbflow.errors import FAIL, RETRY, SKIP, SUCCESS, NbflowError, NbflowWarning
-from nbflow.flow import Flow, Node
+from nbflow.graph.control import Parameter, case, flatten, merge
+from nbflow.graph.flow import Flow, Node
+from nbflow.graph.task import Task, task, unmapped
+from nbflow.graph.triggers import some_failed
 from nbflow.logs import get_logger
 from nbflow.state import State
-from nbflow.task import Task, task, unmapped
-from nbflow.triggers import some_failed
 
 __version__ = "0.1.0"
 

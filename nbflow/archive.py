@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbflow.cache import open_store, store_path
 from nbflow.errors import RunError
-from nbflow.flow import Flow, registered_flow
+from nbflow.graph.flow import Flow, registered_flow
 from nbflow.history import History, open_history
 from nbflow.logs import LogRecord
 from nbflow.records import UNLOADED, AttemptRecord, TaskRun

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nbflow import cellcode, hashing
+from nbflow import cellcode
 from nbflow.cells import (
     CellAnalysis,
     CellSyntaxError,
@@ -25,6 +25,7 @@ from nbflow.cells import (
     parse,
 )
 from nbflow.errors import NbflowError, did_you_mean
+from nbflow.graph import hashing
 from nbflow.records import TaskRun
 from nbflow.state import State
 

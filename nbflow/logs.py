@@ -154,7 +154,7 @@ def capture(name: str, prints: bool, tee: bool = False) -> Iterator[Capture]:
 
 
 class _TaskLogHandler(logging.Handler):
-    """Adds the records of ``nbflow.task`` loggers to the current attempt's capture."""
+    """Adds the records of ``nbflow.graph.task`` loggers to the current attempt's capture."""
 
     def emit(self, record: logging.LogRecord) -> None:
         cap: Capture | None = getattr(_local, "capture", None)

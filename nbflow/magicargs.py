@@ -15,9 +15,9 @@ from typing import Any
 from IPython.core.error import UsageError
 
 from nbflow.celldefs import CellOptions
-from nbflow.control import parameter_value
 from nbflow.errors import did_you_mean
-from nbflow.triggers import TRIGGERS
+from nbflow.graph.control import parameter_value
+from nbflow.graph.triggers import TRIGGERS
 
 COMMANDS = ("run", "retry", "show", "status", "runs", "list", "clear")
 

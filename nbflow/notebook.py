@@ -26,11 +26,11 @@ from nbflow.celldefs import (
 from nbflow.cells import analyse, parse
 from nbflow.cellstore import StoredCell, open_cells
 from nbflow.errors import FAIL, NbflowError, NbflowWarning
-from nbflow.flow import Flow, Node
+from nbflow.graph.flow import Flow, Node
+from nbflow.graph.task import Task
 from nbflow.records import TaskRun
 from nbflow.run import FlowRun, refresh_default, start_run
 from nbflow.state import State
-from nbflow.task import Task
 
 _FAILED = (State.FAILED, State.TIMED_OUT, State.CANCELLED)
 
@@ -283,7 +283,7 @@ class NotebookFlow(CellGraph):
         status = self.status.get(name)
         if status is None or status.state not in _FAILED:
             return None
-        from nbflow.hashing import Unhashable, fingerprint
+        from nbflow.graph.hashing import Unhashable, fingerprint
 
         try:
             now = fingerprint(fn, self.cells[name].version)
@@ -362,7 +362,7 @@ class NotebookFlow(CellGraph):
         return finish
 
     def _record(self, run: FlowRun, nodes: dict[str, Node]) -> None:
-        from nbflow.hashing import Unhashable, fingerprint
+        from nbflow.graph.hashing import Unhashable, fingerprint
 
         cells = {id(node) for node in nodes.values()}
         for node in run.flow.tasks:

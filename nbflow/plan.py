@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nbflow.errors import TaskDefinitionError
-from nbflow.flow import Call, Flow, MapSource, Node, iter_nodes
+from nbflow.graph.flow import Call, Flow, MapSource, Node, iter_nodes
 
 
 @dataclass(eq=False)

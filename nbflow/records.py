@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from nbflow.state import State
 
 if TYPE_CHECKING:
-    from nbflow.flow import Node
+    from nbflow.graph.flow import Node
+    from nbflow.graph.task import Task
     from nbflow.logs import LogRecord
-    from nbflow.task import Task
 
 
 class _Unloaded:

@@ -14,12 +14,12 @@ from nbflow.cache import ResultStore, open_store
 from nbflow.errors import NbflowWarning, RunError, UpstreamFailedError
 from nbflow.events import Event, EventBus, Listener, process_listeners
 from nbflow.executor import SequentialExecutor, resolve_executor
-from nbflow.flow import Call, Flow, Node
+from nbflow.graph.flow import Call, Flow, Node
+from nbflow.graph.task import Task
 from nbflow.history import open_history
 from nbflow.records import TaskRun
 from nbflow.scheduler import Engine, cancelled_error
 from nbflow.state import State
-from nbflow.task import Task
 
 if TYPE_CHECKING:
     import graphviz

@@ -34,14 +34,14 @@ from nbflow.errors import (
 )
 from nbflow.events import RUN_FINISHED, RUN_STARTED, TASK_STATE, Event, EventBus
 from nbflow.executor import Executor, OutcomeFuture
-from nbflow.flow import Flow, MapSource, Node
-from nbflow.hashing import Unhashable, digest, fingerprint, hash_value
+from nbflow.graph.flow import Flow, MapSource, Node
+from nbflow.graph.hashing import Unhashable, digest, fingerprint, hash_value
+from nbflow.graph.triggers import trigger_met
 from nbflow.logs import LogRecord
 from nbflow.plan import NodePlan, compile_plan, materialize
 from nbflow.records import UNLOADED, AttemptRecord, TaskRun
 from nbflow.state import State
 from nbflow.timer import Timer
-from nbflow.triggers import trigger_met
 from nbflow.worker import Attempt, Outcome
 
 log = logging.getLogger("nbflow")

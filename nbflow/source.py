@@ -12,9 +12,9 @@ import pathlib
 import sys
 from typing import TYPE_CHECKING, Any
 
-from nbflow.control import parameter_value
 from nbflow.errors import NbflowError
-from nbflow.flow import Flow
+from nbflow.graph.control import parameter_value
+from nbflow.graph.flow import Flow
 
 if TYPE_CHECKING:
     import types

@@ -21,7 +21,7 @@ from nbflow.errors import NbflowError
 
 if TYPE_CHECKING:
     from nbflow.events import Listener
-    from nbflow.flow import Flow
+    from nbflow.graph.flow import Flow
     from nbflow.run import FlowRun
     from nbflow.widget.model import FlowWidget
 

@@ -18,11 +18,11 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nbflow.branch import edge_label, node_kind
 from nbflow.errors import NbflowWarning
+from nbflow.graph.branch import edge_label, node_kind
 
 if TYPE_CHECKING:
-    from nbflow.flow import Flow
+    from nbflow.graph.flow import Flow
 
 log = logging.getLogger("nbflow")
 

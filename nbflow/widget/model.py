@@ -14,7 +14,7 @@ import traitlets
 
 from nbflow.errors import NbflowError
 from nbflow.events import RUN_FINISHED, Event
-from nbflow.flow import Flow, Node
+from nbflow.graph.flow import Flow, Node
 from nbflow.records import TaskRun
 from nbflow.run import FlowRun
 from nbflow.state import State

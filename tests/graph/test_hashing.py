@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from nbflow import Flow, State, task
-from nbflow.hashing import Unhashable, fingerprint, hash_value
+from nbflow.graph.hashing import Unhashable, fingerprint, hash_value
 
 _imported = itertools.count()
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from nbflow.branch import edge_label, node_kind
+from nbflow.graph.branch import edge_label, node_kind
 from nbflow.palette import COLOURS, ICONS
 from nbflow.state import State
 
 if TYPE_CHECKING:
     import graphviz
 
-    from nbflow.flow import Flow
+    from nbflow.graph.flow import Flow
 
 
 # As the widget: a hexagon for a branch condition, a rounded pill for a parameter.

@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from nbflow.errors import TaskDefinitionError, did_you_mean
-from nbflow.triggers import TRIGGERS, Trigger
+from nbflow.graph.triggers import TRIGGERS, Trigger
 
 if TYPE_CHECKING:
-    from nbflow.flow import Node
+    from nbflow.graph.flow import Node
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -334,7 +334,7 @@ class Task(Generic[P, R]):
         return self._call(args, kwargs, mapped=True)
 
     def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any], mapped: bool) -> Any:
-        from nbflow.flow import current_flow
+        from nbflow.graph.flow import current_flow
 
         flow = current_flow()
         wait_for = kwargs.pop("wait_for", None)

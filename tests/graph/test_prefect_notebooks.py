@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbhelp import execute_book
 
-NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "prefect"
+NOTEBOOKS = pathlib.Path(__file__).resolve().parents[2] / "notebooks" / "prefect"
 
 
 def _execute(name, workdir, folder=NOTEBOOKS):

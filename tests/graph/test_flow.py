@@ -8,7 +8,7 @@ import pytest
 
 from nbflow import Flow, Node, task, unmapped
 from nbflow.errors import CycleError, FlowError, TaskDefinitionError
-from nbflow.flow import Edge
+from nbflow.graph.flow import Edge
 
 
 @task(cache=False)

@@ -17,7 +17,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from nbflow.errors import CycleError, FlowError, TaskDefinitionError, did_you_mean
-from nbflow.task import Task, check_hooks, node_refusal, unmapped
+from nbflow.graph.task import Task, check_hooks, node_refusal, unmapped
 
 if TYPE_CHECKING:
     import graphviz
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 _current: contextvars.ContextVar[Flow | None] = contextvars.ContextVar("nbflow_flow", default=None)
 _registry: weakref.WeakValueDictionary[str, Flow] = weakref.WeakValueDictionary()
-# The condition nodes of the ``case`` blocks open in this context (see nbflow.control).
+# The condition nodes of the ``case`` blocks open in this context (see nbflow.graph.control).
 active_case: contextvars.ContextVar[tuple[Node, ...]] = contextvars.ContextVar(
     "nbflow_case", default=()
 )
@@ -497,7 +497,7 @@ class Flow:
 
     def visualize(self, run: FlowRun | None = None) -> graphviz.Digraph:
         """A graphviz drawing of the flow, coloured by state when ``run`` is given."""
-        from nbflow.visualize import draw
+        from nbflow.graph.visualize import draw
 
         return draw(self, run)
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from nbflow.errors import SKIP
 
 if TYPE_CHECKING:
-    from nbflow.flow import Edge, Flow
+    from nbflow.graph.flow import Edge, Flow
 
 
 def compare(value: Any, expected: Any) -> bool:

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from nbflow.branch import compare
 from nbflow.errors import FlowError, TaskDefinitionError
-from nbflow.flow import Node, active_case, current_flow
-from nbflow.task import Task
+from nbflow.graph.branch import compare
+from nbflow.graph.flow import Node, active_case, current_flow
+from nbflow.graph.task import Task
 
 _NO_DEFAULT: Any = type("NoDefault", (), {"__repr__": lambda self: "<no default>"})()
 
