@@ -98,7 +98,7 @@ def bench_w5(cfg: Config) -> Result:
     import numpy as np  # noqa: F401 - imported here so the timing below excludes it
     import pandas as pd  # noqa: F401
 
-    from nbflow.cache import ResultStore
+    from nbflow.store.cache import ResultStore
 
     big_rows = 800_000 if cfg.quick else 4_700_000  # x 8 float64 columns: ~50 / ~300 MB
     small_rows = 8_000

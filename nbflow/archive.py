@@ -6,14 +6,14 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from nbflow.cache import open_store, store_path
 from nbflow.errors import RunError
 from nbflow.graph.flow import Flow, registered_flow
-from nbflow.history import History, open_history
 from nbflow.logs import LogRecord
 from nbflow.records import UNLOADED, AttemptRecord, TaskRun
 from nbflow.run import FlowRun, start_run
 from nbflow.state import State
+from nbflow.store.cache import open_store, store_path
+from nbflow.store.history import History, open_history
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -206,7 +206,7 @@ def store_dir(path: str | None) -> pathlib.Path:
     >>> store_dir(folder).name
     '.nbflow'
     """
-    from nbflow.cache import store_path
+    from nbflow.store.cache import store_path
 
     if path is None:
         return store_path()
@@ -219,8 +219,8 @@ def store_dir(path: str | None) -> pathlib.Path:
 
 
 def _history(home: pathlib.Path) -> Any:
-    from nbflow.cache import check_permissions
-    from nbflow.history import open_history
+    from nbflow.store.cache import check_permissions
+    from nbflow.store.history import open_history
 
     if not (home / "history.sqlite").exists():
         raise UsageError(
@@ -319,8 +319,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from nbflow.inbox import request_resume
     from nbflow.launch import resolve_run
+    from nbflow.store.inbox import request_resume
 
     home = store_dir(args.path)
     history = _history(home)

@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nbflow.history import History
 from nbflow.progress import Board, clean
 from nbflow.source import UsageError, is_injected, is_task_cell
+from nbflow.store.history import History
 
 POLL = 0.1  # seconds between two reads of the history
 GRACE = 15.0  # seconds an interrupted cell gets to end before the kernel is shut down

@@ -15,9 +15,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from nbflow.cache import prepare_home, store_path
 from nbflow.errors import NbflowError
-from nbflow.history import History, open_history
 from nbflow.progress import Board, Live, summary
 from nbflow.source import (
     UsageError,
@@ -31,6 +29,8 @@ from nbflow.source import (
     split_target,
     uses_nbflow,
 )
+from nbflow.store.cache import prepare_home, store_path
+from nbflow.store.history import History, open_history
 
 if TYPE_CHECKING:
     from nbflow.archive import LoadedRun

@@ -24,20 +24,20 @@ from nbflow.celldefs import (
     flow_name,
 )
 from nbflow.cells import analyse, parse
-from nbflow.cellstore import StoredCell, open_cells
 from nbflow.errors import FAIL, NbflowError, NbflowWarning
 from nbflow.graph.flow import Flow, Node
 from nbflow.graph.task import Task
 from nbflow.records import TaskRun
 from nbflow.run import FlowRun, refresh_default, start_run
 from nbflow.state import State
+from nbflow.store.cellstore import StoredCell, open_cells
 
 _FAILED = (State.FAILED, State.TIMED_OUT, State.CANCELLED)
 
 
 def _stored_result(home: str, key: str, cell: str) -> Any:
     """A cell's result as recorded by an earlier kernel (its inputs are gone here)."""
-    from nbflow.cache import open_store
+    from nbflow.store.cache import open_store
 
     missing = object()
     value = open_store(home).get(key, missing)
@@ -129,7 +129,7 @@ class NotebookFlow(CellGraph):
         return cell
 
     def store_home(self) -> pathlib.Path:
-        from nbflow.cache import open_store
+        from nbflow.store.cache import open_store
 
         return open_store(self.home).path
 
@@ -425,7 +425,7 @@ class NotebookFlow(CellGraph):
 
     def recorded(self, limit: int = 200) -> dict[str, tuple[State, str | None]]:
         """Each cell's state (and result key) in the latest recorded run that had it."""
-        from nbflow.history import open_history
+        from nbflow.store.history import open_history
 
         home = self.store_home()
         if not (home / "history.sqlite").exists():

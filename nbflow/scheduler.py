@@ -20,7 +20,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from nbflow.cache import CacheWarning, ResultStore
 from nbflow.errors import (
     FAIL,
     RETRY,
@@ -34,6 +33,7 @@ from nbflow.errors import (
 )
 from nbflow.events import RUN_FINISHED, RUN_STARTED, TASK_STATE, Event, EventBus
 from nbflow.executor import Executor, OutcomeFuture
+from nbflow.executor.worker import Attempt, Outcome
 from nbflow.graph.flow import Flow, MapSource, Node
 from nbflow.graph.hashing import Unhashable, digest, fingerprint, hash_value
 from nbflow.graph.triggers import trigger_met
@@ -41,8 +41,8 @@ from nbflow.logs import LogRecord
 from nbflow.plan import NodePlan, compile_plan, materialize
 from nbflow.records import UNLOADED, AttemptRecord, TaskRun
 from nbflow.state import State
+from nbflow.store.cache import CacheWarning, ResultStore
 from nbflow.timer import Timer
-from nbflow.worker import Attempt, Outcome
 
 log = logging.getLogger("nbflow")
 
@@ -206,7 +206,7 @@ class Engine:
             self._poller.start()
 
     def _poll_inbox(self) -> None:
-        from nbflow.inbox import POLL_INTERVAL, Inbox
+        from nbflow.store.inbox import POLL_INTERVAL, Inbox
 
         assert self.store is not None
         try:

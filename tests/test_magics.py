@@ -367,7 +367,7 @@ def test_an_error_in_a_worker_process_keeps_the_workers_traceback(ip):
 
 def test_an_unhashable_input_is_not_cached_and_the_warning_names_it(ip):
     run(ip, "import threading\nguard = threading.Lock()")
-    with pytest.warns(nbflow.cache.CacheWarning, match=r"Cell 'held' .* input 'guard'"):
+    with pytest.warns(nbflow.store.cache.CacheWarning, match=r"Cell 'held' .* input 'guard'"):
         result, _ = run(ip, "%%task\nheld = guard.locked()")
     assert result.success and ip.user_ns["held"] is False
 
@@ -414,9 +414,9 @@ def test_a_timeout_ends_the_cell_timed_out(ip):
 
 def test_definitions_are_kept_in_the_store(ip):
     run(ip, "%%task load --retries 2\nrows = [1]")
-    from nbflow.cellstore import open_cells
+    from nbflow.store.cellstore import open_cells
 
-    stored = open_cells(nbflow.cache.open_store().path).load("notebook")
+    stored = open_cells(nbflow.store.cache.open_store().path).load("notebook")
     assert [(c.name, c.options["retries"]) for c in stored] == [("load", 2)]
     assert "rows = [1]" in stored[0].source
     assert len(runs()) == 1
@@ -439,7 +439,9 @@ def test_a_large_result_is_written_to_its_own_file_and_read_back(ip):
     result, out = run(ip, "%%task\nbig = np.arange(200_000)")
     assert result.success and "big: cached" in out.outputs[-1].data["text/plain"]
     assert int(ip.user_ns["big"].sum()) == sum(range(200_000))
-    files = [p for p in nbflow.cache.open_store().path.rglob("*.val") if p.stat().st_size > 10**6]
+    files = [
+        p for p in nbflow.store.cache.open_store().path.rglob("*.val") if p.stat().st_size > 10**6
+    ]
     assert files  # the array went to a file of its own, not into the SQLite row
 
 

@@ -8,8 +8,8 @@ import pytest
 from rich.console import Console
 
 from nbflow import Flow, State, task
-from nbflow.history import open_history
 from nbflow.progress import Board, clean, error_tail, summary
+from nbflow.store.history import open_history
 
 
 def _flow():

@@ -16,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from nbflow.errors import NbflowError, did_you_mean
 from nbflow.executor.local import SequentialExecutor, ThreadExecutor, check_max_workers
-from nbflow.worker import Attempt
+from nbflow.executor.worker import Attempt
 
 __all__ = [
     "DaskExecutor",

@@ -36,8 +36,8 @@ from nbflow.executor.dask_cluster import (
 )
 from nbflow.executor.dask_store import CachedValue, bind, store_ref, workers_reach
 from nbflow.executor.dask_worker import Spec, StoreRef, interrupt, run_attempt
+from nbflow.executor.worker import Attempt, Outcome, Promise, failure, ship
 from nbflow.timer import Timer
-from nbflow.worker import Attempt, Outcome, Promise, failure, ship
 
 log = logging.getLogger("nbflow")
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from nbflow.errors import SUCCESS, NbflowError, RemoteError, TaskTimeoutError
-from nbflow.worker import Attempt, Outcome, execute, unship
+from nbflow.executor.worker import Attempt, Outcome, execute, unship
 
 STORE_ID = "store-id"  # a file in the store naming it, so a worker can tell it is the same
 

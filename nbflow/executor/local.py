@@ -11,9 +11,9 @@ import time
 from typing import Any
 
 from nbflow.errors import TaskTimeoutError
+from nbflow.executor.worker import Attempt, Outcome, Promise, execute, failure
 from nbflow.logs import LogRecord
 from nbflow.timer import Timer
-from nbflow.worker import Attempt, Outcome, Promise, execute, failure
 
 log = logging.getLogger("nbflow")
 

@@ -25,8 +25,8 @@ from typing import Any
 
 from nbflow.errors import RemoteError, TaskTimeoutError, WorkerDiedError
 from nbflow.executor.local import check_max_workers
+from nbflow.executor.worker import Attempt, Outcome, Promise, execute, failure, traveling
 from nbflow.timer import Timer
-from nbflow.worker import Attempt, Outcome, Promise, execute, failure, traveling
 
 log = logging.getLogger("nbflow")
 

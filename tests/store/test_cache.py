@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from nbflow import Flow, State, task
-from nbflow.cache import CacheWarning, ResultStore, UnsafeStoreError, open_store
+from nbflow.store.cache import CacheWarning, ResultStore, UnsafeStoreError, open_store
 
 # -- helpers -------------------------------------------------------------------------
 
@@ -824,7 +824,7 @@ def test_two_processes_running_one_flow_at_once_both_succeed_and_the_store_stays
 
 
 def test_a_group_writable_directory_deep_in_the_store_is_refused(_private_store):
-    from nbflow.cache import ResultStore, UnsafeStoreError
+    from nbflow.store.cache import ResultStore, UnsafeStoreError
 
     store = ResultStore(_private_store / "deep")
     assert store.set("k", bytes(200_000), task="big")  # stored in a file two levels down

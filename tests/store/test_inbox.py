@@ -10,8 +10,8 @@ import pytest
 from clihelp import cli_env, nbflow, wait_for
 
 from nbflow import Flow, NbflowError, State, task
-from nbflow.cache import open_store
-from nbflow.inbox import paused_tasks, request_resume
+from nbflow.store.cache import open_store
+from nbflow.store.inbox import paused_tasks, request_resume
 
 
 @task(cache=False)
@@ -120,7 +120,7 @@ def test_nbflow_resume_of_an_unknown_run_is_a_usage_error(tmp_path):
     env = cli_env(tmp_path)
     (tmp_path / ".nbflow").mkdir()
     open_store(tmp_path / ".nbflow")
-    from nbflow.history import open_history
+    from nbflow.store.history import open_history
 
     open_history(tmp_path / ".nbflow")
     out = nbflow("resume", "nope", "approve", cwd=tmp_path, env=env)
@@ -129,7 +129,7 @@ def test_nbflow_resume_of_an_unknown_run_is_a_usage_error(tmp_path):
 
 
 def test_resume_waits_for_the_run_and_says_so_when_it_does_not_come(tmp_path):
-    from nbflow.inbox import Inbox
+    from nbflow.store.inbox import Inbox
 
     inbox = Inbox(tmp_path, "silent")
     inbox.sync(["approve"])  # listed, but nothing reads the requests

@@ -18,9 +18,9 @@ import distributed
 import pytest
 
 from nbflow import SKIP, SUCCESS, Flow, NbflowError, State, get_logger, task, unmapped
-from nbflow.cache import open_store
 from nbflow.errors import TaskTimeoutError, WorkerDiedError
 from nbflow.executor import DaskExecutor
+from nbflow.store.cache import open_store
 
 # The test's own process; worker processes import this module too, and inherit this.
 PARENT = int(os.environ.setdefault("NBFLOW_TEST_PARENT_PID", str(os.getpid())))
@@ -298,7 +298,8 @@ def test_a_store_the_workers_cannot_see_is_written_and_read_by_the_notebook_proc
     hidden = tmp_path / "hidden"
     hidden.mkdir()
     store_dir = hidden / "store"
-    env = {**os.environ, "PYTHONPATH": os.path.dirname(__file__)}
+    path = [os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
     with (
         distributed.LocalCluster(
             n_workers=0, host="127.0.0.1", dashboard_address="127.0.0.1:0"
