@@ -39,7 +39,7 @@ def unload_ipython_extension(ipython: object) -> None:
 def __getattr__(name: str) -> object:
     # Past runs and the cache need pandas and diskcache: loaded on first use.
     if name in ("load_run", "runs", "cache_info", "clear_cache"):
-        from nbflow import archive
+        from nbflow.engine import archive
 
         return getattr(archive, name)
     raise AttributeError(f"module 'nbflow' has no attribute '{name}'")

@@ -24,9 +24,9 @@ from nbflow.cells import (
     normalised,
     parse,
 )
+from nbflow.engine.records import TaskRun
 from nbflow.errors import NbflowError, did_you_mean
 from nbflow.graph import hashing
-from nbflow.records import TaskRun
 from nbflow.state import State
 
 FORMAT = "1"  # bump when the compiled form of cells changes what a cached result means

@@ -338,7 +338,7 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _cache(args: argparse.Namespace) -> int:
-    from nbflow.archive import cache_info, clear_cache
+    from nbflow.engine.archive import cache_info, clear_cache
 
     home = store_dir(args.path)
     if not (home / "cache").is_dir():

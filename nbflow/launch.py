@@ -33,7 +33,7 @@ from nbflow.store.cache import prepare_home, store_path
 from nbflow.store.history import History, open_history
 
 if TYPE_CHECKING:
-    from nbflow.archive import LoadedRun
+    from nbflow.engine.archive import LoadedRun
 
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
 
@@ -94,7 +94,7 @@ def retry_command(run_id: str, history: History, home: pathlib.Path) -> int:
 def past_run(history: History, home: pathlib.Path, run_id: str) -> LoadedRun:
     """The run ``run_id`` names, read from ``history`` (the store ``home``'s, already
     opened and checked: nothing is opened again)."""
-    from nbflow.archive import LoadedRun
+    from nbflow.engine.archive import LoadedRun
 
     return LoadedRun(history, resolve_run(history, home, run_id), home)
 

@@ -21,6 +21,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from nbflow import cellcode
+from nbflow.engine.run import FlowRun
 from nbflow.errors import NbflowError, RunError, UpstreamFailedError, did_you_mean
 from nbflow.lab import LabChannel
 from nbflow.magicargs import COMMANDS, flow_parser, parse_param, parse_task_line, split
@@ -36,7 +37,6 @@ from nbflow.magicio import (
 )
 from nbflow.notebook import CellError, NotebookFlow, error_of, stand_in
 from nbflow.palette import ICONS
-from nbflow.run import FlowRun
 from nbflow.state import State
 from nbflow.widget import show_run
 
@@ -355,7 +355,7 @@ class NbflowMagics(Magics):
                 raise UsageError("%flow status: nothing has run in this kernel yet.")
             return nb.last_run.to_pandas()
         if command == "runs":
-            from nbflow.archive import runs
+            from nbflow.engine.archive import runs
 
             try:
                 frame = runs(nb.home)

@@ -24,11 +24,11 @@ from nbflow.celldefs import (
     flow_name,
 )
 from nbflow.cells import analyse, parse
+from nbflow.engine.records import TaskRun
+from nbflow.engine.run import FlowRun, refresh_default, start_run
 from nbflow.errors import FAIL, NbflowError, NbflowWarning
 from nbflow.graph.flow import Flow, Node
 from nbflow.graph.task import Task
-from nbflow.records import TaskRun
-from nbflow.run import FlowRun, refresh_default, start_run
 from nbflow.state import State
 from nbflow.store.cellstore import StoredCell, open_cells
 

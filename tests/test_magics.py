@@ -10,7 +10,7 @@ from IPython.utils.capture import capture_output
 
 import nbflow
 from nbflow import magics as nbmagics
-from nbflow.archive import load_run, runs
+from nbflow.engine.archive import load_run, runs
 
 
 def get_ipython():

@@ -22,7 +22,7 @@ from nbflow.graph.task import Task, check_hooks, node_refusal, unmapped
 if TYPE_CHECKING:
     import graphviz
 
-    from nbflow.run import FlowRun
+    from nbflow.engine.run import FlowRun
 
 _current: contextvars.ContextVar[Flow | None] = contextvars.ContextVar("nbflow_flow", default=None)
 _registry: weakref.WeakValueDictionary[str, Flow] = weakref.WeakValueDictionary()
@@ -489,7 +489,7 @@ class Flow:
         Options left out take their defaults from ``NBFLOW_EXECUTOR``, ``NBFLOW_MAX_WORKERS`` and
         ``NBFLOW_REFRESH`` when set (``nbflow run`` sets them for a notebook's kernel).
         """
-        from nbflow.run import start_run
+        from nbflow.engine.run import start_run
         from nbflow.widget import start_shown
 
         options.update(executor=executor, max_workers=max_workers, background=background)

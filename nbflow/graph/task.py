@@ -348,7 +348,7 @@ class Task(Generic[P, R]):
                 f"Task '{self.name}': wait_for= only orders tasks inside 'with Flow(...)'; "
                 "outside a flow the task runs at once."
             )
-        from nbflow.run import run_now
+        from nbflow.engine.run import run_now
 
         return run_now(self, args, kwargs, mapped=mapped)
 

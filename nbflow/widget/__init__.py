@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 from nbflow.errors import NbflowError
 
 if TYPE_CHECKING:
+    from nbflow.engine.run import FlowRun
     from nbflow.events import Listener
     from nbflow.graph.flow import Flow
-    from nbflow.run import FlowRun
     from nbflow.widget.model import FlowWidget
 
 # Runs already shown live (or started with show=False), with the execution count of
@@ -109,7 +109,7 @@ def show_run(run: FlowRun) -> FlowWidget | None:
     >>> show_run(flow.run(show=False)) is None
     True
     """
-    from nbflow.run import FlowRun
+    from nbflow.engine.run import FlowRun
 
     if not isinstance(run, FlowRun):
         raise NbflowError(f"show_run() needs a FlowRun (what flow.run() returns), but got {run!r}.")

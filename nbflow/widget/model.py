@@ -12,11 +12,11 @@ from typing import Any
 import anywidget
 import traitlets
 
+from nbflow.engine.records import TaskRun
+from nbflow.engine.run import FlowRun
 from nbflow.errors import NbflowError
 from nbflow.events import RUN_FINISHED, Event
 from nbflow.graph.flow import Flow, Node
-from nbflow.records import TaskRun
-from nbflow.run import FlowRun
 from nbflow.state import State
 from nbflow.widget import summary
 from nbflow.widget.layout import layout

@@ -13,8 +13,8 @@ from nbflow.palette import COLOURS, ICONS
 from nbflow.state import State
 
 if TYPE_CHECKING:
-    from nbflow.records import TaskRun
-    from nbflow.run import FlowRun
+    from nbflow.engine.records import TaskRun
+    from nbflow.engine.run import FlowRun
 
 CHILDREN_PAGE = 50
 MAX_LOG_LINES = 400

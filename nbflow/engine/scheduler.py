@@ -20,6 +20,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from nbflow.engine.plan import NodePlan, compile_plan, materialize
+from nbflow.engine.records import UNLOADED, AttemptRecord, TaskRun
 from nbflow.errors import (
     FAIL,
     RETRY,
@@ -38,8 +40,6 @@ from nbflow.graph.flow import Flow, MapSource, Node
 from nbflow.graph.hashing import Unhashable, digest, fingerprint, hash_value
 from nbflow.graph.triggers import trigger_met
 from nbflow.logs import LogRecord
-from nbflow.plan import NodePlan, compile_plan, materialize
-from nbflow.records import UNLOADED, AttemptRecord, TaskRun
 from nbflow.state import State
 from nbflow.store.cache import CacheWarning, ResultStore
 from nbflow.timer import Timer

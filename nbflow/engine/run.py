@@ -10,13 +10,13 @@ import warnings
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from nbflow.engine.records import TaskRun
+from nbflow.engine.scheduler import Engine, cancelled_error
 from nbflow.errors import NbflowWarning, RunError, UpstreamFailedError
 from nbflow.events import Event, EventBus, Listener, process_listeners
 from nbflow.executor import SequentialExecutor, resolve_executor
 from nbflow.graph.flow import Call, Flow, Node
 from nbflow.graph.task import Task
-from nbflow.records import TaskRun
-from nbflow.scheduler import Engine, cancelled_error
 from nbflow.state import State
 from nbflow.store.cache import ResultStore, open_store
 from nbflow.store.history import open_history

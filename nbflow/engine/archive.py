@@ -6,11 +6,11 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
+from nbflow.engine.records import UNLOADED, AttemptRecord, TaskRun
+from nbflow.engine.run import FlowRun, start_run
 from nbflow.errors import RunError
 from nbflow.graph.flow import Flow, registered_flow
 from nbflow.logs import LogRecord
-from nbflow.records import UNLOADED, AttemptRecord, TaskRun
-from nbflow.run import FlowRun, start_run
 from nbflow.state import State
 from nbflow.store.cache import open_store, store_path
 from nbflow.store.history import History, open_history
