@@ -10,8 +10,8 @@ from typing import Any
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.display import display as _ipython_display
 
-from nbflow import cellcode
-from nbflow.notebook import NotebookFlow
+from nbflow.cells import function as cellcode
+from nbflow.cells.notebook import NotebookFlow
 
 
 def display(*objs: Any, **kwargs: Any) -> Any:

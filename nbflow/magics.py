@@ -20,11 +20,12 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
-from nbflow import cellcode
+from nbflow.cells import function as cellcode
+from nbflow.cells.line import COMMANDS, flow_parser, parse_param, parse_task_line, split
+from nbflow.cells.notebook import CellError, NotebookFlow, error_of, stand_in
 from nbflow.engine.run import FlowRun
 from nbflow.errors import NbflowError, RunError, UpstreamFailedError, did_you_mean
 from nbflow.lab import LabChannel
-from nbflow.magicargs import COMMANDS, flow_parser, parse_param, parse_task_line, split
 from nbflow.magicio import (
     cell_number,
     display,
@@ -35,7 +36,6 @@ from nbflow.magicio import (
     unpicklable_input,
     user_traceback,
 )
-from nbflow.notebook import CellError, NotebookFlow, error_of, stand_in
 from nbflow.palette import ICONS
 from nbflow.state import State
 from nbflow.widget import show_run

@@ -16,15 +16,15 @@ from nbflow.state import State
 if TYPE_CHECKING:
     import graphviz
 
-    from nbflow.celldefs import CellGraph
+    from nbflow.cells.definitions import CellGraph
 
 
 def cell_graph(book: Any, label: str) -> CellGraph:
     """The graph of the notebook's task cells (a usage error names a cell that is wrong)."""
     from IPython.core.error import UsageError as MagicUsageError
 
-    from nbflow.celldefs import CellError, CellGraph
-    from nbflow.magicargs import parse_task_line
+    from nbflow.cells.definitions import CellError, CellGraph
+    from nbflow.cells.line import parse_task_line
 
     graph = CellGraph()
     number = 0

@@ -397,7 +397,7 @@ def test_flow_list_status_runs_show_and_clear(ip):
 
 
 def test_the_flow_is_named_after_the_notebook(ip, monkeypatch):
-    from nbflow.notebook import flow_name
+    from nbflow.cells.notebook import flow_name
 
     assert flow_name() == "notebook"
     monkeypatch.setenv("JPY_SESSION_NAME", "/home/me/analysis.ipynb")

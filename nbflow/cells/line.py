@@ -14,7 +14,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
-from nbflow.celldefs import CellOptions
+from nbflow.cells.definitions import CellOptions
 from nbflow.errors import did_you_mean
 from nbflow.graph.control import parameter_value
 from nbflow.graph.triggers import TRIGGERS

@@ -2,7 +2,7 @@
 
 A cell's upstream cells are those that bind the names it reads, plus its ``--after``
 cells. Definitions are checked as they come: one task cell per output name, known
-``--after`` names, no cycles. Nothing here runs anything (see ``nbflow.notebook``).
+``--after`` names, no cycles. Nothing here runs anything (see ``nbflow.cells.notebook``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nbflow import cellcode
-from nbflow.cells import (
+from nbflow.cells import function as cellcode
+from nbflow.cells.analysis import (
     CellAnalysis,
     CellSyntaxError,
     analyse,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from nbflow.cells import CellSyntaxError, analyse, default_name, normalised
+from nbflow.cells.analysis import CellSyntaxError, analyse, default_name, normalised
 
 
 def io(source, bound=()):

@@ -13,8 +13,9 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from nbflow import cellcode
-from nbflow.celldefs import (
+from nbflow.cells import function as cellcode
+from nbflow.cells.analysis import analyse, parse
+from nbflow.cells.definitions import (
     CellDef,
     CellError,
     CellGraph,
@@ -23,7 +24,6 @@ from nbflow.celldefs import (
     digest,
     flow_name,
 )
-from nbflow.cells import analyse, parse
 from nbflow.engine.records import TaskRun
 from nbflow.engine.run import FlowRun, refresh_default, start_run
 from nbflow.errors import FAIL, NbflowError, NbflowWarning

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from nbflow import logs
-from nbflow.cells import CellAnalysis
+from nbflow.cells.analysis import CellAnalysis
 
 NS = "__nbflow_ns_"
 UP = "__nbflow_up_"
