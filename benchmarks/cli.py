@@ -97,7 +97,7 @@ def main() -> None:
     kind = args.cells
     if kind is None:
         try:
-            import nbflow.magics  # noqa: F401
+            import nbflow.jupyter.magics  # noqa: F401
 
             kind = "magics"
         except ImportError:

@@ -41,7 +41,7 @@ def _run(repeats: int, strict: bool) -> int:
     from IPython.testing import globalipapp
     from IPython.utils.capture import capture_output
 
-    from nbflow import magics
+    from nbflow.jupyter import magics
 
     ip = globalipapp.get_ipython()
     magics.load(ip)

@@ -24,14 +24,14 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
 
 def load_ipython_extension(ipython: object) -> None:
     """``%load_ext nbflow``: register the ``%%task`` and ``%flow`` magics."""
-    from nbflow.magics import load
+    from nbflow.jupyter.magics import load
 
     load(ipython)  # type: ignore[arg-type]
 
 
 def unload_ipython_extension(ipython: object) -> None:
     """``%unload_ext nbflow`` (and ``%reload_ext``): remove the magics' hooks."""
-    from nbflow.magics import unload
+    from nbflow.jupyter.magics import unload
 
     unload(ipython)
 

@@ -12,7 +12,7 @@ from nbflow import _jupyter_labextension_paths
 from nbflow.palette import COLOURS, ICONS
 from nbflow.state import State
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 LAB = ROOT / "labextension"
 
 

@@ -25,8 +25,8 @@ from nbflow.cells.line import COMMANDS, flow_parser, parse_param, parse_task_lin
 from nbflow.cells.notebook import CellError, NotebookFlow, error_of, stand_in
 from nbflow.engine.run import FlowRun
 from nbflow.errors import NbflowError, RunError, UpstreamFailedError, did_you_mean
-from nbflow.lab import LabChannel
-from nbflow.magicio import (
+from nbflow.jupyter.lab import LabChannel
+from nbflow.jupyter.magicio import (
     cell_number,
     display,
     install_display_capture,

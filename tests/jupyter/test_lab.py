@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from nbflow import Flow, task
-from nbflow.lab import INTERVAL, LabChannel
+from nbflow.jupyter.lab import INTERVAL, LabChannel
 
 
 @task(cache=False)

@@ -9,8 +9,8 @@ from IPython.testing import globalipapp
 from IPython.utils.capture import capture_output
 
 import nbflow
-from nbflow import magics as nbmagics
 from nbflow.engine.archive import load_run, runs
+from nbflow.jupyter import magics as nbmagics
 
 
 def get_ipython():
