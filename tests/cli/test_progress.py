@@ -8,7 +8,7 @@ import pytest
 from rich.console import Console
 
 from nbflow import Flow, State, task
-from nbflow.progress import Board, clean, error_tail, summary
+from nbflow.cli.progress import Board, clean, error_tail, summary
 from nbflow.store.history import open_history
 
 
@@ -125,7 +125,7 @@ def test_the_live_table_shows_states_in_the_palettes_colours_and_the_mapped_coun
 
 @pytest.mark.parametrize("bad", ["", "x", "-1", "3z", "inf"])
 def test_parse_age_refuses_what_is_not_an_age(bad):
-    from nbflow.source import UsageError, parse_age
+    from nbflow.cli.source import UsageError, parse_age
 
     with pytest.raises(UsageError, match="Expected an age like 7d"):
         parse_age(bad)

@@ -405,7 +405,7 @@ def test_python_dash_m_nbflow_is_the_same_command(project):
 def test_help_loads_no_heavy_library_so_the_command_starts_fast():
     code = (
         "import contextlib, io, json, sys\n"
-        "from nbflow.cli import main\n"
+        "from nbflow.cli.main import main\n"
         "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
         "    main(['--help'])\n"
         "heavy = ['pandas', 'joblib', 'IPython', 'rich', 'nbclient', 'nbformat',\n"

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from nbflow.cli.source import UsageError, is_task_cell
 from nbflow.palette import COLOURS, ICONS
-from nbflow.source import UsageError, is_task_cell
 from nbflow.state import State
 
 if TYPE_CHECKING:

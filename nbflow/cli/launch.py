@@ -15,9 +15,8 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from nbflow.errors import NbflowError
-from nbflow.progress import Board, Live, summary
-from nbflow.source import (
+from nbflow.cli.progress import Board, Live, summary
+from nbflow.cli.source import (
     UsageError,
     check_path,
     inject_parameters,
@@ -29,6 +28,7 @@ from nbflow.source import (
     split_target,
     uses_nbflow,
 )
+from nbflow.errors import NbflowError
 from nbflow.store.cache import prepare_home, store_path
 from nbflow.store.history import History, open_history
 
@@ -223,7 +223,7 @@ def _pickle_by_value(module: Any) -> None:
 # -- notebooks ----------------------------------------------------------------------
 def run_notebook(path: pathlib.Path, params: dict[str, Any], command: dict[str, Any]) -> int:
     """Execute the notebook in a kernel in its folder and follow its runs."""
-    from nbflow.headless import NotebookExecution, kernel_env
+    from nbflow.cli.headless import NotebookExecution, kernel_env
 
     book = read_notebook(path)
     given, path = path, path.resolve()
@@ -286,7 +286,7 @@ def run_notebook(path: pathlib.Path, params: dict[str, Any], command: dict[str, 
 
 def _expect_cells(board: Board, book: Any, given: pathlib.Path) -> None:
     """The live view lists the task cells from the start, analysed as the kernel will."""
-    from nbflow.sketch import cell_graph
+    from nbflow.cli.sketch import cell_graph
 
     try:
         graph = cell_graph(book, f"'{given}'")

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nbflow.progress import Board, clean
-from nbflow.source import UsageError, is_injected, is_task_cell
+from nbflow.cli.progress import Board, clean
+from nbflow.cli.source import UsageError, is_injected, is_task_cell
 from nbflow.store.history import History
 
 POLL = 0.1  # seconds between two reads of the history

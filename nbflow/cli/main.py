@@ -14,8 +14,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from nbflow.cli.source import UsageError, parse_age
 from nbflow.errors import NbflowError
-from nbflow.source import UsageError, parse_age
 
 EXECUTORS = ("threads", "processes", "sequential", "dask")
 
@@ -186,13 +186,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # -- commands -----------------------------------------------------------------------
 def _run(args: argparse.Namespace) -> int:
-    from nbflow.launch import run_command
+    from nbflow.cli.launch import run_command
 
     return run_command(args)
 
 
 def _retry(args: argparse.Namespace) -> int:
-    from nbflow.launch import retry_command
+    from nbflow.cli.launch import retry_command
 
     home = store_dir(args.path)
     return retry_command(args.run_id, _history(home), home)
@@ -275,8 +275,8 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from nbflow.launch import past_run
-    from nbflow.progress import clean
+    from nbflow.cli.launch import past_run
+    from nbflow.cli.progress import clean
 
     home = store_dir(args.path)
     history = _history(home)
@@ -319,7 +319,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from nbflow.launch import resolve_run
+    from nbflow.cli.launch import resolve_run
     from nbflow.store.inbox import request_resume
 
     home = store_dir(args.path)
@@ -378,7 +378,7 @@ def _size(n: int) -> str:
 
 
 def _visualize(args: argparse.Namespace) -> int:
-    from nbflow.source import check_path, load_module, pick_flow, split_target
+    from nbflow.cli.source import check_path, load_module, pick_flow, split_target
 
     path, name = split_target(args.path)
     kind = check_path(path)
@@ -395,7 +395,7 @@ def _visualize(args: argparse.Namespace) -> int:
     if fmt == "dot":
         out.write_text(dot.source)
     else:
-        from nbflow.launch import render_graph
+        from nbflow.cli.launch import render_graph
 
         render_graph(dot, out, fmt)
     _write([f"wrote {out}"])
@@ -404,8 +404,8 @@ def _visualize(args: argparse.Namespace) -> int:
 
 def _notebook_drawing(path: pathlib.Path) -> Any:
     """The notebook's task cells, coloured by their latest states in its history."""
-    from nbflow.sketch import cell_graph, draw_cells
-    from nbflow.source import notebook_home, read_notebook
+    from nbflow.cli.sketch import cell_graph, draw_cells
+    from nbflow.cli.source import notebook_home, read_notebook
     from nbflow.state import State
 
     graph = cell_graph(read_notebook(path), f"'{path}'")
