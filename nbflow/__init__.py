@@ -6,15 +6,20 @@
 from __future__ import annotations
 
 from nbflow import events
+from nbflow.engine.display import register_presenter
 from nbflow.errors import FAIL, RETRY, SKIP, SUCCESS, NbflowError, NbflowWarning
 from nbflow.graph.control import Parameter, case, flatten, merge
 from nbflow.graph.flow import Flow, Node
+from nbflow.graph.runner import register_runner
 from nbflow.graph.task import Task, task, unmapped
 from nbflow.graph.triggers import some_failed
 from nbflow.logs import get_logger
 from nbflow.state import State
+from nbflow.version import __version__
 
-__version__ = "0.1.0"
+# The two seams, wired by path: the engine and the widget load at the first run.
+register_runner("nbflow.engine.run:RUNNER")
+register_presenter("nbflow.widget:PRESENTER")
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:

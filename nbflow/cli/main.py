@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 every task succeeded, 1 a task or a notebook cell failed, "
         "2 a usage error, 130 interrupted. See nbflow COMMAND --help.",
     )
-    from nbflow import __version__
+    from nbflow.version import __version__
 
     parser.add_argument("--version", action="version", version=f"nbflow {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

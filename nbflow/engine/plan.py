@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,9 +28,13 @@ class NodePlan:
     literal: bool = True
 
 
+# A flow's plans, kept while the flow lives and recompiled when its version changes.
+_plans: weakref.WeakKeyDictionary[Flow, tuple[int, list[NodePlan]]] = weakref.WeakKeyDictionary()
+
+
 def compile_plan(flow: Flow) -> list[NodePlan]:
     """Turn a flow into per-node plans in topological order (checks every call binds)."""
-    cached: tuple[int, list[NodePlan]] | None = getattr(flow, "_plan_cache", None)
+    cached = _plans.get(flow)
     if cached is not None and cached[0] == flow.version:
         return cached[1]
     plans: dict[Node, NodePlan] = {}
@@ -66,7 +71,7 @@ def compile_plan(flow: Flow) -> list[NodePlan]:
             plans[up].elem_consumers.append(plan)
         plans[node] = plan
     result = list(plans.values())
-    flow._plan_cache = (flow.version, result)  # type: ignore[attr-defined]
+    _plans[flow] = (flow.version, result)
     return result
 
 

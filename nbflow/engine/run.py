@@ -10,12 +10,13 @@ import warnings
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from nbflow.engine.display import presenter, start_shown
 from nbflow.engine.records import TaskRun
 from nbflow.engine.scheduler import Engine, cancelled_error
 from nbflow.errors import NbflowWarning, RunError, UpstreamFailedError
 from nbflow.events import Event, EventBus, Listener, process_listeners
 from nbflow.executor import SequentialExecutor, resolve_executor
-from nbflow.graph.flow import Call, Flow, Node
+from nbflow.graph.flow import Flow, Node
 from nbflow.graph.task import Task
 from nbflow.state import State
 from nbflow.store.cache import ResultStore, open_store
@@ -130,6 +131,10 @@ class FlowRun:
             return parent.children[int(index)]
         return self._engine.runs[self.flow.node(ref)]
 
+    def get(self, node: Node) -> TaskRun | None:
+        """The ``TaskRun`` of ``node``, or None if this run has none (yet)."""
+        return self._engine.runs.get(node)
+
     @property
     def task_runs(self) -> list[TaskRun]:
         """Every task run, mapped children in place of their parent."""
@@ -238,8 +243,6 @@ class FlowRun:
         if options["executor"] == self._executor_spec:
             options.setdefault("max_workers", self._max_workers)
         options.setdefault("parameters", self.parameters)
-        from nbflow.widget import start_shown
-
         target = flow or self._source_flow
         return start_shown(target, show, partial(start_run, target, prior=prior), options)
 
@@ -255,9 +258,7 @@ class FlowRun:
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
         # In a notebook, a run on its own shows the widget in its current state.
-        from nbflow.widget import mimebundle
-
-        return mimebundle(self, include, exclude)
+        return presenter().mimebundle(self, include, exclude)
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items()))
@@ -387,8 +388,7 @@ def _with_parameters(flow: Flow, declared: dict[str, Any], values: dict[str, Any
         if declared.get(name) is not node.task:
             continue
         value = values[name] if name in values else declared[name].default
-        run_flow._calls[node] = Call((value,), {}, False)
-    run_flow.version += 1
+        run_flow.set_constant_input(node, value)
     return run_flow
 
 
@@ -409,3 +409,19 @@ def on_event(listener: Listener) -> Listener:
 
 
 __all__ = ["Event", "FlowRun", "refresh_default", "start_run"]
+
+
+class EngineRunner:
+    """The engine as the registered ``Runner`` (``nbflow.graph.runner``): what
+    ``flow.run()`` and a task called outside a flow reach."""
+
+    def start(self, flow: Flow, show: bool | None, options: dict[str, Any]) -> FlowRun:
+        return start_shown(flow, show, partial(start_run, flow), options)
+
+    def run_now(
+        self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], mapped: bool
+    ) -> Any:
+        return run_now(task, args, kwargs, mapped=mapped)
+
+
+RUNNER = EngineRunner()

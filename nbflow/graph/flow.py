@@ -13,7 +13,6 @@ import itertools
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from nbflow.errors import CycleError, FlowError, TaskDefinitionError, did_you_mean
@@ -458,6 +457,12 @@ class Flow:
             self._edges[edge] = None
         self.version += 1
 
+    def set_constant_input(self, node: Node, value: Any) -> None:
+        """Call ``node``'s task with ``value`` as its only argument (a parameter given its
+        value for one run, in a copy of the flow). Edges are left as they are."""
+        self._calls[node] = Call((value,), {}, False)
+        self.version += 1
+
     def copy(self) -> Flow:
         """A new flow with the same nodes and edges (not registered under the name)."""
         new = Flow(
@@ -489,11 +494,10 @@ class Flow:
         Options left out take their defaults from ``NBFLOW_EXECUTOR``, ``NBFLOW_MAX_WORKERS`` and
         ``NBFLOW_REFRESH`` when set (``nbflow run`` sets them for a notebook's kernel).
         """
-        from nbflow.engine.run import start_run
-        from nbflow.widget import start_shown
+        from nbflow.graph.runner import runner
 
         options.update(executor=executor, max_workers=max_workers, background=background)
-        return start_shown(self, show, partial(start_run, self), options)
+        return runner().start(self, show, options)
 
     def visualize(self, run: FlowRun | None = None) -> graphviz.Digraph:
         """A graphviz drawing of the flow, coloured by state when ``run`` is given."""

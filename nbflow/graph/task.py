@@ -348,9 +348,9 @@ class Task(Generic[P, R]):
                 f"Task '{self.name}': wait_for= only orders tasks inside 'with Flow(...)'; "
                 "outside a flow the task runs at once."
             )
-        from nbflow.engine.run import run_now
+        from nbflow.graph.runner import runner
 
-        return run_now(self, args, kwargs, mapped=mapped)
+        return runner().run_now(self, args, kwargs, mapped)
 
     def __repr__(self) -> str:
         return f"<Task '{self.name}'>"

@@ -64,10 +64,9 @@ def draw(flow: Flow, run: Any = None) -> graphviz.Digraph:
 
     dot = graphviz.Digraph(name=flow.name, graph_attr={"rankdir": "TB", "label": flow.name})
     dot.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="11")
-    runs = run._engine.runs if run is not None else {}
     for node in flow.tasks:
         kind = node_kind(flow, node)
-        task_run = runs.get(node)
+        task_run = run.get(node) if run is not None else None
         label, state = _label(flow.name_of(node), task_run)
         attrs = {"shape": _SHAPES[kind]} if kind in _SHAPES else {}
         if kind == "case":

@@ -72,20 +72,12 @@ def live_listener(flow: Flow) -> Listener | None:
 
 
 def start_shown(
-    flow: Flow, show: Any, start: Callable[..., FlowRun], options: dict[str, Any]
+    flow: Flow, show: bool | None, start: Callable[..., FlowRun], options: dict[str, Any]
 ) -> FlowRun:
     """``start(**options)`` with the live widget of ``flow`` shown per ``show`` (None:
     in a notebook; False: never; True: in a notebook, elsewhere nothing to show).
-    ``flow.run()`` and ``run.retry()`` start their runs through this.
-
-    >>> from nbflow import Flow
-    >>> start_shown(Flow("bad-show"), "yes", dict, {})
-    Traceback (most recent call last):
-    ...
-    nbflow.errors.NbflowError: Expected show to be True, False or None, but got 'yes'.
-    """
-    if show is not None and not isinstance(show, bool):
-        raise NbflowError(f"Expected show to be True, False or None, but got {show!r}.")
+    ``flow.run()`` and ``run.retry()`` start their runs through this (the engine checks
+    ``show`` first)."""
     listener = live_listener(flow) if show is not False else None
     if listener is not None:
         options = {**options, "listeners": (*options.get("listeners", ()), listener)}
@@ -148,6 +140,22 @@ def mimebundle(run: FlowRun, include: Any = None, exclude: Any = None) -> Any:
     return {**(data or {}), **text}, metadata
 
 
+class WidgetPresenter:
+    """The live widget as the engine's registered ``Presenter``
+    (``nbflow.engine.display``): runs are shown in a notebook, as text elsewhere."""
+
+    def start_shown(
+        self, flow: Flow, show: bool | None, start: Callable[..., FlowRun], options: dict[str, Any]
+    ) -> FlowRun:
+        return start_shown(flow, show, start, options)
+
+    def mimebundle(self, run: FlowRun, include: Any, exclude: Any) -> Any:
+        return mimebundle(run, include, exclude)
+
+
+PRESENTER = WidgetPresenter()
+
+
 def __getattr__(name: str) -> Any:
     if name == "FlowWidget":
         from nbflow.widget.model import FlowWidget
@@ -157,7 +165,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "PRESENTER",
     "FlowWidget",
+    "WidgetPresenter",
     "in_frontend",
     "live_listener",
     "mark_displayed",
