@@ -9,11 +9,11 @@ nothing is shown and a run displays as its text.
 
 from __future__ import annotations
 
-import pkgutil
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from nbflow.errors import NbflowError
+from nbflow.seam import Seam
 
 if TYPE_CHECKING:
     from nbflow.engine.run import FlowRun
@@ -47,24 +47,18 @@ class Plain:
         return {"text/plain": repr(run)}
 
 
-_registered: Presenter | str = Plain()
+_seam: Seam[Presenter] = Seam("presenter", default=Plain())
 
 
-def register_presenter(presenter: Presenter | str) -> Presenter | str:
+def register_presenter(presenter: Presenter | str) -> Presenter | str | None:
     """Make ``presenter`` (an object, or a ``"module:attribute"`` path imported when
     first needed) the one runs are shown with; returns the previous one."""
-    global _registered
-    previous, _registered = _registered, presenter
-    return previous
+    return _seam.register(presenter)
 
 
 def presenter() -> Presenter:
     """The registered presenter, imported now if it was registered by path."""
-    global _registered
-    found = _registered
-    if isinstance(found, str):
-        found = _registered = pkgutil.resolve_name(found)
-    return found
+    return _seam.get()
 
 
 def start_shown(

@@ -18,10 +18,9 @@ engine's runner by dotted path; it is imported at the first run, which keeps
 
 from __future__ import annotations
 
-import pkgutil
 from typing import TYPE_CHECKING, Any, Protocol
 
-from nbflow.errors import NbflowError
+from nbflow.seam import Seam
 
 if TYPE_CHECKING:
     from nbflow.engine.run import FlowRun
@@ -43,23 +42,15 @@ class Runner(Protocol):
         ...
 
 
-_registered: Runner | str | None = None
+_seam: Seam[Runner] = Seam("runner to run flows")
 
 
 def register_runner(runner: Runner | str | None) -> Runner | str | None:
     """Make ``runner`` (an object, or a ``"module:attribute"`` path imported at the first
     run) the one ``flow.run()`` uses; returns the previous one."""
-    global _registered
-    previous, _registered = _registered, runner
-    return previous
+    return _seam.register(runner)
 
 
 def runner() -> Runner:
     """The registered runner, imported now if it was registered by path."""
-    global _registered
-    found = _registered
-    if found is None:
-        raise NbflowError("No runner is registered to run flows; import nbflow to register one.")
-    if isinstance(found, str):
-        found = _registered = pkgutil.resolve_name(found)
-    return found
+    return _seam.get()
