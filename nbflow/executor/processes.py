@@ -31,12 +31,23 @@ from nbflow.timer import Timer
 log = logging.getLogger("nbflow")
 
 
-def _run_in_worker(attempt: Attempt, marker: str) -> Outcome:
-    """The function the worker process runs: mark the start, run, unmark."""
+def _run_in_worker(payload: bytes, marker: str, label: str) -> Outcome:
+    """The function the worker process runs: rebuild the attempt, mark the start, run,
+    unmark.
+
+    The attempt arrives pickled by ``_portable``, as bytes: loky itself only unpickles
+    bytes, which cannot fail. An attempt that cannot be rebuilt here (a task or value
+    pickled by reference to a module the worker cannot import, such as a script's
+    ``__main__``) fails this attempt with the reason, instead of breaking the pool.
+    """
     fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.write(fd, f"{os.getpid()} {time.time()}".encode())
     os.close(fd)
     try:
+        try:
+            attempt: Attempt = pickle.loads(payload)
+        except Exception as exc:
+            return failure(RemoteError(_unrebuildable(label, exc)), time.time())
         outcome = execute(attempt)
         if outcome.error is not None:
             try:
@@ -48,9 +59,21 @@ def _run_in_worker(attempt: Attempt, marker: str) -> Outcome:
         os.unlink(marker)
 
 
-def _portable(attempt: Attempt) -> Attempt:
-    """The attempt as it is sent: its function keeps its file names and cell lines."""
-    return attempt._replace(fn=traveling(attempt.fn))
+def _unrebuildable(label: str, exc: Exception) -> str:
+    return (
+        f"Task '{label}': the worker process could not rebuild it from what was sent: "
+        f"{type(exc).__name__}: {exc}. Something the task uses travels by reference to a "
+        "module the worker cannot import (for example an object defined in a script's "
+        "__main__); define it in an importable module, or use executor='threads'."
+    )
+
+
+def _portable(attempt: Attempt) -> bytes:
+    """The attempt as it is sent: pickled here (cloudpickle, so notebook functions travel
+    by value), its function keeping its file names and cell lines."""
+    import cloudpickle
+
+    return bytes(cloudpickle.dumps(attempt._replace(fn=traveling(attempt.fn)), protocol=5))
 
 
 def _read_marker(path: str) -> tuple[int, float] | None:
@@ -139,7 +162,9 @@ class ProcessExecutor:
                     # We just killed one of its workers: wait until it is replaced.
                     self._deferred.append((number, job))
                     return
-            inner = pool.submit(_run_in_worker, _portable(job.attempt), job.marker)
+            inner = pool.submit(
+                _run_in_worker, _portable(job.attempt), job.marker, job.attempt.label
+            )
         except Exception as exc:  # e.g. the function cannot be pickled
             self._finish(number, job, failure(exc, time.time()))
             return
@@ -232,7 +257,9 @@ class ProcessExecutor:
 
         pool = ProcessPoolExecutor(max_workers=1)
         try:
-            inner = pool.submit(_run_in_worker, _portable(job.attempt), job.marker)
+            inner = pool.submit(
+                _run_in_worker, _portable(job.attempt), job.marker, job.attempt.label
+            )
             try:
                 outcome = inner.result(timeout=job.attempt.timeout)
             except TimeoutError:

@@ -358,8 +358,12 @@ class Task(Generic[P, R]):
     def __reduce__(self) -> str | tuple[Any, ...]:
         module = sys.modules.get(self.__module__ or "")
         qualname: str = getattr(self, "__qualname__", None) or ""
-        if module is not None and getattr(module, qualname, None) is self:
-            return qualname  # a module-level task pickles by reference
+        # A module-level task pickles by reference, unless its module is a script's or a
+        # notebook's __main__, which another process cannot import: then, like the
+        # function it wraps, it travels by value.
+        importable = module is not None and module.__name__ != "__main__"
+        if importable and getattr(module, qualname, None) is self:
+            return qualname
         options = {k: getattr(self, k) for k in _OPTION_NAMES}
         return (_rebuild_task, (self.fn, options))
 

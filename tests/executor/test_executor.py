@@ -9,6 +9,8 @@ from __future__ import annotations
 import linecache
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from itertools import pairwise
@@ -386,3 +388,62 @@ def test_a_traceback_from_a_worker_process_names_the_users_file_and_lines(execut
     assert f'File "{filename}", line 2, in helper' in text
     assert "return {}[n]" in text
     assert "<dynamic-code>" not in text
+
+
+SCRIPT_CALLING_ANOTHER_TASK = """\
+import sys
+from nbflow import Flow, task
+
+@task(cache=False)
+def inner(x):
+    return x + 1
+
+@task(cache=False)
+def outer(x):
+    return inner.fn(x) * 2
+
+if __name__ == "__main__":
+    with Flow("script") as flow:
+        r = outer(1)
+    run = flow.run(executor="processes", max_workers=1, show=False)
+    print("ok" if run.ok else "failed", run.result(r) if run.ok else run[r].error)
+"""
+
+
+def test_a_script_task_that_uses_another_task_runs_on_processes_and_never_hangs(tmp_path):
+    # A Task defined in a script's __main__ is pickled along with the function that uses
+    # it; a worker that cannot rebuild it used to break the pool and be resubmitted forever.
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT_CALLING_ANOTHER_TASK)
+    env = {**os.environ, "NBFLOW_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ok", "4"]
+
+
+class _Unpicklable:
+    def __reduce__(self):
+        return (_refuse, ())
+
+
+def _refuse():
+    raise AttributeError("Can't get attribute 'gone' on <module '__main__'>")
+
+
+@task(cache=False)
+def takes(value):
+    return "ran"
+
+
+def test_an_attempt_a_worker_cannot_rebuild_fails_that_task_with_the_reason():
+    with Flow("unrebuildable") as flow:
+        bad = takes(_Unpicklable())
+        good = takes(1)
+    run = run_on(flow, "processes", max_workers=1)
+    assert run.result(good) == "ran"
+    assert run[bad].state is State.FAILED
+    message = str(run[bad].error)
+    assert "Task 'takes" in message and "could not rebuild it" in message
+    assert "Can't get attribute 'gone'" in message
