@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import linecache
+import threading
 import time
 import traceback as _tb
 import types
@@ -129,8 +130,12 @@ def format_user_traceback(exc: BaseException, skip: int = 1) -> str:
     return "".join(_tb.format_exception(type(exc), exc, tb))
 
 
+_MAIN = threading.main_thread()
+
+
 def execute(attempt: Attempt) -> Outcome:
-    """Run one attempt, capturing its logs; never raises (but for KeyboardInterrupt)."""
+    """Run one attempt, capturing its logs; never raises (but for Ctrl-C in the main
+    thread)."""
     cap, previous = logs.begin(attempt.task_name, attempt.log_prints, attempt.echo)
     start = time.time()
     try:
@@ -145,9 +150,23 @@ def execute(attempt: Attempt) -> Outcome:
             start=start,
             end=end,
         )
-    except BaseException:
+    except BaseException as exc:
+        # KeyboardInterrupt in the main thread is Ctrl-C (or the kernel's interrupt) during
+        # a sequential run: it cancels the run. Any other BaseException (a task raising
+        # KeyboardInterrupt in a worker thread, asyncio.CancelledError, GeneratorExit)
+        # ends this task only; letting it escape would kill the worker thread and leave
+        # the run waiting forever for an outcome.
+        end = time.time()
         logs.end(cap, previous)
-        raise
+        if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is _MAIN:
+            raise
+        return Outcome(
+            error=exc,
+            traceback=format_user_traceback(exc),
+            logs=cap.records or None,
+            start=start,
+            end=end,
+        )
     end = time.time()
     logs.end(cap, previous)
     return Outcome(value=value, logs=cap.records or None, start=start, end=end)

@@ -447,3 +447,27 @@ def test_an_attempt_a_worker_cannot_rebuild_fails_that_task_with_the_reason():
     message = str(run[bad].error)
     assert "Task 'takes" in message and "could not rebuild it" in message
     assert "Can't get attribute 'gone'" in message
+
+
+@task(cache=False)
+def raises_base(kind):
+    import asyncio
+
+    raise {
+        "interrupt": KeyboardInterrupt,
+        "cancelled": asyncio.CancelledError,
+        "exit": GeneratorExit,
+    }[kind]()
+
+
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+@pytest.mark.parametrize("kind", ["interrupt", "cancelled", "exit"])
+def test_a_task_raising_a_base_exception_ends_that_task_not_the_run(executor, kind):
+    with Flow("base") as flow:
+        bad = raises_base(kind)
+        good = inc(2)
+    run = run_on(flow, executor, background=True)
+    assert run.wait(timeout=60), "the run never ended"
+    assert run.result(good) == 3
+    assert run[bad].state is State.FAILED
+    assert run[bad].attempts == 1 and "raises_base" in (run[bad].traceback or "")
