@@ -133,6 +133,32 @@ def format_user_traceback(exc: BaseException, skip: int = 1) -> str:
 _MAIN = threading.main_thread()
 
 
+def _await(coroutine: Any) -> Any:
+    """Run an ``async def`` task's coroutine to its end and return its value. Where an
+    event loop already runs in this thread (a notebook's kernel, for a sequential run),
+    the coroutine runs in a loop of its own on a helper thread."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = asyncio.run(coroutine)
+        except BaseException as exc:
+            box["error"] = exc
+
+    helper = threading.Thread(target=run, name="nbflow-async", daemon=True)
+    helper.start()
+    helper.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 def execute(attempt: Attempt) -> Outcome:
     """Run one attempt, capturing its logs; never raises (but for Ctrl-C in the main
     thread)."""
@@ -140,6 +166,8 @@ def execute(attempt: Attempt) -> Outcome:
     start = time.time()
     try:
         value = attempt.fn(*attempt.args, **attempt.kwargs)
+        if isinstance(value, types.CoroutineType):  # an ``async def`` task
+            value = _await(value)
     except (Exception, SystemExit) as exc:
         end = time.time()
         logs.end(cap, previous)

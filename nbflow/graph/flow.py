@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextvars
 import graphlib
 import inspect
+import io
 import itertools
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -596,6 +597,7 @@ class Flow:
             args = tuple(a.value if isinstance(a, unmapped) else a for a in args)
             kwargs = {k: v.value if isinstance(v, unmapped) else v for k, v in kwargs.items()}
         keys = _bind(task, args, kwargs, mapped)
+        _refuse_one_shot(task, keys, mapped)
         if mapped:
             args, kwargs = _map_arguments(task, args, kwargs, keys)
         node = Node(task, self._free_name(task.name))
@@ -711,6 +713,27 @@ def _literal_items(task: Task[Any, Any], key: str, value: Any) -> list[Any]:
             "in unmapped(...)."
         )
     return list(value)
+
+
+def _refuse_one_shot(task: Task[Any, Any], keys: dict[str, Any], mapped: bool) -> None:
+    """Refuse an iterator (a generator, ``map(...)``, ``iter(...)``) as an argument: the
+    first attempt would consume it and a retry or a re-run would see it empty. A mapped
+    argument is read once, when the call is built, so it may be one."""
+    for key, value in keys.items():
+        inner = value.value if isinstance(value, unmapped) else value
+        if mapped and inner is value:
+            continue
+        if isinstance(inner, Iterator) and not isinstance(inner, io.IOBase):
+            kind = (
+                "a generator"
+                if inspect.isgenerator(inner)
+                else f"an iterator ({type(inner).__name__})"
+            )
+            raise TaskDefinitionError(
+                f"Task '{task.name}': argument '{key}' is {kind}, which can be read only "
+                "once, so a retry or a re-run would see it empty. Pass a list instead, "
+                f"e.g. {key}=list(...)."
+            )
 
 
 def _map_arguments(

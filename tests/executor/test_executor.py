@@ -471,3 +471,54 @@ def test_a_task_raising_a_base_exception_ends_that_task_not_the_run(executor, ki
     assert run.result(good) == 3
     assert run[bad].state is State.FAILED
     assert run[bad].attempts == 1 and "raises_base" in (run[bad].traceback or "")
+
+
+@task(cache=False)
+async def fetch_twice(x):
+    import asyncio
+
+    await asyncio.sleep(0.01)
+    return x * 2
+
+
+@task(cache=False)
+async def fails_async():
+    raise ValueError("async boom")
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_an_async_task_is_awaited_and_its_value_or_error_is_the_tasks(executor):
+    with Flow("async") as flow:
+        doubled = fetch_twice(21)
+        broken = fails_async()
+        later = inc(doubled)
+    run = run_on(flow, executor)
+    assert run.result(doubled) == 42 and run.result(later) == 43
+    assert isinstance(run[broken].error, ValueError) and str(run[broken].error) == "async boom"
+
+
+def test_an_async_task_called_outside_a_flow_returns_its_value():
+    assert fetch_twice(4) == 8
+
+
+def test_a_generator_argument_is_refused_with_a_fix_but_a_mapped_one_is_read_once():
+    numbers = (n for n in range(3))
+    with pytest.raises(NbflowError, match=r"argument 'x' is a generator.*x=list\(\.\.\.\)"):
+        with Flow("gen"):
+            inc(numbers)
+    with pytest.raises(NbflowError, match=r"argument 'x' is an iterator \(map\)"):
+        inc(map(int, "12"))
+    with Flow("mapped") as flow:
+        out = inc.map(n for n in range(3))
+    first, second = flow.run(), flow.run()
+    assert first.result(out) == second.result(out) == [1, 2, 3]
+
+
+def test_an_async_task_runs_where_an_event_loop_is_already_running():
+    # As in a notebook's kernel: the calling thread runs an event loop already.
+    import asyncio
+
+    async def inside_a_loop():
+        return fetch_twice(5)
+
+    assert asyncio.run(inside_a_loop()) == 10
