@@ -438,6 +438,11 @@ class NotebookFlow(CellGraph):
             for t in history.load(row["id"])[1]:
                 if t["map_index"] is None and t["name"] in self.cells:
                     states.setdefault(t["name"], (State(t["state"]), t["key"]))
+            # A cell that run meant to run but never finished (its kernel was killed)
+            # is not done, whatever older runs say.
+            for name in history.unfinished(row["id"]):
+                if name in self.cells:
+                    states.setdefault(name, (State.CANCELLED, None))
             if len(states) == len(self.cells):
                 break  # older runs cannot change a cell's latest state
         return states

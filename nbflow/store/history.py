@@ -38,7 +38,11 @@ CREATE INDEX IF NOT EXISTS task_runs_by_run ON task_runs (run_id);
 CREATE TABLE IF NOT EXISTS run_sources (
     run_id TEXT PRIMARY KEY, kind TEXT NOT NULL, path TEXT NOT NULL, command TEXT
 );
+CREATE TABLE IF NOT EXISTS run_plans (run_id TEXT PRIMARY KEY, tasks TEXT NOT NULL);
 """
+# run_plans: the tasks a run set out to run (a JSON list of names), written when it
+# starts. A task of a run whose process was killed has no row in task_runs; the plan
+# tells it apart from a task the run never meant to run, so a retry runs it again.
 # run_sources: which file a run came from and how it was started (``nbflow run``), so
 # ``nbflow retry`` can start it again. A table of its own keeps older history files
 # readable by this code and this file readable by older code.
@@ -93,7 +97,9 @@ class History:
             return
         if kind == RUN_STARTED:
             run = event.run
-            item: Any = ("start", event.run_id, run.flow.name, run.start, _executor_name(run))
+            flow = run.flow
+            plan = json.dumps([flow.name_of(node) for node in flow.tasks])
+            item: Any = ("start", event.run_id, flow.name, run.start, _executor_name(run), plan)
         elif kind == RUN_FINISHED:
             item = ("end", event.run_id, event.run.end, event.state.value)
         else:
@@ -154,7 +160,7 @@ class History:
                         conn.executemany(_INSERT_TASK, tasks)
                         tasks = []
                     if item[0] == "start":
-                        _, run_id, flow, start, executor = item
+                        _, run_id, flow, start, executor, plan = item
                         conn.execute(
                             "INSERT OR REPLACE INTO runs (id, flow, start, state, pid, host, "
                             "executor) VALUES (?,?,?,?,?,?,?)",
@@ -167,6 +173,9 @@ class History:
                                 socket.gethostname(),
                                 executor,
                             ),
+                        )
+                        conn.execute(
+                            "INSERT OR REPLACE INTO run_plans VALUES (?,?)", (run_id, plan)
                         )
                     else:
                         _, run_id, end, state = item
@@ -256,6 +265,25 @@ class History:
                 )
             )
         return run, tasks
+
+    def unfinished(self, run_id: str) -> list[str]:
+        """The tasks ``run_id`` set out to run that never finished: its process was
+        killed before they did (empty for runs recorded before plans were kept)."""
+        self.flush()
+        with self._conn_lock:
+            row = self._conn.execute(
+                "SELECT tasks FROM run_plans WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            if row is None:
+                return []
+            done = {
+                name
+                for (name,) in self._conn.execute(
+                    "SELECT name FROM task_runs WHERE run_id = ? AND map_index IS NULL",
+                    (run_id,),
+                )
+            }
+        return [name for name in json.loads(row[0]) if name not in done]
 
     def record_source(self, run_ids: list[str], kind: str, path: str, command: Any) -> None:
         """Remember that ``run_ids`` came from ``path`` (a ``kind`` of file), started
