@@ -9,7 +9,9 @@ or a row that is not finished, and count as interrupted.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
+import logging
 import os
 import pathlib
 import queue
@@ -47,6 +49,10 @@ CREATE TABLE IF NOT EXISTS run_plans (run_id TEXT PRIMARY KEY, tasks TEXT NOT NU
 # ``nbflow retry`` can start it again. A table of its own keeps older history files
 # readable by this code and this file readable by older code.
 
+log = logging.getLogger("nbflow")
+_RETRY_EVERY = 1.0  # seconds between tries while the history cannot be written
+_KEEP_AT_MOST = 100_000  # records kept for a later try; the oldest go first
+
 _INSERT_TASK = "INSERT INTO task_runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 _open: weakref.WeakValueDictionary[str, History] = weakref.WeakValueDictionary()
 _open_lock = threading.Lock()
@@ -58,6 +64,24 @@ def _connect(path: pathlib.Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(SCHEMA)
     return conn
+
+
+def _open_file(path: pathlib.Path) -> tuple[sqlite3.Connection, int]:
+    """A connection to the history file (owner-only when it is created) and its inode."""
+    old = os.umask(0o077)
+    try:
+        conn = _connect(path)
+    finally:
+        os.umask(old)
+    return conn, os.stat(path).st_ino
+
+
+def _as_row(item: Any) -> Any:
+    """A queued record as it is written: a finished task becomes its row at once, so a
+    record kept for a later try holds no task run or result."""
+    if item[0] == "task":
+        return ("row", _task_row(item[1], item[2], item[3]))
+    return item
 
 
 def _pid_alive(pid: int | None, host: str | None) -> bool:
@@ -77,11 +101,8 @@ class History:
 
     def __init__(self, home: str | os.PathLike[str]) -> None:
         self.path = pathlib.Path(home) / "history.sqlite"
-        old = os.umask(0o077)
-        try:
-            self._conn = _connect(self.path)
-        finally:
-            os.umask(old)
+        self._conn, self._inode = _open_file(self.path)
+        self._failing = False
         self._lock = threading.Lock()
         self._conn_lock = threading.Lock()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -124,25 +145,65 @@ class History:
         done.wait(timeout)
 
     def _write_loop(self) -> None:
+        # Records that could not be written (a full disk, a read-only or vanished folder)
+        # are kept, as plain rows, and written with the next batch or within a second;
+        # one warning says so, and one more when writing works again.
+        pending: list[Any] = []
         while True:
-            batch = [self._queue.get()]
+            try:
+                batch = [self._queue.get(timeout=_RETRY_EVERY if pending else None)]
+            except queue.Empty:
+                batch = []
             while True:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            items = pending + [_as_row(item) for item in batch if item[0] != "flush"]
             try:
-                self._write([item for item in batch if item[0] != "flush"])
-            except Exception:
-                import logging
-
-                logging.getLogger("nbflow").exception("nbflow: could not write run history")
+                self._reopen_if_gone()
+                self._write(items)
+            except Exception as exc:
+                pending = items[-_KEEP_AT_MOST:]
+                if not self._failing:
+                    self._failing = True
+                    log.warning(
+                        "nbflow: could not write the run history %s (%s: %s); keeping its "
+                        "records in memory and trying again every %gs.",
+                        self.path,
+                        type(exc).__name__,
+                        exc,
+                        _RETRY_EVERY,
+                    )
+            else:
+                pending = []
+                if self._failing:
+                    self._failing = False
+                    log.warning("nbflow: the run history %s is written again.", self.path)
             for item in batch:
                 if item[0] == "flush":
                     item[1].set()
             # Drop references now: a batch holds task runs, their runs and results, which
             # must not outlive the run while this thread waits for the next one.
-            del batch, item
+            del batch, items
+
+    def _reopen_if_gone(self) -> None:
+        """Open the file again if it was deleted or replaced since it was opened (writes
+        to the old one would go to a file nobody can read)."""
+        try:
+            same = os.stat(self.path).st_ino == self._inode
+        except FileNotFoundError:
+            same = False
+        if same:
+            return
+        with self._conn_lock:
+            self._conn.close()
+            if not self.path.exists():
+                # A journal left by the vanished file must not be replayed into the new one.
+                for suffix in ("-wal", "-shm"):
+                    with contextlib.suppress(OSError):
+                        os.unlink(f"{self.path}{suffix}")
+            self._conn, self._inode = _open_file(self.path)
 
     def _write(self, batch: list[Any]) -> None:
         if not batch:
@@ -153,8 +214,8 @@ class History:
             try:
                 tasks: list[tuple[Any, ...]] = []
                 for item in batch:
-                    if item[0] == "task":
-                        tasks.append(_task_row(item[1], item[2], item[3]))
+                    if item[0] == "row":
+                        tasks.append(item[1])
                         continue
                     if tasks:  # keep the order of starts, tasks and ends
                         conn.executemany(_INSERT_TASK, tasks)

@@ -237,3 +237,79 @@ def test_cache_info_and_clear_cache_by_task(_private_store):
     assert nbflow.clear_cache(older_than=3600) == 0
     assert nbflow.clear_cache() == 3
     assert nbflow.cache_info()["entries"] == 0
+
+
+@task(cache=False)
+def ok_task():
+    return 1
+
+
+def test_a_history_file_deleted_while_the_process_runs_is_created_again(_private_store):
+    with Flow("vanishing") as flow:
+        ok_task()
+    assert flow.run().ok
+    for suffix in ("", "-wal", "-shm"):
+        path = _private_store / f"history.sqlite{suffix}"
+        if path.exists():
+            path.unlink()
+    second = flow.run()
+    assert second.ok
+    assert (_private_store / "history.sqlite").exists()
+    (row,) = nbflow.runs()[["id", "state"]].itertuples(index=False)
+    assert tuple(row) == (second.id, "success")
+
+
+HISTORY_ON_A_FULL_DISK = """
+import logging, os, pathlib, sys
+import nbflow
+from nbflow import Flow, task
+
+logging.basicConfig(stream=sys.stdout, format="%(levelname)s %(message)s")
+home = pathlib.Path(os.environ["NBFLOW_HOME"])
+
+@task(cache=False)
+def step(i):
+    return i
+
+with Flow("full-disk") as flow:
+    step.map(range(50))
+
+flow.run(executor="sequential")                  # creates the history
+filler = home / "filler"
+with open(filler, "wb") as fh:                  # now the disk is full
+    try:
+        while True:
+            fh.write(b"x" * 65536)
+            fh.flush()
+    except OSError:
+        pass
+run = flow.run(executor="sequential")
+print("RUN", run.state.value)
+filler.unlink()                                 # space again: the kept records are written
+from nbflow.store.history import open_history
+open_history(home).flush()
+import time; time.sleep(1.5)
+rows = nbflow.runs()
+print("STATES", " ".join(rows["state"]))
+print("IDS", run.id in set(rows["id"]))
+"""
+
+
+def test_a_full_disk_keeps_history_records_warns_once_and_writes_them_later(tmp_path):
+    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs a mount namespace (unshare -m) for a small tmpfs")
+    home = tmp_path / "home"
+    home.mkdir()
+    script = tmp_path / "full.py"
+    script.write_text(HISTORY_ON_A_FULL_DISK)
+    command = f"mount -t tmpfs -o size=2m,mode=0700 none {home} && exec {sys.executable} {script}"
+    env = {**os.environ, "NBFLOW_HOME": str(home)}
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", command], env=env, capture_output=True, text=True, timeout=120
+    )
+    out = done.stdout
+    assert done.returncode == 0, done.stderr + out
+    assert "RUN success" in out
+    assert out.count("could not write the run history") == 1, out
+    assert "is written again" in out
+    assert "STATES success success" in out and "IDS True" in out
