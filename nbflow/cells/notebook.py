@@ -207,16 +207,7 @@ class NotebookFlow(CellGraph):
                 nodes[name] = node
                 continue
             opts = cell.options
-            task = Task(
-                fn,
-                name=name,
-                retries=opts.retries,
-                retry_delay=opts.retry_delay,
-                timeout=opts.timeout,
-                trigger=opts.trigger,
-                cache=opts.cache,
-                cache_version=cell.version,
-            )
+            task = Task(fn, name=name, cache_version=cell.version, **opts.run_options())
             node = flow.add_task(task)
             nodes[name] = node
             for up, param in zip(ups, params, strict=True):

@@ -17,7 +17,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from nbflow.errors import CycleError, FlowError, TaskDefinitionError, did_you_mean
-from nbflow.graph.task import Task, check_hooks, node_refusal, unmapped
+from nbflow.graph.options import check_hooks
+from nbflow.graph.task import Task, node_refusal, unmapped
 
 if TYPE_CHECKING:
     import graphviz
