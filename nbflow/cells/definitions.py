@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from nbflow import settings
 from nbflow.cells import function as cellcode
 from nbflow.cells.analysis import (
     CellAnalysis,
@@ -42,13 +43,13 @@ def flow_name() -> str:
     else ``"notebook"``.
 
     >>> import os
-    >>> os.environ["NBFLOW_NOTEBOOK"] = "/work/analysis/sales.ipynb"
+    >>> os.environ[settings.NOTEBOOK] = "/work/analysis/sales.ipynb"
     >>> flow_name()
     'sales'
-    >>> del os.environ["NBFLOW_NOTEBOOK"]
+    >>> del os.environ[settings.NOTEBOOK]
     """
-    for var in ("NBFLOW_NOTEBOOK", "JPY_SESSION_NAME"):
-        value = os.environ.get(var)
+    # JPY_SESSION_NAME is Jupyter's (the notebook a JupyterLab kernel serves), not ours.
+    for value in (settings.notebook(), os.environ.get("JPY_SESSION_NAME")):
         if value:
             stem = pathlib.PurePath(value).stem
             if stem:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import threading
 import time
@@ -10,6 +9,7 @@ import warnings
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from nbflow import settings
 from nbflow.engine.records import TaskRun
 from nbflow.engine.scheduler import Engine, cancelled_error
 from nbflow.errors import NbflowWarning, RunError, UpstreamFailedError
@@ -348,14 +348,12 @@ def _defaults(
     """Options the caller left out, from the environment (``nbflow run`` passes its
     command-line options to a notebook's kernel this way), else the built-in ones."""
     if executor is None:
-        executor = os.environ.get("NBFLOW_EXECUTOR") or "threads"
-        text = os.environ.get("NBFLOW_MAX_WORKERS")
-        if max_workers is None and text:
-            if not text.isdigit() or int(text) < 1:
-                raise RunError(
-                    f"Expected NBFLOW_MAX_WORKERS to be a whole number >= 1, but got {text!r}."
-                )
-            max_workers = int(text)
+        executor = settings.executor() or "threads"
+        if max_workers is None:
+            try:
+                max_workers = settings.max_workers()
+            except settings.SettingError as exc:
+                raise RunError(str(exc)) from None
     if refresh is None:
         refresh = refresh_default()
     return executor, max_workers, refresh
@@ -364,7 +362,7 @@ def _defaults(
 def refresh_default() -> bool:
     """Whether runs that leave ``refresh`` unset recompute everything: ``NBFLOW_REFRESH``
     (what ``nbflow run --refresh`` sets for a notebook's kernel) is set and not 0."""
-    return os.environ.get("NBFLOW_REFRESH", "") not in ("", "0")
+    return settings.refresh()
 
 
 def _with_parameters(flow: Flow, declared: dict[str, Any], values: dict[str, Any]) -> Flow:

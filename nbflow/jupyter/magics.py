@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import threading
 import time
 import warnings
@@ -20,6 +19,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
+from nbflow import settings
 from nbflow.cells import function as cellcode
 from nbflow.cells.line import COMMANDS, flow_parser, parse_param, parse_task_line, split
 from nbflow.cells.notebook import CellError, NotebookFlow, error_of, stand_in
@@ -46,7 +46,7 @@ def cell_executor() -> str | None:
     runs, so its prints, plots and widgets behave as usual), unless ``NBFLOW_EXECUTOR``
     is set (``nbflow run NOTEBOOK --executor``); then None lets the run take that
     default, and ``NBFLOW_MAX_WORKERS`` with it."""
-    return None if os.environ.get("NBFLOW_EXECUTOR") else "sequential"
+    return None if settings.executor() else "sequential"
 
 
 _BAD = (State.FAILED, State.TIMED_OUT, State.UPSTREAM_FAILED, State.CANCELLED)
