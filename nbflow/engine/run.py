@@ -17,7 +17,7 @@ from nbflow.events import Event, EventBus, Listener, process_listeners
 from nbflow.executor import SequentialExecutor, resolve_executor
 from nbflow.graph.flow import Call, Flow, Node
 from nbflow.graph.task import Task
-from nbflow.state import State
+from nbflow.state import IN_PROGRESS, NOT_OK, State
 from nbflow.store.cache import ResultStore, open_store
 from nbflow.store.history import open_history
 
@@ -144,8 +144,7 @@ class FlowRun:
     @property
     def failed(self) -> list[TaskRun]:
         """The task runs that did not succeed (failed, timed out, upstream failed, cancelled)."""
-        bad = (State.FAILED, State.TIMED_OUT, State.UPSTREAM_FAILED, State.CANCELLED)
-        return [r for r in self.task_runs if r.state in bad]
+        return [r for r in self.task_runs if r.state in NOT_OK]
 
     def result(self, ref: Node | Task[Any, Any] | str) -> Any:
         """The value of a task; raises the task's own error if it failed.
@@ -166,7 +165,7 @@ class FlowRun:
             if run.children:
                 return [self._result_of(c) for c in run.children]
             return None
-        if state in (State.PENDING, State.RUNNING, State.RETRYING):
+        if state in IN_PROGRESS:
             raise RunError(
                 f"Task '{run.name}' has not finished (it is {state.value}); "
                 "wait for the run with run.wait() first."

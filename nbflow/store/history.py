@@ -20,7 +20,7 @@ import weakref
 from typing import Any
 
 from nbflow.events import RUN_FINISHED, RUN_STARTED, TASK_STATE, Event
-from nbflow.state import State
+from nbflow.state import FAILED_STATES, State
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS run_sources (
 # ``nbflow retry`` can start it again. A table of its own keeps older history files
 # readable by this code and this file readable by older code.
 
+# The task states counted as failed in `runs()`, as SQL literals (enum values, not input).
+_FAILED_SQL = ", ".join(f"'{s.value}'" for s in sorted(FAILED_STATES))
 _INSERT_TASK = "INSERT INTO task_runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 _open: weakref.WeakValueDictionary[str, History] = weakref.WeakValueDictionary()
 _open_lock = threading.Lock()
@@ -203,7 +205,7 @@ class History:
             "SELECT r.id, r.flow, r.start, r.end, r.state, r.interrupted, r.executor, "
             "(SELECT COUNT(*) FROM task_runs t WHERE t.run_id = r.id AND t.mapped = 0), "
             "(SELECT COUNT(*) FROM task_runs t WHERE t.run_id = r.id AND t.mapped = 0 AND "
-            "t.state IN ('failed', 'timed_out', 'upstream_failed')) "
+            f"t.state IN ({_FAILED_SQL})) "
             "FROM runs r ORDER BY r.start DESC"
         )
         if limit is not None:
