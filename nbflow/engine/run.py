@@ -61,6 +61,12 @@ class FlowRun:
 
     # -- overall -----------------------------------------------------------------
     @property
+    def executor_spec(self) -> Any:
+        """The executor as the run was asked for it: a name such as ``"threads"``, or
+        an executor object (``retry()`` reuses it)."""
+        return self._executor_spec
+
+    @property
     def state(self) -> State:
         """``running`` until the end (``paused`` while only tasks waiting for
         ``resume`` are left); then ``success``, ``failed`` or ``cancelled``."""
@@ -160,7 +166,7 @@ class FlowRun:
         if state.is_successful:
             if run.children is not None:
                 return [self._result_of(c) for c in run.children]
-            return run._value
+            return run.value
         if state is State.SKIPPED:
             if run.children:
                 return [self._result_of(c) for c in run.children]
@@ -384,7 +390,7 @@ def _with_parameters(flow: Flow, declared: dict[str, Any], values: dict[str, Any
         if declared.get(name) is not node.task:
             continue
         value = values[name] if name in values else declared[name].default
-        run_flow._calls[node] = Call((value,), {}, False)
+        run_flow.replace_call(node, Call((value,), {}, False))
     run_flow.version += 1
     return run_flow
 

@@ -188,7 +188,7 @@ class Task(Generic[P, R]):
         flow = current_flow()
         wait_for = kwargs.pop("wait_for", None)
         if flow is not None:
-            node = flow._add_call(self, args, kwargs, mapped=mapped, wait_for=wait_for)
+            node = flow.add_call(self, args, kwargs, mapped=mapped, wait_for=wait_for)
             if self.nout is not None and not mapped:
                 return tuple(node[i] for i in range(self.nout))
             return node

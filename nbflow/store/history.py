@@ -310,7 +310,7 @@ def _dicts(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
 
 
 def _executor_name(run: Any) -> str:
-    spec = getattr(run, "_executor_spec", None)
+    spec = getattr(run, "executor_spec", None)
     return spec if isinstance(spec, str) else type(spec).__name__
 
 
