@@ -79,10 +79,6 @@ class Option:
     check: Check
     flag: Flag | None = None
 
-    def checked(self, value: Any, where: Where | None = None) -> Any:
-        """``value`` normalised (e.g. a timedelta as seconds), or ``OptionError``."""
-        return self.check(value, where or Where(self.name, "task"))
-
 
 # -- checks ------------------------------------------------------------------------------
 
@@ -177,13 +173,13 @@ def _exception_types(value: Any, where: Where) -> tuple[type[BaseException], ...
     return tuple(types)
 
 
-def _trigger(value: Any, where: Where) -> str | Trigger:
+def _trigger(value: Any, where: Where) -> Any:
     if not isinstance(value, Trigger) and value not in TRIGGERS:
         raise OptionError(
             f"unknown trigger {value!r}.{did_you_mean(str(value), TRIGGERS)}"
             f" Choose one of: {', '.join(TRIGGERS)}."
         )
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def _version(value: Any, where: Where) -> str | None:

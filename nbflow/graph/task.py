@@ -153,11 +153,11 @@ class Task(Generic[P, R]):
         >>> load.with_options(name="load_csv", retries=3).name
         'load_csv'
         """
-        unknown = [k for k in options if k not in _options.NAMES]
-        if unknown:
+        unknown = _options.unknown(options)
+        if unknown is not None:
             raise TaskDefinitionError(
-                f"Task '{self.name}': unknown option '{unknown[0]}'."
-                f"{did_you_mean(unknown[0], _options.NAMES)}"
+                f"Task '{self.name}': unknown option '{unknown}'."
+                f"{did_you_mean(unknown, _options.NAMES)}"
             )
         current = {k: getattr(self, k) for k in _options.NAMES}
         current.update(options)
@@ -235,12 +235,12 @@ def task(fn: Any = None, /, **options: Any) -> Any:
     >>> double.name
     'double'
     """
-    unknown = [k for k in options if k not in _options.NAMES]
-    if unknown:
+    unknown = _options.unknown(options)
+    if unknown is not None:
         where = f" for task '{getattr(fn, '__name__', fn)}'" if callable(fn) else ""
         raise TaskDefinitionError(
-            f"@task got an unknown option '{unknown[0]}'{where}."
-            f"{did_you_mean(unknown[0], _options.NAMES)} Options are: {', '.join(_options.NAMES)}."
+            f"@task got an unknown option '{unknown}'{where}."
+            f"{did_you_mean(unknown, _options.NAMES)} Options are: {', '.join(_options.NAMES)}."
         )
     if fn is None:
         return lambda f: Task(f, **options)
