@@ -52,6 +52,10 @@ class State(str, Enum):
         return self is State.SUCCESS or self is State.CACHED or self is State.SKIPPED
 
 
+# Named groups of states: modules test membership in these instead of listing members,
+# so a new state is placed in every group in one place. The properties above keep
+# identity tests for the hot paths; tests/test_state.py holds them to these groups.
+
 FINISHED = frozenset(
     {
         State.SUCCESS,
@@ -63,4 +67,33 @@ FINISHED = frozenset(
         State.CANCELLED,
     }
 )
+"""The states a task run ends in (``State.is_finished``)."""
+
+IN_PROGRESS = frozenset({State.PENDING, State.RUNNING, State.RETRYING})
+"""Not finished and not waiting for a person (``PAUSED`` waits for ``run.resume``)."""
+
+SUCCEEDED = frozenset({State.SUCCESS, State.CACHED})
+"""The task produced its value (``State.is_successful``)."""
+
+OK = frozenset({State.SUCCESS, State.CACHED, State.SKIPPED})
+"""Finished without making the run fail (``State.is_ok``)."""
+
+NOT_OK = FINISHED - OK
+"""Finished and making the run fail: failed, timed out, upstream failed, cancelled."""
+
 FAILED_STATES = frozenset({State.FAILED, State.TIMED_OUT, State.UPSTREAM_FAILED})
+"""What triggers count as a failed upstream task (``State.is_failed``)."""
+
+ERRORED = frozenset({State.FAILED, State.TIMED_OUT})
+"""An attempt of the task itself raised or ran out of time (it has an error to show)."""
+
+ERRORED_OR_CANCELLED = ERRORED | {State.CANCELLED}
+"""The task stopped on its own account: it raised, timed out or was cancelled (not
+because an upstream task failed)."""
+
+BLOCKED = NOT_OK - ERRORED
+"""Made the run fail without an error of its own: an upstream task failed, or the run
+was cancelled."""
+
+NOT_RUN = frozenset({State.UPSTREAM_FAILED, State.SKIPPED, State.CANCELLED})
+"""Ended without the task completing an attempt; the task run's ``reason`` says why."""

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from nbflow import settings
 from nbflow.cells import function as cellcode
 from nbflow.cells.analysis import (
     CellAnalysis,
@@ -27,6 +28,7 @@ from nbflow.cells.analysis import (
 from nbflow.engine.records import TaskRun
 from nbflow.errors import NbflowError, did_you_mean
 from nbflow.graph import hashing
+from nbflow.graph.options import FLAGGED, OPTIONS
 from nbflow.state import State
 
 FORMAT = "1"  # bump when the compiled form of cells changes what a cached result means
@@ -41,13 +43,13 @@ def flow_name() -> str:
     else ``"notebook"``.
 
     >>> import os
-    >>> os.environ["NBFLOW_NOTEBOOK"] = "/work/analysis/sales.ipynb"
+    >>> os.environ[settings.NOTEBOOK] = "/work/analysis/sales.ipynb"
     >>> flow_name()
     'sales'
-    >>> del os.environ["NBFLOW_NOTEBOOK"]
+    >>> del os.environ[settings.NOTEBOOK]
     """
-    for var in ("NBFLOW_NOTEBOOK", "JPY_SESSION_NAME"):
-        value = os.environ.get(var)
+    # JPY_SESSION_NAME is Jupyter's (the notebook a JupyterLab kernel serves), not ours.
+    for value in (settings.notebook(), os.environ.get("JPY_SESSION_NAME")):
         if value:
             stem = pathlib.PurePath(value).stem
             if stem:
@@ -57,21 +59,30 @@ def flow_name() -> str:
 
 @dataclass(frozen=True)
 class CellOptions:
-    """The options of a ``%%task`` line.
+    """The options of a ``%%task`` line: the task's run options its flags set (with
+    ``@task``'s defaults, from ``nbflow.graph.options``) and what only a cell has.
 
     >>> CellOptions.from_json(CellOptions(retries=2, after=("load",)).to_json()).after
     ('load',)
     """
 
-    retries: int = 0
-    retry_delay: float = 0.0
-    timeout: float | None = None
-    cache: bool = True
+    retries: int = OPTIONS["retries"].default
+    retry_delay: float = OPTIONS["retry_delay"].default
+    timeout: float | None = OPTIONS["timeout"].default
+    cache: bool = OPTIONS["cache"].default
     after: tuple[str, ...] = ()
     map_var: str | None = None
     map_expr: str | None = None
-    trigger: str = "all_successful"
+    trigger: str = OPTIONS["trigger"].default
     lazy: bool = False
+
+    def run_options(self) -> dict[str, Any]:
+        """The task options of the cell, as keywords for ``Task``.
+
+        >>> CellOptions(retries=2).run_options()["retries"]
+        2
+        """
+        return {o.name: getattr(self, o.name) for o in FLAGGED}
 
     def to_json(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}

@@ -16,8 +16,8 @@ from IPython.core.error import UsageError
 
 from nbflow.cells.definitions import CellOptions
 from nbflow.errors import did_you_mean
+from nbflow.graph import options as task_options
 from nbflow.graph.control import parameter_value
-from nbflow.graph.triggers import TRIGGERS
 
 COMMANDS = ("run", "retry", "show", "status", "runs", "list", "clear")
 
@@ -40,14 +40,11 @@ class _Parser(argparse.ArgumentParser):
 def _task_parser() -> _Parser:
     p = _Parser(prog="%%task", add_help=False)
     p.add_argument("name", nargs="?")
-    p.add_argument("--retries", type=int, default=0)
-    p.add_argument("--retry-delay", type=float, default=0.0)
-    p.add_argument("--timeout", type=float, default=None)
-    p.add_argument("--no-cache", action="store_true")
-    p.add_argument("--after", default="")
-    p.add_argument("--map", default=None)
-    p.add_argument("--trigger", default="all_successful")
-    p.add_argument("--lazy", action="store_true")
+    task_options.add_flags(p)  # the run options, shared with @task
+    # What only a cell has: its place among the other cells, and how it is defined.
+    p.add_argument("--after", default="", metavar="A,B", help="run after these task cells")
+    p.add_argument("--map", default=None, metavar="VAR=ITERABLE", help="run once per element")
+    p.add_argument("--lazy", action="store_true", help="only define the cell, do not run it")
     return p
 
 
@@ -115,19 +112,11 @@ def parse_task_line(line: str) -> tuple[str | None, CellOptions]:
     name = args.name
     if name is not None and (name.startswith("-") or not name.strip()):
         raise UsageError(f"%%task: expected a task name, but got '{name}'.")
-    if args.retries < 0:
-        raise UsageError(f"%%task: expected --retries to be an int >= 0, but got {args.retries}.")
-    if args.retry_delay < 0:
-        raise UsageError(
-            f"%%task: expected --retry-delay to be seconds >= 0, but got {args.retry_delay}."
-        )
-    if args.timeout is not None and args.timeout <= 0:
-        raise UsageError(f"%%task: expected --timeout to be seconds > 0, but got {args.timeout}.")
-    if args.trigger not in TRIGGERS:
-        raise UsageError(
-            f"%%task: unknown trigger '{args.trigger}'.{did_you_mean(args.trigger, TRIGGERS)} "
-            f"Choose one of: {', '.join(TRIGGERS)}."
-        )
+    where = f"%%task {name}" if name else "%%task"
+    try:
+        run_options = task_options.from_flags(args, name or "task")
+    except task_options.OptionError as exc:
+        raise UsageError(f"{where}: {exc}") from None
     map_var = map_expr = None
     if args.map is not None:
         var, eq, expr = args.map.partition("=")
@@ -144,15 +133,7 @@ def parse_task_line(line: str) -> tuple[str | None, CellOptions]:
             ) from None
     after = tuple(a.strip() for a in args.after.split(",") if a.strip())
     options = CellOptions(
-        retries=args.retries,
-        retry_delay=args.retry_delay,
-        timeout=args.timeout,
-        cache=not args.no_cache,
-        after=after,
-        map_var=map_var,
-        map_expr=map_expr,
-        trigger=args.trigger,
-        lazy=args.lazy,
+        **run_options, after=after, map_var=map_var, map_expr=map_expr, lazy=args.lazy
     )
     return name, options
 

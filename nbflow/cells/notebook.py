@@ -29,10 +29,8 @@ from nbflow.engine.run import FlowRun, refresh_default, start_run
 from nbflow.errors import FAIL, NbflowError, NbflowWarning
 from nbflow.graph.flow import Flow, Node
 from nbflow.graph.task import Task
-from nbflow.state import State
+from nbflow.state import ERRORED_OR_CANCELLED, NOT_OK, State
 from nbflow.store.cellstore import StoredCell, open_cells
-
-_FAILED = (State.FAILED, State.TIMED_OUT, State.CANCELLED)
 
 
 def _stored_result(home: str, key: str, cell: str) -> Any:
@@ -207,16 +205,7 @@ class NotebookFlow(CellGraph):
                 nodes[name] = node
                 continue
             opts = cell.options
-            task = Task(
-                fn,
-                name=name,
-                retries=opts.retries,
-                retry_delay=opts.retry_delay,
-                timeout=opts.timeout,
-                trigger=opts.trigger,
-                cache=opts.cache,
-                cache_version=cell.version,
-            )
+            task = Task(fn, name=name, cache_version=cell.version, **opts.run_options())
             node = flow.add_task(task)
             nodes[name] = node
             for up, param in zip(ups, params, strict=True):
@@ -281,7 +270,7 @@ class NotebookFlow(CellGraph):
 
     def _failed_unchanged(self, name: str, fn: Callable[..., Any]) -> str | None:
         status = self.status.get(name)
-        if status is None or status.state not in _FAILED:
+        if status is None or status.state not in ERRORED_OR_CANCELLED:
             return None
         from nbflow.graph.hashing import Unhashable, fingerprint
 
@@ -378,7 +367,7 @@ class NotebookFlow(CellGraph):
                 continue
             tr = run[node]
             fp = None
-            if tr.state in _FAILED:
+            if tr.state in ERRORED_OR_CANCELLED:
                 try:
                     fp = fingerprint(node.task.fn, node.task.cache_version)
                 except Unhashable:
@@ -398,8 +387,7 @@ class NotebookFlow(CellGraph):
 
     def failed(self) -> list[str]:
         """Cells whose last run in this kernel did not succeed."""
-        bad = (*_FAILED, State.UPSTREAM_FAILED)
-        return [n for n, s in self.status.items() if s.state in bad and n in self.cells]
+        return [n for n, s in self.status.items() if s.state in NOT_OK and n in self.cells]
 
     def restore(self) -> list[str]:
         """Define the cells stored for this flow that this kernel does not have; return

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from nbflow import settings
 from nbflow.cli.progress import Board, clean
 from nbflow.cli.source import UsageError, is_injected, is_task_cell
 from nbflow.store.history import History
@@ -243,6 +244,6 @@ def _first_line(cell: Any) -> str:
 def kernel_env(path: pathlib.Path, extra: dict[str, str]) -> dict[str, str]:
     """The kernel's environment: ours, plus the notebook's path for its flow's name."""
     env = dict(os.environ)
-    env["NBFLOW_NOTEBOOK"] = str(path.resolve())
+    env.update(settings.environment(notebook=str(path.resolve())))
     env.update(extra)
     return env

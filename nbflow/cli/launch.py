@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from nbflow import settings
 from nbflow.cli.progress import Board, Live, summary
 from nbflow.cli.source import (
     UsageError,
@@ -297,14 +298,11 @@ def _expect_cells(board: Board, book: Any, given: pathlib.Path) -> None:
 
 def _kernel_options(command: dict[str, Any]) -> dict[str, str]:
     """How the command's run options reach the kernel's runs: environment defaults."""
-    extra: dict[str, str] = {}
-    if command.get("executor"):
-        extra["NBFLOW_EXECUTOR"] = command["executor"]
-    if command.get("jobs"):
-        extra["NBFLOW_MAX_WORKERS"] = str(command["jobs"])
-    if command.get("refresh"):
-        extra["NBFLOW_REFRESH"] = "1"
-    return extra
+    return settings.environment(
+        executor=command.get("executor"),
+        max_workers=command.get("jobs"),
+        refresh=bool(command.get("refresh")),
+    )
 
 
 def _record(history: History, run_ids: list[str], path: pathlib.Path, command: Any) -> None:

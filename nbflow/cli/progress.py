@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbflow.events import TASK_STATE, Event
 from nbflow.palette import ICONS, TERMINAL
-from nbflow.state import FAILED_STATES, State
+from nbflow.state import BLOCKED, ERRORED, FAILED_STATES, NOT_RUN, State
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -239,17 +239,12 @@ class Board:
     def failed(self) -> list[Row]:
         """Task runs that failed or timed out (not those that only did not run)."""
         with self._lock:
-            bad = (State.FAILED, State.TIMED_OUT)
-            return [u for u in self.units.values() if u.state in bad]
+            return [u for u in self.units.values() if u.state in ERRORED]
 
     def blocked(self) -> list[Row]:
         """Task runs that did not run because an upstream failed, or were cancelled."""
         with self._lock:
-            return [
-                u
-                for u in self.units.values()
-                if u.state in (State.UPSTREAM_FAILED, State.CANCELLED)
-            ]
+            return [u for u in self.units.values() if u.state in BLOCKED]
 
     def ok(self) -> bool:
         with self._lock:
@@ -324,9 +319,9 @@ def _detail(unit: Row) -> str:
     took = unit.duration(time.time()) if state.is_finished else None
     if took is not None and state is State.SUCCESS:
         parts.append(f" ({took:.2f}s)")
-    if state in (State.FAILED, State.TIMED_OUT, State.RETRYING) and unit.error:
+    if (state in ERRORED or state is State.RETRYING) and unit.error:
         parts.append(": " + unit.error.strip().splitlines()[0])
-    elif state in (State.UPSTREAM_FAILED, State.SKIPPED, State.CANCELLED) and unit.reason:
+    elif state in NOT_RUN and unit.reason:
         parts.append(f": {unit.reason}")
     return "".join(parts)
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import pathlib
 import sys
 from typing import TYPE_CHECKING, Any
 
+from nbflow import settings
 from nbflow.errors import NbflowError
 from nbflow.graph.control import parameter_value
 from nbflow.graph.flow import Flow
@@ -164,8 +164,7 @@ def read_notebook(path: pathlib.Path) -> Any:
 def notebook_home(path: pathlib.Path) -> pathlib.Path:
     """The store of the notebook at ``path``: ``NBFLOW_HOME``, else ``.nbflow`` beside it
     (its kernel runs in the notebook's folder, as in JupyterLab)."""
-    home = os.environ.get("NBFLOW_HOME")
-    return pathlib.Path(home) if home else path.resolve().parent / ".nbflow"
+    return settings.home() or path.resolve().parent / ".nbflow"
 
 
 def is_task_cell(cell: Any) -> bool:

@@ -90,6 +90,12 @@ class TaskRun:
         return self.node.task
 
     @property
+    def value(self) -> Any:
+        """The value as the run holds it: None until it succeeds; for an executor that
+        leaves values on its workers, a handle (``FlowRun.result`` fetches it)."""
+        return self._value
+
+    @property
     def duration(self) -> float | None:
         """Seconds from the first attempt's start to the end, or None."""
         if self.start is None or self.end is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import threading
 import time
@@ -10,15 +9,16 @@ import warnings
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from nbflow import settings
 from nbflow.engine.display import presenter, start_shown
 from nbflow.engine.records import TaskRun
 from nbflow.engine.scheduler import Engine, cancelled_error
 from nbflow.errors import NbflowWarning, RunError, UpstreamFailedError
 from nbflow.events import Event, EventBus, Listener, process_listeners
 from nbflow.executor import SequentialExecutor, resolve_executor
-from nbflow.graph.flow import Flow, Node
+from nbflow.graph.flow import Call, Flow, Node
 from nbflow.graph.task import Task
-from nbflow.state import State
+from nbflow.state import IN_PROGRESS, NOT_OK, State
 from nbflow.store.cache import ResultStore, open_store
 from nbflow.store.history import open_history
 
@@ -61,6 +61,12 @@ class FlowRun:
         self.parameters: dict[str, Any] = {}
 
     # -- overall -----------------------------------------------------------------
+    @property
+    def executor_spec(self) -> Any:
+        """The executor as the run was asked for it: a name such as ``"threads"``, or
+        an executor object (``retry()`` reuses it)."""
+        return self._executor_spec
+
     @property
     def state(self) -> State:
         """``running`` until the end (``paused`` while only tasks waiting for
@@ -149,8 +155,7 @@ class FlowRun:
     @property
     def failed(self) -> list[TaskRun]:
         """The task runs that did not succeed (failed, timed out, upstream failed, cancelled)."""
-        bad = (State.FAILED, State.TIMED_OUT, State.UPSTREAM_FAILED, State.CANCELLED)
-        return [r for r in self.task_runs if r.state in bad]
+        return [r for r in self.task_runs if r.state in NOT_OK]
 
     def result(self, ref: Node | Task[Any, Any] | str) -> Any:
         """The value of a task; raises the task's own error if it failed.
@@ -166,12 +171,12 @@ class FlowRun:
         if state.is_successful:
             if run.children is not None:
                 return [self._result_of(c) for c in run.children]
-            return run._value
+            return run.value
         if state is State.SKIPPED:
             if run.children:
                 return [self._result_of(c) for c in run.children]
             return None
-        if state in (State.PENDING, State.RUNNING, State.RETRYING):
+        if state in IN_PROGRESS:
             raise RunError(
                 f"Task '{run.name}' has not finished (it is {state.value}); "
                 "wait for the run with run.wait() first."
@@ -349,14 +354,12 @@ def _defaults(
     """Options the caller left out, from the environment (``nbflow run`` passes its
     command-line options to a notebook's kernel this way), else the built-in ones."""
     if executor is None:
-        executor = os.environ.get("NBFLOW_EXECUTOR") or "threads"
-        text = os.environ.get("NBFLOW_MAX_WORKERS")
-        if max_workers is None and text:
-            if not text.isdigit() or int(text) < 1:
-                raise RunError(
-                    f"Expected NBFLOW_MAX_WORKERS to be a whole number >= 1, but got {text!r}."
-                )
-            max_workers = int(text)
+        executor = settings.executor() or "threads"
+        if max_workers is None:
+            try:
+                max_workers = settings.max_workers()
+            except settings.SettingError as exc:
+                raise RunError(str(exc)) from None
     if refresh is None:
         refresh = refresh_default()
     return executor, max_workers, refresh
@@ -365,7 +368,7 @@ def _defaults(
 def refresh_default() -> bool:
     """Whether runs that leave ``refresh`` unset recompute everything: ``NBFLOW_REFRESH``
     (what ``nbflow run --refresh`` sets for a notebook's kernel) is set and not 0."""
-    return os.environ.get("NBFLOW_REFRESH", "") not in ("", "0")
+    return settings.refresh()
 
 
 def _with_parameters(flow: Flow, declared: dict[str, Any], values: dict[str, Any]) -> Flow:
@@ -388,7 +391,7 @@ def _with_parameters(flow: Flow, declared: dict[str, Any], values: dict[str, Any
         if declared.get(name) is not node.task:
             continue
         value = values[name] if name in values else declared[name].default
-        run_flow.set_constant_input(node, value)
+        run_flow.replace_call(node, Call((value,), {}, False))
     return run_flow
 
 

@@ -103,7 +103,7 @@ def case(node: Any, value: Any) -> Iterator[Node]:
     if flow is None:
         raise FlowError("case(...) is used inside 'with Flow(...)', around the tasks it guards.")
     test = Task(compare, name=f"case({getattr(node, 'name', node)} == {value!r})", cache=False)
-    condition = flow._add_call(test, (node, value), {}, mapped=False, wait_for=None)
+    condition = flow.add_call(test, (node, value), {}, mapped=False, wait_for=None)
     token = active_case.set((*active_case.get(), condition))
     try:
         yield condition
@@ -125,7 +125,7 @@ def merge(*nodes: Any) -> Node:
         raise FlowError("merge(...) is used inside 'with Flow(...)'.")
     if not nodes:
         raise FlowError("merge() needs the nodes of the branches to merge, e.g. merge(a, b).")
-    result: Node = flow._add_call(_MERGE, nodes, {}, mapped=False, wait_for=None)
+    result: Node = flow.add_call(_MERGE, nodes, {}, mapped=False, wait_for=None)
     return result
 
 
@@ -162,7 +162,7 @@ def flatten(node: Any) -> Node:
     flow = current_flow()
     if flow is None:
         raise FlowError("flatten(...) is used inside 'with Flow(...)'.")
-    result: Node = flow._add_call(
+    result: Node = flow.add_call(
         _FLATTEN.with_options(name=f"flatten({getattr(node, 'name', node)})"),
         (node,),
         {},

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nbflow.errors import CycleError, FlowError, TaskDefinitionError, did_you_mean
-from nbflow.graph.task import Task, check_hooks, node_refusal, unmapped
+from nbflow.graph.options import check_hooks
+from nbflow.graph.task import Task, node_refusal, unmapped
 
 if TYPE_CHECKING:
     import graphviz
@@ -92,7 +93,7 @@ class Node:
                 f"Cannot index node '{self.name}' with {key!r}: use a hashable key "
                 "(an int, a string, a tuple)."
             ) from None
-        return flow._add_call(
+        return flow.add_call(
             _GETITEM.with_options(name=f"{self.name}[{key!r}]"),
             (self, key),
             {},
@@ -294,6 +295,17 @@ class Flow:
         """How ``node`` is called in this flow."""
         return self._calls[self.node(node)]
 
+    def replace_call(self, node: Node | Task[Any, Any] | str, call: Call) -> None:
+        """Call ``node`` with other arguments that hold no nodes (e.g. a parameter's
+        value for one run). Its edges stay as they are."""
+        if any(True for _ in iter_nodes((call.args, call.kwargs))):
+            raise FlowError(
+                f"Flow '{self.name}': replace_call() takes arguments without nodes; "
+                "to add edges, call the task inside 'with flow:' instead."
+            )
+        self._calls[self.node(node)] = call
+        self.version += 1
+
     def upstream(self, node: Node | Task[Any, Any] | str) -> tuple[Node, ...]:
         """The nodes ``node`` depends on."""
         return tuple(self._up[self.node(node)])
@@ -458,12 +470,6 @@ class Flow:
             self._edges[edge] = None
         self.version += 1
 
-    def set_constant_input(self, node: Node, value: Any) -> None:
-        """Call ``node``'s task with ``value`` as its only argument (a parameter given its
-        value for one run, in a copy of the flow). Edges are left as they are."""
-        self._calls[node] = Call((value,), {}, False)
-        self.version += 1
-
     def copy(self) -> Flow:
         """A new flow with the same nodes and edges (not registered under the name)."""
         new = Flow(
@@ -582,7 +588,7 @@ class Flow:
                     stack.append(d)
         return None
 
-    def _add_call(
+    def add_call(
         self,
         task: Task[Any, Any],
         args: tuple[Any, ...],
@@ -591,6 +597,10 @@ class Flow:
         mapped: bool,
         wait_for: Iterable[Any] | None,
     ) -> Node:
+        """Add a call of ``task`` with these arguments and return its node: what
+        ``task(...)`` (``mapped=False``) or ``task.map(...)`` does inside the flow.
+        Nodes among the arguments become edges; ``wait_for`` adds ordering edges.
+        """
         args = tuple(self._substitute(a) for a in args)
         kwargs = {k: self._substitute(v) for k, v in kwargs.items()}
         if not mapped:  # unmapped(x) means x outside .map() too, as in Prefect 1

@@ -10,37 +10,15 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from nbflow.errors import TaskDefinitionError, did_you_mean
-from nbflow.graph.triggers import TRIGGERS, Trigger
+from nbflow.graph import options as _options
+from nbflow.graph.options import Hook, OptionError
+from nbflow.graph.triggers import Trigger
 
 if TYPE_CHECKING:
     from nbflow.graph.flow import Node
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-Hook = Callable[[Any, Any], Any]
-
-_OPTION_NAMES = (
-    "name",
-    "retries",
-    "retry_delay",
-    "retry_backoff",
-    "retry_jitter",
-    "retry_on",
-    "timeout",
-    "trigger",
-    "cache",
-    "cache_expire",
-    "cache_version",
-    "tags",
-    "log_prints",
-    "on_failure",
-    "on_retry",
-    "on_success",
-    "on_state_change",
-    "skip_on_upstream_skip",
-    "nout",
-)
 
 
 class unmapped:  # noqa: N801 - lower case, as in Prefect 1
@@ -61,44 +39,6 @@ class unmapped:  # noqa: N801 - lower case, as in Prefect 1
 
     def __repr__(self) -> str:
         return f"unmapped({self.value!r})"
-
-
-def _seconds(task_name: str, option: str, value: Any, *, allow_zero: bool) -> float:
-    if isinstance(value, _dt.timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TaskDefinitionError(
-            f"Task '{task_name}': expected {option} to be a number of seconds or a "
-            f"datetime.timedelta, but got {value!r}."
-        )
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise TaskDefinitionError(
-            f"Task '{task_name}': expected {option} to be {bound} seconds, but got {value!r}."
-        )
-    return float(value)
-
-
-def check_hooks(
-    owner: str, option: str, value: Any, signature: str, error: type[Exception]
-) -> tuple[Hook, ...]:
-    """``value`` (None, a callable or a list of them) as a tuple of hooks."""
-    if value is None:
-        return ()
-    hooks = tuple(value) if isinstance(value, (list, tuple)) else (value,)
-    for hook in hooks:
-        if not callable(hook):
-            raise error(
-                f"{owner}: expected {option} to be a callable {signature} or a list of them, "
-                f"but got {hook!r}."
-            )
-    return hooks
-
-
-def _hooks(task_name: str, option: str, value: Any) -> tuple[Hook, ...]:
-    return check_hooks(
-        f"Task '{task_name}'", option, value, "hook(task, task_run)", TaskDefinitionError
-    )
 
 
 class Task(Generic[P, R]):
@@ -173,111 +113,20 @@ class Task(Generic[P, R]):
                 f"@task needs a function, but got {fn!r} of type {type(fn).__name__}."
             )
         fn_name = getattr(fn, "__name__", None) or type(fn).__name__
-        if name is None:
-            name = fn_name
-        if not isinstance(name, str) or not name.strip():
-            raise TaskDefinitionError(
-                f"Task '{fn_name}': expected name to be a non-empty string, but got {name!r}."
-            )
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise TaskDefinitionError(
-                f"Task '{name}': expected retries to be an int >= 0, but got {retries!r}."
-            )
-        delay = _seconds(name, "retry_delay", retry_delay, allow_zero=True)
-        if isinstance(retry_backoff, bool) or not isinstance(retry_backoff, (int, float)):
-            raise TaskDefinitionError(
-                f"Task '{name}': expected retry_backoff to be a number >= 1, "
-                f"but got {retry_backoff!r}."
-            )
-        if retry_backoff < 1:
-            raise TaskDefinitionError(
-                f"Task '{name}': expected retry_backoff to be a number >= 1 (the factor by "
-                f"which each retry delay grows), but got {retry_backoff!r}."
-            )
-        if (
-            isinstance(retry_jitter, bool)
-            or not isinstance(retry_jitter, (int, float))
-            or not 0 <= retry_jitter <= 1
-        ):
-            raise TaskDefinitionError(
-                f"Task '{name}': expected retry_jitter to be a fraction between 0 and 1, "
-                f"but got {retry_jitter!r}."
-            )
-        on = (retry_on,) if isinstance(retry_on, type) else retry_on
-        if not isinstance(on, (tuple, list)) or not all(
-            isinstance(e, type) and issubclass(e, BaseException) for e in on
-        ):
-            raise TaskDefinitionError(
-                f"Task '{name}': expected retry_on to be an exception type or a tuple of "
-                f"exception types (e.g. retry_on=(OSError,)), but got {retry_on!r}."
-            )
-        limit = None if timeout is None else _seconds(name, "timeout", timeout, allow_zero=False)
-        if not isinstance(trigger, Trigger) and trigger not in TRIGGERS:
-            raise TaskDefinitionError(
-                f"Task '{name}': unknown trigger {trigger!r}.{did_you_mean(str(trigger), TRIGGERS)}"
-                f" Choose one of: {', '.join(TRIGGERS)}."
-            )
-        if not isinstance(cache, bool):
-            raise TaskDefinitionError(
-                f"Task '{name}': expected cache to be True or False, but got {cache!r}."
-            )
-        expire = (
-            None
-            if cache_expire is None
-            else _seconds(name, "cache_expire", cache_expire, allow_zero=False)
-        )
-        if cache_version is not None and not isinstance(cache_version, (str, int)):
-            raise TaskDefinitionError(
-                f"Task '{name}': expected cache_version to be a string or an int, "
-                f"but got {cache_version!r}."
-            )
-        tag_tuple = (tags,) if isinstance(tags, str) else tuple(tags)
-        if not all(isinstance(t, str) for t in tag_tuple):
-            raise TaskDefinitionError(
-                f"Task '{name}': expected tags to be strings, but got {tags!r}."
-            )
-        if not isinstance(skip_on_upstream_skip, bool):
-            raise TaskDefinitionError(
-                f"Task '{name}': expected skip_on_upstream_skip to be True or False, "
-                f"but got {skip_on_upstream_skip!r}."
-            )
-        if nout is not None and (isinstance(nout, bool) or not isinstance(nout, int) or nout < 1):
-            raise TaskDefinitionError(
-                f"Task '{name}': expected nout to be an int >= 1 (how many values the task "
-                f"returns, to unpack a, b = {name}(...)), but got {nout!r}."
-            )
-        if not isinstance(log_prints, bool):
-            raise TaskDefinitionError(
-                f"Task '{name}': expected log_prints to be True or False, but got {log_prints!r}."
-            )
-        values = {
-            "fn": fn,
-            "name": name,
-            "retries": retries,
-            "retry_delay": delay,
-            "retry_backoff": float(retry_backoff),
-            "retry_jitter": float(retry_jitter),
-            "retry_on": tuple(on),
-            "timeout": limit,
-            "trigger": trigger,
-            "cache": cache,
-            "cache_expire": expire,
-            "cache_version": None if cache_version is None else str(cache_version),
-            "tags": tag_tuple,
-            "log_prints": log_prints,
-            "on_failure": _hooks(name, "on_failure", on_failure),
-            "on_retry": _hooks(name, "on_retry", on_retry),
-            "on_success": _hooks(name, "on_success", on_success),
-            "on_state_change": check_hooks(
-                f"Task '{name}'",
-                "on_state_change",
-                on_state_change,
-                "hook(task, task_run, old_state, new_state)",
-                TaskDefinitionError,
-            ),
-            "skip_on_upstream_skip": skip_on_upstream_skip,
-            "nout": nout,
-        }
+        # The parameters above are the table's options, with its defaults (a test
+        # holds the two together); the table checks and normalises them.
+        given = {k: v for k, v in locals().items() if k in _options.OPTIONS}
+        if given["name"] is None:
+            given["name"] = fn_name
+        try:
+            name = _options.check("name", given["name"], fn_name)
+        except OptionError as exc:
+            raise TaskDefinitionError(f"Task '{fn_name}': {exc}") from None
+        try:
+            values = _options.check_all(given, name)
+        except OptionError as exc:
+            raise TaskDefinitionError(f"Task '{name}': {exc}") from None
+        object.__setattr__(self, "fn", fn)
         for key, value in values.items():
             object.__setattr__(self, key, value)
         for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
@@ -304,13 +153,13 @@ class Task(Generic[P, R]):
         >>> load.with_options(name="load_csv", retries=3).name
         'load_csv'
         """
-        unknown = [k for k in options if k not in _OPTION_NAMES]
-        if unknown:
+        unknown = _options.unknown(options)
+        if unknown is not None:
             raise TaskDefinitionError(
-                f"Task '{self.name}': unknown option '{unknown[0]}'."
-                f"{did_you_mean(unknown[0], _OPTION_NAMES)}"
+                f"Task '{self.name}': unknown option '{unknown}'."
+                f"{did_you_mean(unknown, _options.NAMES)}"
             )
-        current = {k: getattr(self, k) for k in _OPTION_NAMES}
+        current = {k: getattr(self, k) for k in _options.NAMES}
         current.update(options)
         return Task(self.fn, **current)
 
@@ -339,7 +188,7 @@ class Task(Generic[P, R]):
         flow = current_flow()
         wait_for = kwargs.pop("wait_for", None)
         if flow is not None:
-            node = flow._add_call(self, args, kwargs, mapped=mapped, wait_for=wait_for)
+            node = flow.add_call(self, args, kwargs, mapped=mapped, wait_for=wait_for)
             if self.nout is not None and not mapped:
                 return tuple(node[i] for i in range(self.nout))
             return node
@@ -364,7 +213,7 @@ class Task(Generic[P, R]):
         importable = module is not None and module.__name__ != "__main__"
         if importable and getattr(module, qualname, None) is self:
             return qualname
-        options = {k: getattr(self, k) for k in _OPTION_NAMES}
+        options = {k: getattr(self, k) for k in _options.NAMES}
         return (_rebuild_task, (self.fn, options))
 
 
@@ -390,12 +239,12 @@ def task(fn: Any = None, /, **options: Any) -> Any:
     >>> double.name
     'double'
     """
-    unknown = [k for k in options if k not in _OPTION_NAMES]
-    if unknown:
+    unknown = _options.unknown(options)
+    if unknown is not None:
         where = f" for task '{getattr(fn, '__name__', fn)}'" if callable(fn) else ""
         raise TaskDefinitionError(
-            f"@task got an unknown option '{unknown[0]}'{where}."
-            f"{did_you_mean(unknown[0], _OPTION_NAMES)} Options are: {', '.join(_OPTION_NAMES)}."
+            f"@task got an unknown option '{unknown}'{where}."
+            f"{did_you_mean(unknown, _options.NAMES)} Options are: {', '.join(_options.NAMES)}."
         )
     if fn is None:
         return lambda f: Task(f, **options)

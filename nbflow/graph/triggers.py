@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nbflow.errors import TaskDefinitionError
-from nbflow.state import FAILED_STATES, State
+from nbflow.state import FAILED_STATES, OK, State
 
 TRIGGERS = (
     "all_successful",
@@ -21,7 +21,6 @@ TRIGGERS = (
     "any_successful",
     "manual_only",
 )
-_OK = (State.SUCCESS, State.CACHED, State.SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ def trigger_met(trigger: str | Trigger, states: Sequence[State]) -> tuple[bool, 
     if not states or trigger == "all_finished":
         return True, ""
     if trigger == "all_successful" or trigger == "manual_only":
-        return all(s in _OK for s in states), "an upstream task did not succeed"
+        return all(s in OK for s in states), "an upstream task did not succeed"
     if trigger == "any_failed":
         return any(s in FAILED_STATES for s in states), "no upstream task failed"
     if trigger == "all_failed":

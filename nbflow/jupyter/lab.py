@@ -23,7 +23,7 @@ from typing import Any
 
 from nbflow import events
 from nbflow.events import RUN_FINISHED, TASK_STATE, Event
-from nbflow.state import State
+from nbflow.state import SUCCEEDED, State
 
 log = logging.getLogger("nbflow")
 
@@ -98,7 +98,7 @@ class LabChannel:
         if cell is None:
             return
         state = task_run.state
-        if state in (State.SUCCESS, State.CACHED) and task_run.key is not None:
+        if state in SUCCEEDED and task_run.key is not None:
             # An upstream cell reused by a later cell's run comes back "cached": its
             # badge keeps saying how that same result was made.
             if state is State.CACHED and self._results.get(cell) == task_run.key:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import threading
 import time
 import warnings
@@ -20,6 +19,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
+from nbflow import settings
 from nbflow.cells import function as cellcode
 from nbflow.cells.line import COMMANDS, flow_parser, parse_param, parse_task_line, split
 from nbflow.cells.notebook import CellError, NotebookFlow, error_of, stand_in
@@ -37,7 +37,7 @@ from nbflow.jupyter.magicio import (
     user_traceback,
 )
 from nbflow.palette import ICONS
-from nbflow.state import State
+from nbflow.state import NOT_OK, State
 from nbflow.widget import show_run
 
 
@@ -46,10 +46,7 @@ def cell_executor() -> str | None:
     runs, so its prints, plots and widgets behave as usual), unless ``NBFLOW_EXECUTOR``
     is set (``nbflow run NOTEBOOK --executor``); then None lets the run take that
     default, and ``NBFLOW_MAX_WORKERS`` with it."""
-    return None if os.environ.get("NBFLOW_EXECUTOR") else "sequential"
-
-
-_BAD = (State.FAILED, State.TIMED_OUT, State.UPSTREAM_FAILED, State.CANCELLED)
+    return None if settings.executor() else "sequential"
 
 
 def _status_line(name: str, tr: Any) -> str:
@@ -196,7 +193,7 @@ class NbflowMagics(Magics):
             tr = run[nodes[target]]
             if tr.state is State.CACHED or (tr.children and all(c.cached for c in tr.children)):
                 replay(run.result(nodes[target]))
-        failed = [n for n in nodes if run[nodes[n]].state in _BAD]
+        failed = [n for n in nodes if run[nodes[n]].state in NOT_OK]
         if failed:
             error = self._failure(run, nodes, target or failed[0], failed)
             if isinstance(error, (UsageError, NbflowError)) and target is not None:
@@ -227,7 +224,7 @@ class NbflowMagics(Magics):
         tr = run[nodes[target]]
         cells = self.notebook.cells
         filenames = {c.filename for c in cells.values()}
-        if tr.state is State.UPSTREAM_FAILED or tr.state not in _BAD:
+        if tr.state is State.UPSTREAM_FAILED or tr.state not in NOT_OK:
             culprit = next(
                 (n for n in failed if run[nodes[n]].state is not State.UPSTREAM_FAILED), None
             )

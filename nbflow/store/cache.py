@@ -21,11 +21,12 @@ import time
 import warnings
 from typing import Any
 
+from nbflow import settings
 from nbflow.errors import NbflowError, NbflowWarning
 
 log = logging.getLogger("nbflow")
 
-DEFAULT_SIZE = 8 * 2**30  # 8 GiB
+DEFAULT_SIZE = settings.DEFAULT_CACHE_SIZE
 # Values whose pickle is at least this large go to files of their own.
 FILE_THRESHOLD = 64 * 1024
 
@@ -42,10 +43,7 @@ def store_path(path: str | os.PathLike[str] | None = None) -> pathlib.Path:
     """The store directory: ``path``, else ``NBFLOW_HOME``, else ``./.nbflow``."""
     if path is not None:
         return pathlib.Path(path)
-    home = os.environ.get("NBFLOW_HOME")
-    if home:
-        return pathlib.Path(home)
-    return pathlib.Path.cwd() / ".nbflow"
+    return settings.home() or pathlib.Path.cwd() / ".nbflow"
 
 
 def check_permissions(path: pathlib.Path, deep: bool = False) -> None:
@@ -203,7 +201,7 @@ class ResultStore:
                 if self._cache is None:
                     import diskcache
 
-                    size = int(os.environ.get("NBFLOW_CACHE_SIZE", DEFAULT_SIZE))
+                    size = settings.cache_size()
                     old = os.umask(0o077)
                     try:
                         self._cache = diskcache.Cache(

@@ -22,7 +22,7 @@ import weakref
 from typing import Any
 
 from nbflow.events import RUN_FINISHED, RUN_STARTED, TASK_STATE, Event
-from nbflow.state import State
+from nbflow.state import FAILED_STATES, State
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -53,6 +53,8 @@ log = logging.getLogger("nbflow")
 _RETRY_EVERY = 1.0  # seconds between tries while the history cannot be written
 _KEEP_AT_MOST = 100_000  # records kept for a later try; the oldest go first
 
+# The task states counted as failed in `runs()`, as SQL literals (enum values, not input).
+_FAILED_SQL = ", ".join(f"'{s.value}'" for s in sorted(FAILED_STATES))
 _INSERT_TASK = "INSERT INTO task_runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 _open: weakref.WeakValueDictionary[str, History] = weakref.WeakValueDictionary()
 _open_lock = threading.Lock()
@@ -273,7 +275,7 @@ class History:
             "SELECT r.id, r.flow, r.start, r.end, r.state, r.interrupted, r.executor, "
             "(SELECT COUNT(*) FROM task_runs t WHERE t.run_id = r.id AND t.mapped = 0), "
             "(SELECT COUNT(*) FROM task_runs t WHERE t.run_id = r.id AND t.mapped = 0 AND "
-            "t.state IN ('failed', 'timed_out', 'upstream_failed')) "
+            f"t.state IN ({_FAILED_SQL})) "
             "FROM runs r ORDER BY r.start DESC"
         )
         if limit is not None:
@@ -397,7 +399,7 @@ def _dicts(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
 
 
 def _executor_name(run: Any) -> str:
-    spec = getattr(run, "_executor_spec", None)
+    spec = getattr(run, "executor_spec", None)
     return spec if isinstance(spec, str) else type(spec).__name__
 
 

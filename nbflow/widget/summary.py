@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from nbflow.palette import COLOURS, ICONS
-from nbflow.state import State
+from nbflow.state import NOT_OK, State
 
 if TYPE_CHECKING:
     from nbflow.engine.records import TaskRun
@@ -80,7 +80,7 @@ def header(run: FlowRun | None, flow_name: str, finished: bool = False) -> dict[
         return {"flow": flow_name, "state": "pending", "counts": {}, "elapsed": 0.0}
     done = finished or run.done
     counts = run.counts()
-    failed = any(State(s).is_failed or s == "cancelled" for s in counts)
+    failed = any(State(s) in NOT_OK for s in counts)
     return {
         "flow": flow_name,
         "run_id": run.id,

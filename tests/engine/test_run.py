@@ -366,3 +366,11 @@ def _alive(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_a_run_tells_the_executor_it_was_asked_for_and_each_task_run_its_value():
+    with Flow("spec-and-value") as flow:
+        one = inc(1)
+    run = flow.run(executor="sequential", store=False)
+    assert run.executor_spec == "sequential"
+    assert run[one].value == 2

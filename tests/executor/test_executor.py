@@ -503,9 +503,9 @@ def test_an_async_task_called_outside_a_flow_returns_its_value():
 
 def test_a_generator_argument_is_refused_with_a_fix_but_a_mapped_one_is_read_once():
     numbers = (n for n in range(3))
-    with pytest.raises(NbflowError, match=r"argument 'x' is a generator.*x=list\(\.\.\.\)"):
-        with Flow("gen"):
-            inc(numbers)
+    generator = r"argument 'x' is a generator.*x=list\(\.\.\.\)"
+    with pytest.raises(NbflowError, match=generator), Flow("gen"):
+        inc(numbers)
     with pytest.raises(NbflowError, match=r"argument 'x' is an iterator \(map\)"):
         inc(map(int, "12"))
     with Flow("mapped") as flow:

@@ -8,7 +8,7 @@ import pytest
 
 from nbflow import Flow, Node, task, unmapped
 from nbflow.errors import CycleError, FlowError, TaskDefinitionError
-from nbflow.graph.flow import Edge
+from nbflow.graph.flow import Call, Edge
 
 
 @task(cache=False)
@@ -840,3 +840,21 @@ def test_flow_name_must_be_a_non_empty_string():
         FlowError, match=r"Expected the flow name to be a non-empty string, but got ''\."
     ):
         Flow("")
+
+
+def test_replace_call_gives_a_node_other_arguments_and_keeps_its_edges():
+    with Flow("replace") as flow:
+        a = inc(1)
+        b = inc(a)
+    flow.replace_call(a, Call((10,), {}, False))
+    assert flow.call(a).args == (10,)
+    assert flow.upstream(b) == (a,)
+    assert flow.run(store=False).result(b) == 12
+
+
+def test_replace_call_refuses_arguments_that_hold_nodes():
+    with Flow("replace-nodes") as flow:
+        a = inc(1)
+        b = inc(2)
+    with pytest.raises(FlowError, match=r"replace_call\(\) takes arguments without nodes"):
+        flow.replace_call(b, Call((a,), {}, False))

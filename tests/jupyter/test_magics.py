@@ -296,6 +296,8 @@ def test_after_adds_an_ordering_edge_between_cells(ip):
         (["%%task\nprint(1)"], r"needs at least one name it defines"),
         (["%%task --trigger sometimes\nz = 1"], r"unknown trigger 'sometimes'"),
         (["%%task --retries -1\nz = 1"], r"--retries to be an int >= 0"),
+        (["%%task --timeout inf\nz = 1"], r"--timeout to be a finite number of seconds"),
+        (["%%task --timeout 1e400\nz = 1"], r"--timeout to be a finite number of seconds"),
         (["%flow runn"], r"unknown command 'runn'. Did you mean 'run'"),
         (["%flow run --executor gpus"], r"invalid choice"),
         (["%%task\nfrom os import *"], r"import the names you use"),
