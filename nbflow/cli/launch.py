@@ -29,6 +29,7 @@ from nbflow.cli.source import (
     uses_nbflow,
 )
 from nbflow.errors import NbflowError
+from nbflow.executor import executor_info
 from nbflow.store.cache import prepare_home, store_path
 from nbflow.store.history import History, open_history
 
@@ -135,7 +136,7 @@ def run_python(
         return FAILED
     flow = pick_flow(module, given, name)
     executor = command.get("executor") or "threads"
-    if executor in ("processes", "dask"):
+    if executor_info(executor).other_processes:
         _pickle_by_value(module)
     board = Board(f"flow '{flow.name}'")
     board.expect([flow.name_of(node) for node in flow.sorted()])

@@ -17,8 +17,6 @@ from typing import Any, NoReturn
 from nbflow.cli.source import UsageError, parse_age
 from nbflow.errors import NbflowError
 
-EXECUTORS = ("threads", "processes", "sequential", "dask")
-
 
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line, ``nbflow: error: ...``, exit status 2."""
@@ -75,7 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
         "JupyterLab) or a flow of a Python file (file.py or file.py:flow_name).",
     )
     run.add_argument("path", metavar="PATH", help="notebook.ipynb, file.py or file.py:flow")
-    run.add_argument("--executor", choices=EXECUTORS, help="where tasks run (default: threads)")
+    from nbflow.executor import executor_info, executor_names
+
+    kinds = [executor_info(name) for name in executor_names()]
+    run.add_argument(
+        "--executor",
+        choices=[kind.name for kind in kinds],
+        help="where tasks run (default: threads). "
+        + "; ".join(f"{k.name}: {k.summary}" if k.summary else k.name for k in kinds),
+    )
     run.add_argument("--jobs", type=_positive, metavar="N", help="at most N tasks at a time")
     run.add_argument("--refresh", action="store_true", help="recompute every task (no cache)")
     run.add_argument(

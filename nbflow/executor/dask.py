@@ -403,4 +403,14 @@ class DaskExecutor:
             router._finish(token, job, failure(RemoteError("cancelled"), job.submitted))
 
 
-__all__ = ["DaskExecutor", "import_distributed"]
+def dask_executor(max_workers: int | None = None) -> DaskExecutor:
+    """The executor registered as "dask": a local cluster of ``max_workers`` workers.
+
+    Checks first that ``distributed`` is installed, so a missing extra is reported
+    before anything starts.
+    """
+    import_distributed()
+    return DaskExecutor(n_workers=max_workers)
+
+
+__all__ = ["DaskExecutor", "dask_executor", "import_distributed"]
