@@ -91,6 +91,12 @@ class FlowRun:
         return (e.end or time.time()) - e.start
 
     @property
+    def executor_spec(self) -> Any:
+        """The executor this run was asked for: a registered name such as "threads",
+        or the executor instance given to ``flow.run(executor=...)``."""
+        return self._executor_spec
+
+    @property
     def background(self) -> bool:
         """True when the run was started with ``background=True`` (it can be cancelled)."""
         return self._thread is not None

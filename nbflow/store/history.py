@@ -308,7 +308,8 @@ def _dicts(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
 
 
 def _executor_name(run: Any) -> str:
-    spec = getattr(run, "_executor_spec", None)
+    """What the history records as a run's executor: its name, or its class's name."""
+    spec = run.executor_spec
     return spec if isinstance(spec, str) else type(spec).__name__
 
 
