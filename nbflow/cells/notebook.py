@@ -37,7 +37,7 @@ _FAILED = (State.FAILED, State.TIMED_OUT, State.CANCELLED)
 
 def _stored_result(home: str, key: str, cell: str) -> Any:
     """A cell's result as recorded by an earlier kernel (its inputs are gone here)."""
-    from nbflow.store.cache import open_store
+    from nbflow.store.base import open_store
 
     missing = object()
     value = open_store(home).get(key, missing)
@@ -129,9 +129,10 @@ class NotebookFlow(CellGraph):
         return cell
 
     def store_home(self) -> pathlib.Path:
-        from nbflow.store.cache import open_store
+        """The notebook's home folder, created and checked (its file store's folder)."""
+        from nbflow.store.file import open_file_store
 
-        return open_store(self.home).path
+        return open_file_store(self.home).path
 
     # -- building a flow ------------------------------------------------------------
     def cell_function(

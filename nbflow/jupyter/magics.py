@@ -317,7 +317,7 @@ class NbflowMagics(Magics):
             self._check_names(args.names)
             gone = nb.forget(args.names or None)
             if args.cache:
-                from nbflow.store.cache import open_store
+                from nbflow.store.base import open_store
 
                 store = open_store(nb.home)
                 for name in gone:
