@@ -31,6 +31,7 @@ from nbflow.graph.flow import Flow, Node
 from nbflow.graph.task import Task
 from nbflow.state import State
 from nbflow.store.cellstore import StoredCell, open_cells
+from nbflow.store.home import HISTORY_FILE
 
 _FAILED = (State.FAILED, State.TIMED_OUT, State.CANCELLED)
 
@@ -429,7 +430,7 @@ class NotebookFlow(CellGraph):
         from nbflow.store.history import open_history
 
         home = self.store_home()
-        if not (home / "history.sqlite").exists():
+        if not (home / HISTORY_FILE).exists():
             return {}
         history = open_history(home)
         states: dict[str, tuple[State, str | None]] = {}

@@ -30,8 +30,8 @@ from nbflow.cli.source import (
 )
 from nbflow.errors import NbflowError
 from nbflow.executor import executor_info
-from nbflow.store.cache import prepare_home, store_path
 from nbflow.store.history import History, open_history
+from nbflow.store.home import home_path, prepare_home
 
 if TYPE_CHECKING:
     from nbflow.engine.archive import LoadedRun
@@ -152,7 +152,7 @@ def run_python(
     with _sigint_for_main_thread_only():
         run = retry_of.retry(flow=flow, **options) if retry_of is not None else flow.run(**options)
     with contextlib.suppress(Exception):  # the history is a convenience here, never fatal
-        open_history(home or store_path()).record_source(
+        open_history(home or home_path()).record_source(
             [run.id], "python", str(path), {**command, "target": flow.name}
         )
     timeout = command.get("timeout")

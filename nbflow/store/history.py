@@ -21,6 +21,7 @@ from typing import Any
 
 from nbflow.events import RUN_FINISHED, RUN_STARTED, TASK_STATE, Event
 from nbflow.state import State
+from nbflow.store.home import HISTORY_FILE
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -72,7 +73,7 @@ class History:
     """The run history in ``<store>/history.sqlite``."""
 
     def __init__(self, home: str | os.PathLike[str]) -> None:
-        self.path = pathlib.Path(home) / "history.sqlite"
+        self.path = pathlib.Path(home) / HISTORY_FILE
         old = os.umask(0o077)
         try:
             self._conn = _connect(self.path)
