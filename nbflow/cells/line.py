@@ -16,6 +16,7 @@ from IPython.core.error import UsageError
 
 from nbflow.cells.definitions import CellOptions
 from nbflow.errors import did_you_mean
+from nbflow.executor import executor_names
 from nbflow.graph import options as task_options
 from nbflow.graph.control import parameter_value
 
@@ -48,16 +49,19 @@ def _task_parser() -> _Parser:
     return p
 
 
-@functools.lru_cache(maxsize=1)
 def flow_parser() -> _Parser:
+    """The parser of ``%flow`` lines, its ``--executor`` choices the registered executors."""
+    return _flow_parser(executor_names())
+
+
+@functools.lru_cache(maxsize=4)  # keyed by the executor names: one registered later shows up
+def _flow_parser(executors: tuple[str, ...]) -> _Parser:
     p = _Parser(prog="%flow", add_help=False)
     p.add_argument("command", choices=COMMANDS)
     p.add_argument("names", nargs="*")
     # Left unset (None), the executor and refresh come from the environment defaults
     # that `nbflow run NOTEBOOK --executor/--jobs/--refresh` sets for the kernel.
-    p.add_argument(
-        "--executor", default=None, choices=("threads", "processes", "sequential", "dask")
-    )
+    p.add_argument("--executor", default=None, choices=executors)
     p.add_argument("--jobs", type=int, default=None)
     p.add_argument("--background", action="store_true")
     p.add_argument("--refresh", action="store_true", default=None)

@@ -31,11 +31,12 @@ from nbflow.graph.flow import Flow, Node
 from nbflow.graph.task import Task
 from nbflow.state import ERRORED_OR_CANCELLED, NOT_OK, State
 from nbflow.store.cellstore import StoredCell, open_cells
+from nbflow.store.home import HISTORY_FILE
 
 
 def _stored_result(home: str, key: str, cell: str) -> Any:
     """A cell's result as recorded by an earlier kernel (its inputs are gone here)."""
-    from nbflow.store.cache import open_store
+    from nbflow.store.base import open_store
 
     missing = object()
     value = open_store(home).get(key, missing)
@@ -127,9 +128,10 @@ class NotebookFlow(CellGraph):
         return cell
 
     def store_home(self) -> pathlib.Path:
-        from nbflow.store.cache import open_store
+        """The notebook's home folder, created and checked (its file store's folder)."""
+        from nbflow.store.file import open_file_store
 
-        return open_store(self.home).path
+        return open_file_store(self.home).path
 
     # -- building a flow ------------------------------------------------------------
     def cell_function(
@@ -416,7 +418,7 @@ class NotebookFlow(CellGraph):
         from nbflow.store.history import open_history
 
         home = self.store_home()
-        if not (home / "history.sqlite").exists():
+        if not (home / HISTORY_FILE).exists():
             return {}
         history = open_history(home)
         states: dict[str, tuple[State, str | None]] = {}

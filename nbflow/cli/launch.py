@@ -30,8 +30,9 @@ from nbflow.cli.source import (
     uses_nbflow,
 )
 from nbflow.errors import NbflowError
-from nbflow.store.cache import prepare_home, store_path
+from nbflow.executor import executor_info
 from nbflow.store.history import History, open_history
+from nbflow.store.home import home_path, prepare_home
 
 if TYPE_CHECKING:
     from nbflow.engine.archive import LoadedRun
@@ -136,7 +137,7 @@ def run_python(
         return FAILED
     flow = pick_flow(module, given, name)
     executor = command.get("executor") or "threads"
-    if executor in ("processes", "dask"):
+    if executor_info(executor).other_processes:
         _pickle_by_value(module)
     board = Board(f"flow '{flow.name}'")
     board.expect([flow.name_of(node) for node in flow.sorted()])
@@ -152,7 +153,7 @@ def run_python(
     with _sigint_for_main_thread_only():
         run = retry_of.retry(flow=flow, **options) if retry_of is not None else flow.run(**options)
     with contextlib.suppress(Exception):  # the history is a convenience here, never fatal
-        open_history(home or store_path()).record_source(
+        open_history(home or home_path()).record_source(
             [run.id], "python", str(path), {**command, "target": flow.name}
         )
     timeout = command.get("timeout")

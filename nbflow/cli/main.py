@@ -16,8 +16,7 @@ from typing import Any, NoReturn
 
 from nbflow.cli.source import UsageError, parse_age
 from nbflow.errors import NbflowError
-
-EXECUTORS = ("threads", "processes", "sequential", "dask")
+from nbflow.store.home import CACHE_DIR, HISTORY_FILE
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,7 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
         "JupyterLab) or a flow of a Python file (file.py or file.py:flow_name).",
     )
     run.add_argument("path", metavar="PATH", help="notebook.ipynb, file.py or file.py:flow")
-    run.add_argument("--executor", choices=EXECUTORS, help="where tasks run (default: threads)")
+    from nbflow.executor import executor_info, executor_names
+
+    kinds = [executor_info(name) for name in executor_names()]
+    run.add_argument(
+        "--executor",
+        choices=[kind.name for kind in kinds],
+        help="where tasks run (default: threads). "
+        + "; ".join(f"{k.name}: {k.summary}" if k.summary else k.name for k in kinds),
+    )
     run.add_argument("--jobs", type=_positive, metavar="N", help="at most N tasks at a time")
     run.add_argument("--refresh", action="store_true", help="recompute every task (no cache)")
     run.add_argument(
@@ -206,23 +213,23 @@ def store_dir(path: str | None) -> pathlib.Path:
     >>> store_dir(folder).name
     '.nbflow'
     """
-    from nbflow.store.cache import store_path
+    from nbflow.store.home import home_path
 
     if path is None:
-        return store_path()
+        return home_path()
     folder = pathlib.Path(path)
     if not folder.is_dir():
         raise UsageError(f"--path '{path}' is not a directory.")
-    if (folder / "history.sqlite").exists() or (folder / "cache").is_dir():
+    if (folder / HISTORY_FILE).exists() or (folder / CACHE_DIR).is_dir():
         return folder
     return folder / ".nbflow"
 
 
 def _history(home: pathlib.Path) -> Any:
-    from nbflow.store.cache import check_permissions
     from nbflow.store.history import open_history
+    from nbflow.store.home import check_permissions
 
-    if not (home / "history.sqlite").exists():
+    if not (home / HISTORY_FILE).exists():
         raise UsageError(
             f"There is no nbflow run history in '{home}'. Point to the folder of the notebook "
             "or store with --path DIR (or set NBFLOW_HOME)."
@@ -341,7 +348,7 @@ def _cache(args: argparse.Namespace) -> int:
     from nbflow.engine.archive import cache_info, clear_cache
 
     home = store_dir(args.path)
-    if not (home / "cache").is_dir():
+    if not (home / CACHE_DIR).is_dir():
         raise UsageError(
             f"There is no nbflow cache in '{home}'. Point to the folder of the notebook or "
             "store with --path DIR (or set NBFLOW_HOME)."
@@ -411,7 +418,7 @@ def _notebook_drawing(path: pathlib.Path) -> Any:
     graph = cell_graph(read_notebook(path), f"'{path}'")
     home = notebook_home(path)
     states: dict[str, State] = {}
-    if (home / "history.sqlite").exists():
+    if (home / HISTORY_FILE).exists():
         found = _history(home).latest_states(path.stem)
         states = {name: State(value) for name, value in found.items()}
     return draw_cells(graph, path.stem, states)

@@ -12,8 +12,9 @@ from nbflow.errors import RunError
 from nbflow.graph.flow import Flow, registered_flow
 from nbflow.logs import LogRecord
 from nbflow.state import State
-from nbflow.store.cache import open_store, store_path
+from nbflow.store.base import open_store
 from nbflow.store.history import History, open_history
+from nbflow.store.home import HISTORY_FILE, home_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,8 +29,8 @@ class RecordedError(Exception):
 
 
 def _history(path: str | os.PathLike[str] | None) -> History:
-    home = store_path(path)
-    if not (home / "history.sqlite").exists():
+    home = home_path(path)
+    if not (home / HISTORY_FILE).exists():
         raise RunError(
             f"There is no nbflow run history in '{home}'. Run a flow there first, or point "
             "to the right store with path=... (or NBFLOW_HOME)."
@@ -182,10 +183,10 @@ def load_run(run_id: str = "latest", path: str | os.PathLike[str] | None = None)
     found = history.resolve(run_id)
     if found is None:
         raise RunError(
-            f"No run '{run_id}' in the history at '{store_path(path)}'. "
+            f"No run '{run_id}' in the history at '{home_path(path)}'. "
             "See nbflow.runs() for the runs recorded there."
         )
-    return LoadedRun(history, found, store_path(path))
+    return LoadedRun(history, found, home_path(path))
 
 
 def cache_info(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:

@@ -19,7 +19,8 @@ from nbflow.executor import SequentialExecutor, resolve_executor
 from nbflow.graph.flow import Call, Flow, Node
 from nbflow.graph.task import Task
 from nbflow.state import IN_PROGRESS, NOT_OK, State
-from nbflow.store.cache import ResultStore, open_store
+from nbflow.store.base import ResultStore, open_store
+from nbflow.store.file import home_of
 from nbflow.store.history import open_history
 
 if TYPE_CHECKING:
@@ -310,7 +311,7 @@ def start_run(
         raise RunError(f"Expected background to be True or False, but got {background!r}.")
     if not isinstance(refresh, bool):
         raise RunError(f"Expected refresh to be True or False, but got {refresh!r}.")
-    results = (
+    results: ResultStore | None = (
         None if store is False else store if isinstance(store, ResultStore) else open_store(store)
     )
     if results is not None:
@@ -320,14 +321,25 @@ def start_run(
     for listener in (*process_listeners(), *listeners):
         bus.subscribe(listener)
     engine = Engine(
-        flow, exe, new_run_id(), bus=bus, prior=prior, echo=echo, store=results, refresh=refresh
+        flow,
+        exe,
+        new_run_id(),
+        bus=bus,
+        prior=prior,
+        echo=echo,
+        # The scheduler's annotation still names the file store; it calls the protocol's
+        # methods, and reads .path only to poll the inbox of a run with paused tasks.
+        store=results,  # type: ignore[arg-type]
+        refresh=refresh,
     )
     if results is not None and not echo:
+        home: Any = "the home folder"
         try:
-            bus.subscribe(open_history(results.path).record)
+            home = home_of(results)
+            bus.subscribe(open_history(home).record)
         except Exception as exc:  # a read-only or broken store: run without history
             warnings.warn(
-                f"nbflow cannot record this run in '{results.path}' ({exc}); "
+                f"nbflow cannot record this run in '{home}' ({exc}); "
                 "it will not be in the run history.",
                 NbflowWarning,
                 stacklevel=3,

@@ -37,6 +37,7 @@ from nbflow.executor.dask_cluster import (
 from nbflow.executor.dask_store import CachedValue, bind, store_ref, workers_reach
 from nbflow.executor.dask_worker import Spec, StoreRef, interrupt, run_attempt
 from nbflow.executor.worker import Attempt, Outcome, Promise, failure, ship
+from nbflow.store.file import FileStore
 from nbflow.timer import Timer
 
 log = logging.getLogger("nbflow")
@@ -358,7 +359,11 @@ class DaskExecutor:
         job.future.add_done_callback(lambda f: router.inbox.put(("done", token, f)))
         return promise
 
-    def _store_ref(self, store: Any) -> StoreRef:
+    def _store_ref(self, store: Any) -> StoreRef | None:
+        # Workers reach a file store by its folder; results of a run on any other store
+        # come back here and the scheduler keeps them (the outcome is not persisted).
+        if not isinstance(store, FileStore):
+            return None
         ref = self._stores.get(id(store))
         if ref is None:
             ref = self._stores[id(store)] = store_ref(store)
@@ -369,7 +374,7 @@ class DaskExecutor:
         it, when the workers reach the store; else None: the scheduler reads it here."""
         client = self.client
         ref = self._store_ref(store)
-        if not workers_reach(client, ref):
+        if ref is None or not workers_reach(client, ref):
             return None
         router = _router(client)
         return CachedValue(store, ref, key, f"load-{router.prefix}{next(router.ids):x}")
@@ -403,4 +408,14 @@ class DaskExecutor:
             router._finish(token, job, failure(RemoteError("cancelled"), job.submitted))
 
 
-__all__ = ["DaskExecutor", "import_distributed"]
+def dask_executor(max_workers: int | None = None) -> DaskExecutor:
+    """The executor registered as "dask": a local cluster of ``max_workers`` workers.
+
+    Checks first that ``distributed`` is installed, so a missing extra is reported
+    before anything starts.
+    """
+    import_distributed()
+    return DaskExecutor(n_workers=max_workers)
+
+
+__all__ = ["DaskExecutor", "dask_executor", "import_distributed"]

@@ -68,6 +68,11 @@ class SequentialExecutor:
         pass
 
 
+def sequential_executor(max_workers: int | None = None) -> SequentialExecutor:
+    """The executor registered as "sequential" (one at a time: ``max_workers`` is moot)."""
+    return SequentialExecutor()
+
+
 def _execute_with_alarm(attempt: Attempt, timeout: float) -> Outcome:
     def on_alarm(signum: int, frame: Any) -> None:
         raise TaskTimeoutError(f"Task '{attempt.label}' timed out after {timeout:g}s.")

@@ -258,12 +258,14 @@ class NbflowMagics(Magics):
     def flow(self, line: str) -> Any:
         """Run and inspect the notebook's task cells.
 
-        ``%flow run [NAMES] [--executor threads|processes|sequential|dask] [--jobs N]
-        [--background] [--refresh] [--param NAME=VALUE]``: every task cell (or NAMES
-        and their upstream) as one flow; ``%flow retry``: only failed cells and their
-        downstream (also after a restart); ``%flow show``: the DAG; ``%flow status``:
-        the last run; ``%flow runs``: this notebook's run history; ``%flow list``: the
-        task cells; ``%flow clear [NAMES] [--cache]``: forget cells (and results).
+        ``%flow run [NAMES] [--executor NAME] [--jobs N] [--background] [--refresh]
+        [--param NAME=VALUE]``: every task cell (or NAMES and their upstream) as one
+        flow, on a registered executor (``nbflow.executor.executor_names()``: threads,
+        processes, sequential, dask and any registered since); ``%flow retry``: only
+        failed cells and their downstream (also after a restart); ``%flow show``: the
+        DAG; ``%flow status``: the last run; ``%flow runs``: this notebook's run
+        history; ``%flow list``: the task cells; ``%flow clear [NAMES] [--cache]``:
+        forget cells (and results).
         """
         __tracebackhide__ = True
         words = split(line, "%flow")
@@ -312,7 +314,7 @@ class NbflowMagics(Magics):
             self._check_names(args.names)
             gone = nb.forget(args.names or None)
             if args.cache:
-                from nbflow.store.cache import open_store
+                from nbflow.store.base import open_store
 
                 store = open_store(nb.home)
                 for name in gone:

@@ -15,6 +15,8 @@ import threading
 import time
 from typing import Any, NamedTuple
 
+from nbflow.store.home import CELLS_FILE
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cells (
     flow TEXT NOT NULL, name TEXT NOT NULL, source TEXT NOT NULL, options TEXT NOT NULL,
@@ -45,7 +47,7 @@ class CellStore:
     """
 
     def __init__(self, home: str | os.PathLike[str]) -> None:
-        self.path = pathlib.Path(home) / "cells.sqlite"
+        self.path = pathlib.Path(home) / CELLS_FILE
         old = os.umask(0o077)
         try:
             self._conn = sqlite3.connect(

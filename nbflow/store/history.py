@@ -23,6 +23,7 @@ from typing import Any
 
 from nbflow.events import RUN_FINISHED, RUN_STARTED, TASK_STATE, Event
 from nbflow.state import FAILED_STATES, State
+from nbflow.store.home import HISTORY_FILE
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -102,7 +103,7 @@ class History:
     """The run history in ``<store>/history.sqlite``."""
 
     def __init__(self, home: str | os.PathLike[str]) -> None:
-        self.path = pathlib.Path(home) / "history.sqlite"
+        self.path = pathlib.Path(home) / HISTORY_FILE
         self._conn, self._inode = _open_file(self.path)
         self._failing = False
         self._lock = threading.Lock()
@@ -399,7 +400,8 @@ def _dicts(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
 
 
 def _executor_name(run: Any) -> str:
-    spec = getattr(run, "executor_spec", None)
+    """What the history records as a run's executor: its name, or its class's name."""
+    spec = run.executor_spec
     return spec if isinstance(spec, str) else type(spec).__name__
 
 

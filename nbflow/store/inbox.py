@@ -32,6 +32,7 @@ import time
 from collections.abc import Collection
 
 from nbflow.errors import NbflowError
+from nbflow.store.home import HISTORY_FILE
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS paused_tasks (
@@ -45,7 +46,7 @@ POLL_INTERVAL = 0.5
 
 
 def _connect(home: str | os.PathLike[str]) -> sqlite3.Connection:
-    path = pathlib.Path(home) / "history.sqlite"
+    path = pathlib.Path(home) / HISTORY_FILE
     old = os.umask(0o077)  # as the history itself: readable by its owner only
     try:
         conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False, isolation_level=None)

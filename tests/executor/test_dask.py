@@ -231,6 +231,53 @@ def test_values_stay_on_the_workers_and_the_workers_write_the_cache(dask):
         run.result(wire)  # asking for it is what brings it here
 
 
+class DictStore:
+    """A result store in this process only: workers can neither read nor write it."""
+
+    def __init__(self):
+        self.values = {}
+
+    def get(self, key, default=None):
+        return self.values.get(key, default)
+
+    def get_many(self, keys):
+        return {k: self.values[k] for k in keys if k in self.values}
+
+    def sizes(self, keys):
+        return {k: 100_000 for k in keys if k in self.values}  # all "large": offered to Dask
+
+    def set(self, key, value, *, task, expire=None):
+        self.values[key] = value
+        return True
+
+    def begin_run(self):
+        pass
+
+    def delete(self, key):
+        self.values.pop(key, None)
+
+    def info(self):
+        return {"path": "memory", "entries": len(self.values), "bytes": 0, "per_task": {}}
+
+    def clear(self, task=None, older_than=None):
+        count = len(self.values)
+        self.values.clear()
+        return count
+
+
+def test_a_store_that_is_not_a_folder_is_written_and_read_by_this_process(dask):
+    store = DictStore()
+    with Flow("dask-dict-store") as flow:
+        blobs = make_blob.map([10, 20])
+        sizes = blob_size.map(blobs)
+    first = flow.run(executor=dask, store=store)
+    assert first.ok and first.result(sizes) == [10, 20]
+    assert sorted(store.values.values()) == [b"x" * 10, b"x" * 20]
+    second = flow.run(executor=dask, store=store)
+    assert [c.state for c in second[blobs].children] == [State.CACHED, State.CACHED]
+    assert second.result(sizes) == [10, 20]
+
+
 def test_a_worker_killed_mid_run_is_replaced_and_the_run_succeeds(dask, tmp_path):
     marker = str(tmp_path / "died")
     with Flow("dask-kill") as flow:
