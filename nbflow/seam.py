@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 import pkgutil
+import threading
 from typing import Any, Generic, TypeVar, cast
 
 from nbflow.errors import NbflowError
@@ -45,3 +46,52 @@ class Seam(Generic[T]):
         if isinstance(found, str):
             found = self._registered = pkgutil.resolve_name(found)
         return cast(T, found)
+
+
+class Registry(Generic[T]):
+    """Implementations registered by name (executors by name, result stores by URL
+    scheme): thread-safe, in registration order, each name once unless replaced.
+
+    >>> shapes: Registry[int] = Registry()
+    >>> shapes.add("square", 4, replace=False, taken="'square' is taken.")
+    >>> shapes.add("square", 5, replace=False, taken="'square' is taken.")
+    Traceback (most recent call last):
+    ...
+    nbflow.errors.NbflowError: 'square' is taken.
+    >>> shapes.names(), shapes.get("square"), shapes.get("circle")
+    (('square',), 4, None)
+    """
+
+    def __init__(self, initial: dict[str, T] | None = None) -> None:
+        self._items: dict[str, T] = dict(initial or {})
+        self._lock = threading.Lock()
+
+    def add(self, name: str, value: T, *, replace: bool, taken: str) -> None:
+        """Register ``value`` as ``name``; if ``name`` is taken and not ``replace``,
+        raise ``NbflowError(taken)``."""
+        with self._lock:
+            if name in self._items and not replace:
+                raise NbflowError(taken)
+            self._items[name] = value
+
+    def remove(self, name: str, *, missing: str) -> None:
+        """Forget ``name``; if it was not registered, raise ``NbflowError(missing)``."""
+        with self._lock:
+            if self._items.pop(name, None) is None:
+                raise NbflowError(missing)
+
+    def names(self) -> tuple[str, ...]:
+        """The registered names, in registration order."""
+        with self._lock:
+            return tuple(self._items)
+
+    def get(self, name: str) -> T | None:
+        """What ``name`` is registered as, or None."""
+        with self._lock:
+            return self._items.get(name)
+
+
+def check_factory(value: object, message: str) -> None:
+    """Refuse a factory that is neither callable nor a ``"module:attribute"`` path."""
+    if not (callable(value) or (isinstance(value, str) and ":" in value)):
+        raise NbflowError(message)

@@ -18,7 +18,6 @@ read their choices and questions here.
 from __future__ import annotations
 
 import importlib
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 from nbflow.errors import NbflowError, did_you_mean
 from nbflow.executor.base import Executor
 from nbflow.executor.local import check_max_workers
+from nbflow.seam import Registry, check_factory
 
 __all__ = [
     "ExecutorInfo",
@@ -79,8 +79,7 @@ class ExecutorInfo:
         return executor
 
 
-_registry: dict[str, ExecutorInfo] = {}
-_lock = threading.Lock()
+_registry: Registry[ExecutorInfo] = Registry()
 
 
 def register_executor(
@@ -111,26 +110,24 @@ def register_executor(
         raise NbflowError(
             f"Expected an executor name to be a non-empty word (e.g. 'gpu'), but got {name!r}."
         )
-    if not (callable(factory) or (isinstance(factory, str) and ":" in factory)):
-        raise NbflowError(
-            f"Expected the factory of executor '{name}' to be a callable taking max_workers "
-            f"or a 'module:attribute' path, but got {factory!r}."
-        )
+    check_factory(
+        factory,
+        f"Expected the factory of executor '{name}' to be a callable taking max_workers "
+        f"or a 'module:attribute' path, but got {factory!r}.",
+    )
     info = ExecutorInfo(name, factory, summary, inline, other_processes, remote_values)
-    with _lock:
-        if name in _registry and not replace:
-            raise NbflowError(
-                f"Executor '{name}' is already registered; pass replace=True to "
-                "register_executor to replace it."
-            )
-        _registry[name] = info
+    _registry.add(
+        name,
+        info,
+        replace=replace,
+        taken=f"Executor '{name}' is already registered; pass replace=True to "
+        "register_executor to replace it.",
+    )
 
 
 def unregister_executor(name: str) -> None:
     """Forget the executor registered as ``name``."""
-    with _lock:
-        if _registry.pop(name, None) is None:
-            raise NbflowError(f"No executor '{name}' is registered; nothing to unregister.")
+    _registry.remove(name, missing=f"No executor '{name}' is registered; nothing to unregister.")
 
 
 def executor_names() -> tuple[str, ...]:
@@ -139,8 +136,7 @@ def executor_names() -> tuple[str, ...]:
     >>> executor_names()[:4]
     ('threads', 'processes', 'sequential', 'dask')
     """
-    with _lock:
-        return tuple(_registry)
+    return _registry.names()
 
 
 def executor_info(name: str) -> ExecutorInfo:
@@ -149,8 +145,7 @@ def executor_info(name: str) -> ExecutorInfo:
     >>> executor_info("processes").other_processes
     True
     """
-    with _lock:
-        info = _registry.get(name)
+    info = _registry.get(name)
     if info is None:
         names = executor_names()
         raise NbflowError(

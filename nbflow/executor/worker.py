@@ -168,22 +168,12 @@ def execute(attempt: Attempt) -> Outcome:
         value = attempt.fn(*attempt.args, **attempt.kwargs)
         if isinstance(value, types.CoroutineType):  # an ``async def`` task
             value = _await(value)
-    except (Exception, SystemExit) as exc:
-        end = time.time()
-        logs.end(cap, previous)
-        return Outcome(
-            error=exc,
-            traceback=format_user_traceback(exc),
-            logs=cap.records or None,
-            start=start,
-            end=end,
-        )
     except BaseException as exc:
-        # KeyboardInterrupt in the main thread is Ctrl-C (or the kernel's interrupt) during
-        # a sequential run: it cancels the run. Any other BaseException (a task raising
-        # KeyboardInterrupt in a worker thread, asyncio.CancelledError, GeneratorExit)
-        # ends this task only; letting it escape would kill the worker thread and leave
-        # the run waiting forever for an outcome.
+        # Any exception ends this task only. KeyboardInterrupt in the main thread is
+        # Ctrl-C (or the kernel's interrupt) during a sequential run: it cancels the run.
+        # Any other BaseException (a task raising KeyboardInterrupt in a worker thread,
+        # asyncio.CancelledError, GeneratorExit) must not escape: it would kill the
+        # worker thread and leave the run waiting forever for an outcome.
         end = time.time()
         logs.end(cap, previous)
         if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is _MAIN:

@@ -30,11 +30,11 @@ from __future__ import annotations
 import importlib
 import os
 import re
-import threading
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from nbflow.errors import NbflowError, did_you_mean
+from nbflow.seam import Registry, check_factory
 
 __all__ = [
     "ResultStore",
@@ -94,8 +94,7 @@ Opener = Callable[[str], ResultStore]
 
 # "file" comes first and opens plain paths too. Its opener is a path, imported on
 # first use, so that this seam does not load diskcache.
-_openers: dict[str, Opener | str] = {"file": "nbflow.store.file:open_file_store"}
-_lock = threading.Lock()
+_openers: Registry[Opener | str] = Registry({"file": "nbflow.store.file:open_file_store"})
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
@@ -111,19 +110,19 @@ def register_store(scheme: str, opener: Opener | str, *, replace: bool = False) 
             f"Expected a URL scheme such as 's3' or 'redis' (a letter, then letters, digits, "
             f"'+', '-' or '.'), but got {scheme!r}."
         )
-    if not (callable(opener) or (isinstance(opener, str) and ":" in opener)):
-        raise NbflowError(
-            f"Expected the opener of '{scheme}://' stores to be a callable taking the URL or "
-            f"a 'module:attribute' path, but got {opener!r}."
-        )
+    check_factory(
+        opener,
+        f"Expected the opener of '{scheme}://' stores to be a callable taking the URL or "
+        f"a 'module:attribute' path, but got {opener!r}.",
+    )
     scheme = scheme.lower()
-    with _lock:
-        if scheme in _openers and not replace:
-            raise NbflowError(
-                f"Result stores '{scheme}://' already have an opener; pass replace=True to "
-                "register_store to replace it."
-            )
-        _openers[scheme] = opener
+    _openers.add(
+        scheme,
+        opener,
+        replace=replace,
+        taken=f"Result stores '{scheme}://' already have an opener; pass replace=True to "
+        "register_store to replace it.",
+    )
 
 
 def unregister_store(scheme: str) -> None:
@@ -131,9 +130,7 @@ def unregister_store(scheme: str) -> None:
     scheme = scheme.lower()
     if scheme == "file":
         raise NbflowError("The 'file' store opens plain paths and cannot be unregistered.")
-    with _lock:
-        if _openers.pop(scheme, None) is None:
-            raise NbflowError(f"No opener is registered for '{scheme}://' stores.")
+    _openers.remove(scheme, missing=f"No opener is registered for '{scheme}://' stores.")
 
 
 def store_schemes() -> tuple[str, ...]:
@@ -142,8 +139,7 @@ def store_schemes() -> tuple[str, ...]:
     >>> store_schemes()[0]
     'file'
     """
-    with _lock:
-        return tuple(_openers)
+    return _openers.names()
 
 
 def open_store(url_or_path: str | os.PathLike[str] | None = None) -> ResultStore:
@@ -152,8 +148,7 @@ def open_store(url_or_path: str | os.PathLike[str] | None = None) -> ResultStore
     registered scheme."""
     match = _SCHEME.match(url_or_path) if isinstance(url_or_path, str) else None
     scheme = match.group(1).lower() if match else "file"
-    with _lock:
-        opener = _openers.get(scheme)
+    opener = _openers.get(scheme)
     if opener is None:
         known = store_schemes()
         raise NbflowError(
