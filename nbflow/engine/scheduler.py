@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-import random
 import threading
 import time
 import warnings
@@ -20,16 +19,13 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from nbflow.engine.outcome import retry_wait, verdict
 from nbflow.engine.plan import NodePlan, compile_plan, materialize
 from nbflow.engine.records import UNLOADED, AttemptRecord, TaskRun
 from nbflow.errors import (
-    FAIL,
-    RETRY,
-    SKIP,
     SUCCESS,
     CancelledError,
     NbflowError,
-    TaskTimeoutError,
     UpstreamFailedError,
     WorkerDiedError,
 )
@@ -796,45 +792,33 @@ class Engine:
                 unit.start = outcome.start  # the first attempt's start, not its wait for a worker
             error = outcome.error
             now = outcome.end or time.time()
+            judged = verdict(error, outcome.timed_out, unit.attempts, task)
+            state = judged.state
             if error is None:
                 unit._value = outcome.value
                 unit.error = None
                 unit.traceback = None
-                unit.history.append(AttemptRecord(unit.attempts, outcome.start, now, State.SUCCESS))
-                self._end_unit(plan, unit, State.SUCCESS, now)
-                self._hook(task.on_success, unit)
-            elif isinstance(error, SKIP):
-                unit.history.append(
-                    AttemptRecord(unit.attempts, outcome.start, now, State.SKIPPED, error)
-                )
-                self._end_unit(plan, unit, State.SKIPPED, now, error.message or "raised SKIP")
             elif isinstance(error, SUCCESS):
                 unit._value = error.result
-                unit.history.append(AttemptRecord(unit.attempts, outcome.start, now, State.SUCCESS))
-                self._end_unit(plan, unit, State.SUCCESS, now, error.message or None)
-                self._hook(task.on_success, unit)
-            else:
-                state = (
-                    State.TIMED_OUT
-                    if outcome.timed_out or isinstance(error, TaskTimeoutError)
-                    else State.FAILED
-                )
+                error = None  # a signal, not an error: the attempt succeeded
+            elif judged.attempt is not State.SKIPPED:
                 unit.error = error
                 unit.traceback = outcome.traceback
-                unit.history.append(AttemptRecord(unit.attempts, outcome.start, now, state, error))
-                if (
-                    not isinstance(error, FAIL)
-                    and unit.attempts <= task.retries
-                    and isinstance(error, (*task.retry_on, RETRY))
-                ):
-                    self._set(
-                        unit, State.RETRYING, now, f"attempt {unit.attempts} {state.value}: {error}"
-                    )
-                    self._hook(task.on_retry, unit)
-                    delay = 0.0 if isinstance(error, RETRY) else task.retry_delay
-                    self._schedule_retry(unit, delay, task.retry_backoff, task.retry_jitter)
-                else:
-                    self._end_unit(plan, unit, state, now, f"{type(error).__name__}: {error}")
+            unit.history.append(
+                AttemptRecord(unit.attempts, outcome.start, now, judged.attempt, error)
+            )
+            if state is State.RETRYING:
+                self._set(unit, state, now, judged.reason)
+                self._hook(task.on_retry, unit)
+                self._schedule_retry(
+                    unit,
+                    retry_wait(judged.delay, task.retry_backoff, task.retry_jitter, unit.attempts),
+                )
+            else:
+                self._end_unit(plan, unit, state, now, judged.reason)
+                if state is State.SUCCESS:
+                    self._hook(task.on_success, unit)
+                elif state is not State.SKIPPED:
                     self._hook(task.on_failure, unit)
             self._drain()
             self._check_stall()
@@ -896,10 +880,7 @@ class Engine:
             return self._fetch(value)
         return self._fetch([value])[0]
 
-    def _schedule_retry(self, unit: TaskRun, delay: float, backoff: float, jitter: float) -> None:
-        wait = delay * backoff ** (unit.attempts - 1)
-        if jitter:
-            wait *= 1 + random.uniform(-jitter, jitter)
+    def _schedule_retry(self, unit: TaskRun, wait: float) -> None:
         if wait <= 0:
             self._ready.append(unit)
             return
