@@ -10,7 +10,6 @@ upstream). Propagation uses a work list, never recursion, so long chains are saf
 from __future__ import annotations
 
 import logging
-import pickle
 import threading
 import time
 import warnings
@@ -19,6 +18,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from nbflow.engine.keys import Keys, children_key
 from nbflow.engine.outcome import retry_wait, verdict
 from nbflow.engine.plan import NodePlan, compile_plan, materialize
 from nbflow.engine.records import UNLOADED, AttemptRecord, TaskRun
@@ -33,7 +33,6 @@ from nbflow.events import RUN_FINISHED, RUN_STARTED, TASK_STATE, Event, EventBus
 from nbflow.executor import Executor, OutcomeFuture
 from nbflow.executor.worker import Attempt, Outcome
 from nbflow.graph.flow import Flow, MapSource, Node
-from nbflow.graph.hashing import Unhashable, digest, fingerprint, hash_value
 from nbflow.graph.triggers import trigger_met
 from nbflow.logs import LogRecord
 from nbflow.state import State
@@ -88,8 +87,8 @@ class Engine:
         # computed has a ``fetch``; values then come here only when needed.
         self._fetch: Callable[[list[Any]], list[Any]] | None = getattr(executor, "fetch", None)
         self._load: Callable[[ResultStore, str], Any] | None = getattr(executor, "load", None)
-        self._fingerprints: dict[int, str | None] = {}
         self.runs: dict[Node, TaskRun] = {}
+        self._keys = Keys(self.runs)
         self._plan_of: dict[Node, NodePlan] = {p.node: p for p in self.plans}
         self._mapvals: dict[Node, list[Any]] = {}
         self._done_children: dict[Node, int] = {}
@@ -393,7 +392,7 @@ class Engine:
             return
         unit._inputs = (args, kwargs)
         if self.store is not None:
-            unit.key = self._key(plan, unit)
+            unit.key = self._keys.key(plan, unit.map_index)
         prior = self.prior.get(unit.name)
         if (
             prior is not None
@@ -405,64 +404,6 @@ class Engine:
             self._reuse(plan, unit, prior, now)
             return
         self._ready.append(unit)
-
-    def _fingerprint(self, plan: NodePlan) -> str | None:
-        task = plan.node.task
-        found = self._fingerprints.get(id(task), "")
-        if found != "":
-            return found
-        try:
-            fp: str | None = fingerprint(task.fn, task.cache_version)
-        except Unhashable as exc:
-            fp = None
-            warnings.warn(
-                f"Task '{task.name}' is not cached: its {exc.what} is a {exc.type_name} that "
-                "cannot be hashed. Pass it as an argument, or make it hashable (picklable).",
-                CacheWarning,
-                stacklevel=2,
-            )
-        self._fingerprints[id(task)] = fp
-        return fp
-
-    def _key(self, plan: NodePlan, unit: TaskRun) -> str | None:
-        """Merkle key: fingerprint + upstream keys + hashes of literal arguments."""
-        fp = self._fingerprint(plan)
-        if fp is None:
-            return None
-        keys: dict[Node, Any] = {}
-        for up in plan.whole:
-            run = self.runs[up]
-            if run.key is None or not run.state.is_ok:
-                return None
-            keys[up] = run.key if run.state is not State.SKIPPED else "skipped:" + run.key
-        index = unit.map_index
-        for up in plan.elementwise:
-            child = self.runs[up].children[index]  # type: ignore[index]
-            if child.key is None or not child.state.is_ok:
-                return None
-            keys[up] = _Keyed(child.key)
-        for up in plan.sources:
-            run = self.runs[up]
-            if run.key is None:
-                return None
-            keys[up] = _Keyed(f"{run.key}[{index}]")
-        call = plan.call
-        try:
-            shape = (
-                tuple(_shape(a, keys, index) for a in call.args),
-                tuple((k, _shape(v, keys, index)) for k, v in call.kwargs.items()),
-            )
-            return digest(fp.encode(), pickle.dumps(shape, protocol=4))
-        except Unhashable as exc:
-            if id(plan) not in self._fingerprints:
-                self._fingerprints[id(plan)] = None
-                warnings.warn(
-                    f"Task '{plan.name}' is not cached: an argument is a {exc.type_name} that "
-                    "cannot be hashed.",
-                    CacheWarning,
-                    stacklevel=2,
-                )
-            return None
 
     def _first_bad_upstream(self, plan: NodePlan, index: int | None) -> str:
         for up in plan.whole:
@@ -651,8 +592,10 @@ class Engine:
         self, plan: NodePlan, run: TaskRun, state: State, now: float, reason: str | None = None
     ) -> None:
         """A node has ended as a whole: release the nodes that wait for it."""
-        if run.children is not None and all(c.key is not None for c in run.children):
-            run.key = digest(*(c.key.encode() for c in run.children if c.key is not None))
+        if run.children is not None:
+            key = children_key(run.children)
+            if key is not None:
+                run.key = key
         if run.children:
             run.start = min((c.start for c in run.children if c.start), default=run.start)
             run.attempts = sum(c.attempts for c in run.children)
@@ -922,45 +865,6 @@ class Engine:
         except Exception:
             name = getattr(hook, "__qualname__", repr(hook))
             log.exception("nbflow: hook '%s' raised; the run's outcome is unchanged", name)
-
-
-class _Keyed:
-    """Stands for an upstream value by its cache key inside an argument's shape."""
-
-    __slots__ = ("key",)
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-
-_PLAIN_LEAVES = (int, float, str, bytes, bool, type(None))
-
-
-def _shape(value: Any, keys: dict[Node, Any], index: int | None) -> Any:
-    """An argument as plain data to hash: nodes become their keys, other leaves that
-    are not plain become their ``hash_value`` (raises ``Unhashable``)."""
-    t = type(value)
-    if t in _PLAIN_LEAVES:
-        return value
-    if t is Node:
-        found = keys[value]
-        return ("@node", found.key if isinstance(found, _Keyed) else found)
-    if t is MapSource:
-        src = value.source
-        if isinstance(src, Node):
-            found = keys[src]
-            return ("@node", found.key if isinstance(found, _Keyed) else f"{found}[{index}]")
-        return _shape(src[index], keys, index)
-    if t is list or t is tuple:
-        return (t.__name__, *(_shape(v, keys, index) for v in value))
-    if t is dict:
-        return (
-            "dict",
-            *((_shape(k, keys, index), _shape(v, keys, index)) for k, v in value.items()),
-        )
-    if t is set or t is frozenset:
-        return ("set", *sorted((_shape(v, keys, index) for v in value), key=repr))
-    return ("@hash", hash_value(value, "argument"))
 
 
 def cancelled_error(run: TaskRun) -> CancelledError:

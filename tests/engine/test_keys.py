@@ -8,9 +8,17 @@ keys a run computes are compared with keys assembled here by hand from the same 
 from __future__ import annotations
 
 import pickle
+import threading
+import warnings
 
-from nbflow import Flow, task, unmapped
+import pytest
+
+from nbflow import SKIP, Flow, State, task, unmapped
+from nbflow.engine.keys import Keys, children_key
+from nbflow.engine.plan import compile_plan
+from nbflow.engine.records import TaskRun
 from nbflow.graph.hashing import digest, fingerprint
+from nbflow.store.cache import CacheWarning
 
 
 @task
@@ -70,8 +78,6 @@ def test_keys_a_run_computes_are_the_keys_the_store_was_written_with():
 
 
 def test_a_skipped_upstream_enters_the_key_marked_as_skipped():
-    from nbflow import SKIP
-
     @task
     def maybe() -> int:
         raise SKIP("not today")
@@ -88,3 +94,88 @@ def test_a_skipped_upstream_enters_the_key_marked_as_skipped():
     skipped_key = _key(maybe, ())
     assert run[m].key == skipped_key
     assert run[a].key == _key(after, (("@node", "skipped:" + skipped_key),))
+
+
+# -- the assembly on its own, without a run ----------------------------------------------
+
+
+def _flow_of(build):
+    with Flow("keys-unit") as flow:
+        out = build()
+    plans = {p.node: p for p in compile_plan(flow)}
+    return flow, plans, out
+
+
+def _runs_for(plans, keys_by_node=None):
+    runs = {}
+    for node, plan in plans.items():
+        run = TaskRun(node, plan.name)
+        run.state = State.SUCCESS
+        run.key = (keys_by_node or {}).get(node, f"key-of-{plan.name}")
+        runs[node] = run
+    return runs
+
+
+def test_a_key_changes_with_an_upstream_key_and_nothing_else():
+    holder = {}
+
+    def build():
+        holder["up"] = load()
+        return add(holder["up"], 1)
+
+    _, plans, out = _flow_of(build)
+    runs = _runs_for(plans)
+    first = Keys(runs).key(plans[out], None)
+    assert Keys(runs).key(plans[out], None) == first
+    runs[holder["up"]].key = "another upstream key"
+    assert Keys(runs).key(plans[out], None) != first
+
+
+def test_a_key_changes_with_a_literal_argument():
+    _, plans_a, out_a = _flow_of(lambda: add(1, 2))
+    _, plans_b, out_b = _flow_of(lambda: add(1, 3))
+    _, plans_c, out_c = _flow_of(lambda: add(1, 2))
+    key_a = Keys(_runs_for(plans_a)).key(plans_a[out_a], None)
+    assert key_a == Keys(_runs_for(plans_c)).key(plans_c[out_c], None)
+    assert key_a != Keys(_runs_for(plans_b)).key(plans_b[out_b], None)
+
+
+def test_an_upstream_that_did_not_end_ok_or_has_no_key_gives_no_key():
+    holder = {}
+
+    def build():
+        holder["up"] = load()
+        return add(holder["up"], 1)
+
+    _, plans, out = _flow_of(build)
+    runs = _runs_for(plans)
+    runs[holder["up"]].state = State.FAILED
+    assert Keys(runs).key(plans[out], None) is None
+    runs[holder["up"]].state = State.SUCCESS
+    runs[holder["up"]].key = None
+    assert Keys(runs).key(plans[out], None) is None
+
+
+def test_an_unhashable_argument_gives_no_key_and_one_warning():
+    lock = threading.Lock()
+    _, plans, out = _flow_of(lambda: add(lock, 1))
+    keys = Keys(_runs_for(plans))
+    with pytest.warns(CacheWarning, match="an argument is a lock"):
+        assert keys.key(plans[out], None) is None
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert keys.key(plans[out], None) is None
+
+
+def test_a_mapped_key_joins_its_children_keys_in_order():
+    def child(key):
+        run = TaskRun(None, "c")  # type: ignore[arg-type]
+        run.key = key
+        return run
+
+    ab = children_key([child("a"), child("b")])
+    assert ab == digest(b"a", b"b")
+    assert ab != children_key([child("b"), child("a")])
+    assert children_key([child("a"), child(None)]) is None
+    assert children_key([]) == digest()
