@@ -18,22 +18,22 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from nbflow.engine.gate import blocked, inputs
 from nbflow.engine.keys import Keys, children_key
 from nbflow.engine.outcome import retry_wait, verdict
-from nbflow.engine.plan import NodePlan, compile_plan, materialize
+from nbflow.engine.plan import NodePlan, compile_plan
 from nbflow.engine.records import UNLOADED, AttemptRecord, TaskRun
 from nbflow.errors import (
     SUCCESS,
     CancelledError,
     NbflowError,
-    UpstreamFailedError,
     WorkerDiedError,
 )
 from nbflow.events import RUN_FINISHED, RUN_STARTED, TASK_STATE, Event, EventBus
 from nbflow.executor import Executor, OutcomeFuture
 from nbflow.executor.worker import Attempt, Outcome
 from nbflow.graph.flow import Flow, MapSource, Node
-from nbflow.graph.triggers import trigger_met
+from nbflow.graph.triggers import as_trigger
 from nbflow.logs import LogRecord
 from nbflow.state import State
 from nbflow.store.cache import CacheWarning, ResultStore
@@ -42,19 +42,6 @@ from nbflow.timer import Timer
 log = logging.getLogger("nbflow")
 
 _OK = (State.SUCCESS, State.CACHED, State.SKIPPED)
-
-
-class _ChildValues:
-    """Indexable view of a mapped node's child values (for element-wise mapping)."""
-
-    __slots__ = ("children", "engine")
-
-    def __init__(self, engine: Engine, children: list[TaskRun]) -> None:
-        self.engine = engine
-        self.children = children
-
-    def __getitem__(self, i: int) -> Any:
-        return self.engine._value_of(self.children[i])
 
 
 class Engine:
@@ -317,69 +304,21 @@ class Engine:
         while work:
             work.popleft()()
 
-    def _upstream_states(self, plan: NodePlan, index: int | None) -> tuple[list[State], bool]:
-        """States a unit's trigger sees, and whether an upstream skip propagates to it."""
-        states: list[State] = []
-        skipped = False
-        for up in plan.whole:
-            run = self.runs[up]
-            if run.children is not None and run.children:
-                states.extend(c.state for c in run.children)
-                skipped = skipped or run.state is State.SKIPPED
-            else:
-                states.append(run.state)
-                skipped = skipped or run.state is State.SKIPPED
-        if index is not None:
-            for up in plan.elementwise:
-                child = self.runs[up].children[index]  # type: ignore[index]
-                states.append(child.state)
-                skipped = skipped or child.state is State.SKIPPED
-        return states, skipped
-
     def _gate(self, plan: NodePlan, unit: TaskRun) -> None:
         """Decide whether a unit whose upstreams are done runs, and set its inputs."""
         now = time.time()
-        states, skipped = self._upstream_states(plan, unit.map_index)
-        if State.CANCELLED in states:
-            self._end_unit(plan, unit, State.CANCELLED, now, "an upstream task was cancelled")
+        trigger = as_trigger(plan.node.task.trigger)
+        stop = blocked(plan, self.runs, unit.map_index, trigger)
+        if stop is not None:
+            self._end_unit(plan, unit, stop[0], now, stop[1])
             return
-        if skipped and plan.node.task.skip_on_upstream_skip:
-            self._end_unit(plan, unit, State.SKIPPED, now, "an upstream task was skipped")
-            return
-        trigger = plan.node.task.trigger
-        met, why = trigger_met(trigger, states)
-        if not met:
-            if trigger in ("all_successful", "manual_only"):
-                bad = self._first_bad_upstream(plan, unit.map_index)
-                self._end_unit(
-                    plan, unit, State.UPSTREAM_FAILED, now, f"upstream '{bad}' did not succeed"
-                )
-            else:
-                self._end_unit(
-                    plan, unit, State.SKIPPED, now, f"trigger '{trigger}' not met: {why}"
-                )
-            return
-        values: dict[Node, Any] = {}
-        if not plan.literal:
-            for up in plan.whole:
-                values[up] = self._value_of(self.runs[up])
-            for up in plan.elementwise:
-                values[up] = _ChildValues(self, self.runs[up].children)  # type: ignore[arg-type]
-            for up in plan.sources:
-                values[up] = self._mapvals[up]
-        call = plan.call
         try:
-            if plan.literal:
-                args, kwargs = call.args, call.kwargs
-            else:
-                idx = unit.map_index
-                args = tuple(materialize(a, values, idx) for a in call.args)
-                kwargs = {k: materialize(v, values, idx) for k, v in call.kwargs.items()}
+            args, kwargs = inputs(plan, self.runs, self._mapvals, unit.map_index)
         except Exception as exc:  # an upstream value that cannot be indexed, etc.
             unit.error = exc
             self._end_unit(plan, unit, State.FAILED, now, f"could not build its inputs: {exc}")
             return
-        if trigger == "manual_only" and unit.name not in self._resumed:
+        if trigger.pauses and unit.name not in self._resumed:
             self._set(
                 unit,
                 State.PAUSED,
@@ -404,19 +343,6 @@ class Engine:
             self._reuse(plan, unit, prior, now)
             return
         self._ready.append(unit)
-
-    def _first_bad_upstream(self, plan: NodePlan, index: int | None) -> str:
-        for up in plan.whole:
-            run = self.runs[up]
-            for r in run.children or (run,):
-                if r.state not in _OK:
-                    return r.name
-        if index is not None:
-            for up in plan.elementwise:
-                child = self.runs[up].children[index]  # type: ignore[index]
-                if child.state not in _OK:
-                    return child.name
-        return "?"
 
     def _all_reused(self, plan: NodePlan, index: int | None) -> bool:
         reused = self._reused
@@ -453,19 +379,6 @@ class Engine:
         self._reused.add(id(unit))
         state = State.SKIPPED if prior.state is State.SKIPPED else State.CACHED
         self._end_unit(plan, unit, state, now, prior.reason if state is State.SKIPPED else None)
-
-    def _value_of(self, run: TaskRun) -> Any:
-        """The value a downstream task receives from ``run``."""
-        if run.children is not None:
-            return [self._value_of(c) for c in run.children]
-        state = run.state
-        if state.is_successful:
-            return run._value
-        if state is State.SKIPPED:
-            return None
-        if run.error is not None:
-            return run.error
-        return UpstreamFailedError(f"Task '{run.name}' ended {state.value}: {run.reason}")
 
     def _activate(self, plan: NodePlan) -> None:
         """Every upstream of ``plan`` is done: run it, or expand it into children."""
