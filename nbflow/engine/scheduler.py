@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import warnings
 from collections import deque
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from nbflow.engine.dispatch import Dispatcher
 from nbflow.engine.gate import blocked, inputs
 from nbflow.engine.keys import Keys, children_key
 from nbflow.engine.outcome import retry_wait, verdict
@@ -30,14 +30,13 @@ from nbflow.errors import (
     WorkerDiedError,
 )
 from nbflow.events import RUN_FINISHED, RUN_STARTED, TASK_STATE, Event, EventBus
-from nbflow.executor import Executor, OutcomeFuture
-from nbflow.executor.worker import Attempt, Outcome
+from nbflow.executor import Executor
+from nbflow.executor.worker import Outcome
 from nbflow.graph.flow import Flow, MapSource, Node
 from nbflow.graph.triggers import as_trigger
 from nbflow.logs import LogRecord
 from nbflow.state import State
-from nbflow.store.cache import CacheWarning, ResultStore
-from nbflow.timer import Timer
+from nbflow.store.cache import ResultStore
 
 log = logging.getLogger("nbflow")
 
@@ -70,10 +69,9 @@ class Engine:
         self.owner = owner  # the FlowRun, handed to hooks and events
         self.store = store
         self.refresh = refresh
-        # An executor whose outcomes carry handles to values left where they were
-        # computed has a ``fetch``; values then come here only when needed.
-        self._fetch: Callable[[list[Any]], list[Any]] | None = getattr(executor, "fetch", None)
-        self._load: Callable[[ResultStore, str], Any] | None = getattr(executor, "load", None)
+        self._dispatcher = Dispatcher(
+            executor, store, self._on_outcome, refresh=refresh, echo=echo, name=run_id
+        )
         self.runs: dict[Node, TaskRun] = {}
         self._keys = Keys(self.runs)
         self._plan_of: dict[Node, NodePlan] = {p.node: p for p in self.plans}
@@ -90,7 +88,6 @@ class Engine:
         self._dispatching = False
         self._remaining = len(self.plans)
         self._driver: threading.Thread | None = None
-        self._timer: Timer | None = None
         self.finished = threading.Event()  # every task has ended
         self.closed = threading.Event()  # and hooks ran, the executor is shut down
         self.cancelled = False
@@ -243,12 +240,7 @@ class Engine:
         if self.closed.is_set():
             return
         self._flush()
-        try:
-            self.executor.shutdown(cancel=self.cancelled)
-        except Exception:
-            log.exception("nbflow: shutting down executor %r failed", self.executor)
-        if self._timer is not None:
-            self._timer.stop()
+        self._dispatcher.close(self.cancelled)
         flow = self.flow
         hooks = flow.on_success if self.state is State.SUCCESS else flow.on_failure
         if self.state is not State.CANCELLED or flow.on_failure:
@@ -362,7 +354,7 @@ class Engine:
         if self.store is None or prior.key is None:
             return False
         # Read as a cache hit is: a large value may be left to the executor's workers.
-        hits = self._lookup(self.store, [prior.key])
+        hits = self._dispatcher.lookup([prior.key])
         if prior.key not in hits:
             return False
         prior._value = hits[prior.key]
@@ -564,14 +556,7 @@ class Engine:
                 batch = list(self._ready)
                 self._ready.clear()
             try:
-                hits: dict[str, Any] = {}
-                if self.store is not None and not self.refresh:
-                    keys = [
-                        u.key
-                        for u in batch
-                        if u.key is not None and u.attempts == 0 and u.node.task.cache
-                    ]
-                    hits = self._lookup(self.store, keys)
+                hits = self._dispatcher.hits(batch)
                 attempts = []
                 with self._lock:
                     now = time.time()
@@ -585,57 +570,20 @@ class Engine:
                             continue
                         unit.attempts += 1
                         self._set(unit, State.RUNNING, now)
-                        task = unit.node.task
-                        args, kwargs = unit._inputs
-                        persist = None
-                        if self._fetch is not None and unit.key is not None and task.cache:
-                            persist = (self.store, unit.key, task.cache_expire)
-                        attempts.append(
-                            (
-                                unit,
-                                Attempt(
-                                    task.fn,
-                                    args,
-                                    kwargs,
-                                    task.name,
-                                    unit.name,
-                                    unit.attempts,
-                                    task.timeout,
-                                    task.log_prints,
-                                    self.echo,
-                                    persist,
-                                ),
-                            )
-                        )
+                        attempts.append((unit, self._dispatcher.attempt(unit)))
                     self._inflight += len(attempts)
                     self._drain()
                     self._check_stall()
                 self._flush()
-                for unit, attempt in attempts:
-                    future = self.executor.submit(attempt)
-                    future.add_done_callback(partial(self._on_outcome, unit))
+                self._dispatcher.submit(attempts)
             finally:
                 with self._lock:
                     self._dispatching = False
 
-    def _on_outcome(self, unit: TaskRun, future: OutcomeFuture) -> None:
-        if future.cancelled():
-            return
-        outcome: Outcome = future.result()
+    def _on_outcome(self, unit: TaskRun, outcome: Outcome) -> None:
+        """An attempt ended (called by the dispatcher in the thread that completed it)."""
         plan = self._plan_of[unit.node]
         task = unit.node.task
-        if outcome.warning is not None:
-            warnings.warn(outcome.warning, CacheWarning, stacklevel=2)
-        if (
-            outcome.error is None
-            and unit.key is not None
-            and task.cache
-            and self.store
-            and not outcome.persisted
-        ):
-            # Persist before the task counts as done: once a run has ended, every result
-            # it reported is on disk, even if the process exits right after.
-            self._persist(unit, outcome.value)
         with self._lock:
             self._inflight -= 1
             if unit.state.is_finished or self.finished.is_set():
@@ -681,42 +629,6 @@ class Engine:
         self._flush()
         self._kick()
 
-    def _lookup(self, store: ResultStore, keys: list[str]) -> dict[str, Any]:
-        """Cache hits by key. With an executor that can ``load`` a stored value where
-        it runs, a large value (one in a file of its own) is left to it: the hit is then
-        a handle, and the value never passes through this process."""
-        if self._load is None:
-            return store.get_many(keys)
-        sizes = store.sizes(keys)  # only the keys stored
-        here = [k for k, size in sizes.items() if not size]
-        handles = {}
-        for key in [k for k, size in sizes.items() if size]:
-            handle = self._load(store, key)
-            if handle is None:  # the executor cannot read it where it runs
-                here.append(key)
-            else:
-                handles[key] = handle
-        # One transaction; an entry evicted since its size was read is simply a miss.
-        hits = store.get_many(here)
-        hits.update(handles)
-        return hits
-
-    def _persist(self, unit: TaskRun, value: Any) -> None:
-        assert self.store is not None and unit.key is not None
-        task = unit.node.task
-        if self._fetch is not None:
-            try:
-                value = self._fetch([value])[0]
-            except Exception as exc:
-                warnings.warn(
-                    f"Task '{unit.name}': its result could not be fetched from the executor "
-                    f"to be cached ({type(exc).__name__}: {exc}); it is not cached.",
-                    CacheWarning,
-                    stacklevel=3,
-                )
-                return
-        self.store.set(unit.key, value, task=task.name, expire=task.cache_expire)
-
     def _record_lost(self, unit: TaskRun, lost: list[tuple[float, float, str]]) -> None:
         """Lock held: runs of an attempt lost with their worker count as failed attempts."""
         for start, end, why in lost:
@@ -730,18 +642,12 @@ class Engine:
     def fetch(self, value: Any) -> Any:
         """``value`` itself, or, for a handle the executor left its value behind, that
         value (a list is fetched element by element, in one round trip)."""
-        if self._fetch is None:
-            return value
-        if type(value) is list:
-            return self._fetch(value)
-        return self._fetch([value])[0]
+        return self._dispatcher.fetch(value)
 
     def _schedule_retry(self, unit: TaskRun, wait: float) -> None:
         if wait <= 0:
             self._ready.append(unit)
             return
-        if self._timer is None:
-            self._timer = Timer(f"retry-{self.run_id}")
 
         def due() -> None:
             with self._lock:
@@ -752,7 +658,7 @@ class Engine:
             self._kick()
 
         self._retries_waiting += 1
-        self._timer.call_at(time.monotonic() + wait, due)
+        self._dispatcher.call_later(wait, due)
 
     # -- hooks and events (called without the lock) ---------------------------------
     def _hook(self, hooks: tuple[Callable[..., Any], ...], unit: TaskRun) -> None:
