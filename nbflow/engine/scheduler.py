@@ -20,6 +20,7 @@ from typing import Any
 from nbflow.engine.dispatch import Dispatcher
 from nbflow.engine.gate import blocked, inputs
 from nbflow.engine.keys import Keys, children_key
+from nbflow.engine.mapping import Mapper, Unmappable, parent_state
 from nbflow.engine.outcome import retry_wait, verdict
 from nbflow.engine.plan import NodePlan, compile_plan
 from nbflow.engine.records import UNLOADED, AttemptRecord, TaskRun
@@ -32,7 +33,7 @@ from nbflow.errors import (
 from nbflow.events import RUN_FINISHED, RUN_STARTED, TASK_STATE, Event, EventBus
 from nbflow.executor import Executor
 from nbflow.executor.worker import Outcome
-from nbflow.graph.flow import Flow, MapSource, Node
+from nbflow.graph.flow import Flow, Node
 from nbflow.graph.triggers import as_trigger
 from nbflow.logs import LogRecord
 from nbflow.state import State
@@ -74,9 +75,8 @@ class Engine:
         )
         self.runs: dict[Node, TaskRun] = {}
         self._keys = Keys(self.runs)
+        self._mapper = Mapper(self.runs, self._dispatcher.fetch)
         self._plan_of: dict[Node, NodePlan] = {p.node: p for p in self.plans}
-        self._mapvals: dict[Node, list[Any]] = {}
-        self._done_children: dict[Node, int] = {}
         self._reused: set[int] = set()
         self._lock = threading.RLock()
         self._emit_lock = threading.RLock()
@@ -305,7 +305,7 @@ class Engine:
             self._end_unit(plan, unit, stop[0], now, stop[1])
             return
         try:
-            args, kwargs = inputs(plan, self.runs, self._mapvals, unit.map_index)
+            args, kwargs = inputs(plan, self.runs, self._mapper.values, unit.map_index)
         except Exception as exc:  # an upstream value that cannot be indexed, etc.
             unit.error = exc
             self._end_unit(plan, unit, State.FAILED, now, f"could not build its inputs: {exc}")
@@ -379,74 +379,21 @@ class Engine:
             self._gate(plan, run)
             return
         now = time.time()
-        for src in plan.sources:
-            state = self.runs[src].state
-            if not state.is_successful:
-                end_state = (
-                    state if state in (State.SKIPPED, State.CANCELLED) else State.UPSTREAM_FAILED
-                )
-                self._end_node(
-                    plan,
-                    run,
-                    end_state,
-                    now,
-                    f"cannot map over '{src.name}': it ended {state.value}",
-                )
-                return
-        lengths: dict[str, int] = {}
-        try:
-            for key, value in (*enumerate(plan.call.args), *plan.call.kwargs.items()):
-                if not isinstance(value, MapSource):
-                    continue
-                source = value.source
-                if isinstance(source, Node):
-                    src_run = self.runs[source]
-                    if source in self._mapvals or source in plan.sources:
-                        if source not in self._mapvals:
-                            self._mapvals[source] = list(self.fetch(src_run._value))
-                        lengths[f"{source.name}"] = len(self._mapvals[source])
-                    elif src_run.children is None:
-                        self._end_node(
-                            plan,
-                            run,
-                            State.UPSTREAM_FAILED,
-                            now,
-                            f"cannot map over '{source.name}': it ended {src_run.state.value}",
-                        )
-                        return
-                    else:
-                        lengths[source.name] = len(src_run.children)
-                else:
-                    lengths[str(key)] = len(source)
-        except TypeError as exc:
-            run.error = TypeError(f"Task '{plan.name}' cannot map over its input: {exc}")
-            self._end_node(plan, run, State.FAILED, now, str(run.error))
+        found = self._mapper.count(plan)
+        if isinstance(found, Unmappable):
+            if found.error is not None:
+                run.error = found.error
+            self._end_node(plan, run, found.state, now, found.reason)
             return
-        if len(set(lengths.values())) > 1:
-            sizes = ", ".join(f"'{k}' has {v}" for k, v in lengths.items())
-            run.error = ValueError(
-                f"Task '{plan.name}' maps over inputs of different lengths: {sizes}. Mapped "
-                "inputs are zipped: give them the same length, or wrap constants in unmapped(...)."
-            )
-            self._end_node(plan, run, State.FAILED, now, str(run.error))
-            return
-        count = next(iter(lengths.values()), 0)
-        children = [TaskRun(plan.node, f"{plan.name}[{i}]", i) for i in range(count)]
-        run.children = children
+        children = self._mapper.expand(plan, run, found)
         run.start = now
-        self._done_children[plan.node] = 0
         self._set(run, State.RUNNING, now)
-        for i, unit in enumerate(children):
-            waiting = 0
-            for up in plan.elementwise:
-                if not self.runs[up].children[i].state.is_finished:  # type: ignore[index]
-                    waiting += 1
-            unit._waiting = waiting
-            if waiting == 0:
+        for unit in children:
+            if unit._waiting == 0:
                 self._gate(plan, unit)
         for consumer in plan.elem_consumers:
             self._decrement(consumer)
-        if count == 0:
+        if not children:
             run._value = []
             self._end_node(plan, run, State.SUCCESS, now)
 
@@ -464,8 +411,7 @@ class Engine:
             self._end_node(plan, unit, state, now, reason)
             return
         self._set(unit, state, now, reason)
-        parent = self.runs[plan.node]
-        done = self._done_children[plan.node] = self._done_children[plan.node] + 1
+        all_ended = self._mapper.child_ended(plan.node)
         i = unit.map_index
         for consumer in plan.elem_consumers:
             crun = self.runs[consumer.node]
@@ -474,24 +420,9 @@ class Engine:
                 child._waiting -= 1
                 if child._waiting == 0 and not child.state.is_finished:
                     self._work.append(partial(self._gate, consumer, child))
-        if done == len(parent.children or ()) and not parent.state.is_finished:
-            self._end_node(plan, parent, self._parent_state(parent), now)
-
-    @staticmethod
-    def _parent_state(parent: TaskRun) -> State:
-        """A mapped node's state once all its children have ended."""
-        states = {c.state for c in parent.children or ()}
-        if State.CANCELLED in states:
-            return State.CANCELLED
-        if State.FAILED in states or State.TIMED_OUT in states:
-            return State.FAILED
-        if State.UPSTREAM_FAILED in states:
-            return State.UPSTREAM_FAILED
-        if states == {State.SKIPPED}:
-            return State.SKIPPED
-        if states == {State.CACHED}:
-            return State.CACHED
-        return State.SUCCESS
+        parent = self.runs[plan.node]
+        if all_ended and not parent.state.is_finished:
+            self._end_node(plan, parent, parent_state(parent.children or []), now)
 
     def _end_node(
         self, plan: NodePlan, run: TaskRun, state: State, now: float, reason: str | None = None
