@@ -22,12 +22,12 @@ from nbflow.engine.gate import blocked, inputs
 from nbflow.engine.keys import Keys, children_key
 from nbflow.engine.mapping import Mapper, Unmappable, parent_state
 from nbflow.engine.outcome import retry_wait, verdict
+from nbflow.engine.pause import Pauses
 from nbflow.engine.plan import NodePlan, compile_plan
 from nbflow.engine.records import UNLOADED, AttemptRecord, TaskRun
 from nbflow.errors import (
     SUCCESS,
     CancelledError,
-    NbflowError,
     WorkerDiedError,
 )
 from nbflow.events import RUN_FINISHED, RUN_STARTED, TASK_STATE, Event, EventBus
@@ -92,9 +92,9 @@ class Engine:
         self.closed = threading.Event()  # and hooks ran, the executor is shut down
         self.cancelled = False
         self.background = False
-        self._paused: dict[str, tuple[NodePlan, TaskRun]] = {}
-        self._resumed: set[str] = set()
-        self._poller: threading.Thread | None = None  # reads `nbflow resume` requests
+        self._pauses = Pauses(
+            run_id, store if not echo else None, self._lock, self.finished, self.resume
+        )
         self._inflight = 0
         self._retries_waiting = 0
         self._stalled = False
@@ -149,14 +149,7 @@ class Engine:
     def resume(self, name: str) -> None:
         """Let a task waiting under the ``manual_only`` trigger run."""
         with self._lock:
-            found = self._paused.pop(name, None)
-            if found is None:
-                waiting = ", ".join(f"'{n}'" for n in self._paused) or "none"
-                raise NbflowError(
-                    f"Task '{name}' is not waiting to be resumed in this run "
-                    f"(tasks waiting: {waiting})."
-                )
-            self._resumed.add(name)
+            found = self._pauses.release(name)
             found[1].reason = None  # no longer waiting
             self._stalled = False
             self.state = State.RUNNING
@@ -176,55 +169,10 @@ class Engine:
         self._driver = threading.current_thread()
         self._wait()
 
-    def _watch_inbox(self) -> None:
-        """Lock held: while tasks are paused, poll the store for ``nbflow resume``."""
-        if self._poller is None and self.store is not None and not self.echo:
-            self._poller = threading.Thread(
-                target=self._poll_inbox, name=f"nbflow-inbox-{self.run_id}", daemon=True
-            )
-            self._poller.start()
-
-    def _poll_inbox(self) -> None:
-        from nbflow.store.inbox import POLL_INTERVAL, Inbox
-
-        assert self.store is not None
-        try:
-            inbox = Inbox(self.store.path, self.run_id)
-        except Exception:
-            log.exception("nbflow: cannot list the paused tasks of run %s", self.run_id)
-            with self._lock:
-                self._poller = None
-            return
-        try:
-            while True:
-                with self._lock:
-                    paused = list(self._paused)
-                    if not paused or self.finished.is_set():
-                        self._poller = None
-                        return
-                for name in inbox.sync(paused):
-                    # In a thread of its own: resuming a stopped foreground run drives it.
-                    threading.Thread(
-                        target=self._resume_requested, args=(name,), daemon=True
-                    ).start()
-                self.finished.wait(POLL_INTERVAL)
-        except Exception:
-            log.exception("nbflow: reading resume requests for run %s failed", self.run_id)
-            with self._lock:
-                self._poller = None
-        finally:
-            inbox.close()
-
-    def _resume_requested(self, name: str) -> None:
-        try:
-            self.resume(name)
-        except NbflowError as exc:  # resumed meanwhile by another way
-            log.info("nbflow: %s", exc)
-
     def _check_stall(self) -> None:
         """Lock held: note when nothing can move but tasks waiting for ``resume``."""
         stalled = bool(
-            self._paused
+            self._pauses.waiting
             and not self._inflight
             and not self._retries_waiting
             and not self._ready
@@ -265,7 +213,7 @@ class Engine:
                     self._set(run, State.CANCELLED, now, "the run was cancelled")
             self._ready.clear()
             self._work.clear()
-            self._paused.clear()
+            self._pauses.waiting.clear()
             self._finish_run()
         self._flush()
 
@@ -310,16 +258,9 @@ class Engine:
             unit.error = exc
             self._end_unit(plan, unit, State.FAILED, now, f"could not build its inputs: {exc}")
             return
-        if trigger.pauses and unit.name not in self._resumed:
-            self._set(
-                unit,
-                State.PAUSED,
-                now,
-                f"waiting: resume it with run.resume('{unit.name}'), the widget's Resume "
-                f"button or nbflow resume {self.run_id} '{unit.name}'",
-            )
-            self._paused[unit.name] = (plan, unit)
-            self._watch_inbox()
+        if trigger.pauses and unit.name not in self._pauses.resumed:
+            self._set(unit, State.PAUSED, now, self._pauses.reason(unit.name))
+            self._pauses.hold(plan, unit)
             return
         unit._inputs = (args, kwargs)
         if self.store is not None:
@@ -473,7 +414,7 @@ class Engine:
                 self._cond.notify_all()
             return
         self._dispatch()
-        if self._paused:
+        if self._pauses.waiting:
             with self._cond:
                 self._cond.notify_all()
 
