@@ -24,7 +24,8 @@ from nbflow.engine.mapping import Mapper, Unmappable, parent_state
 from nbflow.engine.outcome import retry_wait, verdict
 from nbflow.engine.pause import Pauses
 from nbflow.engine.plan import NodePlan, compile_plan
-from nbflow.engine.records import UNLOADED, AttemptRecord, TaskRun
+from nbflow.engine.records import AttemptRecord, TaskRun
+from nbflow.engine.reuse import Reuse
 from nbflow.errors import (
     SUCCESS,
     CancelledError,
@@ -75,9 +76,11 @@ class Engine:
         )
         self.runs: dict[Node, TaskRun] = {}
         self._keys = Keys(self.runs)
+        self._reuse = Reuse(
+            self.prior, self.runs, self._dispatcher.lookup if store is not None else None
+        )
         self._mapper = Mapper(self.runs, self._dispatcher.fetch)
         self._plan_of: dict[Node, NodePlan] = {p.node: p for p in self.plans}
-        self._reused: set[int] = set()
         self._lock = threading.RLock()
         self._emit_lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
@@ -265,53 +268,13 @@ class Engine:
         unit._inputs = (args, kwargs)
         if self.store is not None:
             unit.key = self._keys.key(plan, unit.map_index)
-        prior = self.prior.get(unit.name)
-        if (
-            prior is not None
-            and prior.state in _OK
-            and (self.store is None or prior.key is None or prior.key == unit.key)
-            and self._all_reused(plan, unit.map_index)
-            and self._load_prior(prior)
-        ):
-            self._reuse(plan, unit, prior, now)
-            return
+        if self.prior:
+            prior = self._reuse.prior_of(plan, unit)
+            if prior is not None:
+                state, reason = self._reuse.take(unit, prior)
+                self._end_unit(plan, unit, state, now, reason)
+                return
         self._ready.append(unit)
-
-    def _all_reused(self, plan: NodePlan, index: int | None) -> bool:
-        reused = self._reused
-        for up in plan.whole:
-            if id(self.runs[up]) not in reused:
-                return False
-        if index is not None:
-            for up in plan.elementwise:
-                if id(self.runs[up].children[index]) not in reused:  # type: ignore[index]
-                    return False
-        return True
-
-    def _load_prior(self, prior: TaskRun) -> bool:
-        """Make sure a prior run's value is at hand (a recorded run's comes from the store)."""
-        if prior._value is not UNLOADED or prior.state is State.SKIPPED:
-            return True
-        if self.store is None or prior.key is None:
-            return False
-        # Read as a cache hit is: a large value may be left to the executor's workers.
-        hits = self._dispatcher.lookup([prior.key])
-        if prior.key not in hits:
-            return False
-        prior._value = hits[prior.key]
-        return True
-
-    def _reuse(self, plan: NodePlan, unit: TaskRun, prior: TaskRun, now: float) -> None:
-        unit._value = prior._value
-        unit.logs = list(prior.logs)
-        unit.history = list(prior.history)
-        unit.attempts = 0
-        unit.cached = prior.state is not State.SKIPPED
-        unit.key = prior.key
-        unit.start = prior.start
-        self._reused.add(id(unit))
-        state = State.SKIPPED if prior.state is State.SKIPPED else State.CACHED
-        self._end_unit(plan, unit, state, now, prior.reason if state is State.SKIPPED else None)
 
     def _activate(self, plan: NodePlan) -> None:
         """Every upstream of ``plan`` is done: run it, or expand it into children."""
@@ -369,18 +332,16 @@ class Engine:
         self, plan: NodePlan, run: TaskRun, state: State, now: float, reason: str | None = None
     ) -> None:
         """A node has ended as a whole: release the nodes that wait for it."""
-        if run.children is not None:
-            key = children_key(run.children)
+        children = run.children
+        if children is not None:  # a mapped task that expanded
+            key = children_key(children)
             if key is not None:
                 run.key = key
-        if run.children:
-            run.start = min((c.start for c in run.children if c.start), default=run.start)
-            run.attempts = sum(c.attempts for c in run.children)
-            run.cached = all(c.cached for c in run.children)
-            if all(id(c) in self._reused for c in run.children):
-                self._reused.add(id(run))
-        elif run.children is not None and self._all_reused(plan, None):
-            self._reused.add(id(run))  # an empty map over reused inputs
+            if children:
+                run.start = min((c.start for c in children if c.start), default=run.start)
+                run.attempts = sum(c.attempts for c in children)
+                run.cached = all(c.cached for c in children)
+            self._reuse.node_ended(plan, run)
         self._set(run, state, now, reason)
         if run.children is None and plan.mapped:
             # Ended before expanding: its element-wise consumers cannot expand either.
