@@ -9,7 +9,6 @@ upstream). Propagation uses a work list, never recursion, so long chains are saf
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import deque
@@ -21,16 +20,13 @@ from nbflow.engine.dispatch import Dispatcher
 from nbflow.engine.gate import blocked, inputs
 from nbflow.engine.keys import Keys, children_key
 from nbflow.engine.mapping import Mapper, Unmappable, parent_state
+from nbflow.engine.outbox import Outbox, call_hook
 from nbflow.engine.outcome import retry_wait, verdict
 from nbflow.engine.pause import Pauses
 from nbflow.engine.plan import NodePlan, compile_plan
 from nbflow.engine.records import AttemptRecord, TaskRun
 from nbflow.engine.reuse import Reuse
-from nbflow.errors import (
-    SUCCESS,
-    CancelledError,
-    WorkerDiedError,
-)
+from nbflow.errors import SUCCESS, CancelledError, WorkerDiedError
 from nbflow.events import RUN_FINISHED, RUN_STARTED, TASK_STATE, Event, EventBus
 from nbflow.executor import Executor
 from nbflow.executor.worker import Outcome
@@ -39,8 +35,6 @@ from nbflow.graph.triggers import as_trigger
 from nbflow.logs import LogRecord
 from nbflow.state import State
 from nbflow.store.cache import ResultStore
-
-log = logging.getLogger("nbflow")
 
 _OK = (State.SUCCESS, State.CACHED, State.SKIPPED)
 
@@ -82,12 +76,10 @@ class Engine:
         self._mapper = Mapper(self.runs, self._dispatcher.fetch)
         self._plan_of: dict[Node, NodePlan] = {p.node: p for p in self.plans}
         self._lock = threading.RLock()
-        self._emit_lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
+        self._outbox = Outbox(self.bus, self._lock)
         self._ready: deque[TaskRun] = deque()
         self._work: deque[Callable[[], None]] = deque()
-        self._events: list[Event] = []
-        self._hooks: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         self._dispatching = False
         self._remaining = len(self.plans)
         self._driver: threading.Thread | None = None
@@ -125,7 +117,7 @@ class Engine:
                     self._work.append(partial(self._activate, plan))
             self._drain()
             self._check_stall()
-        self._flush()
+        self._outbox.flush()
         self._wait()
 
     def _wait(self) -> None:
@@ -160,7 +152,7 @@ class Engine:
             self._drain()
             self._check_stall()
             self._cond.notify_all()
-        self._flush()
+        self._outbox.flush()
         driving = (
             self._driver is not None
             and self._driver.is_alive()
@@ -190,13 +182,13 @@ class Engine:
     def _close(self) -> None:
         if self.closed.is_set():
             return
-        self._flush()
+        self._outbox.flush()
         self._dispatcher.close(self.cancelled)
         flow = self.flow
         hooks = flow.on_success if self.state is State.SUCCESS else flow.on_failure
         if self.state is not State.CANCELLED or flow.on_failure:
             for hook in hooks:
-                self._call_hook(hook, flow, self.owner)
+                call_hook(hook, flow, self.owner)
         if self.bus:
             self.bus.emit(Event(RUN_FINISHED, self.run_id, time.time(), self.state, run=self.owner))
         self.closed.set()
@@ -218,12 +210,12 @@ class Engine:
             self._work.clear()
             self._pauses.waiting.clear()
             self._finish_run()
-        self._flush()
+        self._outbox.flush()
 
     # -- state changes (lock held) -----------------------------------------------
     def _emit_run(self, kind: str, state: State) -> None:
         if self.bus:
-            self._events.append(Event(kind, self.run_id, time.time(), state, run=self.owner))
+            self._outbox.events.append(Event(kind, self.run_id, time.time(), state, run=self.owner))
 
     def _set(self, unit: TaskRun, state: State, now: float, reason: str | None = None) -> None:
         old = unit.state
@@ -231,7 +223,7 @@ class Engine:
         task = unit.node.task
         if task.on_state_change or self.flow.on_state_change:
             for hook in (*task.on_state_change, *self.flow.on_state_change):
-                self._hooks.append((hook, (task, unit, old, state)))
+                self._outbox.hooks.append((hook, (task, unit, old, state)))
         if reason is not None:
             unit.reason = reason
         if state.is_finished:
@@ -240,7 +232,7 @@ class Engine:
             if unit.start is None:
                 unit.start = now
         if self.bus:
-            self._events.append(Event(TASK_STATE, self.run_id, now, state, unit, self.owner))
+            self._outbox.events.append(Event(TASK_STATE, self.run_id, now, state, unit, self.owner))
 
     def _drain(self) -> None:
         work = self._work
@@ -407,7 +399,7 @@ class Engine:
                     self._inflight += len(attempts)
                     self._drain()
                     self._check_stall()
-                self._flush()
+                self._outbox.flush()
                 self._dispatcher.submit(attempts)
             finally:
                 with self._lock:
@@ -459,7 +451,7 @@ class Engine:
                     self._hook(task.on_failure, unit)
             self._drain()
             self._check_stall()
-        self._flush()
+        self._outbox.flush()
         self._kick()
 
     def _record_lost(self, unit: TaskRun, lost: list[tuple[float, float, str]]) -> None:
@@ -493,30 +485,9 @@ class Engine:
         self._retries_waiting += 1
         self._dispatcher.call_later(wait, due)
 
-    # -- hooks and events (called without the lock) ---------------------------------
     def _hook(self, hooks: tuple[Callable[..., Any], ...], unit: TaskRun) -> None:
         for hook in hooks:
-            self._hooks.append((hook, (unit.node.task, unit)))
-
-    def _flush(self) -> None:
-        # Serialised, so events reach listeners in the order they happened, whichever
-        # thread recorded them.
-        with self._emit_lock:
-            with self._lock:
-                events, self._events = self._events, []
-                hooks, self._hooks = self._hooks, []
-            for event in events:
-                self.bus.emit(event)
-            for hook, args in hooks:
-                self._call_hook(hook, *args)
-
-    @staticmethod
-    def _call_hook(hook: Callable[..., Any], *args: Any) -> None:
-        try:
-            hook(*args)
-        except Exception:
-            name = getattr(hook, "__qualname__", repr(hook))
-            log.exception("nbflow: hook '%s' raised; the run's outcome is unchanged", name)
+            self._outbox.hooks.append((hook, (unit.node.task, unit)))
 
 
 def cancelled_error(run: TaskRun) -> CancelledError:
