@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple, Protocol
 
 from nbflow.errors import FAIL, RETRY, SKIP, SUCCESS, TaskTimeoutError
@@ -86,3 +86,14 @@ def retry_wait(
     if jitter:
         wait *= 1 + uniform(-jitter, jitter)
     return wait
+
+
+def run_state(cancelled: bool, states: Iterable[State]) -> State:
+    """A flow run's final state from those of the task runs that decide it.
+
+    >>> run_state(False, [State.SUCCESS, State.SKIPPED]).value
+    'success'
+    """
+    if cancelled:
+        return State.CANCELLED
+    return State.SUCCESS if all(s.is_ok for s in states) else State.FAILED

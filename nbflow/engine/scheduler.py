@@ -21,7 +21,7 @@ from nbflow.engine.gate import blocked, inputs
 from nbflow.engine.keys import Keys, children_key
 from nbflow.engine.mapping import Mapper, Unmappable, parent_state
 from nbflow.engine.outbox import Outbox, call_hook
-from nbflow.engine.outcome import retry_wait, verdict
+from nbflow.engine.outcome import retry_wait, run_state, verdict
 from nbflow.engine.pause import Pauses
 from nbflow.engine.plan import NodePlan, compile_plan
 from nbflow.engine.records import AttemptRecord, TaskRun
@@ -35,8 +35,6 @@ from nbflow.graph.triggers import as_trigger
 from nbflow.logs import LogRecord
 from nbflow.state import State
 from nbflow.store.cache import ResultStore
-
-_OK = (State.SUCCESS, State.CACHED, State.SKIPPED)
 
 
 class Engine:
@@ -351,12 +349,7 @@ class Engine:
         self.end = time.time()
         reference = self.flow._reference
         deciding = [self.runs[n] for n in reference] if reference else self.runs.values()
-        if self.cancelled:
-            self.state = State.CANCELLED
-        elif all(r.state in _OK for r in deciding):
-            self.state = State.SUCCESS
-        else:
-            self.state = State.FAILED
+        self.state = run_state(self.cancelled, (r.state for r in deciding))
         self.finished.set()
         self._cond.notify_all()
 

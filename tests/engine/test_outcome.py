@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nbflow import FAIL, RETRY, SKIP, SUCCESS, State, task
-from nbflow.engine.outcome import SUCCEEDED, Verdict, retry_wait, verdict
+from nbflow.engine.outcome import SUCCEEDED, Verdict, retry_wait, run_state, verdict
 from nbflow.errors import TaskTimeoutError
 
 
@@ -74,3 +74,17 @@ def test_retry_wait_grows_by_the_backoff_and_spreads_by_the_jitter():
     assert retry_wait(0.0, 2.0, 0.5, 3) == 0.0
     assert retry_wait(2.0, 1.0, 0.5, 1, uniform=lambda lo, hi: hi) == 3.0
     assert retry_wait(2.0, 1.0, 0.5, 1, uniform=lambda lo, hi: lo) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("cancelled", "states", "state"),
+    [
+        (False, [State.SUCCESS, State.CACHED, State.SKIPPED], State.SUCCESS),
+        (False, [], State.SUCCESS),
+        (False, [State.SUCCESS, State.UPSTREAM_FAILED], State.FAILED),
+        (False, [State.SUCCESS, State.CANCELLED], State.FAILED),
+        (True, [State.SUCCESS], State.CANCELLED),
+    ],
+)
+def test_a_run_succeeds_only_when_every_deciding_task_ended_ok(cancelled, states, state):
+    assert run_state(cancelled, states) is state
