@@ -21,7 +21,7 @@ from nbflow.engine.gate import blocked, inputs
 from nbflow.engine.keys import Keys, children_key
 from nbflow.engine.mapping import Mapper, Unmappable, parent_state
 from nbflow.engine.outbox import Outbox, call_hook
-from nbflow.engine.outcome import retry_wait, run_state, verdict
+from nbflow.engine.outcome import SUCCEEDED, retry_wait, run_state, verdict
 from nbflow.engine.pause import Pauses
 from nbflow.engine.plan import NodePlan, compile_plan
 from nbflow.engine.records import AttemptRecord, TaskRun
@@ -31,7 +31,6 @@ from nbflow.events import RUN_FINISHED, RUN_STARTED, TASK_STATE, Event, EventBus
 from nbflow.executor import Executor
 from nbflow.executor.worker import Outcome
 from nbflow.graph.flow import Flow, Node
-from nbflow.graph.triggers import as_trigger
 from nbflow.logs import LogRecord
 from nbflow.state import State
 from nbflow.store.cache import ResultStore
@@ -240,7 +239,7 @@ class Engine:
     def _gate(self, plan: NodePlan, unit: TaskRun) -> None:
         """Decide whether a unit whose upstreams are done runs, and set its inputs."""
         now = time.time()
-        trigger = as_trigger(plan.node.task.trigger)
+        trigger = plan.trigger
         stop = blocked(plan, self.runs, unit.map_index, trigger)
         if stop is not None:
             self._end_unit(plan, unit, stop[0], now, stop[1])
@@ -414,7 +413,12 @@ class Engine:
                 unit.start = outcome.start  # the first attempt's start, not its wait for a worker
             error = outcome.error
             now = outcome.end or time.time()
-            judged = verdict(error, outcome.timed_out, unit.attempts, task)
+            # A success needs no judging (the common case costs no call).
+            judged = (
+                SUCCEEDED
+                if error is None
+                else verdict(error, outcome.timed_out, unit.attempts, task)
+            )
             state = judged.state
             if error is None:
                 unit._value = outcome.value

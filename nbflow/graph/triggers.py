@@ -9,7 +9,7 @@ one with bounds. ``manual_only`` waits, once its upstream tasks succeeded, until
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nbflow.errors import TaskDefinitionError
@@ -46,17 +46,14 @@ class Trigger:
 
 
 @dataclass(frozen=True, repr=False)
-class _Rule(Trigger):
-    """A trigger named by a string: a test over the upstream states."""
+class _Named(Trigger):
+    """A trigger named by a string; each subclass is one test over the upstream states
+    (a method of its own, as the scheduler asks it once per task run)."""
 
     name: str
-    test: Callable[[Sequence[State]], bool]
     unmet: str
     on_unmet: State = State.SKIPPED
     pauses: bool = False
-
-    def met(self, states: Sequence[State]) -> bool:
-        return not states or self.test(states)
 
     def why_not(self, states: Sequence[State]) -> str:
         return self.unmet
@@ -65,36 +62,41 @@ class _Rule(Trigger):
         return f"<trigger {self.name}>"
 
 
-def _all_ok(states: Sequence[State]) -> bool:
-    return all(s in _OK for s in states)
+class _AllOk(_Named):
+    def met(self, states: Sequence[State]) -> bool:
+        return all(s in _OK for s in states)
 
 
-def _all_finished(states: Sequence[State]) -> bool:
-    return True
+class _AllFinished(_Named):
+    def met(self, states: Sequence[State]) -> bool:
+        return True
 
 
-def _any_failed(states: Sequence[State]) -> bool:
-    return any(s in FAILED_STATES for s in states)
+class _AnyFailed(_Named):
+    def met(self, states: Sequence[State]) -> bool:
+        return not states or any(s in FAILED_STATES for s in states)
 
 
-def _all_failed(states: Sequence[State]) -> bool:
-    return all(s in FAILED_STATES for s in states)
+class _AllFailed(_Named):
+    def met(self, states: Sequence[State]) -> bool:
+        return all(s in FAILED_STATES for s in states)
 
 
-def _any_successful(states: Sequence[State]) -> bool:
-    return any(s.is_successful for s in states)
+class _AnySuccessful(_Named):
+    def met(self, states: Sequence[State]) -> bool:
+        return not states or any(s.is_successful for s in states)
 
 
 _NOT_OK = "an upstream task did not succeed"
 NAMED: dict[str, Trigger] = {
     t.name: t
     for t in (
-        _Rule("all_successful", _all_ok, _NOT_OK, State.UPSTREAM_FAILED),
-        _Rule("all_finished", _all_finished, ""),
-        _Rule("any_failed", _any_failed, "no upstream task failed"),
-        _Rule("all_failed", _all_failed, "not every upstream task failed"),
-        _Rule("any_successful", _any_successful, "no upstream task succeeded"),
-        _Rule("manual_only", _all_ok, _NOT_OK, State.UPSTREAM_FAILED, pauses=True),
+        _AllOk("all_successful", _NOT_OK, State.UPSTREAM_FAILED),
+        _AllFinished("all_finished", ""),
+        _AnyFailed("any_failed", "no upstream task failed"),
+        _AllFailed("all_failed", "not every upstream task failed"),
+        _AnySuccessful("any_successful", "no upstream task succeeded"),
+        _AllOk("manual_only", _NOT_OK, State.UPSTREAM_FAILED, pauses=True),
     )
 }
 TRIGGERS = tuple(NAMED)  # the names @task(trigger=...) and %%task --trigger accept
