@@ -1,10 +1,16 @@
-"""One run of one flow: dynamic ready-set scheduling, retries, triggers, mapping.
+"""One run of one flow: the state machine and its driver.
 
 All state changes happen here, in the scheduler's process, under one lock. Workers
 return outcomes; completing an outcome's future calls back into the engine, which
 records it, works out what became ready and submits it, from whichever thread
 delivered the outcome (so a chain continues on the thread that finished its
 upstream). Propagation uses a work list, never recursion, so long chains are safe.
+
+The engine composes pieces that each hold one concern and set no state: ``gate``
+(triggers, inputs), ``keys`` (cache keys), ``mapping`` (children of mapped tasks),
+``dispatch`` (store lookups, submits, retry timers), ``outcome`` (an attempt's
+verdict), ``pause`` (waiting for ``resume``), ``reuse`` (a prior run's results) and
+``outbox`` (events and hooks, delivered outside the lock).
 """
 
 from __future__ import annotations
