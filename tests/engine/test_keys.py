@@ -17,7 +17,7 @@ from nbflow import SKIP, Flow, State, task, unmapped
 from nbflow.engine.keys import Keys, children_key
 from nbflow.engine.plan import compile_plan
 from nbflow.engine.records import TaskRun
-from nbflow.graph.hashing import digest, fingerprint
+from nbflow.graph.hashing import digest, fingerprint, hash_value
 from nbflow.store.cache import CacheWarning
 
 
@@ -75,6 +75,37 @@ def test_keys_a_run_computes_are_the_keys_the_store_was_written_with():
 
     assert run[whole].key == _key(total, (("@node", run[over_literal].key),), (("extra", 2),))
     assert run[mixed].key == _key(total, (("@node", run[over_node].key),))
+
+
+class Point:
+    """An argument that is not plain data: it enters the key by its hash_value."""
+
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+
+@task
+def shaped(a: object, b: object = None) -> int:
+    return 0
+
+
+def test_nested_arguments_enter_the_key_by_their_shape():
+    with Flow("keys-shapes") as flow:
+        up = load()
+        out = shaped([1, (up, 2.5)], b={"k": {3, 1}, "p": Point(4), "n": None, "s": b"x"})
+    run = flow.run()
+    assert run.ok
+    up_key = run[up].key
+    b_shape = (
+        "dict",
+        ("k", ("set", 1, 3)),
+        ("p", ("@hash", hash_value(Point(4), "argument"))),
+        ("n", None),
+        ("s", b"x"),
+    )
+    assert run[out].key == _key(
+        shaped, (("list", 1, ("tuple", ("@node", up_key), 2.5)),), (("b", b_shape),)
+    )
 
 
 def test_a_skipped_upstream_enters_the_key_marked_as_skipped():
