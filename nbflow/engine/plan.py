@@ -8,6 +8,7 @@ from typing import Any
 
 from nbflow.errors import TaskDefinitionError
 from nbflow.graph.flow import Call, Flow, MapSource, Node, iter_nodes
+from nbflow.graph.triggers import NAMED, Trigger, as_trigger
 
 
 @dataclass(eq=False)
@@ -26,6 +27,8 @@ class NodePlan:
     elem_consumers: list[NodePlan] = field(default_factory=list)
     # True when arguments hold no node and no MapSource: they are passed as they are.
     literal: bool = True
+    # The task's trigger as an object, resolved once here rather than per task run.
+    trigger: Trigger = NAMED["all_successful"]
 
 
 # A flow's plans, kept while the flow lives and recompiled when its version changes.
@@ -42,7 +45,7 @@ def compile_plan(flow: Flow) -> list[NodePlan]:
         call = flow.call(node)
         name = flow.name_of(node)
         _check_complete(name, node, call)
-        plan = NodePlan(node, call, call.mapped, name)
+        plan = NodePlan(node, call, call.mapped, name, trigger=as_trigger(node.task.trigger))
         mapped_sources: list[Node] = []
         for value in (*call.args, *call.kwargs.values()):
             if isinstance(value, MapSource) and isinstance(value.source, Node):

@@ -1,65 +1,45 @@
-"""One run of one flow: dynamic ready-set scheduling, retries, triggers, mapping.
+"""One run of one flow: the state machine and its driver.
 
 All state changes happen here, in the scheduler's process, under one lock. Workers
 return outcomes; completing an outcome's future calls back into the engine, which
 records it, works out what became ready and submits it, from whichever thread
 delivered the outcome (so a chain continues on the thread that finished its
 upstream). Propagation uses a work list, never recursion, so long chains are safe.
+
+The engine composes pieces that each hold one concern and set no state: ``gate``
+(triggers, inputs), ``keys`` (cache keys), ``mapping`` (children of mapped tasks),
+``dispatch`` (store lookups, submits, retry timers), ``outcome`` (an attempt's
+verdict), ``pause`` (waiting for ``resume``), ``reuse`` (a prior run's results) and
+``outbox`` (events and hooks, delivered outside the lock).
 """
 
 from __future__ import annotations
 
-import logging
-import pickle
-import random
 import threading
 import time
-import warnings
 from collections import deque
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from nbflow.engine.plan import NodePlan, compile_plan, materialize
-from nbflow.engine.records import UNLOADED, AttemptRecord, TaskRun
-from nbflow.errors import (
-    FAIL,
-    RETRY,
-    SKIP,
-    SUCCESS,
-    CancelledError,
-    NbflowError,
-    TaskTimeoutError,
-    UpstreamFailedError,
-    WorkerDiedError,
-)
+from nbflow.engine.dispatch import Dispatcher
+from nbflow.engine.gate import blocked, inputs
+from nbflow.engine.keys import Keys, children_key
+from nbflow.engine.mapping import Mapper, Unmappable, parent_state
+from nbflow.engine.outbox import Outbox, call_hook
+from nbflow.engine.outcome import SUCCEEDED, retry_wait, run_state, verdict
+from nbflow.engine.pause import Pauses
+from nbflow.engine.plan import NodePlan, compile_plan
+from nbflow.engine.records import AttemptRecord, TaskRun
+from nbflow.engine.reuse import Reuse
+from nbflow.errors import SUCCESS, CancelledError, WorkerDiedError
 from nbflow.events import RUN_FINISHED, RUN_STARTED, TASK_STATE, Event, EventBus
-from nbflow.executor import Executor, OutcomeFuture
-from nbflow.executor.worker import Attempt, Outcome
-from nbflow.graph.flow import Flow, MapSource, Node
-from nbflow.graph.hashing import Unhashable, digest, fingerprint, hash_value
-from nbflow.graph.triggers import trigger_met
+from nbflow.executor import Executor
+from nbflow.executor.worker import Outcome
+from nbflow.graph.flow import Flow, Node
 from nbflow.logs import LogRecord
 from nbflow.state import State
-from nbflow.store.cache import CacheWarning, ResultStore
-from nbflow.timer import Timer
-
-log = logging.getLogger("nbflow")
-
-_OK = (State.SUCCESS, State.CACHED, State.SKIPPED)
-
-
-class _ChildValues:
-    """Indexable view of a mapped node's child values (for element-wise mapping)."""
-
-    __slots__ = ("children", "engine")
-
-    def __init__(self, engine: Engine, children: list[TaskRun]) -> None:
-        self.engine = engine
-        self.children = children
-
-    def __getitem__(self, i: int) -> Any:
-        return self.engine._value_of(self.children[i])
+from nbflow.store.cache import ResultStore
 
 
 class Engine:
@@ -88,34 +68,31 @@ class Engine:
         self.owner = owner  # the FlowRun, handed to hooks and events
         self.store = store
         self.refresh = refresh
-        # An executor whose outcomes carry handles to values left where they were
-        # computed has a ``fetch``; values then come here only when needed.
-        self._fetch: Callable[[list[Any]], list[Any]] | None = getattr(executor, "fetch", None)
-        self._load: Callable[[ResultStore, str], Any] | None = getattr(executor, "load", None)
-        self._fingerprints: dict[int, str | None] = {}
+        self._dispatcher = Dispatcher(
+            executor, store, self._on_outcome, refresh=refresh, echo=echo, name=run_id
+        )
         self.runs: dict[Node, TaskRun] = {}
+        self._keys = Keys(self.runs)
+        self._reuse = Reuse(
+            self.prior, self.runs, self._dispatcher.lookup if store is not None else None
+        )
+        self._mapper = Mapper(self.runs, self._dispatcher.fetch)
         self._plan_of: dict[Node, NodePlan] = {p.node: p for p in self.plans}
-        self._mapvals: dict[Node, list[Any]] = {}
-        self._done_children: dict[Node, int] = {}
-        self._reused: set[int] = set()
         self._lock = threading.RLock()
-        self._emit_lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
+        self._outbox = Outbox(self.bus, self._lock)
         self._ready: deque[TaskRun] = deque()
         self._work: deque[Callable[[], None]] = deque()
-        self._events: list[Event] = []
-        self._hooks: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         self._dispatching = False
         self._remaining = len(self.plans)
         self._driver: threading.Thread | None = None
-        self._timer: Timer | None = None
         self.finished = threading.Event()  # every task has ended
         self.closed = threading.Event()  # and hooks ran, the executor is shut down
         self.cancelled = False
         self.background = False
-        self._paused: dict[str, tuple[NodePlan, TaskRun]] = {}
-        self._resumed: set[str] = set()
-        self._poller: threading.Thread | None = None  # reads `nbflow resume` requests
+        self._pauses = Pauses(
+            run_id, store if not echo else None, self._lock, self.finished, self.resume
+        )
         self._inflight = 0
         self._retries_waiting = 0
         self._stalled = False
@@ -143,7 +120,7 @@ class Engine:
                     self._work.append(partial(self._activate, plan))
             self._drain()
             self._check_stall()
-        self._flush()
+        self._outbox.flush()
         self._wait()
 
     def _wait(self) -> None:
@@ -170,14 +147,7 @@ class Engine:
     def resume(self, name: str) -> None:
         """Let a task waiting under the ``manual_only`` trigger run."""
         with self._lock:
-            found = self._paused.pop(name, None)
-            if found is None:
-                waiting = ", ".join(f"'{n}'" for n in self._paused) or "none"
-                raise NbflowError(
-                    f"Task '{name}' is not waiting to be resumed in this run "
-                    f"(tasks waiting: {waiting})."
-                )
-            self._resumed.add(name)
+            found = self._pauses.release(name)
             found[1].reason = None  # no longer waiting
             self._stalled = False
             self.state = State.RUNNING
@@ -185,7 +155,7 @@ class Engine:
             self._drain()
             self._check_stall()
             self._cond.notify_all()
-        self._flush()
+        self._outbox.flush()
         driving = (
             self._driver is not None
             and self._driver.is_alive()
@@ -197,55 +167,10 @@ class Engine:
         self._driver = threading.current_thread()
         self._wait()
 
-    def _watch_inbox(self) -> None:
-        """Lock held: while tasks are paused, poll the store for ``nbflow resume``."""
-        if self._poller is None and self.store is not None and not self.echo:
-            self._poller = threading.Thread(
-                target=self._poll_inbox, name=f"nbflow-inbox-{self.run_id}", daemon=True
-            )
-            self._poller.start()
-
-    def _poll_inbox(self) -> None:
-        from nbflow.store.inbox import POLL_INTERVAL, Inbox
-
-        assert self.store is not None
-        try:
-            inbox = Inbox(self.store.path, self.run_id)
-        except Exception:
-            log.exception("nbflow: cannot list the paused tasks of run %s", self.run_id)
-            with self._lock:
-                self._poller = None
-            return
-        try:
-            while True:
-                with self._lock:
-                    paused = list(self._paused)
-                    if not paused or self.finished.is_set():
-                        self._poller = None
-                        return
-                for name in inbox.sync(paused):
-                    # In a thread of its own: resuming a stopped foreground run drives it.
-                    threading.Thread(
-                        target=self._resume_requested, args=(name,), daemon=True
-                    ).start()
-                self.finished.wait(POLL_INTERVAL)
-        except Exception:
-            log.exception("nbflow: reading resume requests for run %s failed", self.run_id)
-            with self._lock:
-                self._poller = None
-        finally:
-            inbox.close()
-
-    def _resume_requested(self, name: str) -> None:
-        try:
-            self.resume(name)
-        except NbflowError as exc:  # resumed meanwhile by another way
-            log.info("nbflow: %s", exc)
-
     def _check_stall(self) -> None:
         """Lock held: note when nothing can move but tasks waiting for ``resume``."""
         stalled = bool(
-            self._paused
+            self._pauses.waiting
             and not self._inflight
             and not self._retries_waiting
             and not self._ready
@@ -260,18 +185,13 @@ class Engine:
     def _close(self) -> None:
         if self.closed.is_set():
             return
-        self._flush()
-        try:
-            self.executor.shutdown(cancel=self.cancelled)
-        except Exception:
-            log.exception("nbflow: shutting down executor %r failed", self.executor)
-        if self._timer is not None:
-            self._timer.stop()
+        self._outbox.flush()
+        self._dispatcher.close(self.cancelled)
         flow = self.flow
         hooks = flow.on_success if self.state is State.SUCCESS else flow.on_failure
         if self.state is not State.CANCELLED or flow.on_failure:
             for hook in hooks:
-                self._call_hook(hook, flow, self.owner)
+                call_hook(hook, flow, self.owner)
         if self.bus:
             self.bus.emit(Event(RUN_FINISHED, self.run_id, time.time(), self.state, run=self.owner))
         self.closed.set()
@@ -291,14 +211,14 @@ class Engine:
                     self._set(run, State.CANCELLED, now, "the run was cancelled")
             self._ready.clear()
             self._work.clear()
-            self._paused.clear()
+            self._pauses.waiting.clear()
             self._finish_run()
-        self._flush()
+        self._outbox.flush()
 
     # -- state changes (lock held) -----------------------------------------------
     def _emit_run(self, kind: str, state: State) -> None:
         if self.bus:
-            self._events.append(Event(kind, self.run_id, time.time(), state, run=self.owner))
+            self._outbox.events.append(Event(kind, self.run_id, time.time(), state, run=self.owner))
 
     def _set(self, unit: TaskRun, state: State, now: float, reason: str | None = None) -> None:
         old = unit.state
@@ -306,7 +226,7 @@ class Engine:
         task = unit.node.task
         if task.on_state_change or self.flow.on_state_change:
             for hook in (*task.on_state_change, *self.flow.on_state_change):
-                self._hooks.append((hook, (task, unit, old, state)))
+                self._outbox.hooks.append((hook, (task, unit, old, state)))
         if reason is not None:
             unit.reason = reason
         if state.is_finished:
@@ -315,220 +235,41 @@ class Engine:
             if unit.start is None:
                 unit.start = now
         if self.bus:
-            self._events.append(Event(TASK_STATE, self.run_id, now, state, unit, self.owner))
+            self._outbox.events.append(Event(TASK_STATE, self.run_id, now, state, unit, self.owner))
 
     def _drain(self) -> None:
         work = self._work
         while work:
             work.popleft()()
 
-    def _upstream_states(self, plan: NodePlan, index: int | None) -> tuple[list[State], bool]:
-        """States a unit's trigger sees, and whether an upstream skip propagates to it."""
-        states: list[State] = []
-        skipped = False
-        for up in plan.whole:
-            run = self.runs[up]
-            if run.children is not None and run.children:
-                states.extend(c.state for c in run.children)
-                skipped = skipped or run.state is State.SKIPPED
-            else:
-                states.append(run.state)
-                skipped = skipped or run.state is State.SKIPPED
-        if index is not None:
-            for up in plan.elementwise:
-                child = self.runs[up].children[index]  # type: ignore[index]
-                states.append(child.state)
-                skipped = skipped or child.state is State.SKIPPED
-        return states, skipped
-
     def _gate(self, plan: NodePlan, unit: TaskRun) -> None:
         """Decide whether a unit whose upstreams are done runs, and set its inputs."""
         now = time.time()
-        states, skipped = self._upstream_states(plan, unit.map_index)
-        if State.CANCELLED in states:
-            self._end_unit(plan, unit, State.CANCELLED, now, "an upstream task was cancelled")
+        trigger = plan.trigger
+        stop = blocked(plan, self.runs, unit.map_index, trigger)
+        if stop is not None:
+            self._end_unit(plan, unit, stop[0], now, stop[1])
             return
-        if skipped and plan.node.task.skip_on_upstream_skip:
-            self._end_unit(plan, unit, State.SKIPPED, now, "an upstream task was skipped")
-            return
-        trigger = plan.node.task.trigger
-        met, why = trigger_met(trigger, states)
-        if not met:
-            if trigger in ("all_successful", "manual_only"):
-                bad = self._first_bad_upstream(plan, unit.map_index)
-                self._end_unit(
-                    plan, unit, State.UPSTREAM_FAILED, now, f"upstream '{bad}' did not succeed"
-                )
-            else:
-                self._end_unit(
-                    plan, unit, State.SKIPPED, now, f"trigger '{trigger}' not met: {why}"
-                )
-            return
-        values: dict[Node, Any] = {}
-        if not plan.literal:
-            for up in plan.whole:
-                values[up] = self._value_of(self.runs[up])
-            for up in plan.elementwise:
-                values[up] = _ChildValues(self, self.runs[up].children)  # type: ignore[arg-type]
-            for up in plan.sources:
-                values[up] = self._mapvals[up]
-        call = plan.call
         try:
-            if plan.literal:
-                args, kwargs = call.args, call.kwargs
-            else:
-                idx = unit.map_index
-                args = tuple(materialize(a, values, idx) for a in call.args)
-                kwargs = {k: materialize(v, values, idx) for k, v in call.kwargs.items()}
+            args, kwargs = inputs(plan, self.runs, self._mapper.values, unit.map_index)
         except Exception as exc:  # an upstream value that cannot be indexed, etc.
             unit.error = exc
             self._end_unit(plan, unit, State.FAILED, now, f"could not build its inputs: {exc}")
             return
-        if trigger == "manual_only" and unit.name not in self._resumed:
-            self._set(
-                unit,
-                State.PAUSED,
-                now,
-                f"waiting: resume it with run.resume('{unit.name}'), the widget's Resume "
-                f"button or nbflow resume {self.run_id} '{unit.name}'",
-            )
-            self._paused[unit.name] = (plan, unit)
-            self._watch_inbox()
+        if trigger.pauses and unit.name not in self._pauses.resumed:
+            self._set(unit, State.PAUSED, now, self._pauses.reason(unit.name))
+            self._pauses.hold(plan, unit)
             return
         unit._inputs = (args, kwargs)
         if self.store is not None:
-            unit.key = self._key(plan, unit)
-        prior = self.prior.get(unit.name)
-        if (
-            prior is not None
-            and prior.state in _OK
-            and (self.store is None or prior.key is None or prior.key == unit.key)
-            and self._all_reused(plan, unit.map_index)
-            and self._load_prior(prior)
-        ):
-            self._reuse(plan, unit, prior, now)
-            return
+            unit.key = self._keys.key(plan, unit.map_index)
+        if self.prior:
+            prior = self._reuse.prior_of(plan, unit)
+            if prior is not None:
+                state, reason = self._reuse.take(unit, prior)
+                self._end_unit(plan, unit, state, now, reason)
+                return
         self._ready.append(unit)
-
-    def _fingerprint(self, plan: NodePlan) -> str | None:
-        task = plan.node.task
-        found = self._fingerprints.get(id(task), "")
-        if found != "":
-            return found
-        try:
-            fp: str | None = fingerprint(task.fn, task.cache_version)
-        except Unhashable as exc:
-            fp = None
-            warnings.warn(
-                f"Task '{task.name}' is not cached: its {exc.what} is a {exc.type_name} that "
-                "cannot be hashed. Pass it as an argument, or make it hashable (picklable).",
-                CacheWarning,
-                stacklevel=2,
-            )
-        self._fingerprints[id(task)] = fp
-        return fp
-
-    def _key(self, plan: NodePlan, unit: TaskRun) -> str | None:
-        """Merkle key: fingerprint + upstream keys + hashes of literal arguments."""
-        fp = self._fingerprint(plan)
-        if fp is None:
-            return None
-        keys: dict[Node, Any] = {}
-        for up in plan.whole:
-            run = self.runs[up]
-            if run.key is None or not run.state.is_ok:
-                return None
-            keys[up] = run.key if run.state is not State.SKIPPED else "skipped:" + run.key
-        index = unit.map_index
-        for up in plan.elementwise:
-            child = self.runs[up].children[index]  # type: ignore[index]
-            if child.key is None or not child.state.is_ok:
-                return None
-            keys[up] = _Keyed(child.key)
-        for up in plan.sources:
-            run = self.runs[up]
-            if run.key is None:
-                return None
-            keys[up] = _Keyed(f"{run.key}[{index}]")
-        call = plan.call
-        try:
-            shape = (
-                tuple(_shape(a, keys, index) for a in call.args),
-                tuple((k, _shape(v, keys, index)) for k, v in call.kwargs.items()),
-            )
-            return digest(fp.encode(), pickle.dumps(shape, protocol=4))
-        except Unhashable as exc:
-            if id(plan) not in self._fingerprints:
-                self._fingerprints[id(plan)] = None
-                warnings.warn(
-                    f"Task '{plan.name}' is not cached: an argument is a {exc.type_name} that "
-                    "cannot be hashed.",
-                    CacheWarning,
-                    stacklevel=2,
-                )
-            return None
-
-    def _first_bad_upstream(self, plan: NodePlan, index: int | None) -> str:
-        for up in plan.whole:
-            run = self.runs[up]
-            for r in run.children or (run,):
-                if r.state not in _OK:
-                    return r.name
-        if index is not None:
-            for up in plan.elementwise:
-                child = self.runs[up].children[index]  # type: ignore[index]
-                if child.state not in _OK:
-                    return child.name
-        return "?"
-
-    def _all_reused(self, plan: NodePlan, index: int | None) -> bool:
-        reused = self._reused
-        for up in plan.whole:
-            if id(self.runs[up]) not in reused:
-                return False
-        if index is not None:
-            for up in plan.elementwise:
-                if id(self.runs[up].children[index]) not in reused:  # type: ignore[index]
-                    return False
-        return True
-
-    def _load_prior(self, prior: TaskRun) -> bool:
-        """Make sure a prior run's value is at hand (a recorded run's comes from the store)."""
-        if prior._value is not UNLOADED or prior.state is State.SKIPPED:
-            return True
-        if self.store is None or prior.key is None:
-            return False
-        # Read as a cache hit is: a large value may be left to the executor's workers.
-        hits = self._lookup(self.store, [prior.key])
-        if prior.key not in hits:
-            return False
-        prior._value = hits[prior.key]
-        return True
-
-    def _reuse(self, plan: NodePlan, unit: TaskRun, prior: TaskRun, now: float) -> None:
-        unit._value = prior._value
-        unit.logs = list(prior.logs)
-        unit.history = list(prior.history)
-        unit.attempts = 0
-        unit.cached = prior.state is not State.SKIPPED
-        unit.key = prior.key
-        unit.start = prior.start
-        self._reused.add(id(unit))
-        state = State.SKIPPED if prior.state is State.SKIPPED else State.CACHED
-        self._end_unit(plan, unit, state, now, prior.reason if state is State.SKIPPED else None)
-
-    def _value_of(self, run: TaskRun) -> Any:
-        """The value a downstream task receives from ``run``."""
-        if run.children is not None:
-            return [self._value_of(c) for c in run.children]
-        state = run.state
-        if state.is_successful:
-            return run._value
-        if state is State.SKIPPED:
-            return None
-        if run.error is not None:
-            return run.error
-        return UpstreamFailedError(f"Task '{run.name}' ended {state.value}: {run.reason}")
 
     def _activate(self, plan: NodePlan) -> None:
         """Every upstream of ``plan`` is done: run it, or expand it into children."""
@@ -537,74 +278,21 @@ class Engine:
             self._gate(plan, run)
             return
         now = time.time()
-        for src in plan.sources:
-            state = self.runs[src].state
-            if not state.is_successful:
-                end_state = (
-                    state if state in (State.SKIPPED, State.CANCELLED) else State.UPSTREAM_FAILED
-                )
-                self._end_node(
-                    plan,
-                    run,
-                    end_state,
-                    now,
-                    f"cannot map over '{src.name}': it ended {state.value}",
-                )
-                return
-        lengths: dict[str, int] = {}
-        try:
-            for key, value in (*enumerate(plan.call.args), *plan.call.kwargs.items()):
-                if not isinstance(value, MapSource):
-                    continue
-                source = value.source
-                if isinstance(source, Node):
-                    src_run = self.runs[source]
-                    if source in self._mapvals or source in plan.sources:
-                        if source not in self._mapvals:
-                            self._mapvals[source] = list(self.fetch(src_run._value))
-                        lengths[f"{source.name}"] = len(self._mapvals[source])
-                    elif src_run.children is None:
-                        self._end_node(
-                            plan,
-                            run,
-                            State.UPSTREAM_FAILED,
-                            now,
-                            f"cannot map over '{source.name}': it ended {src_run.state.value}",
-                        )
-                        return
-                    else:
-                        lengths[source.name] = len(src_run.children)
-                else:
-                    lengths[str(key)] = len(source)
-        except TypeError as exc:
-            run.error = TypeError(f"Task '{plan.name}' cannot map over its input: {exc}")
-            self._end_node(plan, run, State.FAILED, now, str(run.error))
+        found = self._mapper.count(plan)
+        if isinstance(found, Unmappable):
+            if found.error is not None:
+                run.error = found.error
+            self._end_node(plan, run, found.state, now, found.reason)
             return
-        if len(set(lengths.values())) > 1:
-            sizes = ", ".join(f"'{k}' has {v}" for k, v in lengths.items())
-            run.error = ValueError(
-                f"Task '{plan.name}' maps over inputs of different lengths: {sizes}. Mapped "
-                "inputs are zipped: give them the same length, or wrap constants in unmapped(...)."
-            )
-            self._end_node(plan, run, State.FAILED, now, str(run.error))
-            return
-        count = next(iter(lengths.values()), 0)
-        children = [TaskRun(plan.node, f"{plan.name}[{i}]", i) for i in range(count)]
-        run.children = children
+        children = self._mapper.expand(plan, run, found)
         run.start = now
-        self._done_children[plan.node] = 0
         self._set(run, State.RUNNING, now)
-        for i, unit in enumerate(children):
-            waiting = 0
-            for up in plan.elementwise:
-                if not self.runs[up].children[i].state.is_finished:  # type: ignore[index]
-                    waiting += 1
-            unit._waiting = waiting
-            if waiting == 0:
+        for unit in children:
+            if unit._waiting == 0:
                 self._gate(plan, unit)
         for consumer in plan.elem_consumers:
             self._decrement(consumer)
-        if count == 0:
+        if not children:
             run._value = []
             self._end_node(plan, run, State.SUCCESS, now)
 
@@ -622,8 +310,7 @@ class Engine:
             self._end_node(plan, unit, state, now, reason)
             return
         self._set(unit, state, now, reason)
-        parent = self.runs[plan.node]
-        done = self._done_children[plan.node] = self._done_children[plan.node] + 1
+        all_ended = self._mapper.child_ended(plan.node)
         i = unit.map_index
         for consumer in plan.elem_consumers:
             crun = self.runs[consumer.node]
@@ -632,39 +319,24 @@ class Engine:
                 child._waiting -= 1
                 if child._waiting == 0 and not child.state.is_finished:
                     self._work.append(partial(self._gate, consumer, child))
-        if done == len(parent.children or ()) and not parent.state.is_finished:
-            self._end_node(plan, parent, self._parent_state(parent), now)
-
-    @staticmethod
-    def _parent_state(parent: TaskRun) -> State:
-        """A mapped node's state once all its children have ended."""
-        states = {c.state for c in parent.children or ()}
-        if State.CANCELLED in states:
-            return State.CANCELLED
-        if State.FAILED in states or State.TIMED_OUT in states:
-            return State.FAILED
-        if State.UPSTREAM_FAILED in states:
-            return State.UPSTREAM_FAILED
-        if states == {State.SKIPPED}:
-            return State.SKIPPED
-        if states == {State.CACHED}:
-            return State.CACHED
-        return State.SUCCESS
+        parent = self.runs[plan.node]
+        if all_ended and not parent.state.is_finished:
+            self._end_node(plan, parent, parent_state(parent.children or []), now)
 
     def _end_node(
         self, plan: NodePlan, run: TaskRun, state: State, now: float, reason: str | None = None
     ) -> None:
         """A node has ended as a whole: release the nodes that wait for it."""
-        if run.children is not None and all(c.key is not None for c in run.children):
-            run.key = digest(*(c.key.encode() for c in run.children if c.key is not None))
-        if run.children:
-            run.start = min((c.start for c in run.children if c.start), default=run.start)
-            run.attempts = sum(c.attempts for c in run.children)
-            run.cached = all(c.cached for c in run.children)
-            if all(id(c) in self._reused for c in run.children):
-                self._reused.add(id(run))
-        elif run.children is not None and self._all_reused(plan, None):
-            self._reused.add(id(run))  # an empty map over reused inputs
+        children = run.children
+        if children is not None:  # a mapped task that expanded
+            key = children_key(children)
+            if key is not None:
+                run.key = key
+            if children:
+                run.start = min((c.start for c in children if c.start), default=run.start)
+                run.attempts = sum(c.attempts for c in children)
+                run.cached = all(c.cached for c in children)
+            self._reuse.node_ended(plan, run)
         self._set(run, state, now, reason)
         if run.children is None and plan.mapped:
             # Ended before expanding: its element-wise consumers cannot expand either.
@@ -682,12 +354,7 @@ class Engine:
         self.end = time.time()
         reference = self.flow._reference
         deciding = [self.runs[n] for n in reference] if reference else self.runs.values()
-        if self.cancelled:
-            self.state = State.CANCELLED
-        elif all(r.state in _OK for r in deciding):
-            self.state = State.SUCCESS
-        else:
-            self.state = State.FAILED
+        self.state = run_state(self.cancelled, (r.state for r in deciding))
         self.finished.set()
         self._cond.notify_all()
 
@@ -698,7 +365,7 @@ class Engine:
                 self._cond.notify_all()
             return
         self._dispatch()
-        if self._paused:
+        if self._pauses.waiting:
             with self._cond:
                 self._cond.notify_all()
 
@@ -712,14 +379,7 @@ class Engine:
                 batch = list(self._ready)
                 self._ready.clear()
             try:
-                hits: dict[str, Any] = {}
-                if self.store is not None and not self.refresh:
-                    keys = [
-                        u.key
-                        for u in batch
-                        if u.key is not None and u.attempts == 0 and u.node.task.cache
-                    ]
-                    hits = self._lookup(self.store, keys)
+                hits = self._dispatcher.hits(batch)
                 attempts = []
                 with self._lock:
                     now = time.time()
@@ -733,57 +393,20 @@ class Engine:
                             continue
                         unit.attempts += 1
                         self._set(unit, State.RUNNING, now)
-                        task = unit.node.task
-                        args, kwargs = unit._inputs
-                        persist = None
-                        if self._fetch is not None and unit.key is not None and task.cache:
-                            persist = (self.store, unit.key, task.cache_expire)
-                        attempts.append(
-                            (
-                                unit,
-                                Attempt(
-                                    task.fn,
-                                    args,
-                                    kwargs,
-                                    task.name,
-                                    unit.name,
-                                    unit.attempts,
-                                    task.timeout,
-                                    task.log_prints,
-                                    self.echo,
-                                    persist,
-                                ),
-                            )
-                        )
+                        attempts.append((unit, self._dispatcher.attempt(unit)))
                     self._inflight += len(attempts)
                     self._drain()
                     self._check_stall()
-                self._flush()
-                for unit, attempt in attempts:
-                    future = self.executor.submit(attempt)
-                    future.add_done_callback(partial(self._on_outcome, unit))
+                self._outbox.flush()
+                self._dispatcher.submit(attempts)
             finally:
                 with self._lock:
                     self._dispatching = False
 
-    def _on_outcome(self, unit: TaskRun, future: OutcomeFuture) -> None:
-        if future.cancelled():
-            return
-        outcome: Outcome = future.result()
+    def _on_outcome(self, unit: TaskRun, outcome: Outcome) -> None:
+        """An attempt ended (called by the dispatcher in the thread that completed it)."""
         plan = self._plan_of[unit.node]
         task = unit.node.task
-        if outcome.warning is not None:
-            warnings.warn(outcome.warning, CacheWarning, stacklevel=2)
-        if (
-            outcome.error is None
-            and unit.key is not None
-            and task.cache
-            and self.store
-            and not outcome.persisted
-        ):
-            # Persist before the task counts as done: once a run has ended, every result
-            # it reported is on disk, even if the process exits right after.
-            self._persist(unit, outcome.value)
         with self._lock:
             self._inflight -= 1
             if unit.state.is_finished or self.finished.is_set():
@@ -796,86 +419,43 @@ class Engine:
                 unit.start = outcome.start  # the first attempt's start, not its wait for a worker
             error = outcome.error
             now = outcome.end or time.time()
+            # A success needs no judging (the common case costs no call).
+            judged = (
+                SUCCEEDED
+                if error is None
+                else verdict(error, outcome.timed_out, unit.attempts, task)
+            )
+            state = judged.state
             if error is None:
                 unit._value = outcome.value
                 unit.error = None
                 unit.traceback = None
-                unit.history.append(AttemptRecord(unit.attempts, outcome.start, now, State.SUCCESS))
-                self._end_unit(plan, unit, State.SUCCESS, now)
-                self._hook(task.on_success, unit)
-            elif isinstance(error, SKIP):
-                unit.history.append(
-                    AttemptRecord(unit.attempts, outcome.start, now, State.SKIPPED, error)
-                )
-                self._end_unit(plan, unit, State.SKIPPED, now, error.message or "raised SKIP")
             elif isinstance(error, SUCCESS):
                 unit._value = error.result
-                unit.history.append(AttemptRecord(unit.attempts, outcome.start, now, State.SUCCESS))
-                self._end_unit(plan, unit, State.SUCCESS, now, error.message or None)
-                self._hook(task.on_success, unit)
-            else:
-                state = (
-                    State.TIMED_OUT
-                    if outcome.timed_out or isinstance(error, TaskTimeoutError)
-                    else State.FAILED
-                )
+                error = None  # a signal, not an error: the attempt succeeded
+            elif judged.attempt is not State.SKIPPED:
                 unit.error = error
                 unit.traceback = outcome.traceback
-                unit.history.append(AttemptRecord(unit.attempts, outcome.start, now, state, error))
-                if (
-                    not isinstance(error, FAIL)
-                    and unit.attempts <= task.retries
-                    and isinstance(error, (*task.retry_on, RETRY))
-                ):
-                    self._set(
-                        unit, State.RETRYING, now, f"attempt {unit.attempts} {state.value}: {error}"
-                    )
-                    self._hook(task.on_retry, unit)
-                    delay = 0.0 if isinstance(error, RETRY) else task.retry_delay
-                    self._schedule_retry(unit, delay, task.retry_backoff, task.retry_jitter)
-                else:
-                    self._end_unit(plan, unit, state, now, f"{type(error).__name__}: {error}")
+            unit.history.append(
+                AttemptRecord(unit.attempts, outcome.start, now, judged.attempt, error)
+            )
+            if state is State.RETRYING:
+                self._set(unit, state, now, judged.reason)
+                self._hook(task.on_retry, unit)
+                self._schedule_retry(
+                    unit,
+                    retry_wait(judged.delay, task.retry_backoff, task.retry_jitter, unit.attempts),
+                )
+            else:
+                self._end_unit(plan, unit, state, now, judged.reason)
+                if state is State.SUCCESS:
+                    self._hook(task.on_success, unit)
+                elif state is not State.SKIPPED:
                     self._hook(task.on_failure, unit)
             self._drain()
             self._check_stall()
-        self._flush()
+        self._outbox.flush()
         self._kick()
-
-    def _lookup(self, store: ResultStore, keys: list[str]) -> dict[str, Any]:
-        """Cache hits by key. With an executor that can ``load`` a stored value where
-        it runs, a large value (one in a file of its own) is left to it: the hit is then
-        a handle, and the value never passes through this process."""
-        if self._load is None:
-            return store.get_many(keys)
-        sizes = store.sizes(keys)  # only the keys stored
-        here = [k for k, size in sizes.items() if not size]
-        handles = {}
-        for key in [k for k, size in sizes.items() if size]:
-            handle = self._load(store, key)
-            if handle is None:  # the executor cannot read it where it runs
-                here.append(key)
-            else:
-                handles[key] = handle
-        # One transaction; an entry evicted since its size was read is simply a miss.
-        hits = store.get_many(here)
-        hits.update(handles)
-        return hits
-
-    def _persist(self, unit: TaskRun, value: Any) -> None:
-        assert self.store is not None and unit.key is not None
-        task = unit.node.task
-        if self._fetch is not None:
-            try:
-                value = self._fetch([value])[0]
-            except Exception as exc:
-                warnings.warn(
-                    f"Task '{unit.name}': its result could not be fetched from the executor "
-                    f"to be cached ({type(exc).__name__}: {exc}); it is not cached.",
-                    CacheWarning,
-                    stacklevel=3,
-                )
-                return
-        self.store.set(unit.key, value, task=task.name, expire=task.cache_expire)
 
     def _record_lost(self, unit: TaskRun, lost: list[tuple[float, float, str]]) -> None:
         """Lock held: runs of an attempt lost with their worker count as failed attempts."""
@@ -890,21 +470,12 @@ class Engine:
     def fetch(self, value: Any) -> Any:
         """``value`` itself, or, for a handle the executor left its value behind, that
         value (a list is fetched element by element, in one round trip)."""
-        if self._fetch is None:
-            return value
-        if type(value) is list:
-            return self._fetch(value)
-        return self._fetch([value])[0]
+        return self._dispatcher.fetch(value)
 
-    def _schedule_retry(self, unit: TaskRun, delay: float, backoff: float, jitter: float) -> None:
-        wait = delay * backoff ** (unit.attempts - 1)
-        if jitter:
-            wait *= 1 + random.uniform(-jitter, jitter)
+    def _schedule_retry(self, unit: TaskRun, wait: float) -> None:
         if wait <= 0:
             self._ready.append(unit)
             return
-        if self._timer is None:
-            self._timer = Timer(f"retry-{self.run_id}")
 
         def due() -> None:
             with self._lock:
@@ -915,71 +486,11 @@ class Engine:
             self._kick()
 
         self._retries_waiting += 1
-        self._timer.call_at(time.monotonic() + wait, due)
+        self._dispatcher.call_later(wait, due)
 
-    # -- hooks and events (called without the lock) ---------------------------------
     def _hook(self, hooks: tuple[Callable[..., Any], ...], unit: TaskRun) -> None:
         for hook in hooks:
-            self._hooks.append((hook, (unit.node.task, unit)))
-
-    def _flush(self) -> None:
-        # Serialised, so events reach listeners in the order they happened, whichever
-        # thread recorded them.
-        with self._emit_lock:
-            with self._lock:
-                events, self._events = self._events, []
-                hooks, self._hooks = self._hooks, []
-            for event in events:
-                self.bus.emit(event)
-            for hook, args in hooks:
-                self._call_hook(hook, *args)
-
-    @staticmethod
-    def _call_hook(hook: Callable[..., Any], *args: Any) -> None:
-        try:
-            hook(*args)
-        except Exception:
-            name = getattr(hook, "__qualname__", repr(hook))
-            log.exception("nbflow: hook '%s' raised; the run's outcome is unchanged", name)
-
-
-class _Keyed:
-    """Stands for an upstream value by its cache key inside an argument's shape."""
-
-    __slots__ = ("key",)
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-
-_PLAIN_LEAVES = (int, float, str, bytes, bool, type(None))
-
-
-def _shape(value: Any, keys: dict[Node, Any], index: int | None) -> Any:
-    """An argument as plain data to hash: nodes become their keys, other leaves that
-    are not plain become their ``hash_value`` (raises ``Unhashable``)."""
-    t = type(value)
-    if t in _PLAIN_LEAVES:
-        return value
-    if t is Node:
-        found = keys[value]
-        return ("@node", found.key if isinstance(found, _Keyed) else found)
-    if t is MapSource:
-        src = value.source
-        if isinstance(src, Node):
-            found = keys[src]
-            return ("@node", found.key if isinstance(found, _Keyed) else f"{found}[{index}]")
-        return _shape(src[index], keys, index)
-    if t is list or t is tuple:
-        return (t.__name__, *(_shape(v, keys, index) for v in value))
-    if t is dict:
-        return (
-            "dict",
-            *((_shape(k, keys, index), _shape(v, keys, index)) for k, v in value.items()),
-        )
-    if t is set or t is frozenset:
-        return ("set", *sorted((_shape(v, keys, index) for v in value), key=repr))
-    return ("@hash", hash_value(value, "argument"))
+            self._outbox.hooks.append((hook, (unit.node.task, unit)))
 
 
 def cancelled_error(run: TaskRun) -> CancelledError:

@@ -1,6 +1,8 @@
 """Triggers: when a task runs, given the final states of its upstream tasks.
 
-Six are named by strings (``trigger="all_finished"``); ``some_failed(...)`` builds
+Each trigger is an object (``met``, ``why_not``, ``on_unmet``, ``pauses``), so the
+scheduler asks it rather than comparing names. Six are named by strings
+(``trigger="all_finished"``, resolved with ``as_trigger``); ``some_failed(...)`` builds
 one with bounds. ``manual_only`` waits, once its upstream tasks succeeded, until
 ``run.resume(task)``.
 """
@@ -13,28 +15,104 @@ from dataclasses import dataclass
 from nbflow.errors import TaskDefinitionError
 from nbflow.state import FAILED_STATES, OK, State
 
-TRIGGERS = (
-    "all_successful",
-    "all_finished",
-    "any_failed",
-    "all_failed",
-    "any_successful",
-    "manual_only",
-)
+
+class Trigger:
+    """When a task runs, given the final states of its upstream tasks.
+
+    ``met(states)`` says whether it runs; a task with no upstream tasks always does.
+    When not met, the task ends ``on_unmet``: ``upstream_failed`` for the triggers that
+    wait for success (an upstream failure propagates), ``skipped`` for the others, with
+    ``why_not(states)`` as the reason. ``pauses``: once met, the task waits for
+    ``run.resume(task)``.
+
+    >>> NAMED["any_failed"].met([State.SUCCESS, State.FAILED])
+    True
+    """
+
+    name: str
+    pauses: bool = False
+    on_unmet: State = State.SKIPPED
+
+    def met(self, states: Sequence[State]) -> bool:
+        raise NotImplementedError
+
+    def why_not(self, states: Sequence[State]) -> str:
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, repr=False)
+class _Named(Trigger):
+    """A trigger named by a string; each subclass is one test over the upstream states
+    (a method of its own, as the scheduler asks it once per task run)."""
+
+    name: str
+    unmet: str
+    on_unmet: State = State.SKIPPED
+    pauses: bool = False
+
+    def why_not(self, states: Sequence[State]) -> str:
+        return self.unmet
+
+    def __repr__(self) -> str:
+        return f"<trigger {self.name}>"
+
+
+class _AllOk(_Named):
+    def met(self, states: Sequence[State]) -> bool:
+        return all(s in OK for s in states)
+
+
+class _AllFinished(_Named):
+    def met(self, states: Sequence[State]) -> bool:
+        return True
+
+
+class _AnyFailed(_Named):
+    def met(self, states: Sequence[State]) -> bool:
+        return not states or any(s in FAILED_STATES for s in states)
+
+
+class _AllFailed(_Named):
+    def met(self, states: Sequence[State]) -> bool:
+        return all(s in FAILED_STATES for s in states)
+
+
+class _AnySuccessful(_Named):
+    def met(self, states: Sequence[State]) -> bool:
+        return not states or any(s.is_successful for s in states)
+
+
+_NOT_OK = "an upstream task did not succeed"
+NAMED: dict[str, Trigger] = {
+    t.name: t
+    for t in (
+        _AllOk("all_successful", _NOT_OK, State.UPSTREAM_FAILED),
+        _AllFinished("all_finished", ""),
+        _AnyFailed("any_failed", "no upstream task failed"),
+        _AllFailed("all_failed", "not every upstream task failed"),
+        _AnySuccessful("any_successful", "no upstream task succeeded"),
+        _AllOk("manual_only", _NOT_OK, State.UPSTREAM_FAILED, pauses=True),
+    )
+}
+TRIGGERS = tuple(NAMED)  # the names @task(trigger=...) and %%task --trigger accept
 
 
 @dataclass(frozen=True)
-class Trigger:
+class SomeFailed(Trigger):
     """A trigger with bounds on how many upstream tasks failed (``some_failed``)."""
 
     name: str
     at_least: int | float | None = None
     at_most: int | float | None = None
 
-    def __str__(self) -> str:
-        return self.name
+    def met(self, states: Sequence[State]) -> bool:
+        return not states or not self.why_not(states)
 
-    def met(self, states: Sequence[State]) -> tuple[bool, str]:
+    def why_not(self, states: Sequence[State]) -> str:
+        """Why the bounds are not met ("" when they are)."""
         failed = sum(s in FAILED_STATES for s in states)
         n = len(states)
 
@@ -42,19 +120,21 @@ class Trigger:
             return value * n if isinstance(value, float) else value
 
         if self.at_least is not None and failed < bound(self.at_least):
-            return False, f"{failed} of {n} upstream tasks failed, fewer than {self.at_least}"
+            return f"{failed} of {n} upstream tasks failed, fewer than {self.at_least}"
         if self.at_most is not None and failed > bound(self.at_most):
-            return False, f"{failed} of {n} upstream tasks failed, more than {self.at_most}"
-        return True, ""
+            return f"{failed} of {n} upstream tasks failed, more than {self.at_most}"
+        return ""
 
 
-def some_failed(at_least: int | float | None = None, at_most: int | float | None = None) -> Trigger:
+def some_failed(
+    at_least: int | float | None = None, at_most: int | float | None = None
+) -> SomeFailed:
     """Run when the number of failed upstream tasks is within bounds.
 
     An int is a count, a float between 0 and 1 a fraction of the upstream tasks.
 
     >>> some_failed(at_least=1, at_most=0.5).met([State.FAILED, State.SUCCESS])
-    (True, '')
+    True
     """
     for label, value in (("at_least", at_least), ("at_most", at_most)):
         if value is None:
@@ -71,21 +151,18 @@ def some_failed(at_least: int | float | None = None, at_most: int | float | None
             )
     if at_least is None and at_most is None:
         at_least = 1
-    return Trigger(f"some_failed(at_least={at_least}, at_most={at_most})", at_least, at_most)
+    return SomeFailed(f"some_failed(at_least={at_least}, at_most={at_most})", at_least, at_most)
 
 
-def trigger_met(trigger: str | Trigger, states: Sequence[State]) -> tuple[bool, str]:
-    """Whether ``trigger`` is met by these upstream states, and if not, why."""
+def as_trigger(trigger: str | Trigger) -> Trigger:
+    """The trigger object for a trigger name (a ``Trigger`` is returned as it is).
+
+    >>> as_trigger("manual_only").pauses
+    True
+    """
     if isinstance(trigger, Trigger):
-        return trigger.met(states) if states else (True, "")
-    if not states or trigger == "all_finished":
-        return True, ""
-    if trigger == "all_successful" or trigger == "manual_only":
-        return all(s in OK for s in states), "an upstream task did not succeed"
-    if trigger == "any_failed":
-        return any(s in FAILED_STATES for s in states), "no upstream task failed"
-    if trigger == "all_failed":
-        return all(s in FAILED_STATES for s in states), "not every upstream task failed"
-    if trigger == "any_successful":
-        return any(s.is_successful for s in states), "no upstream task succeeded"
-    raise TaskDefinitionError(f"unknown trigger {trigger!r}")
+        return trigger
+    try:
+        return NAMED[trigger]
+    except KeyError:
+        raise TaskDefinitionError(f"unknown trigger {trigger!r}") from None

@@ -1,0 +1,183 @@
+"""Where attempts go: result store lookups, executor submits and futures, retry timers.
+
+Holds no run state and takes no lock: the scheduler decides, under its lock, what to
+look up and what to submit; this talks to the store and the executor outside of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from nbflow.engine.records import TaskRun
+from nbflow.executor import Executor, OutcomeFuture
+from nbflow.executor.worker import Attempt, Outcome
+from nbflow.store.cache import CacheWarning, ResultStore
+from nbflow.timer import Timer
+
+log = logging.getLogger("nbflow")
+
+
+class Dispatcher:
+    """One run's side of the executor and the result store.
+
+    ``deliver(unit, outcome)`` is called with each attempt's outcome, in the thread
+    that completed its future, after a successful result has been stored.
+    """
+
+    __slots__ = (
+        "_deliver",
+        "_fetch",
+        "_load",
+        "_name",
+        "_timer",
+        "echo",
+        "executor",
+        "refresh",
+        "store",
+    )
+
+    def __init__(
+        self,
+        executor: Executor,
+        store: ResultStore | None,
+        deliver: Callable[[TaskRun, Outcome], None],
+        *,
+        refresh: bool = False,
+        echo: bool = False,
+        name: str = "run",
+    ) -> None:
+        self.executor = executor
+        self.store = store
+        self.refresh = refresh
+        self.echo = echo
+        self._deliver = deliver
+        self._name = name
+        # An executor whose outcomes carry handles to values left where they were
+        # computed has a ``fetch``; values then come here only when needed.
+        self._fetch: Callable[[list[Any]], list[Any]] | None = getattr(executor, "fetch", None)
+        self._load: Callable[[ResultStore, str], Any] | None = getattr(executor, "load", None)
+        self._timer: Timer | None = None
+
+    # -- the result store ------------------------------------------------------------
+    def hits(self, batch: list[TaskRun]) -> dict[str, Any]:
+        """Stored values for the first attempts of cached units, by key (none when
+        there is no store or the run recomputes everything)."""
+        if self.store is None or self.refresh:
+            return {}
+        keys = [u.key for u in batch if u.key is not None and u.attempts == 0 and u.node.task.cache]
+        return self.lookup(keys)
+
+    def lookup(self, keys: list[str]) -> dict[str, Any]:
+        """Cache hits by key. With an executor that can ``load`` a stored value where
+        it runs, a large value (one in a file of its own) is left to it: the hit is then
+        a handle, and the value never passes through this process."""
+        store = self.store
+        assert store is not None
+        if self._load is None:
+            return store.get_many(keys)
+        sizes = store.sizes(keys)  # only the keys stored
+        here = [k for k, size in sizes.items() if not size]
+        handles = {}
+        for key in [k for k, size in sizes.items() if size]:
+            handle = self._load(store, key)
+            if handle is None:  # the executor cannot read it where it runs
+                here.append(key)
+            else:
+                handles[key] = handle
+        # One transaction; an entry evicted since its size was read is simply a miss.
+        hits = store.get_many(here)
+        hits.update(handles)
+        return hits
+
+    def fetch(self, value: Any) -> Any:
+        """``value`` itself, or, for a handle the executor left its value behind, that
+        value (a list is fetched element by element, in one round trip)."""
+        if self._fetch is None:
+            return value
+        if type(value) is list:
+            return self._fetch(value)
+        return self._fetch([value])[0]
+
+    # -- the executor ----------------------------------------------------------------
+    def attempt(self, unit: TaskRun) -> Attempt:
+        """The next attempt of ``unit`` (its inputs set, its ``attempts`` counted)."""
+        task = unit.node.task
+        args, kwargs = unit._inputs
+        persist = None
+        if self._fetch is not None and unit.key is not None and task.cache:
+            # The worker stores the value where it was computed.
+            persist = (self.store, unit.key, task.cache_expire)
+        return Attempt(
+            task.fn,
+            args,
+            kwargs,
+            task.name,
+            unit.name,
+            unit.attempts,
+            task.timeout,
+            task.log_prints,
+            self.echo,
+            persist,
+        )
+
+    def submit(self, attempts: list[tuple[TaskRun, Attempt]]) -> None:
+        for unit, attempt in attempts:
+            future = self.executor.submit(attempt)
+            future.add_done_callback(partial(self._done, unit))
+
+    def _done(self, unit: TaskRun, future: OutcomeFuture) -> None:
+        if future.cancelled():
+            return
+        outcome: Outcome = future.result()
+        task = unit.node.task
+        if outcome.warning is not None:
+            warnings.warn(outcome.warning, CacheWarning, stacklevel=2)
+        if (
+            outcome.error is None
+            and unit.key is not None
+            and task.cache
+            and self.store
+            and not outcome.persisted
+        ):
+            # Persist before the task counts as done: once a run has ended, every result
+            # it reported is on disk, even if the process exits right after.
+            self._persist(unit, outcome.value)
+        self._deliver(unit, outcome)
+
+    def _persist(self, unit: TaskRun, value: Any) -> None:
+        assert self.store is not None and unit.key is not None
+        task = unit.node.task
+        if self._fetch is not None:
+            try:
+                value = self._fetch([value])[0]
+            except Exception as exc:
+                warnings.warn(
+                    f"Task '{unit.name}': its result could not be fetched from the executor "
+                    f"to be cached ({type(exc).__name__}: {exc}); it is not cached.",
+                    CacheWarning,
+                    stacklevel=3,
+                )
+                return
+        self.store.set(unit.key, value, task=task.name, expire=task.cache_expire)
+
+    # -- retries and the end ----------------------------------------------------------
+    def call_later(self, wait: float, due: Callable[[], None]) -> None:
+        """Call ``due()`` in ``wait`` seconds, on the run's timer thread."""
+        if self._timer is None:
+            self._timer = Timer(f"retry-{self._name}")
+        self._timer.call_at(time.monotonic() + wait, due)
+
+    def close(self, cancel: bool) -> None:
+        """Shut the executor down (abandoning running attempts if ``cancel``) and stop
+        the retry timer."""
+        try:
+            self.executor.shutdown(cancel=cancel)
+        except Exception:
+            log.exception("nbflow: shutting down executor %r failed", self.executor)
+        if self._timer is not None:
+            self._timer.stop()

@@ -1,0 +1,141 @@
+"""Cache keys: the Merkle assembly of a task's fingerprint, upstream keys and literal arguments.
+
+A key depends on an upstream task's key, never on its value, so a downstream key costs
+the same whatever the upstream returned. The bytes hashed are the store's format: a
+store written before must still hit, so any change here must keep every key the same.
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+from nbflow.engine.plan import NodePlan
+from nbflow.engine.records import TaskRun
+from nbflow.graph.flow import MapSource, Node
+from nbflow.graph.hashing import Unhashable, digest, fingerprint, hash_value
+from nbflow.graph.task import Task
+from nbflow.state import State
+from nbflow.store.cache import CacheWarning
+
+
+class Keys:
+    """Computes the cache keys of one run's task runs from the keys of their upstreams.
+
+    A key is None when the task cannot be cached: its function or an argument cannot
+    be hashed (warned once), or an upstream has no key or did not end ok.
+    """
+
+    __slots__ = ("_fingerprints", "_runs", "_warned")
+
+    def __init__(self, runs: Mapping[Node, TaskRun]) -> None:
+        self._runs = runs
+        self._fingerprints: dict[int, str | None] = {}
+        self._warned: set[int] = set()
+
+    def fingerprint(self, task: Task[Any, Any]) -> str | None:
+        """The task's function fingerprint, computed once per run."""
+        found = self._fingerprints.get(id(task), "")
+        if found != "":
+            return found
+        try:
+            fp: str | None = fingerprint(task.fn, task.cache_version)
+        except Unhashable as exc:
+            fp = None
+            warnings.warn(
+                f"Task '{task.name}' is not cached: its {exc.what} is a {exc.type_name} that "
+                "cannot be hashed. Pass it as an argument, or make it hashable (picklable).",
+                CacheWarning,
+                stacklevel=2,
+            )
+        self._fingerprints[id(task)] = fp
+        return fp
+
+    def key(self, plan: NodePlan, index: int | None) -> str | None:
+        """The key of ``plan``'s task run (child ``index`` of a mapped one): the
+        fingerprint, then the arguments with upstream nodes standing as their keys."""
+        fp = self.fingerprint(plan.node.task)
+        if fp is None:
+            return None
+        runs = self._runs
+        keys: dict[Node, Any] = {}
+        for up in plan.whole:
+            run = runs[up]
+            if run.key is None or not run.state.is_ok:
+                return None
+            keys[up] = run.key if run.state is not State.SKIPPED else "skipped:" + run.key
+        for up in plan.elementwise:
+            child = runs[up].children[index]  # type: ignore[index]
+            if child.key is None or not child.state.is_ok:
+                return None
+            keys[up] = _Keyed(child.key)
+        for up in plan.sources:
+            run = runs[up]
+            if run.key is None:
+                return None
+            keys[up] = _Keyed(f"{run.key}[{index}]")
+        call = plan.call
+        try:
+            shape = (
+                tuple(_shape(a, keys, index) for a in call.args),
+                tuple((k, _shape(v, keys, index)) for k, v in call.kwargs.items()),
+            )
+            return digest(fp.encode(), pickle.dumps(shape, protocol=4))
+        except Unhashable as exc:
+            if id(plan) not in self._warned:
+                self._warned.add(id(plan))
+                warnings.warn(
+                    f"Task '{plan.name}' is not cached: an argument is a {exc.type_name} that "
+                    "cannot be hashed.",
+                    CacheWarning,
+                    stacklevel=2,
+                )
+            return None
+
+
+def children_key(children: list[TaskRun]) -> str | None:
+    """A mapped task run's key: its children's keys in order (None if one has none)."""
+    if not all(c.key is not None for c in children):
+        return None
+    return digest(*(c.key.encode() for c in children if c.key is not None))
+
+
+class _Keyed:
+    """Stands for an upstream value by its cache key inside an argument's shape."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+_PLAIN_LEAVES = (int, float, str, bytes, bool, type(None))
+
+
+def _shape(value: Any, keys: dict[Node, Any], index: int | None) -> Any:
+    """An argument as plain data to hash: nodes become their keys, other leaves that
+    are not plain become their ``hash_value`` (raises ``Unhashable``)."""
+    t = type(value)
+    if t in _PLAIN_LEAVES:
+        return value
+    if t is Node:
+        found = keys[value]
+        return ("@node", found.key if isinstance(found, _Keyed) else found)
+    if t is MapSource:
+        src = value.source
+        if isinstance(src, Node):
+            found = keys[src]
+            return ("@node", found.key if isinstance(found, _Keyed) else f"{found}[{index}]")
+        return _shape(src[index], keys, index)
+    if t is list or t is tuple:
+        return (t.__name__, *(_shape(v, keys, index) for v in value))
+    if t is dict:
+        return (
+            "dict",
+            *((_shape(k, keys, index), _shape(v, keys, index)) for k, v in value.items()),
+        )
+    if t is set or t is frozenset:
+        return ("set", *sorted((_shape(v, keys, index) for v in value), key=repr))
+    return ("@hash", hash_value(value, "argument"))

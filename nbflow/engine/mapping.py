@@ -1,0 +1,127 @@
+"""Dynamic mapping: how many children a mapped task gets, its children, and their end.
+
+A mapped task expands once every upstream it waits for as a whole has ended: into one
+child per item of its mapped inputs (zipped), each an ordinary unit for the scheduler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+from nbflow.engine.plan import NodePlan
+from nbflow.engine.records import TaskRun
+from nbflow.graph.flow import MapSource, Node
+from nbflow.state import State
+
+
+class Unmappable(NamedTuple):
+    """Why a mapped task ends without expanding: its state, reason and error (if any)."""
+
+    state: State
+    reason: str
+    error: BaseException | None = None
+
+
+class Mapper:
+    """One run's mapped tasks: their children, the values they map over, children done.
+
+    ``fetch`` turns a value an executor left on its workers into the value itself (the
+    items of a list mapped over are needed here, to count and index them).
+    """
+
+    __slots__ = ("_done", "_fetch", "_runs", "values")
+
+    def __init__(self, runs: Mapping[Node, TaskRun], fetch: Callable[[Any], Any]) -> None:
+        self._runs = runs
+        self._fetch = fetch
+        # The lists of upstream values (of tasks not mapped) that mapped tasks iterate.
+        self.values: dict[Node, list[Any]] = {}
+        self._done: dict[Node, int] = {}
+
+    def count(self, plan: NodePlan) -> int | Unmappable:
+        """How many children ``plan``'s task gets, or why it cannot be mapped."""
+        runs = self._runs
+        for src in plan.sources:
+            state = runs[src].state
+            if not state.is_successful:
+                end_state = (
+                    state if state in (State.SKIPPED, State.CANCELLED) else State.UPSTREAM_FAILED
+                )
+                return Unmappable(
+                    end_state, f"cannot map over '{src.name}': it ended {state.value}"
+                )
+        lengths: dict[str, int] = {}
+        try:
+            for key, value in (*enumerate(plan.call.args), *plan.call.kwargs.items()):
+                if not isinstance(value, MapSource):
+                    continue
+                source = value.source
+                if isinstance(source, Node):
+                    src_run = runs[source]
+                    if source in self.values or source in plan.sources:
+                        if source not in self.values:
+                            self.values[source] = list(self._fetch(src_run._value))
+                        lengths[f"{source.name}"] = len(self.values[source])
+                    elif src_run.children is None:
+                        return Unmappable(
+                            State.UPSTREAM_FAILED,
+                            f"cannot map over '{source.name}': it ended {src_run.state.value}",
+                        )
+                    else:
+                        lengths[source.name] = len(src_run.children)
+                else:
+                    lengths[str(key)] = len(source)
+        except TypeError as exc:
+            error = TypeError(f"Task '{plan.name}' cannot map over its input: {exc}")
+            return Unmappable(State.FAILED, str(error), error)
+        if len(set(lengths.values())) > 1:
+            sizes = ", ".join(f"'{k}' has {v}" for k, v in lengths.items())
+            verror = ValueError(
+                f"Task '{plan.name}' maps over inputs of different lengths: {sizes}. Mapped "
+                "inputs are zipped: give them the same length, or wrap constants in unmapped(...)."
+            )
+            return Unmappable(State.FAILED, str(verror), verror)
+        return next(iter(lengths.values()), 0)
+
+    def expand(self, plan: NodePlan, run: TaskRun, count: int) -> list[TaskRun]:
+        """Give ``run`` its ``count`` children, each waiting for the children of the same
+        index of the mapped tasks it maps over element-wise that have not ended."""
+        children = [TaskRun(plan.node, f"{plan.name}[{i}]", i) for i in range(count)]
+        run.children = children
+        self._done[plan.node] = 0
+        runs = self._runs
+        for i, unit in enumerate(children):
+            waiting = 0
+            for up in plan.elementwise:
+                if not runs[up].children[i].state.is_finished:  # type: ignore[index]
+                    waiting += 1
+            unit._waiting = waiting
+        return children
+
+    def child_ended(self, node: Node) -> bool:
+        """Count one more ended child of ``node``; True once all of them have ended."""
+        done = self._done[node] = self._done[node] + 1
+        return done == len(self._runs[node].children or ())
+
+
+def parent_state(children: list[TaskRun]) -> State:
+    """A mapped task's state once all its children have ended.
+
+    >>> kids = [TaskRun(None, "c", i) for i in range(2)]  # type: ignore[arg-type]
+    >>> kids[0].state, kids[1].state = State.SUCCESS, State.TIMED_OUT
+    >>> parent_state(kids).value
+    'failed'
+    """
+    states = {c.state for c in children}
+    if State.CANCELLED in states:
+        return State.CANCELLED
+    if State.FAILED in states or State.TIMED_OUT in states:
+        return State.FAILED
+    if State.UPSTREAM_FAILED in states:
+        return State.UPSTREAM_FAILED
+    if states == {State.SKIPPED}:
+        return State.SKIPPED
+    if states == {State.CACHED}:
+        return State.CACHED
+    return State.SUCCESS

@@ -1,0 +1,54 @@
+"""Events and hooks of a run: recorded under the run's lock, delivered outside it, in order."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+from nbflow.events import Event, EventBus
+
+log = logging.getLogger("nbflow")
+
+Hook = Callable[..., Any]
+
+
+class Outbox:
+    """What a run has to tell: events for its bus and hook calls, in the order recorded.
+
+    The scheduler appends to ``events`` and ``hooks`` with its lock held (so they cost a
+    list append on the hot path); ``flush`` delivers them without holding it, so a slow
+    listener or hook never blocks the run.
+    """
+
+    __slots__ = ("_bus", "_lock", "_order", "events", "hooks")
+
+    def __init__(self, bus: EventBus, lock: AbstractContextManager[Any]) -> None:
+        self._bus = bus
+        self._lock = lock
+        self._order = threading.RLock()
+        self.events: list[Event] = []
+        self.hooks: list[tuple[Hook, tuple[Any, ...]]] = []
+
+    def flush(self) -> None:
+        """Deliver what was recorded. Serialised, so events reach listeners in the order
+        they happened, whichever thread recorded them."""
+        with self._order:
+            with self._lock:
+                events, self.events = self.events, []
+                hooks, self.hooks = self.hooks, []
+            for event in events:
+                self._bus.emit(event)
+            for hook, args in hooks:
+                call_hook(hook, *args)
+
+
+def call_hook(hook: Hook, *args: Any) -> None:
+    """Call a user's hook; an error in it is logged and changes nothing else."""
+    try:
+        hook(*args)
+    except Exception:
+        name = getattr(hook, "__qualname__", repr(hook))
+        log.exception("nbflow: hook '%s' raised; the run's outcome is unchanged", name)

@@ -1,0 +1,99 @@
+"""What an attempt's outcome becomes: the one pure place where an error turns into a state."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from typing import NamedTuple, Protocol
+
+from nbflow.errors import FAIL, RETRY, SKIP, SUCCESS, TaskTimeoutError
+from nbflow.state import OK, State
+
+
+class RetryPolicy(Protocol):
+    """What ``verdict`` reads of a task (a ``Task`` is one)."""
+
+    @property
+    def retries(self) -> int: ...
+
+    @property
+    def retry_on(self) -> tuple[type[BaseException], ...]: ...
+
+    @property
+    def retry_delay(self) -> float: ...
+
+
+class Verdict(NamedTuple):
+    """How one attempt ended and what its task run becomes.
+
+    ``attempt`` is the state recorded in the attempt's history; ``state`` the state the
+    task run moves to (``retrying``, or the state it ends in); ``reason`` the text shown
+    with it; ``delay`` the base wait before a retry (0 when the task raised ``RETRY``).
+    """
+
+    attempt: State
+    state: State
+    reason: str | None = None
+    delay: float = 0.0
+
+
+# The common case allocates nothing.
+SUCCEEDED = Verdict(State.SUCCESS, State.SUCCESS)
+
+
+def verdict(
+    error: BaseException | None, timed_out: bool, attempt: int, task: RetryPolicy
+) -> Verdict:
+    """The verdict on attempt number ``attempt`` (from 1) that raised ``error`` (or None).
+
+    >>> from nbflow import task
+    >>> flaky = task(retries=1)(lambda: None)
+    >>> verdict(OSError("disk"), False, 1, flaky).state.value
+    'retrying'
+    >>> verdict(OSError("disk"), False, 2, flaky).state.value
+    'failed'
+    """
+    if error is None:
+        return SUCCEEDED
+    if isinstance(error, SKIP):
+        return Verdict(State.SKIPPED, State.SKIPPED, error.message or "raised SKIP")
+    if isinstance(error, SUCCESS):
+        return Verdict(State.SUCCESS, State.SUCCESS, error.message or None)
+    state = State.TIMED_OUT if timed_out or isinstance(error, TaskTimeoutError) else State.FAILED
+    if (
+        not isinstance(error, FAIL)
+        and attempt <= task.retries
+        and isinstance(error, (*task.retry_on, RETRY))
+    ):
+        delay = 0.0 if isinstance(error, RETRY) else task.retry_delay
+        return Verdict(state, State.RETRYING, f"attempt {attempt} {state.value}: {error}", delay)
+    return Verdict(state, state, f"{type(error).__name__}: {error}")
+
+
+def retry_wait(
+    delay: float,
+    backoff: float,
+    jitter: float,
+    attempt: int,
+    uniform: Callable[[float, float], float] = random.uniform,
+) -> float:
+    """Seconds to wait before retrying after attempt number ``attempt`` (from 1).
+
+    >>> retry_wait(2.0, 3.0, 0.0, 3)
+    18.0
+    """
+    wait = delay * backoff ** (attempt - 1)
+    if jitter:
+        wait *= 1 + uniform(-jitter, jitter)
+    return wait
+
+
+def run_state(cancelled: bool, states: Iterable[State]) -> State:
+    """A flow run's final state from those of the task runs that decide it.
+
+    >>> run_state(False, [State.SUCCESS, State.SKIPPED]).value
+    'success'
+    """
+    if cancelled:
+        return State.CANCELLED
+    return State.SUCCESS if all(s in OK for s in states) else State.FAILED
