@@ -123,6 +123,7 @@ class Dispatcher:
             task.log_prints,
             self.echo,
             persist,
+            task.nout if unit.map_index is None else None,
         )
 
     def submit(self, attempts: list[tuple[TaskRun, Attempt]]) -> None:

@@ -339,6 +339,7 @@ class DaskExecutor:
             store,
             key,
             expire,
+            attempt.nout,
         )
         with router.lock:
             router.jobs[token] = job

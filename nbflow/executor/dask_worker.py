@@ -48,6 +48,7 @@ class Spec(NamedTuple):
     store: StoreRef | None = None
     key: str | None = None
     expire: float | None = None
+    nout: int | None = None
 
 
 class _InterruptedError(TaskTimeoutError):
@@ -231,7 +232,15 @@ def run_attempt(fn: bytes, args: tuple[Any, ...], kwargs: dict[str, Any], spec: 
     else:
         _starts.add(spec.topic, spec.token, start)
     attempt = Attempt(
-        unship(fn), args, kwargs, spec.task_name, spec.label, spec.number, None, spec.log_prints
+        unship(fn),
+        args,
+        kwargs,
+        spec.task_name,
+        spec.label,
+        spec.number,
+        None,
+        spec.log_prints,
+        nout=spec.nout,
     )
     disarm = _arm_interrupt(spec.timeout) if spec.timeout is not None else None
     running = (spec.topic, spec.token)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from nbflow import logs
+from nbflow.errors import FAIL
 from nbflow.logs import LogRecord
 
 
@@ -40,6 +41,8 @@ class Attempt(NamedTuple):
     echo: bool = False
     # (store, key, expire) for executors that persist values where they were computed.
     cache: tuple[Any, str, float | None] | None = None
+    # The number of values the task declares it returns (``@task(nout=...)``), checked here.
+    nout: int | None = None
 
 
 @dataclass(slots=True)
@@ -133,6 +136,21 @@ def format_user_traceback(exc: BaseException, skip: int = 1) -> str:
 _MAIN = threading.main_thread()
 
 
+def _check_nout(attempt: Attempt, value: Any) -> None:
+    """Fail (without retries: the same code returns the same shape) a task whose value
+    is not ``nout`` values: unpacking would drop or miss some silently."""
+    try:
+        count = len(value)
+    except TypeError:
+        count = None
+    if count != attempt.nout or isinstance(value, (str, bytes, dict)):
+        got = f"{count} values" if count is not None else f"a {type(value).__name__}"
+        raise FAIL(
+            f"Task '{attempt.label}' declares nout={attempt.nout} but returned {got}; "
+            f"return a tuple of exactly {attempt.nout} values, or change nout."
+        )
+
+
 def _await(coroutine: Any) -> Any:
     """Run an ``async def`` task's coroutine to its end and return its value. Where an
     event loop already runs in this thread (a notebook's kernel, for a sequential run),
@@ -168,6 +186,8 @@ def execute(attempt: Attempt) -> Outcome:
         value = attempt.fn(*attempt.args, **attempt.kwargs)
         if isinstance(value, types.CoroutineType):  # an ``async def`` task
             value = _await(value)
+        if attempt.nout is not None:
+            _check_nout(attempt, value)
     except BaseException as exc:
         # Any exception ends this task only. KeyboardInterrupt in the main thread is
         # Ctrl-C (or the kernel's interrupt) during a sequential run: it cancels the run.

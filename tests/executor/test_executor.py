@@ -522,3 +522,22 @@ def test_an_async_task_runs_where_an_event_loop_is_already_running():
         return fetch_twice(5)
 
     assert asyncio.run(inside_a_loop()) == 10
+
+
+@task(cache=False, nout=2)
+def pair(n):
+    return tuple(range(n)) if n >= 0 else None
+
+
+@pytest.mark.parametrize("executor", [*EXECUTORS, "dask"])
+def test_a_task_returning_more_or_fewer_values_than_its_nout_fails_without_retries(executor):
+    with Flow("nout") as flow:
+        a, b = pair(2)
+        c, d = pair.with_options(retries=2)(3)
+        e, f = pair(-1)
+    run = run_on(flow, executor, max_workers=1) if executor == "dask" else run_on(flow, executor)
+    assert (run.result(a), run.result(b)) == (0, 1)
+    for node, got in (("pair-2", "3 values"), ("pair-3", "a NoneType")):
+        assert run[node].state is State.FAILED and run[node].attempts == 1
+        assert f"declares nout=2 but returned {got}" in str(run[node].error)
+    assert run[c].state is State.UPSTREAM_FAILED and run[e].state is State.UPSTREAM_FAILED
