@@ -58,7 +58,8 @@ class Reuse:
         unit.attempts = 0
         unit.cached = prior.state is not State.SKIPPED
         unit.key = prior.key
-        unit.start = prior.start
+        # Its start and end are this run's (set when it ends): the time of the reuse, not
+        # the time since the prior run computed it.
         self._reused.add(id(unit))
         if prior.state is State.SKIPPED:
             return State.SKIPPED, prior.reason

@@ -42,7 +42,7 @@ def test_a_task_that_succeeded_before_is_taken_over_as_cached():
     unit = runs[first]
     assert reuse.prior_of(plans[first], unit) is prior
     assert reuse.take(unit, prior) == (State.CACHED, None)
-    assert (unit._value, unit.cached, unit.attempts, unit.start) == (42, True, 0, 5.0)
+    assert (unit._value, unit.cached, unit.attempts, unit.start) == (42, True, 0, None)
 
 
 def test_a_task_skipped_before_stays_skipped_for_the_same_reason():
@@ -103,3 +103,29 @@ def test_a_recorded_value_is_read_from_the_store_and_a_missing_one_runs_the_task
     runs[first].key = "gone"
     assert Reuse({"load": gone}, runs, lookup).prior_of(plans[first], runs[first]) is None
     assert Reuse({"load": gone}, runs, None).prior_of(plans[first], runs[first]) is None
+
+
+def test_a_reused_result_takes_the_time_of_the_reuse_not_the_time_since_it_was_computed():
+    import time as _time
+
+    from nbflow import Flow, task
+
+    @task(cache=False)
+    def slow():
+        _time.sleep(0.3)
+        return 1
+
+    @task(cache=False)
+    def fails(x):
+        raise ValueError("again")
+
+    with Flow("reuse-time") as flow:
+        s = slow()
+        fails(s)
+    first = flow.run()
+    _time.sleep(0.5)
+    again = first.retry()
+    assert first[s].duration >= 0.3
+    assert again[s].state.value == "cached"
+    assert again[s].duration < 0.2
+    assert again[s].start >= first.end
