@@ -15,7 +15,6 @@ True
 
 from __future__ import annotations
 
-import pkgutil
 import threading
 from typing import Any, Generic, TypeVar, cast
 
@@ -44,6 +43,8 @@ class Seam(Generic[T]):
                 f"No {self.what} is registered; import nbflow to register the default one."
             )
         if isinstance(found, str):
+            import pkgutil  # here, not at import: it loads importlib.util
+
             found = self._registered = pkgutil.resolve_name(found)
         return cast(T, found)
 
