@@ -1,0 +1,549 @@
+"""Prefect 1.4.1's own tests (tests/core/test_flow.py, tests/test_triggers.py,
+tests/tasks/test_control_flow.py, tests/core/test_parameter.py, tests/core/test_task.py),
+ported where the behaviour is the same in nbflow: names follow theirs where sensible.
+
+Task functions live at module level so they travel to worker processes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from nbflow import (
+    Flow,
+    Parameter,
+    State,
+    case,
+    flatten,
+    ifelse,
+    merge,
+    some_successful,
+    switch,
+    task,
+    unmapped,
+)
+from nbflow.errors import FlowError, TaskDefinitionError
+from nbflow.graph.triggers import trigger_met
+
+
+@task(cache=False)
+def identity(x):
+    return x
+
+
+@task(cache=False)
+def constant():
+    return "constant"
+
+
+@task(cache=False)
+def inc(x):
+    return x + 1
+
+
+@task(cache=False)
+def add(x, y):
+    return x + y
+
+
+@task(cache=False)
+def boom():
+    raise ValueError("boom")
+
+
+@task(cache=False)
+def nested_or_not(x):
+    return x
+
+
+@task(cache=False, skip_on_upstream_skip=False)
+def describe(x):
+    return f"got {x!r}"
+
+
+def run_seq(flow, **options):
+    return flow.run(executor="sequential", **options)
+
+
+# -- merge (item 1) ---------------------------------------------------------------------
+
+
+def test_merge_with_all_branches_skipped_is_skipped_and_so_is_what_follows():
+    with Flow("all-skipped") as flow:
+        cond = identity("c")
+        with case(cond, "a"):
+            a = constant()
+        with case(cond, "b"):
+            b = constant()
+        out = merge(a, b)
+        after = inc(out)
+    run = run_seq(flow)
+    assert run[out].state is State.SKIPPED
+    assert "every upstream task was skipped" in run[out].reason
+    assert run[after].state is State.SKIPPED
+    assert run.ok
+
+
+def test_merge_in_a_case_block_not_taken_is_skipped():
+    with Flow("merge-in-case") as flow:
+        cond = identity(False)
+        outside = identity(1)
+        with case(cond, True):
+            inner = merge(outside)
+    run = run_seq(flow)
+    assert run[inner].state is State.SKIPPED
+    assert "not taken" in run[inner].reason
+
+
+def test_merge_in_a_case_block_taken_returns_the_value():
+    with Flow("merge-in-taken-case") as flow:
+        cond = identity(True)
+        outside = identity(1)
+        with case(cond, True):
+            inner = merge(outside)
+    assert run_seq(flow).result(inner) == 1
+
+
+def test_merge_returns_none_from_a_branch_that_ran_and_returned_none():
+    with Flow("merge-none") as flow:
+        out = merge(identity(None))
+    run = run_seq(flow)
+    assert run[out].state is State.SUCCESS
+    assert run.result(out) is None
+
+
+def test_merge_with_a_failed_branch_does_not_run():
+    with Flow("merge-failed") as flow:
+        out = merge(boom(), identity(1))
+    run = run_seq(flow)
+    assert not run[out].state.is_successful
+    assert not run.ok
+
+
+# -- switch / ifelse ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "taken"), [("a", 0), ("b", 1), ("c", 2)])
+def test_switch(value, taken):
+    with Flow("switch") as flow:
+        branches = [identity("a"), identity("b"), identity("c")]
+        switch(identity(value), dict(zip("abc", branches, strict=True)))
+        out = merge(*branches)
+    run = run_seq(flow)
+    states = [run[b].state for b in branches]
+    assert states == [State.SUCCESS if i == taken else State.SKIPPED for i in range(3)]
+    assert run.result(out) == value
+
+
+def test_switch_skips_what_depends_on_a_branch_not_taken():
+    with Flow("switch-downstream") as flow:
+        a, b = identity("a"), identity("b")
+        switch(identity("a"), {"a": a, "b": b})
+        after_b = inc(b)
+    run = run_seq(flow)
+    assert run[after_b].state is State.SKIPPED
+
+
+def test_switch_takes_tasks_not_yet_in_the_flow():
+    with Flow("switch-tasks") as flow:
+        switch(identity(1), {1: constant, 2: boom})
+    run = run_seq(flow)
+    assert run[flow.node(constant)].state is State.SUCCESS
+    assert run[flow.node(boom)].state is State.SKIPPED
+    assert run.ok
+
+
+def test_switch_refuses_cases_that_are_not_tasks():
+    with Flow("switch-bad"), pytest.raises(FlowError, match="not a task or a node"):
+        switch(identity(1), {1: "constant"})
+
+
+@pytest.mark.parametrize(("condition", "expected"), [(1, "true"), (0, "false"), ([], "false")])
+def test_ifelse(condition, expected):
+    with Flow("ifelse") as flow:
+        yes, no = identity("true"), identity("false")
+        ifelse(identity(condition), yes, no)
+        out = merge(yes, no)
+    assert run_seq(flow).result(out) == expected
+
+
+def test_ifelse_and_switch_need_a_flow():
+    with pytest.raises(FlowError, match=r"ifelse\(\.\.\.\) is used inside 'with Flow"):
+        ifelse(identity, constant, boom)
+
+
+def test_ifelse_on_a_flow_built_imperatively():
+    flow = Flow("ifelse-imperative")
+    cond = flow.add_task(constant)
+    yes = flow.set_dependencies(identity, keyword_tasks={"x": "yes"})
+    no = flow.set_dependencies(boom)
+    ifelse(cond, yes, no, flow=flow)
+    run = run_seq(flow)
+    assert run.result(yes) == "yes"
+    assert run[no].state is State.SKIPPED
+
+
+# -- case / merge with flow= -------------------------------------------------------------
+
+
+def test_case_and_merge_on_a_flow_built_imperatively():
+    flow = Flow("case-imperative")
+    cond = flow.set_dependencies(identity, keyword_tasks={"x": "b"})
+    with case(cond, "a", flow=flow):
+        a = flow.add_task(constant)
+    with case(cond, "b", flow=flow):
+        b = flow.set_dependencies(inc, keyword_tasks={"x": 1})
+    out = merge(a, b, flow=flow)
+    run = run_seq(flow)
+    assert run[a].state is State.SKIPPED
+    assert run.result(out) == 2
+
+
+def test_case_refuses_a_flow_that_is_not_a_flow():
+    with pytest.raises(FlowError, match="expected flow= to be a Flow"), case(1, 1, flow="f"):
+        pass
+
+
+# -- flatten (item 2) ----------------------------------------------------------------
+
+
+def test_flatten_keeps_items_that_are_not_lists():
+    with Flow("flatten-plain") as flow:
+        values = nested_or_not.map([[1, 2], 3, "ab", {"k": 1}, (4,)])
+        out = identity.map(flatten(values))
+    assert run_seq(flow).result(out) == [1, 2, 3, "ab", {"k": 1}, 4]
+
+
+def test_flatten_of_a_list_of_plain_values_is_the_list():
+    with Flow("flatten-flat") as flow:
+        out = inc.map(flatten(identity([1, 2, 3])))
+    assert run_seq(flow).result(out) == [2, 3, 4]
+
+
+# -- Flow.update (item 3) --------------------------------------------------------------
+
+
+def test_update_with_a_task_both_flows_share_joins_them_in_one_node():
+    shared = identity.with_options(name="shared")
+    first = Flow("first")
+    first.set_dependencies(shared, keyword_tasks={"x": 1})
+    first.add_edge(shared, inc, key="x")
+    second = Flow("second")
+    second.add_task(shared)
+    second.add_edge(shared, describe, key="x")
+    first.update(second)
+    assert [n.task for n in first.tasks].count(shared) == 1
+    run = run_seq(first)
+    node = first.node(shared)
+    assert set(first.downstream(node)) == {first.node(inc), first.node(describe)}
+    assert run.result(first.node(inc)) == 2
+    assert run.result(first.node(describe)) == "got 1"
+
+
+def test_update_keeps_two_calls_of_one_task_with_different_arguments():
+    with Flow("a") as a:
+        inc(1)
+    with Flow("b") as b:
+        inc(10)
+    a.update(b)
+    assert len(a.tasks) == 2
+    assert sorted(run_seq(a).result(n) for n in a.tasks) == [2, 11]
+
+
+def test_update_keeps_two_calls_that_set_the_same_argument():
+    first = Flow("k1")
+    first.set_dependencies(identity, keyword_tasks={"x": 1})
+    second = Flow("k2")
+    second.set_dependencies(identity, keyword_tasks={"x": 2})
+    first.update(second)
+    assert sorted(run_seq(first).result(n) for n in first.tasks) == [1, 2]
+
+
+def test_update_joins_a_shared_parameter():
+    x = Parameter("x", default=3)
+    with Flow("p1") as p1:
+        one = inc(x)
+    with Flow("p2") as p2:
+        two = add(x, 10)
+    p1.update(p2)
+    assert list(p1.parameters()) == ["x"]
+    run = run_seq(p1, x=5)
+    assert (run.result(one), run.result(two)) == (6, 15)
+
+
+# -- add_edge (item 4) ----------------------------------------------------------------
+
+
+def test_add_edge_with_prefect_keywords():
+    flow = Flow("edges")
+    flow.add_edge(upstream_task=constant, downstream_task=identity, key="x")
+    assert run_seq(flow).result(flow.node(identity)) == "constant"
+
+
+def test_add_edge_into_a_parameter_is_refused():
+    flow = Flow("edge-into-param")
+    x = Parameter("x", default=1)
+    with pytest.raises(FlowError, match="parameter 'x' cannot have upstream tasks"):
+        flow.add_edge(constant, x)
+    with pytest.raises(FlowError, match="parameter 'x' cannot have upstream tasks"):
+        flow.set_dependencies(x, upstream_tasks=[constant])
+    assert flow.edges == ()
+
+
+# -- Parameter (item 5) --------------------------------------------------------------
+
+
+def test_create_parameter_twice_in_one_flow_is_refused():
+    with Flow("dup") as flow:
+        Parameter("x")
+        with pytest.raises(FlowError, match="already has a parameter named 'x'"):
+            Parameter("x")
+    assert list(flow.parameters()) == ["x"]
+
+
+def test_copying_a_flow_with_a_parameter_keeps_it():
+    with Flow("copy") as flow:
+        inc(Parameter("x", default=1))
+    assert list(flow.copy().parameters()) == ["x"]
+
+
+def test_calling_a_parameter_returns_it():
+    with Flow("called") as flow:
+        x = Parameter("x", default=2)
+        node = x()
+        out = inc(x())
+    assert node is flow.node(x)
+    assert len(flow.tasks) == 2
+    assert run_seq(flow).result(out) == 3
+    assert x() is x  # outside a flow: the parameter itself
+
+
+def test_calling_a_parameter_with_arguments_is_refused():
+    x = Parameter("x")
+    with pytest.raises(TaskDefinitionError, match="takes no arguments"):
+        x(1)
+
+
+# -- triggers (item 6 and the new ones) -----------------------------------------------
+
+S, K, F, U = State.SUCCESS, State.SKIPPED, State.FAILED, State.UPSTREAM_FAILED
+
+
+@pytest.mark.parametrize(
+    ("states", "met"),
+    [([S], True), ([K], True), ([K, F], True), ([F, U], False), ([], True)],
+)
+def test_any_successful(states, met):
+    assert trigger_met("any_successful", states)[0] is met
+
+
+@pytest.mark.parametrize(
+    ("states", "met"),
+    [([S], True), ([S, K], True), ([K, K], False), ([K], False), ([S, F], False), ([], True)],
+)
+def test_not_all_skipped(states, met):
+    assert trigger_met("not_all_skipped", states)[0] is met
+
+
+def test_not_all_skipped_says_why():
+    assert trigger_met("not_all_skipped", [K, K]) == (False, "every upstream task was skipped")
+
+
+@pytest.mark.parametrize(
+    ("bounds", "states", "met"),
+    [
+        ({"at_least": 1}, [S, F], True),
+        ({"at_least": 2}, [S, F], False),
+        ({"at_least": 2}, [S, K, F], True),
+        ({"at_most": 1}, [S, S], False),
+        ({"at_least": 0.5}, [S, F], True),
+        ({"at_most": 0.5}, [S, S, F], False),
+        ({}, [F, F], False),
+    ],
+)
+def test_some_successful(bounds, states, met):
+    assert some_successful(**bounds).met(states)[0] is met
+
+
+def test_some_successful_refuses_a_float_above_one():
+    with pytest.raises(TaskDefinitionError, match=r"some_successful\(\): at_least=1.5"):
+        some_successful(at_least=1.5)
+
+
+def test_any_successful_counts_a_skipped_upstream_in_a_run():
+    @task(cache=False, trigger="any_successful", skip_on_upstream_skip=False)
+    def either(a, b):
+        return "ran"
+
+    with Flow("any-skipped") as flow:
+        cond = identity(False)
+        with case(cond, True):
+            skipped = constant()
+        out = either(skipped, boom())
+    assert run_seq(flow).result(out) == "ran"
+
+
+def test_some_successful_trigger_in_a_run():
+    @task(cache=False, trigger=some_successful(at_least=2), skip_on_upstream_skip=False)
+    def enough(*values):
+        return len(values)
+
+    with Flow("some-successful") as flow:
+        yes = enough(identity(1), identity(2), boom())
+        no = enough(identity(1), boom(), boom())
+    run = run_seq(flow)
+    assert run.result(yes) == 3
+    assert run[no].state is State.SKIPPED
+    assert "1 of 3 upstream tasks succeeded, fewer than 2" in run[no].reason
+
+
+# -- options (item 7) ------------------------------------------------------------------
+
+
+def test_retry_on_accepts_a_set():
+    t = task(retries=1, retry_on={RuntimeError, OSError})(identity.fn)
+    assert set(t.retry_on) == {RuntimeError, OSError}
+    assert t.retry_on == task(retry_on={OSError, RuntimeError})(identity.fn).retry_on
+
+
+def test_retry_delay_none_is_no_delay():
+    assert task(retries=2, retry_delay=None)(identity.fn).retry_delay == 0.0
+    assert task(retry_delay=dt.timedelta(seconds=2))(identity.fn).retry_delay == 2.0
+
+
+def test_wait_for_takes_unmapped_tasks():
+    with Flow("wait-unmapped") as flow:
+        first = constant()
+        out = inc.map([1, 2], wait_for=[unmapped(first)])
+        plain = inc(1, wait_for=[unmapped(first)])
+    assert set(flow.upstream(out)) == {first}
+    assert set(flow.upstream(plain)) == {first}
+    assert run_seq(flow).result(out) == [2, 3]
+
+
+# -- membership (item 9) ---------------------------------------------------------------
+
+
+def test_a_task_of_the_flow_is_in_flow_tasks():
+    with Flow("membership") as flow:
+        node = inc(1)
+    assert inc in flow.tasks
+    assert node in flow.tasks
+    assert add not in flow.tasks
+    assert flow.tasks == (node,)
+
+
+# -- chain, set_upstream / set_downstream, set_dependencies(downstream_tasks=) --------------
+
+
+def test_chain():
+    flow = Flow("chain")
+    a, b, c = (flow.add_task(constant, new=True) for _ in range(3))
+    edges = flow.chain(a, b, c)
+    assert [(e.upstream, e.downstream) for e in edges] == [(a, b), (b, c)]
+    assert flow.sorted() == (a, b, c)
+
+
+def test_chain_needs_two_tasks():
+    with pytest.raises(FlowError, match="two or more"):
+        Flow("short").chain(constant)
+
+
+def test_set_upstream_and_set_downstream_with_flow():
+    flow = Flow("set-up-down")
+    identity.set_upstream(constant, flow=flow, key="x")
+    constant.set_downstream(boom, flow=flow)
+    assert flow.upstream(identity) == (flow.node(constant),)
+    assert flow.downstream(constant) == (flow.node(identity), flow.node(boom))
+    assert run_seq(flow).result(flow.node(identity)) == "constant"
+
+
+def test_set_upstream_on_a_node_in_a_flow_block():
+    with Flow("node-set-upstream") as flow:
+        first = constant()
+        second = inc(1)
+        second.set_upstream(first)
+    assert flow.upstream(second) == (first,)
+
+
+def test_set_upstream_needs_a_flow():
+    with pytest.raises(FlowError, match=r"set_upstream\(other, flow=flow\)"):
+        identity.set_upstream(constant)
+
+
+def test_set_dependencies_with_downstream_tasks():
+    flow = Flow("downstream-tasks")
+    node = flow.set_dependencies(constant, downstream_tasks=[boom, identity])
+    assert flow.downstream(node) == (flow.node(boom), flow.node(identity))
+
+
+# -- operators on nodes --------------------------------------------------------------
+
+
+def test_operators_on_nodes_build_tasks():
+    with Flow("operators") as flow:
+        x = identity(6)
+        y = identity(3)
+        results = {
+            "add": x + 1,
+            "radd": 1 + x,
+            "sub": x - y,
+            "rsub": 10 - x,
+            "mul": x * y,
+            "div": x / y,
+            "floordiv": x // 4,
+            "mod": x % 4,
+            "pow": y**2,
+            "rpow": 2**y,
+            "lt": x < y,
+            "ge": x >= y,
+            "and": x & y,
+            "or": x | 1,
+            "is_equal": x.is_equal(6),
+            "is_not_equal": x.is_not_equal(y),
+            "not": x.not_(),
+            "and_": x.and_(0),
+            "or_": y.or_(0),
+            "sum": x + y,
+        }
+    run = run_seq(flow)
+    assert {k: run.result(v) for k, v in results.items()} == {
+        "add": 7,
+        "radd": 7,
+        "sub": 3,
+        "rsub": 4,
+        "mul": 18,
+        "div": 2.0,
+        "floordiv": 1,
+        "mod": 2,
+        "pow": 9,
+        "rpow": 8,
+        "lt": False,
+        "ge": True,
+        "and": 2,
+        "or": 7,
+        "is_equal": True,
+        "is_not_equal": True,
+        "not": False,
+        "and_": 0,
+        "or_": 3,
+        "sum": 9,
+    }
+    assert flow.name_of(results["add"]) == "identity + 1"
+
+
+def test_equality_of_nodes_stays_identity():
+    with Flow("eq") as flow:
+        x = identity(1)
+    assert x == x
+    assert x != flow.add_task(constant)
+    assert {x: 1}[x] == 1
+
+
+def test_bool_of_a_node_is_still_refused():
+    with Flow("bool"):
+        x = identity(1)
+        with pytest.raises(TypeError, match="a truth test"):
+            bool(x < 2)
