@@ -382,6 +382,7 @@ class Flow:
         on_failure: FlowHook | Iterable[FlowHook] | None = None,
         on_success: FlowHook | Iterable[FlowHook] | None = None,
         on_state_change: FlowHook | Iterable[FlowHook] | None = None,
+        state_handlers: Callable[..., Any] | Iterable[Callable[..., Any]] | None = None,
         _register: bool = True,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
@@ -394,6 +395,14 @@ class Flow:
             "on_state_change",
             on_state_change,
             "hook(task, task_run, old_state, new_state)",
+            FlowError,
+        )
+        # Prefect 1's flow state handlers: the flow's own transitions, not its tasks'.
+        self.state_handlers = check_hooks(
+            f"Flow '{name}'",
+            "state_handlers",
+            state_handlers,
+            "handler(flow, old_state, new_state)",
             FlowError,
         )
         self._reference: tuple[Node, ...] | None = None
@@ -721,6 +730,7 @@ class Flow:
             on_failure=self.on_failure,
             on_success=self.on_success,
             on_state_change=self.on_state_change,
+            state_handlers=self.state_handlers,
             _register=False,
         )
         new.update(self)

@@ -547,3 +547,48 @@ def test_bool_of_a_node_is_still_refused():
         x = identity(1)
         with pytest.raises(TypeError, match="a truth test"):
             bool(x < 2)
+
+
+# -- flow state handlers -----------------------------------------------------------------
+
+
+def test_flow_state_handlers_are_called_on_the_flows_transitions():
+    seen = []
+
+    def handler(flow, old, new):
+        seen.append((flow.name, old, new))
+        return new
+
+    with Flow("handled", state_handlers=[handler]) as flow:
+        boom()
+    flow.run(executor="sequential")
+    assert seen == [
+        ("handled", State.PENDING, State.RUNNING),
+        ("handled", State.RUNNING, State.FAILED),
+    ]
+
+
+def test_flow_state_handlers_see_the_flow_not_the_run_copy_with_parameters():
+    seen = []
+    with Flow("handled-params", state_handlers=lambda f, old, new: seen.append(f)) as flow:
+        inc(Parameter("x", default=1))
+    flow.run(executor="sequential", x=2)
+    assert seen == [flow, flow]
+
+
+def test_a_failing_flow_state_handler_is_logged_and_changes_nothing(caplog):
+    def broken(flow, old, new):
+        raise RuntimeError("handler broke")
+
+    with Flow("broken-handler", state_handlers=broken) as flow:
+        out = inc(1)
+    run = flow.run(executor="sequential")
+    assert run.ok
+    assert run.result(out) == 2
+    assert "state handler" in caplog.text
+    assert "broken-handler" in caplog.text
+
+
+def test_flow_state_handlers_must_be_callable():
+    with pytest.raises(FlowError, match="state_handlers to be a callable"):
+        Flow("bad-handlers", state_handlers=["not callable"])
