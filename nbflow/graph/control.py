@@ -135,6 +135,11 @@ def case(node: Any, value: Any, *, flow: Flow | None = None) -> Iterator[Node]:
     around ``flow.add_task``/``flow.set_dependencies`` calls.
     """
     flow = _flow_for("case", flow)
+    if isinstance(value, (Node, Task)):
+        raise TypeError(
+            f"case(..., value) compares with a plain value, but got {value!r}; a task's "
+            "result is not known while the flow is built. Compare inside a task instead."
+        )
     test = Task(compare, name=f"case({getattr(node, 'name', node)} == {value!r})", cache=False)
     condition = flow.add_call(test, (node, value), {}, mapped=False, wait_for=None)
     token = active_case.set((*active_case.get(), condition))
@@ -195,8 +200,9 @@ def switch(
     """Run the task of ``cases`` whose key equals ``condition``'s result; the others end
     skipped, and so does what depends on them (but ``merge``). Prefect 1's ``switch``.
 
-    The values of ``cases`` are nodes of the flow, or tasks that take no arguments.
-    Returns the condition node each case waits for, by key.
+    The values of ``cases`` are nodes of the flow, tasks that take no arguments, lists
+    of them (each waits for the condition; Prefect 1 guarded only the list) or None
+    (nothing runs for that value). Returns the condition node of each case, by key.
 
     >>> from nbflow import Flow, merge, switch, task
     >>> @task(cache=False)
@@ -220,14 +226,19 @@ def switch(
         )
     conditions: dict[Any, Node] = {}
     for value, branch in cases.items():
-        if not isinstance(branch, (Node, Task)):
-            raise FlowError(
-                f"switch(): the case {value!r} is {branch!r}, not a task or a node of the flow."
-            )
+        if branch is None:
+            continue
+        branches = list(branch) if isinstance(branch, (list, tuple)) else [branch]
+        for b in branches:
+            if not isinstance(b, (Node, Task)):
+                raise FlowError(
+                    f"switch(): the case {value!r} is {b!r}, not a task or a node of the flow."
+                )
         label = f"case({getattr(condition, 'name', condition)} == {value!r})"
         test = Task(compare, name=label, cache=False)
         node = flow.add_call(test, (condition, value), {}, mapped=False, wait_for=None)
-        flow.add_edge(node, branch)
+        for b in branches:
+            flow.add_edge(node, b)
         conditions[value] = node
     return conditions
 

@@ -592,3 +592,251 @@ def test_a_failing_flow_state_handler_is_logged_and_changes_nothing(caplog):
 def test_flow_state_handlers_must_be_callable():
     with pytest.raises(FlowError, match="state_handlers to be a callable"):
         Flow("bad-handlers", state_handlers=["not callable"])
+
+
+# -- tests/tasks/test_control_flow.py -------------------------------------------------
+
+
+@task(cache=False)
+def success_task():
+    return 1
+
+
+@task(cache=False)
+def skip_task():
+    from nbflow import SKIP
+
+    raise SKIP("not today")
+
+
+def _branch(name):
+    return success_task.with_options(name=name)
+
+
+@pytest.mark.parametrize("condition_value", [True, False])
+def test_ifelse_doesnt_add_None_task(condition_value):  # noqa: N802 - Prefect's name
+    true_branch = _branch("true branch")
+    with Flow("test") as flow:
+        ifelse(identity(condition_value), true_branch, None)
+    run = run_seq(flow)
+    expected = State.SUCCESS if condition_value else State.SKIPPED
+    assert run[flow.node(true_branch)].state is expected
+    assert len(flow.tasks) == 4  # identity, bool, one condition, the branch
+
+
+@pytest.mark.parametrize("condition_value", [1, "a", "False", True, [1], {1: 2}])
+def test_ifelse_with_truthy_conditions(condition_value):
+    true_branch, false_branch = _branch("true branch"), _branch("false branch")
+    with Flow("test") as flow:
+        ifelse(identity(condition_value), true_branch, false_branch)
+    run = run_seq(flow)
+    assert run[flow.node(true_branch)].state is State.SUCCESS
+    assert run[flow.node(false_branch)].state is State.SKIPPED
+
+
+@pytest.mark.parametrize("condition_value", [0, "", None, False, [], {}])
+def test_ifelse_with_falsey_conditions(condition_value):
+    true_branch, false_branch = _branch("true branch"), _branch("false branch")
+    with Flow("test") as flow:
+        ifelse(identity(condition_value), true_branch, false_branch)
+    run = run_seq(flow)
+    assert run[flow.node(true_branch)].state is State.SKIPPED
+    assert run[flow.node(false_branch)].state is State.SUCCESS
+
+
+@pytest.mark.parametrize("condition_value", ["a", "b", "c", "d", "x"])
+def test_switch_with_four_cases(condition_value):
+    branches = {key: _branch(key) for key in "abcd"}
+    with Flow("test") as flow:
+        switch(identity(condition_value), branches)
+        assert len(flow.tasks) == 9
+    run = run_seq(flow)
+    for key, branch in branches.items():
+        expected = State.SUCCESS if key == condition_value else State.SKIPPED
+        assert run[flow.node(branch)].state is expected
+    assert run.ok
+
+
+def test_merging_diamond_flow():
+    true_branch = [_branch(f"true branch {i}") for i in range(3)]
+    false_branch = [_branch(f"false branch {i}") for i in range(3)]
+    with Flow("test") as flow:
+        ifelse(identity(True), true_branch[0], false_branch[0])
+        flow.chain(*true_branch)
+        flow.chain(*false_branch)
+        merge_task = merge(flow.node(true_branch[-1]), flow.node(false_branch[-1]))
+    run = run_seq(flow)
+    assert all(run[flow.node(t)].state is State.SUCCESS for t in true_branch)
+    assert all(run[flow.node(t)].state is State.SKIPPED for t in false_branch)
+    assert run[merge_task].state is State.SUCCESS
+
+
+def test_merge_imperative_flow():
+    flow = Flow("test")
+    cond = flow.set_dependencies(identity, keyword_tasks={"x": True})
+    with case(cond, True, flow=flow):
+        a = flow.set_dependencies(inc, keyword_tasks={"x": 1})
+    with case(cond, False, flow=flow):
+        b = flow.set_dependencies(add, keyword_tasks={"x": 2, "y": 1})
+    c = merge(a, b, flow=flow)
+    run = run_seq(flow)
+    assert run.result(cond) is True
+    assert run.result(a) == 2
+    assert run[b].state is State.SKIPPED
+    assert run.result(c) == 2
+
+
+class SpecialObject:
+    def __eq__(self, other):
+        return self
+
+    __hash__ = object.__hash__
+
+    def __bool__(self):
+        raise SyntaxError("You can't handle the truth!")
+
+
+@task(cache=False)
+def return_special():
+    return SpecialObject()
+
+
+def test_merging_with_objects_that_cant_be_equality_compared():
+    success = _branch("success")
+    with Flow("test-merge") as flow:
+        ifelse(identity(False), success, return_special)
+        merge_task = merge(flow.node(success), flow.node(return_special))
+    run = run_seq(flow)
+    assert run.ok
+    assert isinstance(run.result(merge_task), SpecialObject)
+
+
+def test_merging_skips_if_all_upstreams_skip():
+    with Flow("skipper") as flow:
+        merge_task = merge(skip_task(), skip_task())
+    run = run_seq(flow)
+    assert run.ok
+    assert run[merge_task].state is State.SKIPPED
+    assert run.result(merge_task) is None
+
+
+def test_list_of_tasks_as_a_case_each_waits_for_the_condition():
+    true_branch = [_branch("t1"), _branch("t2")]
+    false_branch = _branch("f")
+    with Flow("test") as flow:
+        ifelse(identity(False), true_branch, false_branch)
+    run = run_seq(flow)
+    assert [run[flow.node(t)].state for t in true_branch] == [State.SKIPPED] * 2
+    assert run[flow.node(false_branch)].state is State.SUCCESS
+
+
+@pytest.mark.parametrize(("condition", "expected"), [(True, 1), (False, 0)])
+def test_merge_diamond_flow_with_results(condition, expected):
+    @task(cache=False)
+    def true_branch():
+        return 1
+
+    @task(cache=False)
+    def false_branch():
+        return 0
+
+    with Flow("test") as flow:
+        ifelse(identity(condition), true_branch, false_branch)
+        merge_task = merge(flow.node(true_branch), flow.node(false_branch))
+    assert run_seq(flow).result(merge_task) == expected
+
+
+def test_merge_can_distinguish_between_a_none_result_and_an_unrun_task():
+    @task(cache=False)
+    def true_branch():
+        return None
+
+    @task(cache=False)
+    def false_branch():
+        return 0
+
+    with Flow("test") as flow:
+        ifelse(identity(True), true_branch, false_branch)
+        merge_task = merge(flow.node(true_branch), flow.node(false_branch))
+    run = run_seq(flow)
+    assert run[merge_task].state is State.SUCCESS
+    assert run.result(merge_task) is None
+
+
+def test_merge_with_list():
+    with Flow("test") as flow:
+        out = merge(identity([1, 2]), identity(0))
+    assert run_seq(flow).result(out) == [1, 2]
+
+
+def test_merge_order():
+    with Flow("test") as flow:
+        merge_task = merge(identity("x"), identity("y"))
+    assert run_seq(flow).result(merge_task) == "x"
+
+
+def test_case_errors():
+    with Flow("test"), pytest.raises(TypeError, match="compares with a plain value"):  # noqa: SIM117
+        with case(identity(True), identity(False)):
+            pass
+
+
+@pytest.mark.parametrize("branch", ["a", "b", "c"])
+def test_case_execution(branch):
+    with Flow("test") as flow:
+        cond = identity(branch)
+        with case(cond, "a"):
+            a = identity(1)
+            b = inc(a)
+        with case(cond, "b"):
+            c = identity(3)
+            d = inc(c)
+        e = merge(b, d)
+    run = run_seq(flow)
+    expected = {"a": {a: 1, b: 2, e: 2}, "b": {c: 3, d: 4, e: 4}, "c": {}}[branch]
+    for node in (a, b, c, d, e):
+        if node in expected:
+            assert run.result(node) == expected[node]
+        else:
+            assert run[node].state is State.SKIPPED
+
+
+@pytest.mark.parametrize("branch1", [True, False])
+@pytest.mark.parametrize("branch2", [True, False])
+def test_nested_case_execution(branch1, branch2):
+    with Flow("test") as flow:
+        cond1 = identity(branch1)
+        a = identity(0)
+        with case(cond1, True):
+            cond2 = identity(branch2)
+            b = identity(10)
+            with case(cond2, True):
+                c = inc(a)
+                d = inc(c)
+            with case(cond2, False):
+                e = inc(b)
+                f = inc(e)
+            g = merge(d, f)
+        with case(cond1, False):
+            h = identity(3)
+            i = inc(h)
+        j = merge(g, i)
+    run = run_seq(flow)
+    sol = {a: 0, cond1: branch1}
+    if branch1:
+        sol[cond2] = branch2
+        sol[b] = 10
+        if branch2:
+            sol[c] = 1
+            sol[d] = sol[g] = sol[j] = 2
+        else:
+            sol[e] = 11
+            sol[f] = sol[g] = sol[j] = 12
+    else:
+        sol[h] = 3
+        sol[i] = sol[j] = 4
+    for node in (cond1, cond2, a, b, c, d, e, f, g, h, i, j):
+        if node in sol:
+            assert run.result(node) == sol[node]
+        else:
+            assert run[node].state is State.SKIPPED
