@@ -64,15 +64,18 @@ class Parameter(Task[Any, Any]):
             f"Parameter '{self.name}' has no task options; create another Parameter instead."
         )
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """The parameter itself (its node inside ``with Flow``), as in Prefect 1."""
+    def __call__(self, *args: Any, flow: Flow | None = None, **kwargs: Any) -> Any:
+        """The parameter's node in ``flow`` (default: the ``with Flow`` block), as in
+        Prefect 1, where calling a parameter adds it and returns it."""
         if args or kwargs:
+            given = ", ".join([*map(repr, args), *kwargs])
             raise TaskDefinitionError(
-                f"Parameter '{self.name}' takes no arguments; its value is given when the "
-                f"flow runs: flow.run({self.name}=...)."
+                f"Parameter '{self.name}' takes no arguments, but got unexpected keyword "
+                f"argument or value {given}; its value is given when the flow runs: "
+                f"flow.run({self.name}=...)."
             )
-        flow = current_flow()
-        return self if flow is None else flow.add_task(self)
+        target = _flow_for(f"Parameter('{self.name}')", flow)
+        return target.add_task(self)
 
     def map(self, *args: Any, **kwargs: Any) -> Any:
         raise TaskDefinitionError(
@@ -85,6 +88,38 @@ class Parameter(Task[Any, Any]):
 
     def __repr__(self) -> str:
         return f"<Parameter '{self.name}'>"
+
+
+def _node_operator(name: str) -> Any:
+    def operate(self: Parameter, *args: Any) -> Any:
+        flow = current_flow()
+        if flow is None:
+            raise TypeError(
+                f"Parameter '{self.name}' is not a value: its value is given when the flow "
+                f"runs. Inside 'with Flow(...)', {self.name}{_SHOWN.get(name, ' op ...')} "
+                "makes a node that computes it."
+            )
+        return getattr(flow.add_task(self), name)(*args)
+
+    operate.__name__ = name
+    operate.__doc__ = f"Inside ``with Flow``: the parameter's node's ``{name}``."
+    return operate
+
+
+_SHOWN = {"__getitem__": "[key]", "__add__": " + 1"}
+# A parameter stands for its node inside ``with Flow``, as in Prefect 1: x["key"], x + 1.
+for _name in (
+    "__getitem__",
+    *(f"__{op}__" for op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow")),
+    *(f"__r{op}__" for op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow")),
+    *(f"__{op}__" for op in ("and", "or", "xor", "lt", "le", "gt", "ge")),
+    "is_equal",
+    "is_not_equal",
+    "not_",
+    "and_",
+    "or_",
+):
+    setattr(Parameter, _name, _node_operator(_name))
 
 
 def _rebuild_parameter(name: str, default: Any, required: bool) -> Parameter:

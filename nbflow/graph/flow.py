@@ -684,11 +684,13 @@ class Flow:
             )
         return [self.add_edge(a, b) for a, b in itertools.pairwise(tasks)]
 
-    def update(self, other: Flow) -> None:
+    def update(self, other: Flow, *, merge_parameters: bool = False) -> None:
         """Merge the nodes and edges of ``other`` into this flow.
 
         A task both flows hold once, added as a task (``add_task``, ``set_dependencies``,
         a ``Parameter``) and called alike, becomes one node: its edges join the graphs.
+        Two different parameters of one name are refused, unless ``merge_parameters=True``:
+        then ``other``'s takes the place of this flow's (as in Prefect 1).
         """
         if not isinstance(other, Flow):
             raise FlowError(f"Flow.update() expects a Flow, but got {other!r}.")
@@ -698,6 +700,22 @@ class Flow:
                 found = self._shared_node(node, other)
                 if found is not None:
                     same[node] = found
+        replaced: dict[Node, Node] = {}
+        mine = {n.task.name: n for n in self._calls if _is_parameter(n.task)}
+        for node in other._calls:
+            clash = mine.get(node.task.name)
+            if clash is None or clash is node or node in same or not _is_parameter(node.task):
+                continue
+            if not merge_parameters:
+                raise FlowError(
+                    f"Flow '{self.name}' already has a parameter named '{node.task.name}', "
+                    f"and so has flow '{other.name}'; parameter names are unique in a flow. "
+                    "Use one Parameter in both, or flow.update(other, merge_parameters=True) "
+                    "to keep the other flow's."
+                )
+            replaced[clash] = node
+        if replaced:
+            self._swap(replaced)
         for node, call in other._calls.items():
             if node in same:
                 self._calls[same[node]].kwargs.update(_translated(call, same).kwargs)
@@ -709,6 +727,23 @@ class Flow:
             self._link(up, down)
             self._edges[Edge(up, down, edge.key, edge.mapped)] = None
         self.version += 1
+
+    def _swap(self, swap: Mapping[Node, Node]) -> None:
+        """Put each new node of ``swap`` in the place of its old one, edges included."""
+
+        def new(node: Node) -> Node:
+            return swap.get(node, node)
+
+        self._calls = {new(n): _translated(c, swap) for n, c in self._calls.items()}
+        self._names = {new(n): name for n, name in self._names.items()}
+        self._by_name = {name: new(n) for name, n in self._by_name.items()}
+        self._up = {new(n): {new(u): None for u in ups} for n, ups in self._up.items()}
+        self._down = {new(n): {new(d): None for d in downs} for n, downs in self._down.items()}
+        self._edges = {
+            Edge(new(e.upstream), new(e.downstream), e.key, e.mapped): None for e in self._edges
+        }
+        if self._reference is not None:
+            self._reference = tuple(new(n) for n in self._reference)
 
     def _shared_node(self, node: Node, other: Flow) -> Node | None:
         """The node of this flow that ``node`` of ``other`` stands for: the same task,

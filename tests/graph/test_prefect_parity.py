@@ -317,13 +317,44 @@ def test_calling_a_parameter_returns_it():
     assert node is flow.node(x)
     assert len(flow.tasks) == 2
     assert run_seq(flow).result(out) == 3
-    assert x() is x  # outside a flow: the parameter itself
 
 
-def test_calling_a_parameter_with_arguments_is_refused():
+def test_calling_parameter_is_ok():
+    with Flow("test") as f:
+        Parameter("x")()
+    assert len(f.tasks) == 1
+
+
+def test_call_accepts_flow():
+    f = Flow("test")
+    node = Parameter("x")(flow=f)
+    assert f.tasks == (node,)
+
+
+def test_call_must_have_a_flow_out_of_context():
+    with pytest.raises(FlowError, match=r"Parameter\('x'\)\(\.\.\.\) is used inside 'with Flow"):
+        Parameter("x")()
+
+
+@pytest.mark.parametrize("attr", ["mapped", "task_args", "upstream_tasks"])
+def test_call_does_not_accept_most_args(attr):
     x = Parameter("x")
-    with pytest.raises(TaskDefinitionError, match="takes no arguments"):
-        x(1)
+    with pytest.raises(TypeError, match="takes no arguments, but got unexpected keyword"):
+        x(**{attr: None})
+
+
+def test_raise_error_if_two_parameters_have_same_name():
+    f = Flow("test")
+    f.add_task(Parameter("x"))
+    assert "x" in f.parameters()
+    with pytest.raises(ValueError, match="already has a parameter named 'x'"):
+        f.add_task(Parameter("x"))
+
+
+def test_create_parameter_with_default_none():
+    x = Parameter("x", default=None)
+    assert x.default is None
+    assert not x.required
 
 
 # -- triggers (item 6 and the new ones) -----------------------------------------------
@@ -840,3 +871,136 @@ def test_nested_case_execution(branch1, branch2):
             assert run.result(node) == sol[node]
         else:
             assert run[node].state is State.SKIPPED
+
+
+# -- tests/core/test_flow.py -----------------------------------------------------------
+
+
+def _plain(name):
+    return constant.with_options(name=name)
+
+
+def test_add_edge():
+    f = Flow("test")
+    t1, t2 = _plain("t1"), _plain("t2")
+    f.add_edge(upstream_task=t1, downstream_task=t2)
+    assert f.upstream(t2) == (f.node(t1),)
+    assert f.upstream(t1) == ()
+    assert f.downstream(t2) == ()
+    assert f.downstream(t1) == (f.node(t2),)
+
+
+def test_add_edge_raise_error_for_downstream_parameter():
+    f = Flow("test")
+    with pytest.raises(ValueError, match="cannot have upstream tasks"):
+        f.add_edge(upstream_task=_plain("t"), downstream_task=Parameter("p"))
+
+
+def test_add_edge_returns_edge():
+    f = Flow("test")
+    t1, t2 = _plain("t1"), _plain("t2")
+    edge = f.add_edge(upstream_task=t1, downstream_task=t2)
+    assert edge in f.edges
+    assert (edge.upstream.task, edge.downstream.task, edge.key) == (t1, t2, None)
+
+
+def test_chain_of_four():
+    f = Flow("test")
+    tasks = [_plain(f"t{i}") for i in range(4)]
+    edges = f.chain(*tasks)
+    assert set(f.tasks) == {f.node(t) for t in tasks}
+    assert set(f.edges) == set(edges)
+
+
+def test_splatting_chain_works_in_flow_context_without_duplication():
+    with Flow("test") as f:
+        f.chain(*[constant() for _ in range(10)])
+    assert len(f.tasks) == 10
+    assert len(f.edges) == 9
+
+
+def test_chain_works_in_flow_context_without_duplication():
+    with Flow("test") as f:
+        f.chain(constant(), constant(), constant(), _plain("t"))
+    assert len(f.tasks) == 4
+    assert len(f.edges) == 3
+
+
+def test_update():
+    f1, f2 = Flow("test"), Flow("test")
+    t1, t2, t3 = _plain("t1"), _plain("t2"), _plain("t3")
+    f1.add_edge(t1, t2)
+    f2.add_edge(t2, t3)
+    f2.update(f1)
+    assert {n.task for n in f2.tasks} == {t1, t2, t3}
+    assert len(f2.tasks) == 3
+    assert len(f2.edges) == 2
+    assert run_seq(f2).ok
+
+
+def test_update_with_constants():
+    with Flow("math") as f:
+        x = Parameter("x")
+        d = x["d"] + 4
+    new_flow = Flow("test")
+    new_flow.update(f)
+    run = run_seq(new_flow, x={"d": 42})
+    assert run.ok
+    assert run.result(d) == 46
+
+
+@task(cache=False)
+def add_one(a_number):
+    return a_number + 1
+
+
+@task(cache=False)
+def mult_one(z):
+    return z * 1
+
+
+@task(cache=False)
+def sub_one(a_number, another_number):
+    return a_number - another_number
+
+
+def test_update_with_parameter_merge():
+    with Flow("Add") as add_fl:
+        pos_two = mult_one(add_one(Parameter("a_number", default=1)))
+    with Flow("Subtract") as subtract_fl:
+        a_number = Parameter("a_number", default=2)
+        neg_one = mult_one(sub_one(a_number, Parameter("another_number", default=2)))
+    before = (add_fl.tasks, add_fl.edges)
+    with pytest.raises(ValueError, match="already has a parameter named 'a_number'"):
+        add_fl.update(subtract_fl)
+    assert (add_fl.tasks, add_fl.edges) == before  # refused before changing anything
+    add_fl.update(subtract_fl, merge_parameters=True)
+    assert list(add_fl.parameters()) == ["a_number", "another_number"]
+    assert add_fl.parameters()["a_number"] is a_number
+    run = run_seq(add_fl)
+    assert run.ok
+    assert (run.result(pos_two), run.result(neg_one)) == (3, 0)
+
+
+def test_parameters_can_not_be_downstream_dependencies():
+    with Flow("test"):
+        p = Parameter("x")
+        t = constant()
+        with pytest.raises(ValueError, match="cannot have upstream tasks"):
+            t.set_downstream(p)
+
+
+def test_a_parameter_stands_for_its_node_in_operators_and_indexing():
+    with Flow("param-ops") as flow:
+        x = Parameter("x", default={"d": 1, "n": 5})
+        n = x["n"]
+        doubled = 2 * n
+        small = n < 10
+    run = run_seq(flow)
+    assert (run.result(n), run.result(doubled), run.result(small)) == (5, 10, True)
+    assert len(flow.parameters()) == 1
+
+
+def test_indexing_a_parameter_outside_a_flow_says_what_to_do():
+    with pytest.raises(TypeError, match=r"Parameter 'x' is not a value.*x\[key\]"):
+        Parameter("x")["d"]
