@@ -350,7 +350,8 @@ def flatten(node: Any) -> Node:
     [0, 0, 1, 0, 1, 4]
 
     An item that is not a collection (a number, a string, a dict) is kept as it is:
-    flattening ``[[1, 2], 3]`` gives ``[1, 2, 3]``.
+    flattening ``[[1, 2], 3]`` gives ``[1, 2, 3]``. A skipped child keeps its place as
+    ``None``; a failed child fails the whole flatten.
     """
     flow = _flow_for("flatten", None)
     result: Node = flow.add_call(
