@@ -96,8 +96,8 @@ def _node_operator(name: str) -> Any:
         if flow is None:
             raise TypeError(
                 f"Parameter '{self.name}' is not a value: its value is given when the flow "
-                f"runs. Inside 'with Flow(...)', {self.name}{_SHOWN.get(name, ' op ...')} "
-                "makes a node that computes it."
+                f"runs. Use it inside 'with Flow(...)', where {self.name}[key], "
+                f"{self.name} + 1 and the like make nodes that compute them."
             )
         return getattr(flow.add_task(self), name)(*args)
 
@@ -106,7 +106,6 @@ def _node_operator(name: str) -> Any:
     return operate
 
 
-_SHOWN = {"__getitem__": "[key]", "__add__": " + 1"}
 # A parameter stands for its node inside ``with Flow``, as in Prefect 1: x["key"], x + 1.
 for _name in (
     "__getitem__",
@@ -259,8 +258,8 @@ def switch(
             "switch(condition, cases) expects cases to be a non-empty dict of "
             f"{{value: task}}, but got {cases!r}."
         )
-    conditions: dict[Any, Node] = {}
-    for value, branch in cases.items():
+    guarded: dict[Any, list[Any]] = {}
+    for value, branch in cases.items():  # all checked before the flow changes
         if branch is None:
             continue
         branches = list(branch) if isinstance(branch, (list, tuple)) else [branch]
@@ -269,6 +268,9 @@ def switch(
                 raise FlowError(
                     f"switch(): the case {value!r} is {b!r}, not a task or a node of the flow."
                 )
+        guarded[value] = branches
+    conditions: dict[Any, Node] = {}
+    for value, branches in guarded.items():
         label = f"case({getattr(condition, 'name', condition)} == {value!r})"
         test = Task(compare, name=label, cache=False)
         node = flow.add_call(test, (condition, value), {}, mapped=False, wait_for=None)

@@ -160,9 +160,12 @@ def test_switch_takes_tasks_not_yet_in_the_flow():
     assert run.ok
 
 
-def test_switch_refuses_cases_that_are_not_tasks():
-    with Flow("switch-bad"), pytest.raises(FlowError, match="not a task or a node"):
-        switch(identity(1), {1: "constant"})
+def test_switch_refuses_cases_that_are_not_tasks_before_changing_the_flow():
+    with Flow("switch-bad") as flow:
+        cond = identity(1)
+        with pytest.raises(FlowError, match="the case 2 is 'constant', not a task or a node"):
+            switch(cond, {1: constant, 2: "constant"})
+    assert flow.tasks == (cond,)
 
 
 @pytest.mark.parametrize(("condition", "expected"), [(1, "true"), (0, "false"), ([], "false")])
@@ -1007,7 +1010,7 @@ def test_a_parameter_stands_for_its_node_in_operators_and_indexing():
 
 
 def test_indexing_a_parameter_outside_a_flow_says_what_to_do():
-    with pytest.raises(TypeError, match=r"Parameter 'x' is not a value.*x\[key\]"):
+    with pytest.raises(TypeError, match=r"Parameter 'x' is not a value.*x\[key\], x \+ 1"):
         Parameter("x")["d"]
 
 
