@@ -111,7 +111,7 @@ for _name in (
     "__getitem__",
     *(f"__{op}__" for op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow")),
     *(f"__r{op}__" for op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow")),
-    *(f"__{op}__" for op in ("and", "or", "xor", "lt", "le", "gt", "ge")),
+    *(f"__{op}__" for op in ("and", "rand", "or", "ror", "xor", "lt", "le", "gt", "ge")),
     "is_equal",
     "is_not_equal",
     "not_",

@@ -61,8 +61,6 @@ _symbols: dict[str, Callable[..., Any]] = {
     "%": operator.mod,
     "**": operator.pow,
     "@": operator.matmul,
-    "&": operator.and_,
-    "|": operator.or_,
     "^": operator.xor,
     "<<": operator.lshift,
     ">>": operator.rshift,
@@ -217,17 +215,21 @@ class Node:
     def __rmatmul__(self, other: Any) -> Node:
         return self._operate("@", other, self)
 
+    # As in Prefect 1: ``&`` is a logical and, ``a | b`` makes ``b`` wait for ``a``.
     def __and__(self, other: Any) -> Node:
-        return self._operate("&", self, other)
+        return self._operate("and", self, other)
 
     def __rand__(self, other: Any) -> Node:
-        return self._operate("&", other, self)
+        return self._operate("and", other, self)
 
-    def __or__(self, other: Any) -> Node:
-        return self._operate("|", self, other)
+    def __or__(self, other: Any) -> Any:
+        """``a | b``: ``b`` waits for ``a`` (an ordering edge); returns ``b``'s node."""
+        self.set_downstream(other)
+        return other
 
     def __ror__(self, other: Any) -> Node:
-        return self._operate("|", other, self)
+        """``a | b`` where ``a`` is a task: ``b`` (this node) waits for ``a``."""
+        return self.set_upstream(other)
 
     def __xor__(self, other: Any) -> Node:
         return self._operate("^", self, other)
@@ -291,15 +293,33 @@ class Node:
 
     def set_upstream(
         self, task: Any, flow: Flow | None = None, key: str | None = None, mapped: bool = False
-    ) -> None:
-        """Make this node wait for ``task`` (with ``key``: take it as that argument)."""
+    ) -> Node:
+        """Make this node wait for ``task`` (with ``key``: take it as that argument);
+        returns this node, for chaining."""
         _flow_of(self, flow, "set_upstream").add_edge(task, self, key=key, mapped=mapped)
+        return self
 
     def set_downstream(
         self, task: Any, flow: Flow | None = None, key: str | None = None, mapped: bool = False
-    ) -> None:
-        """Make ``task`` wait for this node (with ``key``: take it as that argument)."""
+    ) -> Node:
+        """Make ``task`` wait for this node (with ``key``: take it as that argument);
+        returns this node, for chaining."""
         _flow_of(self, flow, "set_downstream").add_edge(self, task, key=key, mapped=mapped)
+        return self
+
+    def set_dependencies(
+        self,
+        flow: Flow | None = None,
+        upstream_tasks: Iterable[Any] | None = None,
+        downstream_tasks: Iterable[Any] | None = None,
+        keyword_tasks: Mapping[str, Any] | None = None,
+        mapped: bool = False,
+    ) -> Node:
+        """``flow.set_dependencies(this node, ...)`` (default: the ``with Flow`` block)."""
+        _flow_of(self, flow, "set_dependencies").set_dependencies(
+            self, upstream_tasks, downstream_tasks, keyword_tasks, mapped
+        )
+        return self
 
 
 @dataclass(frozen=True, slots=True)

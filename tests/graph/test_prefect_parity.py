@@ -507,6 +507,28 @@ def test_set_upstream_on_a_node_in_a_flow_block():
     assert flow.upstream(second) == (first,)
 
 
+@pytest.mark.parametrize("method", ["set_upstream", "set_downstream"])
+def test_set_upstream_and_downstream_return_the_node_for_chaining(method):
+    with Flow("chaining") as flow:
+        a, b = constant(), inc(1)
+        assert getattr(b, method)(a) is b
+        assert b.set_dependencies(upstream_tasks=[constant()]) is b
+        assert identity.set_dependencies(flow, keyword_tasks={"x": 1}) is identity
+    assert len(flow.edges) == 2  # a constant argument is not an edge
+    assert flow.call(identity).kwargs == {"x": 1}
+
+
+def test_set_upstream_with_properties():
+    flow = Flow("props")
+    numbers = flow.set_dependencies(identity, keyword_tasks={"x": [1, 2]})
+    inc.set_upstream(numbers, flow=flow, key="x", mapped=True)
+    describe.set_upstream(constant, flow=flow, key="x")
+    run = run_seq(flow)
+    assert run.result(flow.node(inc)) == [2, 3]
+    assert run.result(flow.node(describe)) == "got 'constant'"
+    assert [e.mapped for e in flow.edges if e.key] == [True, False]
+
+
 def test_set_upstream_needs_a_flow():
     with pytest.raises(FlowError, match=r"set_upstream\(other, flow=flow\)"):
         identity.set_upstream(constant)
@@ -539,7 +561,7 @@ def test_operators_on_nodes_build_tasks():
             "lt": x < y,
             "ge": x >= y,
             "and": x & y,
-            "or": x | 1,
+            "rand": 0 & x,
             "is_equal": x.is_equal(6),
             "is_not_equal": x.is_not_equal(y),
             "not": x.not_(),
@@ -561,8 +583,8 @@ def test_operators_on_nodes_build_tasks():
         "rpow": 8,
         "lt": False,
         "ge": True,
-        "and": 2,
-        "or": 7,
+        "and": 3,
+        "rand": 0,
         "is_equal": True,
         "is_not_equal": True,
         "not": False,
@@ -571,6 +593,23 @@ def test_operators_on_nodes_build_tasks():
         "sum": 9,
     }
     assert flow.name_of(results["add"]) == "identity + 1"
+
+
+def test_a_pipe_makes_an_ordering_edge_as_in_prefect():
+    with Flow("pipe") as flow:
+        a, b, c = constant(), inc(1), inc(2)
+        returned = a | b | c
+    assert returned is c
+    assert flow.upstream(b) == (a,)
+    assert flow.upstream(c) == (b,)
+    assert all(e.key is None for e in flow.edges)
+
+
+def test_a_pipe_from_a_task_to_a_node():
+    with Flow("pipe-task") as flow:
+        b = inc(1)
+        assert (constant | b) is b
+    assert flow.upstream(b) == (flow.node(constant),)
 
 
 def test_equality_of_nodes_stays_identity():
