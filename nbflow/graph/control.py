@@ -319,6 +319,11 @@ def ifelse(
 
 
 def _flatten(nested: Any) -> list[Any]:
+    if _atom(nested):
+        raise TypeError(
+            f"flatten() needs a list (of lists) to flatten, but got {type(nested).__name__} "
+            f"{nested!r:.40}. Pass it a mapped task, or a task that returns a list."
+        )
     out: list[Any] = []
     for inner in nested:
         if _atom(inner):

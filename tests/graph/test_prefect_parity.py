@@ -1109,3 +1109,95 @@ def test_flatten_fails_only_the_element_of_a_failed_child():
         State.UPSTREAM_FAILED,
         State.SUCCESS,
     ]
+
+
+# -- tests/core/test_task_map.py: TestFlatMap ------------------------------------------
+
+
+@task(cache=False)
+def list_task():
+    return [1, 2, 3]
+
+
+@task(cache=False)
+def nest(x):
+    return [x]
+
+
+@task(cache=False)
+def add_task(x, y=1):
+    return x + y
+
+
+@task(cache=False)
+def nest_non_iterable(x):
+    return x if x == 2 else [x]
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads"])
+def test_flatmap_constant(executor):
+    with Flow("test") as f:
+        a = add_task.map(flatten([[1, 2, 3]]))
+        b = add_task.map(flatten([[1], [2], [3]]))
+        c = add_task.map(flatten([[1], [2, 3]]))
+        d = add_task.map(flatten([1, 2, 3]))
+    run = f.run(executor=executor)
+    assert [run.result(t) for t in (a, b, c, d)] == [[2, 3, 4]] * 4
+
+
+def test_flatmap_task_result():
+    with Flow("test") as f:
+        x = add_task.map(flatten(nest(list_task())))
+    assert run_seq(f).result(x) == [2, 3, 4]
+
+
+def test_flatmap_mapped_result():
+    with Flow("test") as f:
+        x = add_task.map(flatten(nest.map(list_task())))
+    assert run_seq(f).result(x) == [2, 3, 4]
+
+
+def test_flatmap_flatmapped_result():
+    with Flow("test") as f:
+        nested = nest.map(list_task())
+        nested2 = nest.map(flatten(nested))
+        x = add_task.map(flatten(nested2))
+    assert run_seq(f).result(x) == [2, 3, 4]
+
+
+def test_flatmap_reduced_result():
+    with Flow("test") as f:
+        nested = nest.map(list_task())
+        nested2 = nest(flatten(nested))
+        x = add_task.map(flatten(nested2))
+    assert run_seq(f).result(x) == [2, 3, 4]
+
+
+def test_flatmap_unnested_input():
+    with Flow("test") as flow:
+        z = add_task.map(x=flatten([1]))
+    run = run_seq(flow)
+    assert len(run[z].children) == 1
+    assert run.result(z) == [2]
+
+
+def test_flatmap_one_unnested_input():
+    with Flow("test") as flow:
+        z = add_task.map(x=flatten([1]), y=flatten([[5]]))
+    assert run_seq(flow).result(z) == [6]
+
+
+def test_flatmap_one_unmappable_input():
+    with Flow("test") as flow:
+        flat = flatten(1)
+        z = add_task.map(x=flat, y=flatten([[1]]))
+    run = run_seq(flow)
+    assert run[flat].state is State.FAILED
+    assert "flatten() needs a list (of lists) to flatten, but got int 1" in str(run[flat].error)
+    assert run[z].state is State.UPSTREAM_FAILED
+
+
+def test_flatmap_nested_noniterable_input():
+    with Flow("test") as flow:
+        z = add_task.map(flatten(nest_non_iterable.map(list_task())))
+    assert run_seq(flow).result(z) == [2, 3, 4]
