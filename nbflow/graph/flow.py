@@ -661,6 +661,8 @@ class Flow:
         >>> flow.run(executor="sequential").result(node)
         3
         """
+        if upstream_tasks or keyword_tasks:
+            _refuse_edge_into_parameter(self, task)
         node = self._resolve(task)
         for up in _as_list(upstream_tasks, "upstream_tasks"):
             self.add_edge(up, node)

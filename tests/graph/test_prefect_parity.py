@@ -297,7 +297,10 @@ def test_add_edge_into_a_parameter_is_refused():
         flow.add_edge(constant, x)
     with pytest.raises(FlowError, match="parameter 'x' cannot have upstream tasks"):
         flow.set_dependencies(x, upstream_tasks=[constant])
+    with pytest.raises(FlowError, match="parameter 'x' cannot have upstream tasks"):
+        flow.set_dependencies(x, keyword_tasks={"value": 3})
     assert flow.edges == ()
+    assert flow.tasks == ()
 
 
 # -- Parameter (item 5) --------------------------------------------------------------
