@@ -8,11 +8,11 @@ from __future__ import annotations
 from nbflow import events
 from nbflow.engine.display import register_presenter
 from nbflow.errors import FAIL, RETRY, SKIP, SUCCESS, NbflowError, NbflowWarning
-from nbflow.graph.control import Parameter, case, flatten, merge
+from nbflow.graph.control import Parameter, case, flatten, ifelse, merge, switch
 from nbflow.graph.flow import Flow, Node
 from nbflow.graph.runner import register_runner
 from nbflow.graph.task import Task, task, unmapped
-from nbflow.graph.triggers import some_failed
+from nbflow.graph.triggers import some_failed, some_successful
 from nbflow.logs import get_logger
 from nbflow.state import State
 from nbflow.version import __version__
@@ -69,10 +69,13 @@ __all__ = [
     "events",
     "flatten",
     "get_logger",
+    "ifelse",
     "load_run",
     "merge",
     "runs",
     "some_failed",
+    "some_successful",
+    "switch",
     "task",
     "unmapped",
 ]

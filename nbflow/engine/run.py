@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -14,7 +15,7 @@ from nbflow.engine.display import presenter, start_shown
 from nbflow.engine.records import TaskRun
 from nbflow.engine.scheduler import Engine, cancelled_error
 from nbflow.errors import NbflowWarning, RunError, UpstreamFailedError
-from nbflow.events import Event, EventBus, Listener, process_listeners
+from nbflow.events import RUN_FINISHED, RUN_STARTED, Event, EventBus, Listener, process_listeners
 from nbflow.executor import SequentialExecutor, resolve_executor
 from nbflow.graph.flow import Call, Flow, Node
 from nbflow.graph.task import Task
@@ -320,6 +321,8 @@ def start_run(
     bus = EventBus()
     for listener in (*process_listeners(), *listeners):
         bus.subscribe(listener)
+    if flow.state_handlers:
+        bus.subscribe(_StateHandlers(source_flow, flow.state_handlers))
     engine = Engine(
         flow,
         exe,
@@ -381,6 +384,34 @@ def refresh_default() -> bool:
     """Whether runs that leave ``refresh`` unset recompute everything: ``NBFLOW_REFRESH``
     (what ``nbflow run --refresh`` sets for a notebook's kernel) is set and not 0."""
     return settings.refresh()
+
+
+log = logging.getLogger("nbflow")
+
+
+class _StateHandlers:
+    """Calls a flow's ``state_handlers`` (Prefect 1's ``handler(flow, old, new)``) when
+    the run starts and when it ends. A handler's return value is ignored and one that
+    raises is logged: neither changes the run."""
+
+    def __init__(self, flow: Flow, handlers: tuple[Any, ...]) -> None:
+        self.flow = flow
+        self.handlers = handlers
+
+    def __call__(self, event: Event) -> None:
+        if event.kind == RUN_STARTED:
+            old, new = State.PENDING, State.RUNNING
+        elif event.kind == RUN_FINISHED:
+            old, new = State.RUNNING, event.state
+        else:
+            return
+        for handler in self.handlers:
+            try:
+                handler(self.flow, old, new)
+            except Exception:
+                log.exception(
+                    "nbflow: state handler %r of flow '%s' failed", handler, self.flow.name
+                )
 
 
 def _with_parameters(flow: Flow, declared: dict[str, Any], values: dict[str, Any]) -> Flow:

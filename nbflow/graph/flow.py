@@ -11,6 +11,7 @@ import graphlib
 import inspect
 import io
 import itertools
+import operator
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,42 @@ def _getitem(value: Any, key: Any) -> Any:
 
 
 _GETITEM: Task[Any, Any] = Task(_getitem, name="getitem", cache=False)
+
+
+def _and(a: Any, b: Any) -> Any:
+    return a and b
+
+
+def _or(a: Any, b: Any) -> Any:
+    return a or b
+
+
+# The tasks an operator on a node builds (Prefect 1's operator tasks), by symbol.
+_symbols: dict[str, Callable[..., Any]] = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": operator.truediv,
+    "//": operator.floordiv,
+    "%": operator.mod,
+    "**": operator.pow,
+    "@": operator.matmul,
+    "^": operator.xor,
+    "<<": operator.lshift,
+    ">>": operator.rshift,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "not": operator.not_,
+    "and": _and,
+    "or": _or,
+}
+_OPERATORS: dict[str, Task[Any, Any]] = {
+    symbol: Task(fn, name=fn.__name__.strip("_"), cache=False) for symbol, fn in _symbols.items()
+}
 
 
 def current_flow() -> Flow | None:
@@ -115,13 +152,136 @@ class Node:
     def __index__(self) -> int:
         raise TypeError(node_refusal(self, "an index"))
 
-    def __add__(self, other: Any) -> Any:
-        raise TypeError(node_refusal(self, "arithmetic"))
+    def _operate(self, symbol: str, *args: Any) -> Node:
+        """A node computing ``symbol`` on the results, inside ``with Flow`` (Prefect 1's
+        operators: ``x + 1``, ``x < y``)."""
+        flow = current_flow()
+        if flow is None or self not in flow._calls:
+            raise TypeError(
+                node_refusal(self, f"'{symbol}' outside its flow's 'with' block")
+                + f" Inside 'with flow:', '{symbol}' makes a node that computes it."
+            )
+        shown = [a.name if isinstance(a, Node) else repr(a) for a in args]
+        label = f"{symbol} {shown[0]}" if len(args) == 1 else f"{shown[0]} {symbol} {shown[1]}"
+        return flow.add_call(
+            _OPERATORS[symbol].with_options(name=label), args, {}, mapped=False, wait_for=None
+        )
 
-    __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = __add__
-    __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = __pow__ = __rpow__ = __add__
-    __matmul__ = __rmatmul__ = __and__ = __rand__ = __or__ = __ror__ = __xor__ = __add__
-    __lshift__ = __rshift__ = __lt__ = __le__ = __gt__ = __ge__ = __add__
+    def __add__(self, other: Any) -> Node:
+        return self._operate("+", self, other)
+
+    def __radd__(self, other: Any) -> Node:
+        return self._operate("+", other, self)
+
+    def __sub__(self, other: Any) -> Node:
+        return self._operate("-", self, other)
+
+    def __rsub__(self, other: Any) -> Node:
+        return self._operate("-", other, self)
+
+    def __mul__(self, other: Any) -> Node:
+        return self._operate("*", self, other)
+
+    def __rmul__(self, other: Any) -> Node:
+        return self._operate("*", other, self)
+
+    def __truediv__(self, other: Any) -> Node:
+        return self._operate("/", self, other)
+
+    def __rtruediv__(self, other: Any) -> Node:
+        return self._operate("/", other, self)
+
+    def __floordiv__(self, other: Any) -> Node:
+        return self._operate("//", self, other)
+
+    def __rfloordiv__(self, other: Any) -> Node:
+        return self._operate("//", other, self)
+
+    def __mod__(self, other: Any) -> Node:
+        return self._operate("%", self, other)
+
+    def __rmod__(self, other: Any) -> Node:
+        return self._operate("%", other, self)
+
+    def __pow__(self, other: Any) -> Node:
+        return self._operate("**", self, other)
+
+    def __rpow__(self, other: Any) -> Node:
+        return self._operate("**", other, self)
+
+    def __matmul__(self, other: Any) -> Node:
+        return self._operate("@", self, other)
+
+    def __rmatmul__(self, other: Any) -> Node:
+        return self._operate("@", other, self)
+
+    # As in Prefect 1: ``&`` is a logical and, ``a | b`` makes ``b`` wait for ``a``.
+    def __and__(self, other: Any) -> Node:
+        return self._operate("and", self, other)
+
+    def __rand__(self, other: Any) -> Node:
+        return self._operate("and", other, self)
+
+    def __or__(self, other: Any) -> Any:
+        """``a | b``: ``b`` waits for ``a`` (an ordering edge); returns ``b``'s node."""
+        self.set_downstream(other)
+        return other
+
+    def __ror__(self, other: Any) -> Node:
+        """``a | b`` where ``a`` is a task: ``b`` (this node) waits for ``a``."""
+        return self.set_upstream(other)
+
+    def __xor__(self, other: Any) -> Node:
+        return self._operate("^", self, other)
+
+    def __rxor__(self, other: Any) -> Node:
+        return self._operate("^", other, self)
+
+    def __lshift__(self, other: Any) -> Node:
+        return self._operate("<<", self, other)
+
+    def __rlshift__(self, other: Any) -> Node:
+        return self._operate("<<", other, self)
+
+    def __rshift__(self, other: Any) -> Node:
+        return self._operate(">>", self, other)
+
+    def __rrshift__(self, other: Any) -> Node:
+        return self._operate(">>", other, self)
+
+    def __lt__(self, other: Any) -> Node:
+        return self._operate("<", self, other)
+
+    def __le__(self, other: Any) -> Node:
+        return self._operate("<=", self, other)
+
+    def __gt__(self, other: Any) -> Node:
+        return self._operate(">", self, other)
+
+    def __ge__(self, other: Any) -> Node:
+        return self._operate(">=", self, other)
+
+    # ``==`` and ``!=`` keep their identity meaning: nodes are dictionary keys everywhere
+    # (Prefect 1 keeps them too, for the same reason). These methods build the tasks.
+    def is_equal(self, other: Any) -> Node:
+        """A node computing ``result == other`` (``node == other`` compares nodes)."""
+        return self._operate("==", self, other)
+
+    def is_not_equal(self, other: Any) -> Node:
+        """A node computing ``result != other``."""
+        return self._operate("!=", self, other)
+
+    def not_(self) -> Node:
+        """A node computing ``not result`` (``not node`` is a truth test, refused)."""
+        return self._operate("not", self)
+
+    def and_(self, other: Any) -> Node:
+        """A node computing ``result and other``."""
+        return self._operate("and", self, other)
+
+    def or_(self, other: Any) -> Node:
+        """A node computing ``result or other``."""
+        return self._operate("or", self, other)
 
     def __neg__(self) -> Any:
         raise TypeError(node_refusal(self, "arithmetic"))
@@ -130,6 +290,36 @@ class Node:
 
     def __contains__(self, item: Any) -> bool:
         raise TypeError(node_refusal(self, "'in'"))
+
+    def set_upstream(
+        self, task: Any, flow: Flow | None = None, key: str | None = None, mapped: bool = False
+    ) -> Node:
+        """Make this node wait for ``task`` (with ``key``: take it as that argument);
+        returns this node, for chaining."""
+        _flow_of(self, flow, "set_upstream").add_edge(task, self, key=key, mapped=mapped)
+        return self
+
+    def set_downstream(
+        self, task: Any, flow: Flow | None = None, key: str | None = None, mapped: bool = False
+    ) -> Node:
+        """Make ``task`` wait for this node (with ``key``: take it as that argument);
+        returns this node, for chaining."""
+        _flow_of(self, flow, "set_downstream").add_edge(self, task, key=key, mapped=mapped)
+        return self
+
+    def set_dependencies(
+        self,
+        flow: Flow | None = None,
+        upstream_tasks: Iterable[Any] | None = None,
+        downstream_tasks: Iterable[Any] | None = None,
+        keyword_tasks: Mapping[str, Any] | None = None,
+        mapped: bool = False,
+    ) -> Node:
+        """``flow.set_dependencies(this node, ...)`` (default: the ``with Flow`` block)."""
+        _flow_of(self, flow, "set_dependencies").set_dependencies(
+            self, upstream_tasks, downstream_tasks, keyword_tasks, mapped
+        )
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +366,17 @@ def iter_nodes(value: Any) -> Iterator[Node]:
             yield from iter_nodes(item)
 
 
+class Nodes(tuple[Node, ...]):
+    """A flow's nodes; ``task in flow.tasks`` also holds for a task the flow calls."""
+
+    __slots__ = ()
+
+    def __contains__(self, item: object) -> bool:
+        if isinstance(item, Task):
+            return any(n.task is item for n in self)
+        return tuple.__contains__(self, item)
+
+
 class Flow:
     """A graph of tasks, built by calling tasks inside ``with Flow(...)`` or directly.
 
@@ -201,6 +402,7 @@ class Flow:
         on_failure: FlowHook | Iterable[FlowHook] | None = None,
         on_success: FlowHook | Iterable[FlowHook] | None = None,
         on_state_change: FlowHook | Iterable[FlowHook] | None = None,
+        state_handlers: Callable[..., Any] | Iterable[Callable[..., Any]] | None = None,
         _register: bool = True,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
@@ -213,6 +415,14 @@ class Flow:
             "on_state_change",
             on_state_change,
             "hook(task, task_run, old_state, new_state)",
+            FlowError,
+        )
+        # Prefect 1's flow state handlers: the flow's own transitions, not its tasks'.
+        self.state_handlers = check_hooks(
+            f"Flow '{name}'",
+            "state_handlers",
+            state_handlers,
+            "handler(flow, old_state, new_state)",
             FlowError,
         )
         self._reference: tuple[Node, ...] | None = None
@@ -243,9 +453,10 @@ class Flow:
 
     # -- inspection ------------------------------------------------------------
     @property
-    def tasks(self) -> tuple[Node, ...]:
-        """The nodes of the flow, in the order they were added."""
-        return tuple(self._calls)
+    def tasks(self) -> Nodes:
+        """The nodes of the flow, in the order they were added (``task in flow.tasks``
+        also asks whether the flow calls ``task``)."""
+        return Nodes(self._calls)
 
     @property
     def edges(self) -> tuple[Edge, ...]:
@@ -378,18 +589,29 @@ class Flow:
                 return self.node(task)  # the one node, or an error naming them all
         node = Node(task, self._free_name(task.name))
         self._insert(node, Call())
+        try:
+            for condition in _case_conditions(self):  # added inside case(..., flow=flow)
+                self._link(condition, node)
+                self._edges[Edge(condition, node)] = None
+        except BaseException:
+            self._remove(node)
+            raise
         return node
 
     def add_edge(
         self,
-        upstream: Node | Task[Any, Any],
-        downstream: Node | Task[Any, Any],
+        upstream_task: Node | Task[Any, Any],
+        downstream_task: Node | Task[Any, Any],
         key: str | None = None,
         mapped: bool = False,
     ) -> Edge:
-        """Add an ordering edge, or with ``key`` a data edge into that argument."""
-        up = self._resolve(upstream)
-        down = self._resolve(downstream)
+        """Add an ordering edge, or with ``key`` a data edge into that argument.
+
+        The keywords are Prefect 1's: ``add_edge(upstream_task=a, downstream_task=b, key="x")``.
+        """
+        _refuse_edge_into_parameter(self, downstream_task)
+        up = self._resolve(upstream_task)
+        down = self._resolve(downstream_task)
         call = self._calls[down]
         if key is None:
             if mapped:
@@ -421,12 +643,14 @@ class Flow:
         self,
         task: Node | Task[Any, Any],
         upstream_tasks: Iterable[Node | Task[Any, Any]] | None = None,
+        downstream_tasks: Iterable[Node | Task[Any, Any]] | None = None,
         keyword_tasks: Mapping[str, Any] | None = None,
         mapped: bool = False,
     ) -> Node:
         """Add ``task`` (if needed) with ordering edges and keyword inputs.
 
-        A value of ``keyword_tasks`` that is not a task or node is a constant input.
+        A value of ``keyword_tasks`` that is not a task or node is a constant input;
+        ``downstream_tasks`` wait for ``task``.
 
         >>> from nbflow import Flow, task
         >>> @task(cache=False)
@@ -437,9 +661,13 @@ class Flow:
         >>> flow.run(executor="sequential").result(node)
         3
         """
+        if upstream_tasks or keyword_tasks:
+            _refuse_edge_into_parameter(self, task)
         node = self._resolve(task)
-        for up in upstream_tasks or ():
+        for up in _as_list(upstream_tasks, "upstream_tasks"):
             self.add_edge(up, node)
+        for down in _as_list(downstream_tasks, "downstream_tasks"):
+            self.add_edge(node, down)
         for key, value in (keyword_tasks or {}).items():
             if isinstance(value, (Node, Task)):
                 self.add_edge(value, node, key=key, mapped=mapped)
@@ -458,17 +686,99 @@ class Flow:
                 self.version += 1
         return node
 
-    def update(self, other: Flow) -> None:
-        """Merge the nodes and edges of ``other`` into this flow."""
+    def chain(self, *tasks: Node | Task[Any, Any]) -> list[Edge]:
+        """Order ``tasks`` one after another with ordering edges (Prefect 1's ``chain``).
+
+        >>> from nbflow import Flow, task
+        >>> @task(cache=False)
+        ... def step():
+        ...     return 1
+        >>> flow = Flow("chained")
+        >>> a, b, c = (flow.add_task(step, new=True) for _ in range(3))
+        >>> [flow.name_of(n) for n in flow.sorted()] == ["step", "step-2", "step-3"]
+        True
+        >>> len(flow.chain(c, b, a)), [flow.name_of(n) for n in flow.sorted()]
+        (2, ['step-3', 'step-2', 'step'])
+        """
+        if len(tasks) < 2:
+            raise FlowError(
+                f"Flow '{self.name}': chain() orders two or more tasks, e.g. flow.chain(a, b, c)."
+            )
+        return [self.add_edge(a, b) for a, b in itertools.pairwise(tasks)]
+
+    def update(self, other: Flow, *, merge_parameters: bool = False) -> None:
+        """Merge the nodes and edges of ``other`` into this flow.
+
+        A task both flows hold once, added as a task (``add_task``, ``set_dependencies``,
+        a ``Parameter``) and called alike, becomes one node: its edges join the graphs.
+        Two different parameters of one name are refused, unless ``merge_parameters=True``:
+        then ``other``'s takes the place of this flow's (as in Prefect 1).
+        """
         if not isinstance(other, Flow):
             raise FlowError(f"Flow.update() expects a Flow, but got {other!r}.")
-        for node, call in other._calls.items():
+        same: dict[Node, Node] = {}
+        for node in other._calls:
             if node not in self._calls:
-                self._insert(node, call.copy(), link=False)
+                found = self._shared_node(node, other)
+                if found is not None:
+                    same[node] = found
+        replaced: dict[Node, Node] = {}
+        mine = {n.task.name: n for n in self._calls if _is_parameter(n.task)}
+        for node in other._calls:
+            clash = mine.get(node.task.name)
+            if clash is None or clash is node or node in same or not _is_parameter(node.task):
+                continue
+            if not merge_parameters:
+                raise FlowError(
+                    f"Flow '{self.name}' already has a parameter named '{node.task.name}', "
+                    f"and so has flow '{other.name}'; parameter names are unique in a flow. "
+                    "Use one Parameter in both, or flow.update(other, merge_parameters=True) "
+                    "to keep the other flow's."
+                )
+            replaced[clash] = node
+        if replaced:
+            self._swap(replaced)
+        for node, call in other._calls.items():
+            if node in same:
+                self._calls[same[node]].kwargs.update(_translated(call, same).kwargs)
+            elif node not in self._calls:
+                self._insert(node, _translated(call, same), link=False)
         for edge in other._edges:
-            self._link(edge.upstream, edge.downstream)
-            self._edges[edge] = None
+            up = same.get(edge.upstream, edge.upstream)
+            down = same.get(edge.downstream, edge.downstream)
+            self._link(up, down)
+            self._edges[Edge(up, down, edge.key, edge.mapped)] = None
         self.version += 1
+
+    def _swap(self, swap: Mapping[Node, Node]) -> None:
+        """Put each new node of ``swap`` in the place of its old one, edges included."""
+
+        def new(node: Node) -> Node:
+            return swap.get(node, node)
+
+        self._calls = {new(n): _translated(c, swap) for n, c in self._calls.items()}
+        self._names = {new(n): name for n, name in self._names.items()}
+        self._by_name = {name: new(n) for name, n in self._by_name.items()}
+        self._up = {new(n): {new(u): None for u in ups} for n, ups in self._up.items()}
+        self._down = {new(n): {new(d): None for d in downs} for n, downs in self._down.items()}
+        self._edges = {
+            Edge(new(e.upstream), new(e.downstream), e.key, e.mapped): None for e in self._edges
+        }
+        if self._reference is not None:
+            self._reference = tuple(new(n) for n in self._reference)
+
+    def _shared_node(self, node: Node, other: Flow) -> Node | None:
+        """The node of this flow that ``node`` of ``other`` stands for: the same task,
+        once in each flow, whose two calls can be one (no positional arguments, no
+        argument given by both)."""
+        mine = [n for n in self._calls if n.task is node.task]
+        theirs = [n for n in other._calls if n.task is node.task]
+        if len(mine) != 1 or len(theirs) != 1:
+            return None
+        a, b = self._calls[mine[0]], other._calls[node]
+        if a.args or b.args or a.mapped != b.mapped or a.kwargs.keys() & b.kwargs.keys():
+            return None  # two different calls of one task
+        return mine[0]
 
     def copy(self) -> Flow:
         """A new flow with the same nodes and edges (not registered under the name)."""
@@ -477,6 +787,7 @@ class Flow:
             on_failure=self.on_failure,
             on_success=self.on_success,
             on_state_change=self.on_state_change,
+            state_handlers=self.state_handlers,
             _register=False,
         )
         new.update(self)
@@ -523,6 +834,7 @@ class Flow:
         return f"{base}-{i}"
 
     def _insert(self, node: Node, call: Call, link: bool = True) -> None:
+        _refuse_second_parameter(self, node)
         name = node.name
         if self._by_name.get(name, node) is not node:
             name = self._free_name(name)  # merged from another flow: same name, other node
@@ -665,18 +977,82 @@ class Flow:
         return value
 
 
+def _flow_of(ref: Any, flow: Flow | None, method: str) -> Flow:
+    """The flow ``ref.set_upstream``/``set_downstream`` edits: ``flow=`` or the active one."""
+    if flow is None:
+        flow = current_flow()
+    if flow is None:
+        raise FlowError(
+            f"'{ref.name}'.{method}(...) needs a flow: call it inside 'with Flow(...)', or "
+            f"pass it, {method}(other, flow=flow)."
+        )
+    if not isinstance(flow, Flow):
+        raise FlowError(f"{method}(): expected flow= to be a Flow, but got {flow!r}.")
+    return flow
+
+
 def _case_conditions(flow: Flow) -> tuple[Node, ...]:
     return tuple(n for n in active_case.get() if n in flow._calls)
 
 
-def _as_list(wait_for: Any) -> list[Any]:
+def _is_parameter(task: Task[Any, Any]) -> bool:
+    return hasattr(task, "required")  # control.Parameter, which imports this module
+
+
+def _refuse_second_parameter(flow: Flow, node: Node) -> None:
+    if not _is_parameter(node.task):
+        return
+    for other in flow._calls:
+        if other.task.name == node.task.name and _is_parameter(other.task):
+            if other.task is node.task:
+                continue
+            raise FlowError(
+                f"Flow '{flow.name}' already has a parameter named '{node.task.name}'; "
+                "parameter names are unique in a flow. Use the first one again, or give "
+                "this one another name."
+            )
+
+
+def _refuse_edge_into_parameter(flow: Flow, ref: Any) -> None:
+    task = ref.task if isinstance(ref, Node) else ref
+    if isinstance(task, Task) and _is_parameter(task):
+        raise FlowError(
+            f"Flow '{flow.name}': parameter '{task.name}' cannot have upstream tasks; its "
+            "value is given when the flow runs. Add the edge to the task that reads it."
+        )
+
+
+def _translated(call: Call, same: Mapping[Node, Node]) -> Call:
+    """``call`` with the nodes of ``same`` replaced (a node joined with another flow's)."""
+    if not same:
+        return call.copy()
+
+    def swap(value: Any) -> Any:
+        if isinstance(value, Node):
+            return same.get(value, value)
+        if isinstance(value, MapSource):
+            return MapSource(swap(value.source))
+        t = type(value)
+        if t is list or t is tuple or t is set or t is frozenset:
+            return t(swap(v) for v in value)
+        if t is dict:
+            return {k: swap(v) for k, v in value.items()}
+        return value
+
+    return Call(
+        tuple(swap(a) for a in call.args), {k: swap(v) for k, v in call.kwargs.items()}, call.mapped
+    )
+
+
+def _as_list(wait_for: Any, label: str = "wait_for") -> list[Any]:
     if wait_for is None:
         return []
-    if isinstance(wait_for, (Node, Task)):
-        return [wait_for]
-    if isinstance(wait_for, (list, tuple, set)):
-        return list(wait_for)
-    raise TaskDefinitionError(f"wait_for= expects a list of tasks or nodes, but got {wait_for!r}.")
+    if isinstance(wait_for, (Node, Task, unmapped)):
+        wait_for = [wait_for]
+    if isinstance(wait_for, (list, tuple, set, Nodes)):
+        # unmapped(t) in wait_for= is t: ordering edges are never mapped (Prefect 1 allows it).
+        return [t.value if isinstance(t, unmapped) else t for t in wait_for]
+    raise TaskDefinitionError(f"{label}= expects a list of tasks or nodes, but got {wait_for!r}.")
 
 
 def _bind(

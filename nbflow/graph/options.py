@@ -97,10 +97,12 @@ def _int_at_least(low: int, why: str = "", *, optional: bool = False) -> Check:
     return check
 
 
-def _seconds(*, allow_zero: bool, optional: bool = False) -> Check:
+def _seconds(*, allow_zero: bool, optional: bool = False, none: float | None = None) -> Check:
     def check(value: Any, where: Where) -> float | None:
         if value is None and optional:
             return None
+        if value is None and none is not None:
+            return none
         if isinstance(value, _dt.timedelta):
             value = value.total_seconds()
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -163,6 +165,8 @@ def _jitter(value: Any, where: Where) -> float:
 
 def _exception_types(value: Any, where: Where) -> tuple[type[BaseException], ...]:
     types = (value,) if isinstance(value, type) else value
+    if isinstance(types, (set, frozenset)):  # Prefect 1 takes a set; keep a stable order
+        types = sorted(types, key=lambda t: f"{getattr(t, '__module__', '')}.{t!r}")
     if not isinstance(types, (tuple, list)) or not all(
         isinstance(e, type) and issubclass(e, BaseException) for e in types
     ):
@@ -267,8 +271,8 @@ _TABLE = (
     Option(
         "retry_delay",
         0.0,
-        "seconds (or a timedelta) to wait before the first retry",
-        _seconds(allow_zero=True),
+        "seconds (or a timedelta) to wait before the first retry; None: no wait",
+        _seconds(allow_zero=True, none=0.0),
         Flag("--retry-delay", "wait S seconds before retrying", "S", _float_text),
     ),
     Option("retry_backoff", 1.0, "the factor by which each retry delay grows", _backoff),

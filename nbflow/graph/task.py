@@ -85,7 +85,7 @@ class Task(Generic[P, R]):
         *,
         name: str | None = None,
         retries: int = 0,
-        retry_delay: float | _dt.timedelta = 0.0,
+        retry_delay: float | _dt.timedelta | None = 0.0,
         retry_backoff: float = 1.0,
         retry_jitter: float = 0.0,
         retry_on: type[BaseException] | Sequence[type[BaseException]] = (Exception,),
@@ -200,6 +200,43 @@ class Task(Generic[P, R]):
         from nbflow.graph.runner import runner
 
         return runner().run_now(self, args, kwargs, mapped)
+
+    def set_upstream(
+        self, task: Any, flow: Any = None, key: str | None = None, mapped: bool = False
+    ) -> Task[P, R]:
+        """Make this task wait for ``task`` in ``flow`` (default: the ``with Flow`` block);
+        with ``key``, take ``task``'s result as that argument (Prefect 1's method).
+        Returns this task, for chaining."""
+        from nbflow.graph.flow import _flow_of
+
+        _flow_of(self, flow, "set_upstream").add_edge(task, self, key=key, mapped=mapped)
+        return self
+
+    def set_downstream(
+        self, task: Any, flow: Any = None, key: str | None = None, mapped: bool = False
+    ) -> Task[P, R]:
+        """Make ``task`` wait for this task in ``flow`` (default: the ``with Flow`` block).
+        Returns this task, for chaining."""
+        from nbflow.graph.flow import _flow_of
+
+        _flow_of(self, flow, "set_downstream").add_edge(self, task, key=key, mapped=mapped)
+        return self
+
+    def set_dependencies(
+        self,
+        flow: Any = None,
+        upstream_tasks: Any = None,
+        downstream_tasks: Any = None,
+        keyword_tasks: Any = None,
+        mapped: bool = False,
+    ) -> Task[P, R]:
+        """``flow.set_dependencies(this task, ...)`` (default: the ``with Flow`` block)."""
+        from nbflow.graph.flow import _flow_of
+
+        _flow_of(self, flow, "set_dependencies").set_dependencies(
+            self, upstream_tasks, downstream_tasks, keyword_tasks, mapped
+        )
+        return self
 
     def __repr__(self) -> str:
         return f"<Task '{self.name}'>"

@@ -202,6 +202,8 @@ class History:
         with self._conn_lock:
             self._conn.close()
             if not self.path.exists():
+                # The whole folder may have gone (removed by hand): make it again.
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 # A journal left by the vanished file must not be replayed into the new one.
                 for suffix in ("-wal", "-shm"):
                     with contextlib.suppress(OSError):

@@ -534,7 +534,7 @@ def test_a_task_returning_more_or_fewer_values_than_its_nout_fails_without_retri
     with Flow("nout") as flow:
         a, b = pair(2)
         c, d = pair.with_options(retries=2)(3)
-        e, f = pair(-1)
+        e, _f = pair(-1)
     run = run_on(flow, executor, max_workers=1) if executor == "dask" else run_on(flow, executor)
     assert (run.result(a), run.result(b)) == (0, 1)
     for node, got in (("pair-2", "3 values"), ("pair-3", "a NoneType")):

@@ -194,14 +194,6 @@ REFUSALS = {
     "bool": (bool, r"a truth test"),
     "unpacking": (lambda n: [*n], r"iteration"),
     "len": (len, r"len\(\)"),
-    "add": (lambda n: n + 1, r"arithmetic"),
-    "radd": (lambda n: 1 + n, r"arithmetic"),
-    "sub": (lambda n: n - 1, r"arithmetic"),
-    "mul": (lambda n: n * 2, r"arithmetic"),
-    "truediv": (lambda n: n / 2, r"arithmetic"),
-    "floordiv": (lambda n: n // 2, r"arithmetic"),
-    "mod": (lambda n: n % 2, r"arithmetic"),
-    "pow": (lambda n: n**2, r"arithmetic"),
     "neg": (lambda n: -n, r"arithmetic"),
     "float": (float, r"float\(\)"),
     "int": (int, r"int\(\)"),
@@ -218,6 +210,31 @@ def test_a_node_refuses_to_act_as_a_value_and_says_to_run_the_flow(use, action):
             r"Run the flow with run = flow\.run\(\) and get the value with run\.result\(inc\)",
         ):
             use(a)
+
+
+ARITHMETIC = {
+    "add": (lambda n: n + 1, r"\+"),
+    "radd": (lambda n: 1 + n, r"\+"),
+    "sub": (lambda n: n - 1, "-"),
+    "mul": (lambda n: n * 2, r"\*"),
+    "truediv": (lambda n: n / 2, "/"),
+    "floordiv": (lambda n: n // 2, "//"),
+    "mod": (lambda n: n % 2, "%"),
+    "pow": (lambda n: n**2, r"\*\*"),
+    "lt": (lambda n: n < 2, "<"),
+}
+
+
+@pytest.mark.parametrize(("use", "symbol"), ARITHMETIC.values(), ids=ARITHMETIC.keys())
+def test_an_operator_on_a_node_outside_its_flow_block_says_to_run_the_flow(use, symbol):
+    with Flow("proxy-op"):
+        a = inc(1)
+    with pytest.raises(
+        TypeError,
+        match=rf"'inc' is a node of a flow, not a value: it cannot be used for '{symbol}' "
+        r"outside its flow's 'with' block.*run\.result\(inc\)",
+    ):
+        use(a)
 
 
 def test_a_node_refuses_attribute_access_and_says_to_run_the_flow():

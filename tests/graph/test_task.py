@@ -205,7 +205,7 @@ def test_unknown_trigger_is_refused_with_a_suggestion_and_the_choices():
         TaskDefinitionError,
         match=r"Task 'report': unknown trigger 'all_succesful'\. Did you mean 'all_successful'\? "
         r"Choose one of: all_successful, all_finished, any_failed, all_failed, any_successful, "
-        r"manual_only\.",
+        r"not_all_skipped, manual_only\.",
     ):
 
         @task(trigger="all_succesful")

@@ -22,7 +22,8 @@ TABLE = [
     ("all_failed", [F, U, T], True),
     ("all_failed", [F, S], False),
     ("any_successful", [F, C], True),
-    ("any_successful", [F, K], False),
+    ("any_successful", [F, K], True),  # a skipped upstream counts, as in Prefect 1
+    ("any_successful", [F, F], False),
     ("manual_only", [S, C], True),
     ("manual_only", [S, U], False),
 ]
@@ -39,13 +40,14 @@ def test_every_trigger_is_met_when_there_are_no_upstream_tasks(name):
     assert some_failed(at_least=1).met([])
 
 
-def test_the_names_accepted_are_the_six_named_triggers_in_their_order():
+def test_the_names_accepted_are_the_seven_named_triggers_in_their_order():
     assert TRIGGERS == (
         "all_successful",
         "all_finished",
         "any_failed",
         "all_failed",
         "any_successful",
+        "not_all_skipped",
         "manual_only",
     )
     assert all(str(NAMED[n]) == n for n in TRIGGERS)

@@ -53,3 +53,14 @@ def test_the_mapping_examples_map_reduce_and_flat_map(tmp_path):
     flat = _text(cells[3])
     assert "[[1], [1, 2], [1, 2, 3]]" in flat
     assert "[100, 100, 200, 100, 200, 300]" in flat
+
+
+@pytest.mark.slow
+def test_the_branching_examples_ifelse_switch_and_merge(tmp_path):
+    cells = _execute("branching", tmp_path).cells
+    parity = _text(cells[2])
+    assert "4 is even | success skipped" in parity
+    assert "7 is odd | skipped success" in parity
+    sizes = _text(cells[3])
+    assert sizes.index("3 is small") < sizes.index("42 is medium") < sizes.index("500 is large")
+    assert "merge: skipped" in _text(cells[4])
