@@ -68,6 +68,9 @@ class NotebookExecution:
         self._pid: int | None = None
         self._interrupt_at: float | None = None
         self._runs: dict[str, None] = {}
+        # The kernel's error replies by cell index: a cell rejected by a magic (a UsageError,
+        # `%%task` without `%load_ext nbflow`) fails with no error output, only a reply.
+        self._replies: dict[int, tuple[str, str]] = {}
 
     def execute(self) -> NotebookOutcome:
         """Run every cell; on SIGINT interrupt the kernel, then shut it down."""
@@ -95,6 +98,7 @@ class NotebookExecution:
             allow_errors=True,
             store_widget_state=True,
             resources={"metadata": {"path": str(self.folder)}},
+            on_cell_error=self._on_cell_error,
         )
         loop = asyncio.get_running_loop()
         try:
@@ -209,14 +213,25 @@ class NotebookExecution:
         self.tick()
         return runs
 
+    def _on_cell_error(self, cell: Any, cell_index: int, execute_reply: Any) -> None:
+        content = execute_reply.get("content", {})
+        self._replies[cell_index] = (content.get("ename", "Error"), content.get("evalue", ""))
+
     def _note_errors(self, index: int, cell: Any, label: str) -> None:
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error":
-                text = clean(f"{out.get('ename', 'Error')}: {out.get('evalue', '')}")
-                self.outcome.raised.append(
-                    (label + (" (%%task)" if is_task_cell(cell) else ""), text)
-                )
-                self.board.say(f"{label} raised {text}")
+        errors = [
+            (out.get("ename", "Error"), out.get("evalue", ""))
+            for out in cell.get("outputs", [])
+            if out.get("output_type") == "error"
+        ]
+        reply = self._replies.pop(index, None)
+        if not errors and reply is not None:
+            errors = [reply]
+        for ename, evalue in errors:
+            text = clean(f"{ename}: {evalue}")
+            if is_task_cell(cell) and "`%%task` not found" in evalue:
+                text += " Add a cell with %load_ext nbflow before the first %%task cell."
+            self.outcome.raised.append((label + (" (%%task)" if is_task_cell(cell) else ""), text))
+            self.board.say(f"{label} raised {text}")
 
 
 async def _ensure(result: Any) -> None:

@@ -209,6 +209,33 @@ def test_a_cell_that_raises_outside_any_task_is_named_and_gives_exit_1(tmp_path)
     assert "7 success" in out.stdout  # every task succeeded
 
 
+@pytest.mark.parametrize(
+    ("cells", "reason"),
+    [
+        (["%load_ext nbflow", "%%task a\nx = (1"], "UsageError: %%task a: line 2:"),
+        (
+            ["%load_ext nbflow", "%%task a --retries x\nx = 1"],
+            "UsageError: %%task a: expected --retries to be an int >= 0, but got 'x'.",
+        ),
+        (
+            ["%load_ext nbflow", "%%task a --lazy\nx = y + 1", "%%task b\ny = x * 2"],
+            "UsageError: Task cells would form a cycle",
+        ),
+        (
+            ["import nbflow", "%%task a\nx = 1"],
+            "UsageError: Cell magic `%%task` not found. Add a cell with %load_ext nbflow",
+        ),
+    ],
+    ids=["syntax", "option", "cycle", "no-load-ext"],
+)
+def test_a_rejected_task_cell_gives_exit_1_naming_the_cell_and_the_reason(tmp_path, cells, reason):
+    book = new_notebook(cells=[new_code_cell(c) for c in cells])
+    nbformat.write(book, str(tmp_path / "rejected.ipynb"))
+    out = nbflow("run", "rejected.ipynb", cwd=tmp_path, env=cli_env(tmp_path))
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"Cells that raised:\n  cell {len(cells)} (%%task): {reason}" in out.stdout
+
+
 def test_notebook_output_to_a_pipe_has_no_control_characters(tmp_path):
     path = _notebook(tmp_path)
     out = nbflow("run", path, cwd=tmp_path, env=cli_env(tmp_path, TERM="xterm-256color"))
