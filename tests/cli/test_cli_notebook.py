@@ -366,6 +366,25 @@ def test_a_file_that_is_not_a_notebook_with_tasks_is_a_usage_error(tmp_path, con
     assert not (tmp_path / ".nbflow").exists()
 
 
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("missing/done.ipynb", "The folder of --output '{tmp}/missing/done.ipynb' does not exist"),
+        (".", "--output '{tmp}' is a directory"),
+    ],
+    ids=["missing-folder", "directory"],
+)
+def test_an_output_that_cannot_be_written_is_a_usage_error_before_anything_runs(
+    tmp_path, output, message
+):
+    path = _notebook(tmp_path)
+    out = nbflow("run", path, "--output", output, cwd=tmp_path, env=cli_env(tmp_path))
+    assert out.returncode == 2
+    assert out.stderr.startswith("nbflow: error: " + message.format(tmp=tmp_path))
+    assert len(out.stderr.splitlines()) == 1
+    assert _executed(tmp_path) == [] and not (tmp_path / ".nbflow").exists()
+
+
 def test_a_notebook_target_does_not_take_a_flow_name(tmp_path):
     path = _notebook(tmp_path)
     out = nbflow("run", f"{path}:analysis", cwd=tmp_path, env=cli_env(tmp_path))
