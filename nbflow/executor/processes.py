@@ -30,16 +30,51 @@ from nbflow.timer import Timer
 
 log = logging.getLogger("nbflow")
 
+WATCH = 0.2  # seconds between two looks of a worker at its parent process
+_watched: int | None = None  # in a worker: the parent process its watcher follows
 
-def _run_in_worker(payload: bytes, marker: str, label: str) -> Outcome:
+
+def _orphaned(parent: int) -> bool:
+    """In a worker: the process that sent the work (its parent) is gone. A worker is
+    re-parented when its parent dies, so its parent pid changes; nothing will ever
+    receive its outcomes."""
+    return os.getppid() != parent
+
+
+def _watch_parent(parent: int) -> None:
+    """In a worker: end this process when ``parent`` dies, also while an attempt runs
+    or the worker waits idle (the pool keeps idle workers for minutes).
+
+    A thread that polls, not ``prctl(PR_SET_PDEATHSIG)``: that signal follows the
+    parent thread that started the worker, and loky starts workers from whichever
+    thread submits, some of them short-lived."""
+    global _watched
+    if _watched == parent:
+        return
+    _watched = parent
+
+    def watch() -> None:
+        while not _orphaned(parent):
+            time.sleep(WATCH)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="nbflow-parent-watch", daemon=True).start()
+
+
+def _run_in_worker(payload: bytes, marker: str, label: str, parent: int) -> Outcome:
     """The function the worker process runs: rebuild the attempt, mark the start, run,
-    unmark.
+    unmark. A worker whose parent (``parent``, the submitting process) died starts
+    nothing more: it ends at once, before a queued attempt repeats side effects that
+    the attempt's retry in a new run will have again.
 
     The attempt arrives pickled by ``_portable``, as bytes: loky itself only unpickles
     bytes, which cannot fail. An attempt that cannot be rebuilt here (a task or value
     pickled by reference to a module the worker cannot import, such as a script's
     ``__main__``) fails this attempt with the reason, instead of breaking the pool.
     """
+    if _orphaned(parent):
+        os._exit(1)
+    _watch_parent(parent)
     fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.write(fd, f"{os.getpid()} {time.time()}".encode())
     os.close(fd)
@@ -163,7 +198,11 @@ class ProcessExecutor:
                     self._deferred.append((number, job))
                     return
             inner = pool.submit(
-                _run_in_worker, _portable(job.attempt), job.marker, job.attempt.label
+                _run_in_worker,
+                _portable(job.attempt),
+                job.marker,
+                job.attempt.label,
+                os.getpid(),
             )
         except Exception as exc:  # e.g. the function cannot be pickled
             self._finish(number, job, failure(exc, time.time()))
@@ -258,7 +297,11 @@ class ProcessExecutor:
         pool = ProcessPoolExecutor(max_workers=1)
         try:
             inner = pool.submit(
-                _run_in_worker, _portable(job.attempt), job.marker, job.attempt.label
+                _run_in_worker,
+                _portable(job.attempt),
+                job.marker,
+                job.attempt.label,
+                os.getpid(),
             )
             try:
                 outcome = inner.result(timeout=job.attempt.timeout)

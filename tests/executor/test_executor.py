@@ -6,6 +6,7 @@ worker processes by reference; lambdas and closures travel by value (cloudpickle
 
 from __future__ import annotations
 
+import contextlib
 import linecache
 import logging
 import os
@@ -522,3 +523,62 @@ def test_an_async_task_runs_where_an_event_loop_is_already_running():
         return fetch_twice(5)
 
     assert asyncio.run(inside_a_loop()) == 10
+
+
+SCRIPT_OF_MANY_SLOW_TASKS = """
+import os, pathlib, sys, time
+from nbflow import Flow, task
+
+LOG = pathlib.Path(sys.argv[1])
+
+@task(cache=False)
+def work(i):
+    with LOG.open("a") as fh:
+        fh.write(f"{os.getpid()} {time.time()}\\n")
+    time.sleep(0.3)
+    return i
+
+if __name__ == "__main__":
+    with Flow("many") as flow:
+        work.map(list(range(40)))
+    flow.run(executor="processes", max_workers=2, show=False)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:  # a zombie no longer runs
+        return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_worker_processes_start_nothing_more_and_end_when_their_parent_is_killed(tmp_path):
+    script, log = tmp_path / "script.py", tmp_path / "started.log"
+    script.write_text(SCRIPT_OF_MANY_SLOW_TASKS)
+    env = {**os.environ, "NBFLOW_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen([sys.executable, str(script), str(log)], env=env)
+    pids: set[int] = set()
+    try:
+        deadline = time.time() + 60
+        while len(pids) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+            lines = log.read_text().splitlines() if log.exists() else []
+            pids = {int(line.split()[0]) for line in lines}
+        assert len(pids) == 2, "the workers never started"
+        proc.kill()
+        killed = time.time()
+        proc.wait(timeout=30)
+        deadline = time.time() + 10
+        while any(_alive(pid) for pid in pids) and time.time() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in pids if _alive(pid)], "workers outlived their parent"
+        starts = [float(line.split()[1]) for line in log.read_text().splitlines()]
+        assert max(starts) < killed + 0.1, "a worker started a task after its parent died"
+    finally:
+        proc.kill()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
