@@ -510,6 +510,42 @@ def test_a_kernel_that_dies_ends_the_run_with_exit_1_naming_the_cell(tmp_path):
     assert "1 success" in out.stdout
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_the_kernel_of_a_killed_command_dies_with_it_and_runs_nothing_more(tmp_path):
+    # A kernel started through a wrapper (conda run, a shell script): ipykernel's own
+    # watch of its parent then follows the wrapper, which outlives the command.
+    spec = tmp_path / "jupyter" / "data" / "kernels" / "wrapped"
+    spec.mkdir(parents=True)
+    launch = f"{sys.executable} -m ipykernel_launcher -f {{connection_file}}; true"
+    argv = ["/bin/sh", "-c", launch]
+    (spec / "kernel.json").write_text(
+        json.dumps({"argv": argv, "display_name": "wrapped", "language": "python"})
+    )
+    cells = [
+        "%load_ext nbflow\nimport os, pathlib, time\n"
+        "pathlib.Path('kernel.pid').write_text(str(os.getpid()))",
+        "%%task slow\ntime.sleep(4)\npathlib.Path('late.txt').write_text('x')\nx = 1",
+    ]
+    book = new_notebook(cells=[new_code_cell(c) for c in cells])
+    book.metadata["kernelspec"] = {"name": "wrapped", "display_name": "wrapped"}
+    nbformat.write(book, str(tmp_path / "killed.ipynb"))
+    proc = start("run", "killed.ipynb", cwd=tmp_path, env=cli_env(tmp_path))
+    kernel = None
+    try:
+        wait_for(lambda: (tmp_path / "kernel.pid").exists(), what="the kernel's first cell")
+        kernel = int((tmp_path / "kernel.pid").read_text())
+        time.sleep(0.5)  # into the slow cell
+        proc.kill()
+        proc.communicate(timeout=30)
+        wait_for(lambda: not pid_alive(kernel), timeout=10, what="the kernel to die")
+        time.sleep(5)  # past the end of the slow cell, had the kernel gone on
+        assert not (tmp_path / "late.txt").exists()
+    finally:
+        proc.kill()
+        if kernel is not None and pid_alive(kernel):
+            os.kill(kernel, 9)
+
+
 def test_timeout_interrupts_the_notebook_and_exits_1(tmp_path):
     cells = [*SLOW_CELLS[:2], "%%task slow\ntime.sleep(60)\nx = 1", SLOW_CELLS[-1]]
     book = new_notebook(cells=[new_code_cell(c) for c in cells])
