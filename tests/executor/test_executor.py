@@ -216,6 +216,19 @@ def test_task_that_always_times_out_ends_timed_out_after_its_retries(executor):
         run.result(node)
 
 
+def test_a_worker_killed_for_a_timeout_does_not_fail_a_task_of_the_next_run():
+    # The pool is shared: the next run may start before loky has noticed the kill.
+    for attempt in range(6):
+        with Flow("kills") as first:
+            nap.with_options(name="stuck", timeout=0.2)(OVERRUN["processes"])
+        assert run_on(first, "processes", show=False)["stuck"].state is State.TIMED_OUT
+        with Flow("innocent") as second:
+            naps = nap.map([0.05] * 4)
+        run = run_on(second, "processes", show=False)
+        errors = [c.error for c in run[naps].children or () if c.error is not None]
+        assert run.ok, f"try {attempt}: {errors}"
+
+
 def test_threads_move_on_from_a_timed_out_task_and_warn_that_its_thread_was_abandoned(caplog):
     with Flow("thread-timeout") as flow:
         stuck = nap.with_options(name="stuck", timeout=0.2)(OVERRUN["threads"], "late")
