@@ -304,7 +304,7 @@ class NbflowMagics(Magics):
                 f"%flow: unknown command '{words[0]}'.{did_you_mean(words[0], COMMANDS)} "
                 f"Commands: {', '.join(COMMANDS)}."
             )
-        args = flow_parser().parse_args(words)
+        args = _parse_flow_line(words)
         if args.jobs is not None and args.jobs < 1:
             raise UsageError(f"%flow: expected --jobs to be an int >= 1, but got {args.jobs}.")
         nb = self.notebook
@@ -391,6 +391,20 @@ class NbflowMagics(Magics):
     # -- hooks --------------------------------------------------------------------
     def pre_run_cell(self, info: Any) -> None:
         self.cell_id = getattr(info, "cell_id", None)
+
+
+def _parse_flow_line(words: list[str]) -> Any:
+    """The ``%flow`` line, its names also after options (``%flow clear --cache NAME``):
+    argparse takes the positional names in one block, before the first option.
+    (``parse_intermixed_args`` would, but fails to word its errors with a ``%`` in
+    the program name.)"""
+    parser = flow_parser()
+    args, extra = parser.parse_known_args(words)
+    unknown = [w for w in extra if w.startswith("-")]
+    if unknown:
+        parser.parse_args(words)  # raises the usual "unknown option" error
+    args.names = [*args.names, *extra]
+    return args
 
 
 def _same(run: FlowRun, flow: Any) -> bool:

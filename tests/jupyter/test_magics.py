@@ -434,6 +434,19 @@ def test_flow_list_status_runs_show_and_clear(ip):
     assert nbflow.cache_info()["entries"] == 0
 
 
+def test_flow_clear_cache_before_the_names_clears_the_results_of_those_cells_only(ip):
+    run(ip, "%%task\nvalues = [1, 2, 3]")
+    run(ip, "%%task\ncapped = values[:2]")
+    assert nbflow.cache_info()["per_task"] == {"values": 1, "capped": 1}
+    result, out = run(ip, "%flow clear --cache capped")
+    assert result.success, str(result.error_in_exec)
+    assert [o.data["text/plain"] for o in out.outputs] == ["Forgot 1 task cell(s) and their cache"]
+    assert nbflow.cache_info()["per_task"] == {"values": 1}
+    assert list(ip.run_line_magic("flow", "list")["task"]) == ["values"]
+    result, _ = run(ip, "%flow run --jobs 1 values")
+    assert result.success, str(result.error_in_exec)
+
+
 def test_the_flow_is_named_after_the_notebook(ip, monkeypatch):
     from nbflow.cells.notebook import flow_name
 
