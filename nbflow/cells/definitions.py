@@ -11,7 +11,7 @@ import ast
 import graphlib
 import os
 import pathlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +35,12 @@ FORMAT = "1"  # bump when the compiled form of cells changes what a cached resul
 
 
 class CellError(NbflowError, ValueError):
-    """A task cell cannot be defined or run as written (the front end shows it plainly)."""
+    """A task cell cannot be defined or run as written (the front end shows it plainly);
+    ``cell`` names the cell at fault when it is known."""
+
+    def __init__(self, message: str, cell: str | None = None) -> None:
+        super().__init__(message)
+        self.cell = cell
 
 
 def flow_name() -> str:
@@ -238,6 +243,24 @@ class CellGraph:
             self.cell_ids[cell_id] = name
         self._by_text[(source, options, filename)] = name
         return cell
+
+    def snapshot(self) -> Callable[[], None]:
+        """A function that puts the definitions back as they are now (a cell rejected
+        when it first runs must not stay defined)."""
+        cells, status = dict(self.cells), dict(self.status)
+        cell_ids, by_text = dict(self.cell_ids), dict(self._by_text)
+
+        def undo() -> None:
+            self.cells.clear()
+            self.cells.update(cells)
+            self.status.clear()
+            self.status.update(status)
+            self.cell_ids.clear()
+            self.cell_ids.update(cell_ids)
+            self._by_text.clear()
+            self._by_text.update(by_text)
+
+        return undo
 
     def upstream_of(self, cell: CellDef, cells: dict[str, CellDef] | None = None) -> list[str]:
         """The cells ``cell`` depends on: producers of its inputs, then ``--after`` cells."""

@@ -127,6 +127,42 @@ class NotebookFlow(CellGraph):
             self._saved[cell.name] = cell.version + filename
         return cell
 
+    def snapshot(self) -> Callable[[], None]:
+        """A function that puts the cells back as they are now, in this kernel and in
+        the store (a cell rejected when it first runs must not come back after a restart)."""
+        undo_graph = super().snapshot()
+        cells, saved = dict(self.cells), dict(self._saved)
+
+        def undo() -> None:
+            changed = [name for name, cell in self.cells.items() if cells.get(name) is not cell]
+            undo_graph()
+            self._saved.clear()
+            self._saved.update(saved)
+            if not changed:
+                return
+            try:
+                store = open_cells(self.store_home())
+                for name in changed:
+                    old = cells.get(name)
+                    if old is None:
+                        store.delete(self.name, [name])
+                    else:
+                        store.save(
+                            self.name,
+                            StoredCell(
+                                name, old.source, old.options.to_json(), old.filename, old.position
+                            ),
+                        )
+            except Exception as exc:  # a read-only store: this kernel is right anyway
+                warnings.warn(
+                    f"nbflow cannot take back the definition of cell(s) {', '.join(changed)} "
+                    f"in the store ({exc}); forget them with %flow clear {' '.join(changed)}.",
+                    NbflowWarning,
+                    stacklevel=2,
+                )
+
+        return undo
+
     def store_home(self) -> pathlib.Path:
         """The notebook's home folder, created and checked (its file store's folder)."""
         from nbflow.store.file import open_file_store
@@ -241,7 +277,8 @@ class NotebookFlow(CellGraph):
             except Exception as exc:
                 raise CellError(
                     f"%%task {cell.name}: --map {var}={expr} could not be evaluated: "
-                    f"{type(exc).__name__}: {exc}"
+                    f"{type(exc).__name__}: {exc}.",
+                    cell=cell.name,
                 ) from None
             flow.set_dependencies(node, keyword_tasks={var: items}, mapped=True)
             return

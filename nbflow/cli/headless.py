@@ -15,6 +15,7 @@ import os
 import pathlib
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -68,6 +69,9 @@ class NotebookExecution:
         self._pid: int | None = None
         self._interrupt_at: float | None = None
         self._runs: dict[str, None] = {}
+        # The kernel's error replies by cell index: a cell rejected by a magic (a UsageError,
+        # `%%task` without `%load_ext nbflow`) fails with no error output, only a reply.
+        self._replies: dict[int, tuple[str, str]] = {}
 
     def execute(self) -> NotebookOutcome:
         """Run every cell; on SIGINT interrupt the kernel, then shut it down."""
@@ -95,10 +99,15 @@ class NotebookExecution:
             allow_errors=True,
             store_widget_state=True,
             resources={"metadata": {"path": str(self.folder)}},
+            on_cell_error=self._on_cell_error,
         )
         loop = asyncio.get_running_loop()
+        options: dict[str, Any] = {"env": self.env, "cwd": str(self.folder)}
+        die_with_us = _die_with_parent()
+        if die_with_us is not None:
+            options["preexec_fn"] = die_with_us  # reaches the kernel's Popen
         try:
-            setup = client.async_setup_kernel(env=self.env, cwd=str(self.folder))
+            setup = client.async_setup_kernel(**options)
             await setup.__aenter__()
         except NoSuchKernel as exc:
             shutil.rmtree(sockets, ignore_errors=True)
@@ -209,14 +218,55 @@ class NotebookExecution:
         self.tick()
         return runs
 
+    def _on_cell_error(self, cell: Any, cell_index: int, execute_reply: Any) -> None:
+        content = execute_reply.get("content", {})
+        self._replies[cell_index] = (content.get("ename", "Error"), content.get("evalue", ""))
+
     def _note_errors(self, index: int, cell: Any, label: str) -> None:
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error":
-                text = clean(f"{out.get('ename', 'Error')}: {out.get('evalue', '')}")
-                self.outcome.raised.append(
-                    (label + (" (%%task)" if is_task_cell(cell) else ""), text)
-                )
-                self.board.say(f"{label} raised {text}")
+        errors = [
+            (out.get("ename", "Error"), out.get("evalue", ""))
+            for out in cell.get("outputs", [])
+            if out.get("output_type") == "error"
+        ]
+        reply = self._replies.pop(index, None)
+        if not errors and reply is not None:
+            errors = [reply]
+        for ename, evalue in errors:
+            text = clean(f"{ename}: {evalue}")
+            if is_task_cell(cell) and "`%%task` not found" in evalue:
+                text += " Add a cell with %load_ext nbflow before the first %%task cell."
+            self.outcome.raised.append((label + (" (%%task)" if is_task_cell(cell) else ""), text))
+            self.board.say(f"{label} raised {text}")
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2) option
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """On Linux, what the kernel process runs before it starts: have the system kill it
+    when this command dies. Killed with SIGKILL, the command cannot shut its kernel
+    down, and the orphaned kernel would finish the cell it runs (a %flow run: the whole
+    notebook) with no one following it. Elsewhere, None.
+
+    The signal follows the thread that starts the kernel: this command's main thread,
+    which runs the event loop (``asyncio.run``) until the command ends."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)  # loaded here: nothing to load after fork
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the command died before the request took effect
+            os._exit(1)
+
+    return preexec
 
 
 async def _ensure(result: Any) -> None:

@@ -229,6 +229,9 @@ def run_notebook(path: pathlib.Path, params: dict[str, Any], command: dict[str, 
 
     book = read_notebook(path)
     given, path = path, path.resolve()
+    if command.get("output"):
+        # Found after the run, the executed notebook would be lost: check it first.
+        _check_output(pathlib.Path(command["output"]))
     if not uses_nbflow(book):
         raise UsageError(
             f"'{given}' has no tasks: no %%task cell and no use of nbflow. Mark the cells to "
@@ -284,6 +287,19 @@ def run_notebook(path: pathlib.Path, params: dict[str, Any], command: dict[str, 
         _write_err([f"nbflow: the notebook was stopped after --timeout {command['timeout']:g}s."])
         return FAILED
     return FAILED if raised or not board.ok() else OK
+
+
+def _check_output(out: pathlib.Path) -> None:
+    """``--output``'s folder exists and the file can be written there."""
+    if out.is_dir():
+        raise UsageError(f"--output '{out}' is a directory; give a file name (OUT.ipynb).")
+    if not out.parent.is_dir():
+        raise UsageError(
+            f"The folder of --output '{out}' does not exist. Create it first, or write "
+            "the executed notebook elsewhere."
+        )
+    if not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise UsageError(f"--output '{out}' cannot be written: permission denied.")
 
 
 def _expect_cells(board: Board, book: Any, given: pathlib.Path) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from nbflow.engine.display import start_shown
 from nbflow.engine.records import UNLOADED, AttemptRecord, TaskRun
 from nbflow.engine.run import FlowRun, start_run
 from nbflow.errors import RunError
@@ -153,8 +155,9 @@ class LoadedRun:
             ]
         )
 
-    def retry(self, flow: Flow | None = None, **options: Any) -> FlowRun:
-        """Run the flow again, executing only what did not succeed in this run."""
+    def retry(self, flow: Flow | None = None, show: bool | None = None, **options: Any) -> FlowRun:
+        """Run the flow again, executing only what did not succeed in this run. ``show``
+        as in ``flow.run()``: in a notebook the new run's live widget is displayed."""
         if flow is None:
             flow = registered_flow(self.flow_name)
         if flow is None:
@@ -164,7 +167,7 @@ class LoadedRun:
                 f"load_run('{self.id}').retry(flow=...)."
             )
         options.setdefault("store", self._home)
-        return start_run(flow, prior=dict(self._by_name), **options)
+        return start_shown(flow, show, partial(start_run, flow, prior=dict(self._by_name)), options)
 
     def __repr__(self) -> str:
         counts: dict[str, int] = {}

@@ -18,6 +18,7 @@ import signal
 import tempfile
 import threading
 import time
+import weakref
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
@@ -30,16 +31,72 @@ from nbflow.timer import Timer
 
 log = logging.getLogger("nbflow")
 
+WATCH = 0.2  # seconds between two looks of a worker at its parent process
+REPLACED = 10.0  # seconds an attempt waits for loky to replace a pool whose worker we killed
 
-def _run_in_worker(payload: bytes, marker: str, label: str) -> Outcome:
+# The pools in which nbflow killed a worker (a timeout, a cancelled run). loky's reusable
+# pool is shared by every ProcessExecutor of this process, so this is too: a run that
+# starts while the pool of the previous run's kill has not broken yet must neither
+# submit to it nor blame its own attempts for the death. Weak: a dead pool goes away.
+_killed: weakref.WeakSet[Any] = weakref.WeakSet()
+_killed_lock = threading.Lock()
+
+
+def _mark_killed(pools: Any) -> None:
+    with _killed_lock:
+        for pool in pools:
+            _killed.add(pool)
+
+
+def _was_killed(pool: Any) -> bool:
+    with _killed_lock:
+        return pool in _killed
+
+
+_watched: int | None = None  # in a worker: the parent process its watcher follows
+
+
+def _orphaned(parent: int) -> bool:
+    """In a worker: the process that sent the work (its parent) is gone. A worker is
+    re-parented when its parent dies, so its parent pid changes; nothing will ever
+    receive its outcomes."""
+    return os.getppid() != parent
+
+
+def _watch_parent(parent: int) -> None:
+    """In a worker: end this process when ``parent`` dies, also while an attempt runs
+    or the worker waits idle (the pool keeps idle workers for minutes).
+
+    A thread that polls, not ``prctl(PR_SET_PDEATHSIG)``: that signal follows the
+    parent thread that started the worker, and loky starts workers from whichever
+    thread submits, some of them short-lived."""
+    global _watched
+    if _watched == parent:
+        return
+    _watched = parent
+
+    def watch() -> None:
+        while not _orphaned(parent):
+            time.sleep(WATCH)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="nbflow-parent-watch", daemon=True).start()
+
+
+def _run_in_worker(payload: bytes, marker: str, label: str, parent: int) -> Outcome:
     """The function the worker process runs: rebuild the attempt, mark the start, run,
-    unmark.
+    unmark. A worker whose parent (``parent``, the submitting process) died starts
+    nothing more: it ends at once, before a queued attempt repeats side effects that
+    the attempt's retry in a new run will have again.
 
     The attempt arrives pickled by ``_portable``, as bytes: loky itself only unpickles
     bytes, which cannot fail. An attempt that cannot be rebuilt here (a task or value
     pickled by reference to a module the worker cannot import, such as a script's
     ``__main__``) fails this attempt with the reason, instead of breaking the pool.
     """
+    if _orphaned(parent):
+        os._exit(1)
+    _watch_parent(parent)
     fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.write(fd, f"{os.getpid()} {time.time()}".encode())
     os.close(fd)
@@ -106,6 +163,7 @@ class _Job:
     marker: str
     pool: Any = None
     submitted: float = field(default_factory=time.time)
+    waiting: float | None = None  # since when it waits for a pool to be replaced
 
 
 class ProcessExecutor:
@@ -128,10 +186,9 @@ class ProcessExecutor:
         self._dir = tempfile.mkdtemp(prefix="nbflow-", dir=base)
         self._dir_ready = True
         self._timer = Timer("processes")
+        # The pools whose breakage this executor has dealt with, for its own attempts.
         # Keyed by id(); the values keep the pools alive so that ids are not reused.
-        self._killed_pools: dict[int, Any] = {}
         self._handled_pools: dict[int, Any] = {}
-        self._deferred: list[tuple[int, _Job]] = []
 
     def __repr__(self) -> str:
         return f"ProcessExecutor(max_workers={self.max_workers})"
@@ -155,16 +212,28 @@ class ProcessExecutor:
     def _send(self, number: int, job: _Job) -> None:
         if job.outer.done():
             return
+        from joblib.externals.loky.process_executor import (
+            BrokenProcessPool,
+            ShutdownExecutorError,
+        )
+
         try:
             pool = self._pool()
-            with self._lock:
-                if id(pool) in self._killed_pools and id(pool) not in self._handled_pools:
-                    # We just killed one of its workers: wait until it is replaced.
-                    self._deferred.append((number, job))
+            if _was_killed(pool) and self._wait_for_new_pool(number, job):
+                return
+            try:
+                inner = pool.submit(
+                    _run_in_worker,
+                    _portable(job.attempt),
+                    job.marker,
+                    job.attempt.label,
+                    os.getpid(),
+                )
+            except (BrokenProcessPool, ShutdownExecutorError):
+                # It broke (or was shut down) since we got it: loky replaces it.
+                if self._wait_for_new_pool(number, job):
                     return
-            inner = pool.submit(
-                _run_in_worker, _portable(job.attempt), job.marker, job.attempt.label
-            )
+                raise
         except Exception as exc:  # e.g. the function cannot be pickled
             self._finish(number, job, failure(exc, time.time()))
             return
@@ -174,6 +243,18 @@ class ProcessExecutor:
             self._timer.call_at(
                 time.monotonic() + job.attempt.timeout, lambda: self._check_deadline(number, job)
             )
+
+    def _wait_for_new_pool(self, number: int, job: _Job) -> bool:
+        """Send ``job`` again soon, when loky will have replaced the pool in which a
+        worker was killed (it notices the death within milliseconds); False once it
+        has waited ``REPLACED`` seconds: then it goes to that pool anyway."""
+        now = time.monotonic()
+        if job.waiting is None:
+            job.waiting = now
+        elif now - job.waiting > REPLACED:
+            return False
+        self._timer.call_at(now + 0.02, partial(self._send, number, job))
+        return True
 
     def _finish(self, number: int, job: _Job, outcome: Outcome) -> bool:
         with self._lock:
@@ -217,15 +298,15 @@ class ProcessExecutor:
                 return
             self._handled_pools[pool_id] = pool
             jobs = [(n, j) for n, j in self._jobs.items() if id(j.pool) == pool_id]
-            killed_by_us = pool_id in self._killed_pools
-            deferred, self._deferred = self._deferred, []
+        killed_by_us = _was_killed(pool)
         started = [(n, j) for n, j in jobs if os.path.exists(j.marker) and not j.outer.done()]
         waiting = [(n, j) for n, j in jobs if (n, j) not in started and not j.outer.done()]
         for _, j in started:
             with contextlib.suppress(OSError):
                 os.unlink(j.marker)
         if killed_by_us:
-            # We killed a worker to stop a timed-out attempt; everything else is innocent.
+            # nbflow killed a worker (to stop a timed-out attempt, in this run or another
+            # sharing the pool, or to cancel a run): everything else is innocent.
             retry = started + waiting
         elif len(started) == 1:
             n, j = started[0]
@@ -238,7 +319,7 @@ class ProcessExecutor:
                     target=self._isolate, args=(n, j), name="nbflow-isolate", daemon=True
                 ).start()
         # Resubmit from the timer thread, not from loky's own (dying) manager thread.
-        for n, j in retry + deferred:
+        for n, j in retry:
             self._timer.call_at(time.monotonic(), partial(self._send, n, j))
 
     def _died(self, job: _Job, codes: str) -> Outcome:
@@ -258,7 +339,11 @@ class ProcessExecutor:
         pool = ProcessPoolExecutor(max_workers=1)
         try:
             inner = pool.submit(
-                _run_in_worker, _portable(job.attempt), job.marker, job.attempt.label
+                _run_in_worker,
+                _portable(job.attempt),
+                job.marker,
+                job.attempt.label,
+                os.getpid(),
             )
             try:
                 outcome = inner.result(timeout=job.attempt.timeout)
@@ -307,9 +392,8 @@ class ProcessExecutor:
             started,
             timed_out=True,
         )
-        with self._lock:
-            self._killed_pools[id(job.pool)] = job.pool
         if self._finish(number, job, outcome):
+            _mark_killed([job.pool])  # before the kill: the breakage it causes is ours
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
@@ -319,8 +403,8 @@ class ProcessExecutor:
             with self._lock:
                 jobs = list(self._jobs.items())
                 pools = {id(j.pool): j.pool for _, j in jobs if j.pool is not None}
-                self._killed_pools.update(pools)
                 self._handled_pools.update(pools)
+            _mark_killed(pools.values())
             for pool in pools.values():
                 pool.shutdown(wait=False, kill_workers=True)
             for n, j in jobs:

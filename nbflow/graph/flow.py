@@ -12,6 +12,7 @@ import inspect
 import io
 import itertools
 import operator
+import sys
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -913,8 +914,8 @@ class Flow:
         ``task(...)`` (``mapped=False``) or ``task.map(...)`` does inside the flow.
         Nodes among the arguments become edges; ``wait_for`` adds ordering edges.
         """
-        args = tuple(self._substitute(a) for a in args)
-        kwargs = {k: self._substitute(v) for k, v in kwargs.items()}
+        args = tuple(self._argument(task, i, a) for i, a in enumerate(args))
+        kwargs = {k: self._argument(task, k, v) for k, v in kwargs.items()}
         if not mapped:  # unmapped(x) means x outside .map() too, as in Prefect 1
             args = tuple(a.value if isinstance(a, unmapped) else a for a in args)
             kwargs = {k: v.value if isinstance(v, unmapped) else v for k, v in kwargs.items()}
@@ -956,8 +957,28 @@ class Flow:
         for edge in [e for e in self._edges if node in (e.upstream, e.downstream)]:
             del self._edges[edge]
 
-    def _substitute(self, value: Any) -> Any:
-        """Replace tasks by their nodes (adding them if new), also inside containers."""
+    def _argument(self, task: Task[Any, Any], where: int | str, value: Any) -> Any:
+        """``_substitute`` for one argument of a call, refusing one nested too deep for
+        nbflow to walk: the flow and the run walk containers recursively, a few frames
+        per level, and would fail later with a bare RecursionError."""
+        limit = sys.getrecursionlimit() // DEPTH_SHARE
+        try:
+            return self._substitute(value, limit)
+        except (_TooDeep, RecursionError):
+            pass
+        name = where if isinstance(where, str) else _parameter_name(task, where)
+        raise TaskDefinitionError(
+            f"Task '{task.name}': argument '{name}' nests lists, tuples, sets or dicts more "
+            f"than {limit} levels deep, more than nbflow can walk (a third of Python's "
+            f"recursion limit, {sys.getrecursionlimit()}). Flatten it, or build it inside "
+            "the task."
+        ) from None
+
+    def _substitute(self, value: Any, room: int = 1 << 30) -> Any:
+        """Replace tasks by their nodes (adding them if new), also inside containers
+        (at most ``room`` levels deep)."""
+        if room < 0:
+            raise _TooDeep
         if isinstance(value, Node):
             if value not in self._calls:
                 raise FlowError(
@@ -968,12 +989,12 @@ class Flow:
         if isinstance(value, Task):
             return self._resolve(value)
         if isinstance(value, unmapped):
-            return unmapped(self._substitute(value.value))
+            return unmapped(self._substitute(value.value, room))
         t = type(value)
         if t is list or t is tuple or t is set or t is frozenset:
-            return t(self._substitute(v) for v in value)
+            return t(self._substitute(v, room - 1) for v in value)
         if t is dict:
-            return {k: self._substitute(v) for k, v in value.items()}
+            return {k: self._substitute(v, room - 1) for k, v in value.items()}
         return value
 
 
@@ -989,6 +1010,26 @@ def _flow_of(ref: Any, flow: Flow | None, method: str) -> Flow:
     if not isinstance(flow, Flow):
         raise FlowError(f"{method}(): expected flow= to be a Flow, but got {flow!r}.")
     return flow
+
+
+DEPTH_SHARE = 3  # an argument may nest containers a third of the recursion limit deep
+
+
+class _TooDeep(Exception):  # noqa: N818 - internal signal, never seen by users
+    """An argument nests containers deeper than a call allows."""
+
+
+def _parameter_name(task: Task[Any, Any], index: int) -> str:
+    """The name of the parameter the ``index``-th positional argument binds to."""
+    sig = task.signature
+    if sig is not None:
+        params = list(sig.parameters.values())
+        for i, p in enumerate(params):
+            if p.kind is p.VAR_POSITIONAL:
+                return f"{p.name}[{index - i}]"
+            if i == index and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+                return p.name
+    return f"arg{index}"
 
 
 def _case_conditions(flow: Flow) -> tuple[Node, ...]:

@@ -13,6 +13,7 @@ import hashlib
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -151,6 +152,7 @@ class NbflowMagics(Magics):
         if "!" in cell or "%" in cell:
             body = self.shell.transform_cell(cell)  # type: ignore[no-untyped-call]
         source = "\n" + body  # line 1 is the %%task line: keep the cell's line numbers
+        undo = self.notebook.snapshot()
         try:
             cell_def = self.notebook.define(name, source, options, filename, self.cell_id)
         except CellError as exc:
@@ -160,7 +162,7 @@ class NbflowMagics(Magics):
         if options.lazy:
             display({"text/plain": f"· {cell_def.name}: defined (--lazy)"}, raw=True)
             return
-        self._run([cell_def.name], executor=cell_executor(), target=cell_def.name)
+        self._run([cell_def.name], executor=cell_executor(), target=cell_def.name, undo=undo)
 
     def _filename(self, line: str, cell: str) -> str:
         """A file name for the cell's code, shown as ``Cell In[N]`` in tracebacks.
@@ -177,15 +179,23 @@ class NbflowMagics(Magics):
             names[filename] = cell_number(self.shell)
         return filename
 
-    def _run(self, names: list[str], target: str | None = None, **options: Any) -> FlowRun:
+    def _run(
+        self,
+        names: list[str],
+        target: str | None = None,
+        undo: Callable[[], None] | None = None,
+        **options: Any,
+    ) -> FlowRun:
+        """Run ``names``; ``undo`` takes back the definition of the cell ``target`` if the
+        run cannot start because of that cell."""
         __tracebackhide__ = True
         notebook = self.notebook
         if options.get("background"):
-            run, nodes = self._start(names, target, **options)
+            run, nodes = self._start(names, target, undo, **options)
         else:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                run, nodes = self._start(names, target, **options)
+                run, nodes = self._start(names, target, undo, **options)
             rewarn(caught, notebook)
         if not run.done:
             return run
@@ -202,7 +212,11 @@ class NbflowMagics(Magics):
         return run
 
     def _start(
-        self, names: list[str], focus: str | None = None, **options: Any
+        self,
+        names: list[str],
+        focus: str | None = None,
+        undo: Callable[[], None] | None = None,
+        **options: Any,
     ) -> tuple[FlowRun, dict[str, Any]]:
         once = threading.Lock()  # the status is shown once, by whoever comes first
 
@@ -213,7 +227,18 @@ class NbflowMagics(Magics):
         try:
             run, nodes = self.notebook.run(names, listeners=(first_event,), **options)
         except CellError as exc:
-            raise UsageError(str(exc)) from None
+            message = str(exc)
+            if exc.cell is not None and exc.cell == focus and undo is not None:
+                # Rejected as it was first run: left defined, it would stop every later
+                # %flow run until cleared.
+                undo()
+                message += f" Cell '{exc.cell}' was not defined; fix it and run it again."
+            elif exc.cell is not None:
+                message += (
+                    f" Fix cell '{exc.cell}' and run it again, or forget it with "
+                    f"%flow clear {exc.cell}."
+                )
+            raise UsageError(message) from None
         if once.acquire(False):
             _display_run(run, focus)
         return run, nodes
@@ -279,7 +304,7 @@ class NbflowMagics(Magics):
                 f"%flow: unknown command '{words[0]}'.{did_you_mean(words[0], COMMANDS)} "
                 f"Commands: {', '.join(COMMANDS)}."
             )
-        args = flow_parser().parse_args(words)
+        args = _parse_flow_line(words)
         if args.jobs is not None and args.jobs < 1:
             raise UsageError(f"%flow: expected --jobs to be an int >= 1, but got {args.jobs}.")
         nb = self.notebook
@@ -366,6 +391,20 @@ class NbflowMagics(Magics):
     # -- hooks --------------------------------------------------------------------
     def pre_run_cell(self, info: Any) -> None:
         self.cell_id = getattr(info, "cell_id", None)
+
+
+def _parse_flow_line(words: list[str]) -> Any:
+    """The ``%flow`` line, its names also after options (``%flow clear --cache NAME``):
+    argparse takes the positional names in one block, before the first option.
+    (``parse_intermixed_args`` would, but fails to word its errors with a ``%`` in
+    the program name.)"""
+    parser = flow_parser()
+    args, extra = parser.parse_known_args(words)
+    unknown = [w for w in extra if w.startswith("-")]
+    if unknown:
+        parser.parse_args(words)  # raises the usual "unknown option" error
+    args.names = [*args.names, *extra]
+    return args
 
 
 def _same(run: FlowRun, flow: Any) -> bool:

@@ -209,6 +209,33 @@ def test_a_cell_that_raises_outside_any_task_is_named_and_gives_exit_1(tmp_path)
     assert "7 success" in out.stdout  # every task succeeded
 
 
+@pytest.mark.parametrize(
+    ("cells", "reason"),
+    [
+        (["%load_ext nbflow", "%%task a\nx = (1"], "UsageError: %%task a: line 2:"),
+        (
+            ["%load_ext nbflow", "%%task a --retries x\nx = 1"],
+            "UsageError: %%task a: expected --retries to be an int >= 0, but got 'x'.",
+        ),
+        (
+            ["%load_ext nbflow", "%%task a --lazy\nx = y + 1", "%%task b\ny = x * 2"],
+            "UsageError: Task cells would form a cycle",
+        ),
+        (
+            ["import nbflow", "%%task a\nx = 1"],
+            "UsageError: Cell magic `%%task` not found. Add a cell with %load_ext nbflow",
+        ),
+    ],
+    ids=["syntax", "option", "cycle", "no-load-ext"],
+)
+def test_a_rejected_task_cell_gives_exit_1_naming_the_cell_and_the_reason(tmp_path, cells, reason):
+    book = new_notebook(cells=[new_code_cell(c) for c in cells])
+    nbformat.write(book, str(tmp_path / "rejected.ipynb"))
+    out = nbflow("run", "rejected.ipynb", cwd=tmp_path, env=cli_env(tmp_path))
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"Cells that raised:\n  cell {len(cells)} (%%task): {reason}" in out.stdout
+
+
 def test_notebook_output_to_a_pipe_has_no_control_characters(tmp_path):
     path = _notebook(tmp_path)
     out = nbflow("run", path, cwd=tmp_path, env=cli_env(tmp_path, TERM="xterm-256color"))
@@ -339,6 +366,25 @@ def test_a_file_that_is_not_a_notebook_with_tasks_is_a_usage_error(tmp_path, con
     assert not (tmp_path / ".nbflow").exists()
 
 
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("missing/done.ipynb", "The folder of --output '{tmp}/missing/done.ipynb' does not exist"),
+        (".", "--output '{tmp}' is a directory"),
+    ],
+    ids=["missing-folder", "directory"],
+)
+def test_an_output_that_cannot_be_written_is_a_usage_error_before_anything_runs(
+    tmp_path, output, message
+):
+    path = _notebook(tmp_path)
+    out = nbflow("run", path, "--output", output, cwd=tmp_path, env=cli_env(tmp_path))
+    assert out.returncode == 2
+    assert out.stderr.startswith("nbflow: error: " + message.format(tmp=tmp_path))
+    assert len(out.stderr.splitlines()) == 1
+    assert _executed(tmp_path) == [] and not (tmp_path / ".nbflow").exists()
+
+
 def test_a_notebook_target_does_not_take_a_flow_name(tmp_path):
     path = _notebook(tmp_path)
     out = nbflow("run", f"{path}:analysis", cwd=tmp_path, env=cli_env(tmp_path))
@@ -462,6 +508,42 @@ def test_a_kernel_that_dies_ends_the_run_with_exit_1_naming_the_cell(tmp_path):
         "the cells after it did not run."
     )
     assert "1 success" in out.stdout
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_the_kernel_of_a_killed_command_dies_with_it_and_runs_nothing_more(tmp_path):
+    # A kernel started through a wrapper (conda run, a shell script): ipykernel's own
+    # watch of its parent then follows the wrapper, which outlives the command.
+    spec = tmp_path / "jupyter" / "data" / "kernels" / "wrapped"
+    spec.mkdir(parents=True)
+    launch = f"{sys.executable} -m ipykernel_launcher -f {{connection_file}}; true"
+    argv = ["/bin/sh", "-c", launch]
+    (spec / "kernel.json").write_text(
+        json.dumps({"argv": argv, "display_name": "wrapped", "language": "python"})
+    )
+    cells = [
+        "%load_ext nbflow\nimport os, pathlib, time\n"
+        "pathlib.Path('kernel.pid').write_text(str(os.getpid()))",
+        "%%task slow\ntime.sleep(4)\npathlib.Path('late.txt').write_text('x')\nx = 1",
+    ]
+    book = new_notebook(cells=[new_code_cell(c) for c in cells])
+    book.metadata["kernelspec"] = {"name": "wrapped", "display_name": "wrapped"}
+    nbformat.write(book, str(tmp_path / "killed.ipynb"))
+    proc = start("run", "killed.ipynb", cwd=tmp_path, env=cli_env(tmp_path))
+    kernel = None
+    try:
+        wait_for(lambda: (tmp_path / "kernel.pid").exists(), what="the kernel's first cell")
+        kernel = int((tmp_path / "kernel.pid").read_text())
+        time.sleep(0.5)  # into the slow cell
+        proc.kill()
+        proc.communicate(timeout=30)
+        wait_for(lambda: not pid_alive(kernel), timeout=10, what="the kernel to die")
+        time.sleep(5)  # past the end of the slow cell, had the kernel gone on
+        assert not (tmp_path / "late.txt").exists()
+    finally:
+        proc.kill()
+        if kernel is not None and pid_alive(kernel):
+            os.kill(kernel, 9)
 
 
 def test_timeout_interrupts_the_notebook_and_exits_1(tmp_path):

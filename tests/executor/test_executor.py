@@ -6,6 +6,7 @@ worker processes by reference; lambdas and closures travel by value (cloudpickle
 
 from __future__ import annotations
 
+import contextlib
 import linecache
 import logging
 import os
@@ -213,6 +214,19 @@ def test_task_that_always_times_out_ends_timed_out_after_its_retries(executor):
     assert took < OVERRUN[executor] - 0.1  # neither attempt was waited for
     with pytest.raises(TaskTimeoutError):
         run.result(node)
+
+
+def test_a_worker_killed_for_a_timeout_does_not_fail_a_task_of_the_next_run():
+    # The pool is shared: the next run may start before loky has noticed the kill.
+    for attempt in range(6):
+        with Flow("kills") as first:
+            nap.with_options(name="stuck", timeout=0.2)(OVERRUN["processes"])
+        assert run_on(first, "processes", show=False)["stuck"].state is State.TIMED_OUT
+        with Flow("innocent") as second:
+            naps = nap.map([0.05] * 4)
+        run = run_on(second, "processes", show=False)
+        errors = [c.error for c in run[naps].children or () if c.error is not None]
+        assert run.ok, f"try {attempt}: {errors}"
 
 
 def test_threads_move_on_from_a_timed_out_task_and_warn_that_its_thread_was_abandoned(caplog):
@@ -533,7 +547,7 @@ def pair(n):
 def test_a_task_returning_more_or_fewer_values_than_its_nout_fails_without_retries(executor):
     with Flow("nout") as flow:
         a, b = pair(2)
-        c, d = pair.with_options(retries=2)(3)
+        c, _d = pair.with_options(retries=2)(3)
         e, _f = pair(-1)
     run = run_on(flow, executor, max_workers=1) if executor == "dask" else run_on(flow, executor)
     assert (run.result(a), run.result(b)) == (0, 1)
@@ -541,3 +555,62 @@ def test_a_task_returning_more_or_fewer_values_than_its_nout_fails_without_retri
         assert run[node].state is State.FAILED and run[node].attempts == 1
         assert f"declares nout=2 but returned {got}" in str(run[node].error)
     assert run[c].state is State.UPSTREAM_FAILED and run[e].state is State.UPSTREAM_FAILED
+
+
+SCRIPT_OF_MANY_SLOW_TASKS = """
+import os, pathlib, sys, time
+from nbflow import Flow, task
+
+LOG = pathlib.Path(sys.argv[1])
+
+@task(cache=False)
+def work(i):
+    with LOG.open("a") as fh:
+        fh.write(f"{os.getpid()} {time.time()}\\n")
+    time.sleep(0.3)
+    return i
+
+if __name__ == "__main__":
+    with Flow("many") as flow:
+        work.map(list(range(40)))
+    flow.run(executor="processes", max_workers=2, show=False)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:  # a zombie no longer runs
+        return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_worker_processes_start_nothing_more_and_end_when_their_parent_is_killed(tmp_path):
+    script, log = tmp_path / "script.py", tmp_path / "started.log"
+    script.write_text(SCRIPT_OF_MANY_SLOW_TASKS)
+    env = {**os.environ, "NBFLOW_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen([sys.executable, str(script), str(log)], env=env)
+    pids: set[int] = set()
+    try:
+        deadline = time.time() + 60
+        while len(pids) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+            lines = log.read_text().splitlines() if log.exists() else []
+            pids = {int(line.split()[0]) for line in lines}
+        assert len(pids) == 2, "the workers never started"
+        proc.kill()
+        killed = time.time()
+        proc.wait(timeout=30)
+        deadline = time.time() + 10
+        while any(_alive(pid) for pid in pids) and time.time() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in pids if _alive(pid)], "workers outlived their parent"
+        starts = [float(line.split()[1]) for line in log.read_text().splitlines()]
+        assert max(starts) < killed + 0.1, "a worker started a task after its parent died"
+    finally:
+        proc.kill()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)

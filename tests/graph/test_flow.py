@@ -875,3 +875,43 @@ def test_replace_call_refuses_arguments_that_hold_nodes():
         b = inc(2)
     with pytest.raises(FlowError, match=r"replace_call\(\) takes arguments without nodes"):
         flow.replace_call(b, Call((a,), {}, False))
+
+
+def _nested(depth):
+    outer = inner = []
+    for _ in range(depth):
+        inner.append([])
+        inner = inner[0]
+    return outer
+
+
+@pytest.mark.parametrize("depth", [400, 5000])
+def test_an_argument_nested_too_deep_is_refused_naming_the_task_and_the_argument(depth):
+    @task
+    def keep(first, deep):
+        return deep
+
+    with Flow("deep") as flow:
+        with pytest.raises(TaskDefinitionError) as refused:
+            keep(1, _nested(depth))
+        with pytest.raises(TaskDefinitionError, match="argument 'deep' nests"):
+            keep(1, deep=_nested(depth))
+    assert str(refused.value).startswith(
+        "Task 'keep': argument 'deep' nests lists, tuples, sets or dicts more than 333 levels deep"
+    )
+    assert "Flatten it" in str(refused.value)
+    assert flow.tasks == ()
+
+
+def test_an_argument_nested_as_deep_as_allowed_runs():
+    @task
+    def depth_of(value):
+        n = 0
+        while value:
+            value, n = value[0], n + 1
+        return n
+
+    with Flow("deep-enough") as flow:
+        node = depth_of(_nested(333))
+    run = flow.run(executor="sequential", store=False, show=False)
+    assert run.result(node) == 333

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import pickle
+import re
 
 import pytest
 
@@ -473,3 +474,13 @@ def test_wait_for_outside_a_flow_is_refused():
         TaskDefinitionError, match=r"Task 'load': wait_for= only orders tasks inside 'with Flow"
     ):
         load("a.csv", wait_for=[load])
+
+
+@pytest.mark.parametrize("bad", [5, ["etl", 5]])
+def test_tags_that_are_not_strings_are_refused_naming_the_task(bad):
+    message = f"Task 'load': expected tags to be strings, but got {bad!r}."
+    with pytest.raises(TaskDefinitionError, match=re.escape(message)):
+
+        @task(tags=bad)
+        def load():
+            return 1

@@ -374,6 +374,42 @@ def test_an_unhashable_input_is_not_cached_and_the_warning_names_it(ip):
     assert result.success and ip.user_ns["held"] is False
 
 
+def test_a_cell_rejected_when_it_first_runs_is_not_left_defined(ip):
+    from nbflow.store.cellstore import open_cells
+
+    assert run(ip, "%%task a\nx = 1")[0].success
+    result, _ = run(ip, "%%task m --map v=undefined_thing\ny = v")
+    assert type(result.error_in_exec).__name__ == "UsageError"
+    assert str(result.error_in_exec).endswith(
+        "NameError: name 'undefined_thing' is not defined. "
+        "Cell 'm' was not defined; fix it and run it again."
+    )
+    assert list(ip.run_line_magic("flow", "list")["task"]) == ["a"]
+    result, _ = run(ip, "%flow run")
+    assert result.success, str(result.error_in_exec)
+    # A cell redefined badly keeps its earlier definition, in the kernel and the store.
+    result, _ = run(ip, "%%task a --map v=undefined_thing\nx = v")
+    assert type(result.error_in_exec).__name__ == "UsageError"
+    assert ip.nbflow.notebook.cells["a"].options.map_var is None
+    stored = open_cells(ip.nbflow.notebook.store_home()).load("notebook")
+    assert [(c.name, c.options["map_var"]) for c in stored] == [("a", None)]
+    assert run(ip, "%flow run")[0].success
+    # After a restart, %flow retry does not bring the rejected cell back.
+    restart(ip)
+    assert run(ip, "%flow retry")[0].success
+    assert list(ip.nbflow.notebook.cells) == ["a"]
+
+
+def test_a_lazy_cell_that_cannot_run_says_how_to_fix_or_forget_it(ip):
+    run(ip, "%%task m --map v=undefined_thing --lazy\ny = v")
+    result, _ = run(ip, "%flow run")
+    assert str(result.error_in_exec).endswith(
+        "Fix cell 'm' and run it again, or forget it with %flow clear m."
+    )
+    run(ip, "%flow clear m")
+    assert run(ip, "%%task a\nx = 1")[0].success and run(ip, "%flow run")[0].success
+
+
 def test_flow_list_status_runs_show_and_clear(ip):
     run(ip, "LIMIT = 3")
     run(ip, "%%task\nvalues = list(range(LIMIT))")
@@ -396,6 +432,19 @@ def test_flow_list_status_runs_show_and_clear(ip):
     run(ip, "%flow clear --cache")
     assert ip.run_line_magic("flow", "list").empty
     assert nbflow.cache_info()["entries"] == 0
+
+
+def test_flow_clear_cache_before_the_names_clears_the_results_of_those_cells_only(ip):
+    run(ip, "%%task\nvalues = [1, 2, 3]")
+    run(ip, "%%task\ncapped = values[:2]")
+    assert nbflow.cache_info()["per_task"] == {"values": 1, "capped": 1}
+    result, out = run(ip, "%flow clear --cache capped")
+    assert result.success, str(result.error_in_exec)
+    assert [o.data["text/plain"] for o in out.outputs] == ["Forgot 1 task cell(s) and their cache"]
+    assert nbflow.cache_info()["per_task"] == {"values": 1}
+    assert list(ip.run_line_magic("flow", "list")["task"]) == ["values"]
+    result, _ = run(ip, "%flow run --jobs 1 values")
+    assert result.success, str(result.error_in_exec)
 
 
 def test_the_flow_is_named_after_the_notebook(ip, monkeypatch):

@@ -313,3 +313,22 @@ def test_a_full_disk_keeps_history_records_warns_once_and_writes_them_later(tmp_
     assert out.count("could not write the run history") == 1, out
     assert "is written again" in out
     assert "STATES success success" in out and "IDS True" in out
+
+
+def test_a_loaded_run_retries_with_show_as_flow_run_does(_private_store):
+    attempts = []
+
+    @task
+    def flaky():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ValueError("first time")
+        return "ok"
+
+    with Flow("loaded-retry") as flow:
+        node = flaky()
+    assert not flow.run(executor="sequential").ok
+    again = nbflow.load_run("latest").retry(flow=flow, show=False, executor="sequential")
+    assert again.ok and again.result(node) == "ok"
+    with pytest.raises(nbflow.NbflowError, match="Expected show to be True, False or None"):
+        nbflow.load_run("latest").retry(flow=flow, show="yes")
