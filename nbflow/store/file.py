@@ -11,11 +11,13 @@ store.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import pathlib
 import pickle
+import shutil
 import sqlite3
 import threading
 import time
@@ -27,7 +29,14 @@ from typing import Any
 from nbflow import settings
 from nbflow.errors import NbflowError, NbflowWarning
 from nbflow.store.base import ResultStore
-from nbflow.store.home import CACHE_DIR, check_permissions, home_path, prepare_home
+from nbflow.store.home import (
+    CACHE_DIR,
+    DamagedStoreError,
+    check_permissions,
+    home_path,
+    is_damaged,
+    prepare_home,
+)
 
 log = logging.getLogger("nbflow")
 
@@ -312,15 +321,27 @@ class FileStore:
                         os.umask(old)
         return self._cache
 
-    def _disable(self, why: str) -> None:
+    def _disable(self, exc: BaseException) -> None:
         if self.disabled is None:
-            self.disabled = why
-            warnings.warn(
-                f"nbflow could not use its result store '{self.path}' ({why}); results "
-                "are not cached for the rest of this run.",
-                CacheWarning,
-                stacklevel=2,
-            )
+            self.disabled = f"{type(exc).__name__}: {exc}"
+            if is_damaged(exc):
+                why = self._damage(exc, "; this run goes on without caching")
+            else:
+                why = (
+                    f"nbflow could not use its result store '{self.path}' ({self.disabled}); "
+                    "results are not cached for the rest of this run."
+                )
+            warnings.warn(why, CacheWarning, stacklevel=2)
+
+    def _damage(self, exc: BaseException, meanwhile: str = "") -> str:
+        """What to say about a damaged cache database: which file, and how to fix it."""
+        db = self.path / CACHE_DIR / "cache.db"
+        return (
+            f"The nbflow result store's database '{db}' is damaged ({exc}){meanwhile}. Fix it "
+            f"with: nbflow cache clear --path '{self.path}'  (or "
+            f"nbflow.clear_cache(path='{self.path}'); its cached results are lost, the run "
+            "history is kept)."
+        )
 
     def get(self, key: str, default: Any = _MISS) -> Any:
         """The value stored under ``key``, or ``default`` (a corrupt entry is a miss)."""
@@ -329,7 +350,7 @@ class FileStore:
         try:
             return self.cache.get(key, default=default, retry=True)
         except (sqlite3.Error, OSError) as exc:  # the store itself is unusable
-            self._disable(f"{type(exc).__name__}: {exc}")
+            self._disable(exc)
             return default
         except UncheckedEntryError:  # written by an older nbflow: recomputed once, quietly
             log.debug("nbflow: cache entry %s has no checksum; it is recomputed", key)
@@ -366,7 +387,7 @@ class FileStore:
                     if value is not _MISS:
                         found[key] = value
         except Exception as exc:
-            self._disable(f"{type(exc).__name__}: {exc}")
+            self._disable(exc)
         return found
 
     def sizes(self, keys: list[str]) -> dict[str, int]:
@@ -388,7 +409,7 @@ class FileStore:
                     if row is not None:
                         found[key] = int(row[0] or 0)
         except Exception as exc:
-            self._disable(f"{type(exc).__name__}: {exc}")
+            self._disable(exc)
         return found
 
     def set(self, key: str, value: Any, *, task: str, expire: float | None = None) -> bool:
@@ -398,7 +419,7 @@ class FileStore:
         try:
             self.cache.set(key, value, expire=expire, retry=True, tag=task)
         except (sqlite3.Error, OSError) as exc:  # full disk, read-only store, locked database
-            self._disable(f"{type(exc).__name__}: {exc}")
+            self._disable(exc)
             return False
         except Exception as exc:  # pickling the value failed, whatever the exception type
             self.delete(key)
@@ -424,23 +445,41 @@ class FileStore:
 
     def info(self) -> dict[str, Any]:
         """Entries, bytes on disk and entries per task."""
-        cache = self.cache
+        try:
+            cache = self.cache
+            with cache.transact(retry=True):
+                rows = cache._sql(
+                    "SELECT tag, COUNT(*), SUM(size) FROM Cache GROUP BY tag"
+                ).fetchall()
+            volume = cache.volume()
+        except sqlite3.DatabaseError as exc:
+            if is_damaged(exc):
+                raise DamagedStoreError(self._damage(exc)) from None
+            raise
         per_task: dict[str, int] = {}
-        with cache.transact(retry=True):
-            rows = cache._sql("SELECT tag, COUNT(*), SUM(size) FROM Cache GROUP BY tag").fetchall()
         entries = 0
         for tag, count, _ in rows:
             per_task[tag or "?"] = count
             entries += count
-        return {
-            "path": str(self.path),
-            "entries": entries,
-            "bytes": cache.volume(),
-            "per_task": per_task,
-        }
+        return {"path": str(self.path), "entries": entries, "bytes": volume, "per_task": per_task}
 
     def clear(self, task: str | None = None, older_than: float | None = None) -> int:
-        """Remove entries (of one task, and/or stored more than ``older_than`` s ago)."""
+        """Remove entries (of one task, and/or stored more than ``older_than`` s ago).
+
+        Clearing everything also repairs a damaged database: the cache folder is
+        removed and started anew (its entries cannot be read anyway)."""
+        try:
+            return self._clear(task, older_than)
+        except sqlite3.DatabaseError as exc:
+            if not is_damaged(exc):
+                raise
+            if task is not None or older_than is not None:
+                raise DamagedStoreError(
+                    self._damage(exc, "; it can only be cleared as a whole")
+                ) from None
+            return self._start_over(exc)
+
+    def _clear(self, task: str | None, older_than: float | None) -> int:
         cache = self.cache
         if task is None and older_than is None:
             return int(cache.clear(retry=True))
@@ -457,6 +496,28 @@ class FileStore:
         for key in keys:
             self.delete(key)
         return len(keys)
+
+    def _start_over(self, exc: BaseException) -> int:
+        """Remove a damaged cache folder and create an empty one; the number of value
+        files removed (the entries kept in the database cannot be counted)."""
+        cache_dir = self.path / CACHE_DIR
+        with self._lock:
+            if self._cache is not None:
+                with contextlib.suppress(Exception):
+                    self._cache.close()
+                self._cache = None
+            removed = sum(1 for _ in cache_dir.rglob("*.val"))
+            shutil.rmtree(cache_dir)
+        self.disabled = None
+        self.cache  # noqa: B018 (creates the new, empty database now)
+        log.warning(
+            "nbflow: the damaged result store database %s (%s) was removed with its %d value "
+            "files; the store starts empty.",
+            cache_dir / "cache.db",
+            exc,
+            removed,
+        )
+        return removed
 
 
 __all__ = ["CacheWarning", "FileStore", "home_of", "open_file_store"]

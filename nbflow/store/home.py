@@ -34,6 +34,23 @@ class UnsafeStoreError(NbflowError, PermissionError):
     """The store could be written by another user, so reading it is not safe."""
 
 
+class DamagedStoreError(NbflowError):
+    """A database of the store (the cache's or the run history) is damaged."""
+
+
+def is_damaged(exc: BaseException) -> bool:
+    """Whether a sqlite error says the database file itself is damaged (not a database,
+    or malformed), as opposed to locked, read-only or out of space."""
+    import sqlite3  # here: the command line imports this module and starts without sqlite
+
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+    return type(exc) is sqlite3.DatabaseError
+
+
 def home_path(path: str | os.PathLike[str] | None = None) -> pathlib.Path:
     """The home folder: ``path``, else ``NBFLOW_HOME``, else ``./.nbflow``."""
     if path is not None:
@@ -93,8 +110,10 @@ __all__ = [
     "CACHE_DIR",
     "CELLS_FILE",
     "HISTORY_FILE",
+    "DamagedStoreError",
     "UnsafeStoreError",
     "check_permissions",
     "home_path",
+    "is_damaged",
     "prepare_home",
 ]

@@ -8,14 +8,21 @@ Every test has its own store (``NBFLOW_HOME``, set by the root conftest).
 
 from __future__ import annotations
 
+import os
 import pickle
 import sqlite3
+import subprocess
+import sys
+import textwrap
 import warnings
 from pathlib import Path
 
 import pytest
+from clihelp import NBFLOW
 
+import nbflow
 from nbflow.store.file import CacheWarning, FileStore
+from nbflow.store.home import DamagedStoreError
 
 BIG_BYTES = bytes(range(256)) * 1024  # 256 KiB: a file of its own
 BIG_TEXT = "ünïcode " * 20_000
@@ -125,3 +132,130 @@ def test_a_damaged_array_written_straight_into_its_file_is_a_miss(_private_store
     got, caught = _get(store, "k", "MISS")
     assert isinstance(got, str) and got == "MISS"
     assert len(caught) == 1 and "'produce'" in caught[0], caught
+
+
+# -- a damaged database ----------------------------------------------------------------
+
+FLOW = textwrap.dedent(
+    """
+    import os, pathlib, warnings
+    from nbflow import Flow, task
+
+    @task
+    def one():
+        with open(os.environ["EXEC_LOG"], "a") as fh:
+            fh.write("one\\n")
+        return b"x" * 100_000
+
+    with Flow("damaged") as flow:
+        one()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = flow.run()
+    print(run.state.value, sum(t.cached for t in run.task_runs))
+    for w in caught:
+        print("WARNING", w.category.__name__, w.message)
+    """
+)
+
+
+def _run_flow(tmp_path: Path, home: Path) -> tuple[str, list[str]]:
+    script = tmp_path / "flow.py"
+    script.write_text(FLOW)
+    env = dict(os.environ, NBFLOW_HOME=str(home), EXEC_LOG=str(tmp_path / "log"))
+    out = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    first, *warned = out.stdout.splitlines()
+    return first, warned
+
+
+def _cli(*args: object, home: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(NBFLOW), *map(str, args), "--path", str(home)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _damage(db: Path) -> None:
+    """Garbage over the first 4 KiB of a closed database (its header and first page)."""
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    with open(db, "r+b") as fh:
+        fh.write(os.urandom(4096))
+
+
+def test_a_damaged_cache_database_gives_one_line_and_cache_clear_repairs_it(
+    tmp_path, _private_store
+):
+    home = _private_store
+    assert _run_flow(tmp_path, home) == ("success 0", [])
+    db = home / "cache" / "cache.db"
+    _damage(db)
+
+    for action in (["info"], ["clear", "--task", "one"]):
+        out = _cli("cache", *action, home=home)
+        assert out.returncode == 2, out
+        assert out.stdout == "" and len(out.stderr.splitlines()) == 1, out.stderr
+        assert "Traceback" not in out.stderr
+        assert f"'{db}' is damaged" in out.stderr
+        assert f"nbflow cache clear --path '{home}'" in out.stderr
+
+    # A run goes on without caching, with one warning that says how to fix it; so does
+    # the next one (the store is not silently left off).
+    for _ in range(2):
+        state, warned = _run_flow(tmp_path, home)
+        assert state == "success 0"
+        assert len(warned) == 1, warned
+        assert "CacheWarning" in warned[0] and f"'{db}' is damaged" in warned[0]
+        assert "nbflow cache clear" in warned[0]
+
+    out = _cli("cache", "clear", home=home)
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    assert _cli("cache", "info", home=home).stdout.startswith(f"store {home}: 0 results")
+    assert _run_flow(tmp_path, home) == ("success 0", [])
+    assert _run_flow(tmp_path, home) == ("success 1", [])
+    assert (tmp_path / "log").read_text().split() == ["one"] * 4
+
+
+def test_clear_cache_repairs_a_damaged_database_in_process(_private_store):
+    store = FileStore(_private_store)
+    assert store.set("k", BIG_BYTES, task="produce")
+    store.cache.close()
+    _damage(_private_store / "cache" / "cache.db")
+    damaged = FileStore(_private_store)
+    with pytest.raises(DamagedStoreError, match="nbflow cache clear"):
+        damaged.info()
+    assert damaged.clear() == 1  # the one value file
+    assert damaged.info()["entries"] == 0
+    assert damaged.set("k", BIG_BYTES, task="produce")
+    assert FileStore(_private_store).get("k") == BIG_BYTES
+
+
+def test_a_damaged_history_gives_one_line_naming_the_file_and_the_fix(tmp_path, _private_store):
+    home = _private_store
+    assert _run_flow(tmp_path, home)[0] == "success 0"
+    history = home / "history.sqlite"
+    _damage(history)
+
+    out = _cli("runs", home=home)
+    assert out.returncode == 2
+    assert out.stdout == "" and len(out.stderr.splitlines()) == 1, out.stderr
+    assert f"'{history}' is damaged" in out.stderr and f"rm '{history}'*" in out.stderr
+    with pytest.raises(DamagedStoreError, match="Delete it to start a new one"):
+        nbflow.runs(home)
+
+    # A run still runs (and uses the cache), unrecorded, saying why.
+    state, warned = _run_flow(tmp_path, home)
+    assert state == "success 1"
+    assert len(warned) == 1 and f"rm '{history}'*" in warned[0], warned
+
+    for path in home.glob("history.sqlite*"):  # the fix the message gives
+        path.unlink()
+    assert _run_flow(tmp_path, home) == ("success 1", [])
+    assert _cli("runs", home=home).returncode == 0
