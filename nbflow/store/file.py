@@ -3,8 +3,9 @@
 ``file://`` URL (``nbflow.store.base.open_store``).
 
 Every successful result is kept by default. A corrupt or unreadable entry is a miss
-(warning, recompute); a full disk or read-only store turns caching off for the rest
-of the run with one warning. Writes are atomic (diskcache writes the value file
+(warning, recompute); a value file's length and checksum are in its row. A read-only
+store is read and not written (one warning a run); a full disk or a damaged database
+turns caching off for the rest of the run with one warning. Writes are atomic (diskcache writes the value file
 first and commits the row after), so two kernels and the command line can share one
 store.
 """
@@ -231,6 +232,86 @@ def _looks_large(value: Any) -> bool:
     return False
 
 
+class _Rows(list[Any]):
+    """Rows already fetched, read as a cursor is."""
+
+    def fetchone(self) -> Any:
+        return self[0] if self else None
+
+    def fetchall(self) -> list[Any]:
+        return list(self)
+
+
+class _ReadOnlyCache:
+    """What the file store needs of a diskcache, for a store it cannot write: entries are
+    read with a read-only connection (and the value files through ``ResultDisk``),
+    nothing is written, access times included."""
+
+    def __init__(self, directory: pathlib.Path) -> None:
+        db = directory / "cache.db"
+        self._lock = threading.RLock()
+        self._disk = _make_disk()(str(directory))
+        self._conn = _connect_read_only(db)
+
+    def _sql(self, sql: str, params: Any = ()) -> _Rows:
+        with self._lock:  # one connection for all threads: fetched before it is let go
+            return _Rows(self._conn.execute(sql, params).fetchall())
+
+    def transact(self, retry: bool = False) -> Any:
+        return contextlib.nullcontext()
+
+    def get(self, key: str, default: Any = None, retry: bool = False) -> Any:
+        row = self._sql(
+            "SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = 1"
+            " AND (expire_time IS NULL OR expire_time > ?)",
+            (key, time.time()),
+        ).fetchone()
+        if row is None:
+            return default
+        try:
+            return self._disk.fetch(row[0], row[1], row[2], False)
+        except OSError:  # the file is gone: a miss, as diskcache has it
+            return default
+
+    def delete(self, key: str, retry: bool = False) -> bool:
+        return False
+
+    def volume(self) -> int:
+        pages = self._sql("PRAGMA page_count").fetchone()[0]
+        page_size = self._sql("PRAGMA page_size").fetchone()[0]
+        row = self._sql("SELECT value FROM Settings WHERE key = 'size'").fetchone()
+        return int(pages * page_size + (row[0] if row else 0))
+
+    def clear(self, retry: bool = False) -> int:
+        raise NbflowError(
+            f"Cannot clear the result store in '{self._disk._directory}': it is read-only. "
+            "Make it writable first."
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def _connect_read_only(db: pathlib.Path) -> sqlite3.Connection:
+    """A read-only connection. A database in WAL mode needs its -shm file, which a
+    read-only folder cannot get, so it is then opened as immutable (nobody can write it
+    through this folder anyway)."""
+    uri = db.absolute().as_uri()
+    failure: sqlite3.Error | None = None
+    for options in ("?mode=ro", "?mode=ro&immutable=1"):
+        conn = sqlite3.connect(uri + options, uri=True, check_same_thread=False)
+        try:
+            conn.execute("SELECT COUNT(*) FROM Cache WHERE rowid = 0").fetchone()
+        except sqlite3.Error as exc:
+            conn.close()
+            failure = exc
+            continue
+        return conn
+    assert failure is not None
+    raise failure
+
+
 _MISS = object()
 _open: dict[str, FileStore] = {}
 _open_lock = threading.Lock()
@@ -288,6 +369,7 @@ class FileStore:
         self._cache: Any = None
         self._lock = threading.Lock()
         self.disabled: str | None = None
+        self._warned_read_only = False
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": str(self.path)}
@@ -303,23 +385,37 @@ class FileStore:
         if self._cache is None:
             with self._lock:
                 if self._cache is None:
-                    import diskcache
-
-                    size = settings.cache_size()
-                    old = os.umask(0o077)
-                    try:
-                        self._cache = diskcache.Cache(
-                            str(self.path / CACHE_DIR),
-                            size_limit=size,
-                            cull_limit=10,
-                            eviction_policy="least-recently-used",
-                            disk=_make_disk(),
-                            disk_min_file_size=FILE_THRESHOLD,
-                            statistics=False,
-                        )
-                    finally:
-                        os.umask(old)
+                    self._cache = self._open_cache()
         return self._cache
+
+    def _open_cache(self) -> Any:
+        import diskcache
+
+        cache_dir = self.path / CACHE_DIR
+        old = os.umask(0o077)
+        try:
+            return diskcache.Cache(
+                str(cache_dir),
+                size_limit=settings.cache_size(),
+                cull_limit=10,
+                eviction_policy="least-recently-used",
+                disk=_make_disk(),
+                disk_min_file_size=FILE_THRESHOLD,
+                statistics=False,
+            )
+        except (sqlite3.OperationalError, OSError):
+            # diskcache writes when it opens (its tables, its settings), so a store on a
+            # read-only mount, or without write permission, is read without it.
+            if not (cache_dir / "cache.db").is_file() or os.access(cache_dir, os.W_OK):
+                raise
+            return _ReadOnlyCache(cache_dir)
+        finally:
+            os.umask(old)
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the store can only be read (a read-only mount or folder)."""
+        return isinstance(self.cache, _ReadOnlyCache)
 
     def _disable(self, exc: BaseException) -> None:
         if self.disabled is None:
@@ -417,7 +513,11 @@ class FileStore:
         if self.disabled:
             return False
         try:
-            self.cache.set(key, value, expire=expire, retry=True, tag=task)
+            cache = self.cache
+            if isinstance(cache, _ReadOnlyCache):
+                self._warn_read_only()
+                return False
+            cache.set(key, value, expire=expire, retry=True, tag=task)
         except (sqlite3.Error, OSError) as exc:  # full disk, read-only store, locked database
             self._disable(exc)
             return False
@@ -433,9 +533,26 @@ class FileStore:
             return False
         return True
 
+    def _warn_read_only(self) -> None:
+        if not self._warned_read_only:
+            self._warned_read_only = True
+            warnings.warn(
+                f"nbflow's result store '{self.path}' is read-only: results cached in it "
+                "are used, new ones are not written. Make it writable, or give the run "
+                "another store (NBFLOW_HOME or flow.run(store=...)).",
+                CacheWarning,
+                stacklevel=3,
+            )
+
     def begin_run(self) -> None:
-        """A new run tries the store again, even if it failed during an earlier one."""
+        """A new run tries the store again, even if it failed during an earlier one
+        (a store read-only before is opened again: it may be writable now)."""
         self.disabled = None
+        self._warned_read_only = False
+        if isinstance(self._cache, _ReadOnlyCache):
+            with self._lock:
+                self._cache.close()
+                self._cache = None
 
     def delete(self, key: str) -> None:
         try:

@@ -259,3 +259,78 @@ def test_a_damaged_history_gives_one_line_naming_the_file_and_the_fix(tmp_path, 
         path.unlink()
     assert _run_flow(tmp_path, home) == ("success 1", [])
     assert _cli("runs", home=home).returncode == 0
+
+
+# -- a read-only store ---------------------------------------------------------------
+
+READ_ONLY_FLOW = textwrap.dedent(
+    """
+    import os, sys, warnings
+    from nbflow import Flow, task
+
+    @task
+    def small():
+        print("ran small", file=sys.stderr)
+        return 1
+
+    @task
+    def big():
+        print("ran big", file=sys.stderr)
+        return b"x" * 100_000
+
+    @task
+    def new(a, b):  # only in the second version: never cached
+        print("ran new", file=sys.stderr)
+        return a + len(b)
+
+    with Flow("read-only") as flow:
+        s, b = small(), big()
+        if os.environ.get("WITH_NEW"):
+            new(s, b)
+
+    for _ in range(2):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run = flow.run()
+        cached = sorted(t.name for t in run.task_runs if t.cached)
+        print(run.state.value, ",".join(cached))
+        for w in caught:
+            if w.category.__name__ == "CacheWarning":
+                print("WARNING", w.message)
+    """
+)
+
+
+def test_a_read_only_store_is_read_and_not_written_with_one_warning(tmp_path):
+    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs a mount namespace (unshare -m) for a read-only bind mount")
+    home = tmp_path / "store"
+    script = tmp_path / "flow.py"
+    script.write_text(READ_ONLY_FLOW)
+    env = dict(os.environ, NBFLOW_HOME=str(home))
+    first = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines() == ["success ", "success big,small"]
+
+    command = (
+        f"mount --bind {home} {home} && mount -o remount,bind,ro {home} && "
+        f"exec {sys.executable} {script}"
+    )
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", command],
+        env=dict(env, WITH_NEW="1"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "success big,small" and lines[2] == "success big,small", lines
+    warned = [line for line in lines if line.startswith("WARNING")]
+    assert len(warned) == 2, lines  # one per run
+    assert f"'{home}' is read-only" in warned[0] and "new ones are not written" in warned[0]
+    assert done.stderr.count("ran new") == 2  # it could not be cached
+    assert "ran small" not in done.stderr and "ran big" not in done.stderr
+    assert "Traceback" not in done.stderr
