@@ -5,9 +5,10 @@
 Every successful result is kept by default. A corrupt or unreadable entry is a miss
 (warning, recompute); a value file's length and checksum are in its row. A read-only
 store is read and not written (one warning a run); a full disk or a damaged database
-turns caching off for the rest of the run with one warning. Writes are atomic (diskcache writes the value file
-first and commits the row after), so two kernels and the command line can share one
-store.
+turns caching off for the rest of the run with one warning. Writes are atomic
+(diskcache writes the value file first and commits the row after), so two kernels and
+the command line can share one store; a store deleted or repaired by another process
+is created again at the next write.
 """
 
 from __future__ import annotations
@@ -293,6 +294,13 @@ class _ReadOnlyCache:
             self._conn.close()
 
 
+def _inode_of(path: pathlib.Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
 def _connect_read_only(db: pathlib.Path) -> sqlite3.Connection:
     """A read-only connection. A database in WAL mode needs its -shm file, which a
     read-only folder cannot get, so it is then opened as immutable (nobody can write it
@@ -370,6 +378,7 @@ class FileStore:
         self._lock = threading.Lock()
         self.disabled: str | None = None
         self._warned_read_only = False
+        self._inode: int | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": str(self.path)}
@@ -386,7 +395,26 @@ class FileStore:
             with self._lock:
                 if self._cache is None:
                     self._cache = self._open_cache()
+                    self._inode = _inode_of(self.path / CACHE_DIR / "cache.db")
         return self._cache
+
+    def _current(self) -> Any:
+        """The cache, opened again (its folders created again) if its database was
+        removed or replaced since it was opened: another process deleted or repaired
+        the store. Writes to the old one would be lost, and a thread's first connection
+        to it would fail. One stat, about a microsecond."""
+        cache = self.cache
+        if not isinstance(cache, _ReadOnlyCache) and self._gone():
+            with self._lock:
+                if self._cache is cache:
+                    with contextlib.suppress(Exception):
+                        cache.close()
+                    self._cache = None
+            cache = self.cache
+        return cache
+
+    def _gone(self) -> bool:
+        return _inode_of(self.path / CACHE_DIR / "cache.db") != self._inode
 
     def _open_cache(self) -> Any:
         import diskcache
@@ -443,8 +471,11 @@ class FileStore:
         """The value stored under ``key``, or ``default`` (a corrupt entry is a miss)."""
         if self.disabled:
             return default
+        return self._read(self._current(), key, default)
+
+    def _read(self, cache: Any, key: str, default: Any) -> Any:
         try:
-            return self.cache.get(key, default=default, retry=True)
+            return cache.get(key, default=default, retry=True)
         except (sqlite3.Error, OSError) as exc:  # the store itself is unusable
             self._disable(exc)
             return default
@@ -477,9 +508,10 @@ class FileStore:
             return {}
         found: dict[str, Any] = {}
         try:
-            with self.cache.transact(retry=True):
+            cache = self._current()
+            with cache.transact(retry=True):
                 for key in keys:
-                    value = self.get(key)
+                    value = self._read(cache, key, _MISS)
                     if value is not _MISS:
                         found[key] = value
         except Exception as exc:
@@ -497,7 +529,7 @@ class FileStore:
             " AND (expire_time IS NULL OR expire_time > ?)"
         )
         try:
-            cache = self.cache
+            cache = self._current()
             now = time.time()
             with cache.transact(retry=True):
                 for key in keys:
@@ -513,11 +545,17 @@ class FileStore:
         if self.disabled:
             return False
         try:
-            cache = self.cache
+            cache = self._current()
             if isinstance(cache, _ReadOnlyCache):
                 self._warn_read_only()
                 return False
-            cache.set(key, value, expire=expire, retry=True, tag=task)
+            try:
+                cache.set(key, value, expire=expire, retry=True, tag=task)
+            except (sqlite3.Error, OSError):
+                if not self._gone():
+                    raise
+                # Removed between the check and the write: once more, in a new one.
+                self._current().set(key, value, expire=expire, retry=True, tag=task)
         except (sqlite3.Error, OSError) as exc:  # full disk, read-only store, locked database
             self._disable(exc)
             return False

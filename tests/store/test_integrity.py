@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import warnings
 from pathlib import Path
 
@@ -334,3 +336,74 @@ def test_a_read_only_store_is_read_and_not_written_with_one_warning(tmp_path):
     assert done.stderr.count("ran new") == 2  # it could not be cached
     assert "ran small" not in done.stderr and "ran big" not in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# -- another process clears or deletes the store -------------------------------------
+
+
+@pytest.mark.parametrize("removed", ["cache", "store"])
+def test_a_store_deleted_by_another_process_during_a_run_is_created_again_and_written(
+    tmp_path, _private_store, removed
+):
+    from nbflow import Flow, task
+
+    log = tmp_path / "log"
+    target = _private_store / "cache" if removed == "cache" else _private_store
+
+    @task
+    def first():
+        with open(log, "a") as fh:
+            fh.write("first\n")
+        return b"1" * 100_000
+
+    @task
+    def second(x):
+        with open(log, "a") as fh:
+            fh.write("second\n")
+        if not (tmp_path / "removed-once").exists():
+            (tmp_path / "removed-once").touch()
+            shutil.rmtree(target)  # as `rm -rf` or a repair elsewhere would
+        return len(x)
+
+    @task
+    def third(n):
+        with open(log, "a") as fh:
+            fh.write("third\n")
+        return n + 1
+
+    with Flow("deleted") as flow:
+        t = third(second(first()))
+
+    for _ in range(2):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run = flow.run(executor="threads")
+        assert run.ok and run.result(t) == 100_001
+        assert [w for w in caught if issubclass(w.category, CacheWarning)] == []
+    # The first run cached second and third in the new store: only first ran again.
+    assert log.read_text().split() == ["first", "second", "third", "first"]
+    assert (_private_store / "cache").stat().st_mode & 0o077 == 0
+
+
+def test_a_store_cleared_by_another_process_keeps_being_written_from_every_thread(
+    _private_store,
+):
+    store = FileStore(_private_store)
+    assert store.set("before", BIG_BYTES, task="t")
+    cleared = subprocess.run(
+        [str(NBFLOW), "cache", "clear", "--path", str(_private_store)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cleared.returncode == 0, cleared.stderr
+    shutil.rmtree(_private_store / "cache")  # and then the folder itself
+    results: list[bool] = []
+    thread = threading.Thread(target=lambda: results.append(store.set("k", BIG_BYTES, task="t")))
+    thread.start()
+    thread.join(30)
+    assert results == [True] and store.disabled is None
+    assert store.set("small", 1, task="t")
+    fresh = FileStore(_private_store)
+    assert fresh.get("k") == BIG_BYTES and fresh.get("small") == 1
+    assert fresh.get("before", "MISS") == "MISS"
