@@ -21,6 +21,7 @@ import pathlib
 import pickle
 import shutil
 import sqlite3
+import stat
 import threading
 import time
 import urllib.parse
@@ -33,10 +34,14 @@ from nbflow.errors import NbflowError, NbflowWarning
 from nbflow.store.base import ResultStore
 from nbflow.store.home import (
     CACHE_DIR,
+    UNTRUSTED_FILE,
     DamagedStoreError,
+    UnsafeStoreError,
+    check_own_file,
     check_permissions,
     home_path,
     is_damaged,
+    mark_untrusted,
     prepare_home,
 )
 
@@ -137,6 +142,24 @@ def _verify(expected: Any, length: int, digest: bytes, filename: str) -> None:
         )
 
 
+class ForeignFileError(ValueError):
+    """A value file that someone else could have written (carries the UnsafeStoreError;
+    not an OSError, which diskcache would take for a file deleted meanwhile)."""
+
+    def __init__(self, unsafe: UnsafeStoreError) -> None:
+        super().__init__(str(unsafe))
+        self.unsafe = unsafe
+
+
+def _check_owner(cache_dir: str, path: str, fh: Any) -> None:
+    """Refuse the opened file unless it is ours and only we can write it (checked on
+    the open file, so that it cannot be swapped after the check)."""
+    try:
+        check_own_file(pathlib.Path(cache_dir).parent, path, os.fstat(fh.fileno()))
+    except UnsafeStoreError as exc:
+        raise ForeignFileError(exc) from None
+
+
 def _is_checked(value: Any) -> bool:
     return value is not None and bytes(value[: len(_CHECK_TAG)]) == _CHECK_TAG
 
@@ -192,6 +215,7 @@ def _make_disk() -> Any:
             path = os.path.join(self._directory, filename)
             if mode == diskcache.core.MODE_PICKLE:
                 with open(path, "rb", buffering=1 << 20) as fh:
+                    _check_owner(self._directory, path, fh)
                     reader = _HashingReader(fh)
                     try:
                         result = pickle.load(reader)
@@ -201,6 +225,7 @@ def _make_disk() -> Any:
                     reader.verify(value, filename)
                     return result
             with open(path, "rb") as fh:
+                _check_owner(self._directory, path, fh)
                 data = fh.read()
             _verify(value, len(data), _new_hash(data).digest(), filename)
             return data if mode == diskcache.core.MODE_BINARY else data.decode("utf-8")
@@ -335,8 +360,34 @@ def open_file_store(path: str | os.PathLike[str] | None = None) -> FileStore:
         if store is None or not where.is_dir():
             store = _open[str(where)] = FileStore(where)
         else:
-            check_permissions(where)
+            # Every time, and deep: a kernel opens its store once per run for days,
+            # and a file someone else put in it may be anywhere below cache/.
+            check_permissions(where, deep=True)
         return store
+
+
+def reset_file_store(path: str | os.PathLike[str] | None = None) -> int:
+    """Remove every result of the file store at ``path``, also of one that nbflow
+    refuses because others could write it: the cache folder goes, what is left is
+    made owner-only and the store is trusted again. The number of value files removed
+    (those of small results kept in the database are not counted)."""
+    where = home_path(_folder_of(path)).resolve()
+    with _open_lock:
+        old = _open.pop(str(where), None)
+    if old is not None and old._cache is not None:
+        with contextlib.suppress(Exception):
+            old._cache.close()
+    cache_dir = where / CACHE_DIR
+    removed = sum(1 for _ in cache_dir.rglob("*.val")) if cache_dir.is_dir() else 0
+    if cache_dir.is_dir():
+        shutil.rmtree(cache_dir)
+    if where.is_dir():
+        for p in [where, *where.iterdir()]:
+            if not p.is_symlink() and p.lstat().st_uid == os.getuid():
+                os.chmod(p, stat.S_IMODE(p.lstat().st_mode) & ~0o077)
+        (where / UNTRUSTED_FILE).unlink(missing_ok=True)
+    open_file_store(where)  # checked again: what is not ours is still refused
+    return removed
 
 
 def _folder_of(path: str | os.PathLike[str] | None) -> str | os.PathLike[str] | None:
@@ -450,6 +501,8 @@ class FileStore:
             self.disabled = f"{type(exc).__name__}: {exc}"
             if is_damaged(exc):
                 why = self._damage(exc, "; this run goes on without caching")
+            elif isinstance(exc, NbflowError):  # says what and how to fix it already
+                why = f"{exc} This run goes on without caching."
             else:
                 why = (
                     f"nbflow could not use its result store '{self.path}' ({self.disabled}); "
@@ -478,6 +531,10 @@ class FileStore:
             return cache.get(key, default=default, retry=True)
         except (sqlite3.Error, OSError) as exc:  # the store itself is unusable
             self._disable(exc)
+            return default
+        except ForeignFileError as exc:  # planted, or open to others: trust nothing more
+            mark_untrusted(self.path, exc.unsafe.reason)
+            self._disable(exc.unsafe)
             return default
         except UncheckedEntryError:  # written by an older nbflow: recomputed once, quietly
             log.debug("nbflow: cache entry %s has no checksum; it is recomputed", key)
@@ -675,4 +732,4 @@ class FileStore:
         return removed
 
 
-__all__ = ["CacheWarning", "FileStore", "home_of", "open_file_store"]
+__all__ = ["CacheWarning", "FileStore", "home_of", "open_file_store", "reset_file_store"]

@@ -407,3 +407,68 @@ def test_a_store_cleared_by_another_process_keeps_being_written_from_every_threa
     fresh = FileStore(_private_store)
     assert fresh.get("k") == BIG_BYTES and fresh.get("small") == 1
     assert fresh.get("before", "MISS") == "MISS"
+
+
+# -- a store others could write to -------------------------------------------------
+
+
+def test_making_a_store_owner_only_again_does_not_make_it_trusted_until_it_is_cleared(
+    _private_store,
+):
+    from nbflow.store.file import open_file_store
+    from nbflow.store.home import UnsafeStoreError
+
+    store = FileStore(_private_store)
+    assert store.set("k", BIG_BYTES, task="produce")
+    value_dir = _value_files(store)[0].parent
+    os.chmod(value_dir, 0o777)  # anyone could have put a pickle of theirs here
+    with pytest.raises(UnsafeStoreError) as refused:
+        open_file_store(_private_store)
+    assert "nbflow cache clear --path" in str(refused.value)
+    assert "chmod" not in str(refused.value)
+
+    os.chmod(value_dir, 0o700)  # the old advice: chmod -R go-w
+    with pytest.raises(UnsafeStoreError, match="was found writable by other users") as again:
+        open_file_store(_private_store)
+    assert f"nbflow cache clear --path '{_private_store}'" in str(again.value)
+    out = _cli("runs", home=_private_store)  # the history is refused with it, in one line
+    assert out.returncode == 2 and len(out.stderr.splitlines()) == 1, out.stderr
+
+    cleared = _cli("cache", "clear", home=_private_store)
+    assert cleared.returncode == 0, cleared.stderr
+    assert not (_private_store / "UNTRUSTED").exists()
+    reopened = open_file_store(_private_store)
+    assert reopened.get("k", "MISS") == "MISS"
+    assert reopened.set("k", BIG_BYTES, task="produce")
+
+
+def _not_root() -> bool:
+    return os.geteuid() != 0
+
+
+@pytest.mark.skipif(_not_root(), reason="giving a file to another user needs root")
+def test_a_value_file_of_another_user_at_any_depth_is_refused_at_every_open(_private_store):
+    from nbflow.store.file import open_file_store
+    from nbflow.store.home import UnsafeStoreError
+
+    store = open_file_store(_private_store)
+    assert store.set("k", BIG_BYTES, task="produce")
+    assert open_file_store(_private_store) is store  # the same process opens it again
+    (path,) = _value_files(store)
+    os.chown(path, 4321, -1)
+    with pytest.raises(UnsafeStoreError, match="owned by another user") as refused:
+        open_file_store(_private_store)
+    assert str(path) in str(refused.value)
+    assert "nbflow cache clear --path" in str(refused.value)
+
+
+@pytest.mark.skipif(_not_root(), reason="giving a file to another user needs root")
+def test_a_store_already_open_does_not_load_a_value_file_of_another_user(_private_store):
+    store = FileStore(_private_store)
+    assert store.set("k", BIG_BYTES, task="produce")
+    (path,) = _value_files(store)
+    os.chown(path, 4321, -1)
+    got, caught = _get(store, "k", "MISS")
+    assert got == "MISS"
+    assert len(caught) == 1 and "owned by another user" in caught[0], caught
+    assert (_private_store / "UNTRUSTED").exists()  # and the store is refused from now on
