@@ -30,7 +30,7 @@ import warnings
 from typing import Any
 
 from nbflow import settings
-from nbflow.errors import NbflowError, NbflowWarning
+from nbflow.errors import NbflowError, NbflowWarning, user_stacklevel
 from nbflow.store.base import ResultStore
 from nbflow.store.home import (
     CACHE_DIR,
@@ -508,7 +508,7 @@ class FileStore:
                     f"nbflow could not use its result store '{self.path}' ({self.disabled}); "
                     "results are not cached for the rest of this run."
                 )
-            warnings.warn(why, CacheWarning, stacklevel=2)
+            warnings.warn(why, CacheWarning, stacklevel=user_stacklevel())
 
     def _damage(self, exc: BaseException, meanwhile: str = "") -> str:
         """What to say about a damaged cache database: which file, and how to fix it."""
@@ -546,7 +546,7 @@ class FileStore:
                 f"nbflow: the cached result of task '{task}' (key {key}) in '{self.path}' "
                 f"could not be read ({type(exc).__name__}: {exc}); it is recomputed.",
                 CacheWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
             self.delete(key)
             return default
@@ -623,7 +623,7 @@ class FileStore:
                 f"({type(exc).__name__}: {exc}); it stays in memory for this run but is not "
                 "cached.",
                 CacheWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
             return False
         return True
@@ -636,7 +636,7 @@ class FileStore:
                 "are used, new ones are not written. Make it writable, or give the run "
                 "another store (NBFLOW_HOME or flow.run(store=...)).",
                 CacheWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
 
     def begin_run(self) -> None:

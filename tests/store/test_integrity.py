@@ -472,3 +472,58 @@ def test_a_store_already_open_does_not_load_a_value_file_of_another_user(_privat
     assert got == "MISS"
     assert len(caught) == 1 and "owned by another user" in caught[0], caught
     assert (_private_store / "UNTRUSTED").exists()  # and the store is refused from now on
+
+
+# -- the warnings themselves -------------------------------------------------------
+
+
+def test_reading_large_values_leaves_no_file_open(_private_store):
+    import gc
+
+    np = pytest.importorskip("numpy")
+    store = FileStore(_private_store)
+    values = {"b": BIG_BYTES, "t": BIG_TEXT, "p": {"numbers": BIG_LIST}, "a": np.ones(20_000)}
+    for key, value in values.items():
+        assert store.set(key, value, task=key)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for key in values:
+            store.get(key)
+        assert set(store.get_many(list(values))) == set(values)
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_a_cache_warning_points_at_the_code_that_ran_the_flow(_private_store):
+    from nbflow import Flow, task
+
+    @task
+    def produce():
+        return BIG_BYTES
+
+    @task
+    def unpicklable():
+        return lambda: None
+
+    with Flow("where") as flow:
+        produce()
+        unpicklable()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CacheWarning)
+        assert flow.run(executor="sequential").ok
+    (path,) = _value_files(FileStore(_private_store))
+    _overwrite(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = flow.run(executor="sequential")  # this line
+    assert run.ok
+    about = [w for w in caught if issubclass(w.category, CacheWarning)]
+    assert len(about) == 2, [str(w.message) for w in about]
+    for w in about:
+        assert (w.filename, w.lineno) == (__file__, _line_of("# this line")), str(w.message)
+
+
+def _line_of(marker: str) -> int:
+    lines = Path(__file__).read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if line.strip().endswith(marker))
