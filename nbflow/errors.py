@@ -6,6 +6,8 @@ Every message says what happened, where, and how to fix it.
 from __future__ import annotations
 
 import difflib
+import os
+import sys
 from collections.abc import Iterable
 
 
@@ -103,3 +105,24 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """A ``" Did you mean 'x'?"`` suffix for an error message, or ``""``."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for ``warnings.warn`` that points at the code that called
+    nbflow (a notebook cell, a script), however deep in nbflow the warning is raised.
+    Where no such code is on the stack (a worker thread's callback), the caller of the
+    function that warns, as ``stacklevel=2`` would."""
+    import sysconfig
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame = sys._getframe(1)  # the function that calls warnings.warn
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(package):
+        frame = frame.f_back
+        level += 1
+    filename = frame.f_code.co_filename
+    paths = sysconfig.get_paths()
+    libraries = tuple({paths["stdlib"], paths["purelib"], paths["platlib"]})
+    if filename.startswith(package) or filename.startswith((*libraries, "<frozen")):
+        return 2
+    return level

@@ -16,7 +16,7 @@ from nbflow.logs import LogRecord
 from nbflow.state import State
 from nbflow.store.base import open_store
 from nbflow.store.history import History, open_history
-from nbflow.store.home import HISTORY_FILE, home_path
+from nbflow.store.home import HISTORY_FILE, UnsafeStoreError, home_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -209,4 +209,13 @@ def clear_cache(
         raise RunError(
             f"Expected older_than to be a number of seconds >= 0, but got {older_than!r}."
         )
+    if task is None and older_than is None:
+        try:
+            store = open_store(path)
+        except UnsafeStoreError:
+            # Refused because others could write it: clearing all of it is the fix.
+            from nbflow.store.file import reset_file_store
+
+            return reset_file_store(path)
+        return store.clear()
     return open_store(path).clear(task=task, older_than=older_than)

@@ -23,6 +23,7 @@ from nbflow.state import IN_PROGRESS, NOT_OK, State
 from nbflow.store.base import ResultStore, open_store
 from nbflow.store.file import home_of
 from nbflow.store.history import open_history
+from nbflow.store.home import DamagedStoreError
 
 if TYPE_CHECKING:
     import graphviz
@@ -342,7 +343,10 @@ def start_run(
             bus.subscribe(open_history(home).record)
         except Exception as exc:  # a read-only or broken store: run without history
             warnings.warn(
-                f"nbflow cannot record this run in '{home}' ({exc}); "
+                # nbflow's own errors already say where and how to fix it.
+                f"{exc} This run is not recorded."
+                if isinstance(exc, DamagedStoreError)
+                else f"nbflow cannot record this run in '{home}' ({exc}); "
                 "it will not be in the run history.",
                 NbflowWarning,
                 stacklevel=3,

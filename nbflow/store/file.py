@@ -3,20 +3,25 @@
 ``file://`` URL (``nbflow.store.base.open_store``).
 
 Every successful result is kept by default. A corrupt or unreadable entry is a miss
-(warning, recompute); a full disk or read-only store turns caching off for the rest
-of the run with one warning. Writes are atomic (diskcache writes the value file
-first and commits the row after), so two kernels and the command line can share one
-store.
+(warning, recompute); a value file's length and checksum are in its row. A read-only
+store is read and not written (one warning a run); a full disk or a damaged database
+turns caching off for the rest of the run with one warning. Writes are atomic
+(diskcache writes the value file first and commits the row after), so two kernels and
+the command line can share one store; a store deleted or repaired by another process
+is created again at the next write.
 """
 
 from __future__ import annotations
 
-import io
+import contextlib
+import hashlib
 import logging
 import os
 import pathlib
 import pickle
+import shutil
 import sqlite3
+import stat
 import threading
 import time
 import urllib.parse
@@ -25,9 +30,20 @@ import warnings
 from typing import Any
 
 from nbflow import settings
-from nbflow.errors import NbflowError, NbflowWarning
+from nbflow.errors import NbflowError, NbflowWarning, user_stacklevel
 from nbflow.store.base import ResultStore
-from nbflow.store.home import CACHE_DIR, check_permissions, home_path, prepare_home
+from nbflow.store.home import (
+    CACHE_DIR,
+    UNTRUSTED_FILE,
+    DamagedStoreError,
+    UnsafeStoreError,
+    check_own_file,
+    check_permissions,
+    home_path,
+    is_damaged,
+    mark_untrusted,
+    prepare_home,
+)
 
 log = logging.getLogger("nbflow")
 
@@ -40,34 +56,179 @@ class CacheWarning(NbflowWarning):
     """Something kept a result from being cached (the run itself is unaffected)."""
 
 
+class DamagedEntryError(ValueError):
+    """A value file whose length or checksum is not the one recorded with its entry."""
+
+
+class UncheckedEntryError(ValueError):
+    """A value file written before entries carried a checksum: it cannot be trusted."""
+
+
+# A value kept in a file of its own has, in its database row, this tag, the file's
+# length (8 bytes) and its SHA-1 digest (20 bytes). It guards against damage, not
+# attack (see home.py for that); SHA-1 because CPUs compute it in hardware, about
+# 0.1 s per 100 MB read. The row's value column is empty for file entries in plain
+# diskcache, so stores written before still open: their file entries carry no
+# checksum and are read as misses (UncheckedEntryError).
+_CHECK_TAG = b"nbf1"
+
+
+def _new_hash(data: bytes = b"") -> Any:
+    return hashlib.sha1(data, usedforsecurity=False)
+
+
+def _checksum(length: int, digest: bytes) -> Any:
+    return sqlite3.Binary(_CHECK_TAG + length.to_bytes(8, "little") + digest)
+
+
+class _HashingWriter:
+    """A file wrapper that hashes what is written (pickle writes straight into it)."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+        self.hash = _new_hash()
+        self.length = 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self.hash.update(view)
+        self.length += len(view)
+        return int(self.fh.write(view))
+
+    def checksum(self) -> Any:
+        return _checksum(self.length, self.hash.digest())
+
+
+class _HashingReader:
+    """A file wrapper that hashes what pickle reads, then checks it against the row."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+        self.hash = _new_hash()
+        self.length = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self.fh.read(size)
+        self.hash.update(data)
+        self.length += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        n: int = self.fh.readinto(buffer)
+        view = memoryview(buffer).cast("B")[:n]
+        self.hash.update(view)
+        self.length += n
+        return n
+
+    def readline(self) -> bytes:
+        data: bytes = self.fh.readline()
+        self.hash.update(data)
+        self.length += len(data)
+        return data
+
+    def verify(self, expected: Any, filename: str) -> None:
+        while self.read(1 << 20):  # trailing bytes count too
+            pass
+        _verify(expected, self.length, self.hash.digest(), filename)
+
+
+def _verify(expected: Any, length: int, digest: bytes, filename: str) -> None:
+    recorded = bytes(expected)
+    if recorded != bytes(_checksum(length, digest)):
+        want = int.from_bytes(recorded[4:12], "little") if len(recorded) >= 12 else -1
+        raise DamagedEntryError(
+            f"its value file '{filename}' has {length} bytes"
+            + (" whose checksum does not match" if want == length else f", not {want}")
+        )
+
+
+class ForeignFileError(ValueError):
+    """A value file that someone else could have written (carries the UnsafeStoreError;
+    not an OSError, which diskcache would take for a file deleted meanwhile)."""
+
+    def __init__(self, unsafe: UnsafeStoreError) -> None:
+        super().__init__(str(unsafe))
+        self.unsafe = unsafe
+
+
+def _check_owner(cache_dir: str, path: str, fh: Any) -> None:
+    """Refuse the opened file unless it is ours and only we can write it (checked on
+    the open file, so that it cannot be swapped after the check)."""
+    try:
+        check_own_file(pathlib.Path(cache_dir).parent, path, os.fstat(fh.fileno()))
+    except UnsafeStoreError as exc:
+        raise ForeignFileError(exc) from None
+
+
+def _is_checked(value: Any) -> bool:
+    return value is not None and bytes(value[: len(_CHECK_TAG)]) == _CHECK_TAG
+
+
 def _make_disk() -> Any:
     import diskcache
 
+    modes = (diskcache.core.MODE_BINARY, diskcache.core.MODE_TEXT, diskcache.core.MODE_PICKLE)
+
     class ResultDisk(diskcache.Disk):  # type: ignore[misc]
-        """Pickles with protocol 5; large values are written straight into their file."""
+        """Pickles with protocol 5; large values are written straight into their file,
+        with their length and checksum in the row, so that a truncated or overwritten
+        file is a miss and never a wrong result."""
 
         def store(self, value: Any, read: bool, key: Any = diskcache.core.UNKNOWN) -> Any:
-            if read or type(value) in (bytes, str, int, float):
+            kind = type(value)
+            if (
+                read
+                or kind in (int, float)
+                or (kind in (bytes, str) and len(value) < FILE_THRESHOLD)
+            ):
                 return super().store(value, read, key=key)
+            if kind is bytes or kind is str:
+                data = value if kind is bytes else value.encode("utf-8")
+                mode = diskcache.core.MODE_BINARY if kind is bytes else diskcache.core.MODE_TEXT
+                return self._write_file(key, value, mode, lambda fh: fh.write(data))
             if _looks_large(value):
-                filename, full_path = self.filename(key, value)
-                with _open_new(full_path) as fh:
-                    pickle.dump(value, fh, protocol=5)
-                    size = fh.tell()
-                return size, diskcache.core.MODE_PICKLE, filename, None
+                return self._write_file(
+                    key,
+                    value,
+                    diskcache.core.MODE_PICKLE,
+                    lambda fh: pickle.dump(value, fh, protocol=5),
+                )
             data = pickle.dumps(value, protocol=5)
             if len(data) < FILE_THRESHOLD:
                 return 0, diskcache.core.MODE_PICKLE, None, sqlite3.Binary(data)
+            return self._write_file(
+                key, value, diskcache.core.MODE_PICKLE, lambda fh: fh.write(data)
+            )
+
+        def _write_file(self, key: Any, value: Any, mode: int, write: Any) -> Any:
             filename, full_path = self.filename(key, value)
             with _open_new(full_path) as fh:
-                fh.write(data)
-            return len(data), diskcache.core.MODE_PICKLE, filename, None
+                writer = _HashingWriter(fh)
+                write(writer)
+            return writer.length, mode, filename, writer.checksum()
 
         def fetch(self, mode: int, filename: str, value: Any, read: bool) -> Any:
-            if mode == diskcache.core.MODE_PICKLE and filename is not None and not read:
-                with open(os.path.join(self._directory, filename), "rb") as fh:
-                    return pickle.load(io.BufferedReader(fh, 1 << 20))
-            return super().fetch(mode, filename, value, read)
+            if filename is None or read or mode not in modes:
+                return super().fetch(mode, filename, value, read)
+            if not _is_checked(value):
+                raise UncheckedEntryError(f"its value file '{filename}' has no checksum")
+            path = os.path.join(self._directory, filename)
+            if mode == diskcache.core.MODE_PICKLE:
+                with open(path, "rb", buffering=1 << 20) as fh:
+                    _check_owner(self._directory, path, fh)
+                    reader = _HashingReader(fh)
+                    try:
+                        result = pickle.load(reader)
+                    except Exception as exc:
+                        reader.verify(value, filename)  # a damaged file says so first
+                        raise exc
+                    reader.verify(value, filename)
+                    return result
+            with open(path, "rb") as fh:
+                _check_owner(self._directory, path, fh)
+                data = fh.read()
+            _verify(value, len(data), _new_hash(data).digest(), filename)
+            return data if mode == diskcache.core.MODE_BINARY else data.decode("utf-8")
 
     return ResultDisk
 
@@ -97,6 +258,93 @@ def _looks_large(value: Any) -> bool:
     return False
 
 
+class _Rows(list[Any]):
+    """Rows already fetched, read as a cursor is."""
+
+    def fetchone(self) -> Any:
+        return self[0] if self else None
+
+    def fetchall(self) -> list[Any]:
+        return list(self)
+
+
+class _ReadOnlyCache:
+    """What the file store needs of a diskcache, for a store it cannot write: entries are
+    read with a read-only connection (and the value files through ``ResultDisk``),
+    nothing is written, access times included."""
+
+    def __init__(self, directory: pathlib.Path) -> None:
+        db = directory / "cache.db"
+        self._lock = threading.RLock()
+        self._disk = _make_disk()(str(directory))
+        self._conn = _connect_read_only(db)
+
+    def _sql(self, sql: str, params: Any = ()) -> _Rows:
+        with self._lock:  # one connection for all threads: fetched before it is let go
+            return _Rows(self._conn.execute(sql, params).fetchall())
+
+    def transact(self, retry: bool = False) -> Any:
+        return contextlib.nullcontext()
+
+    def get(self, key: str, default: Any = None, retry: bool = False) -> Any:
+        row = self._sql(
+            "SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = 1"
+            " AND (expire_time IS NULL OR expire_time > ?)",
+            (key, time.time()),
+        ).fetchone()
+        if row is None:
+            return default
+        try:
+            return self._disk.fetch(row[0], row[1], row[2], False)
+        except OSError:  # the file is gone: a miss, as diskcache has it
+            return default
+
+    def delete(self, key: str, retry: bool = False) -> bool:
+        return False
+
+    def volume(self) -> int:
+        pages = self._sql("PRAGMA page_count").fetchone()[0]
+        page_size = self._sql("PRAGMA page_size").fetchone()[0]
+        row = self._sql("SELECT value FROM Settings WHERE key = 'size'").fetchone()
+        return int(pages * page_size + (row[0] if row else 0))
+
+    def clear(self, retry: bool = False) -> int:
+        raise NbflowError(
+            f"Cannot clear the result store in '{self._disk._directory}': it is read-only. "
+            "Make it writable first."
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def _inode_of(path: pathlib.Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def _connect_read_only(db: pathlib.Path) -> sqlite3.Connection:
+    """A read-only connection. A database in WAL mode needs its -shm file, which a
+    read-only folder cannot get, so it is then opened as immutable (nobody can write it
+    through this folder anyway)."""
+    uri = db.absolute().as_uri()
+    failure: sqlite3.Error | None = None
+    for options in ("?mode=ro", "?mode=ro&immutable=1"):
+        conn = sqlite3.connect(uri + options, uri=True, check_same_thread=False)
+        try:
+            conn.execute("SELECT COUNT(*) FROM Cache WHERE rowid = 0").fetchone()
+        except sqlite3.Error as exc:
+            conn.close()
+            failure = exc
+            continue
+        return conn
+    assert failure is not None
+    raise failure
+
+
 _MISS = object()
 _open: dict[str, FileStore] = {}
 _open_lock = threading.Lock()
@@ -112,8 +360,34 @@ def open_file_store(path: str | os.PathLike[str] | None = None) -> FileStore:
         if store is None or not where.is_dir():
             store = _open[str(where)] = FileStore(where)
         else:
-            check_permissions(where)
+            # Every time, and deep: a kernel opens its store once per run for days,
+            # and a file someone else put in it may be anywhere below cache/.
+            check_permissions(where, deep=True)
         return store
+
+
+def reset_file_store(path: str | os.PathLike[str] | None = None) -> int:
+    """Remove every result of the file store at ``path``, also of one that nbflow
+    refuses because others could write it: the cache folder goes, what is left is
+    made owner-only and the store is trusted again. The number of value files removed
+    (those of small results kept in the database are not counted)."""
+    where = home_path(_folder_of(path)).resolve()
+    with _open_lock:
+        old = _open.pop(str(where), None)
+    if old is not None and old._cache is not None:
+        with contextlib.suppress(Exception):
+            old._cache.close()
+    cache_dir = where / CACHE_DIR
+    removed = sum(1 for _ in cache_dir.rglob("*.val")) if cache_dir.is_dir() else 0
+    if cache_dir.is_dir():
+        shutil.rmtree(cache_dir)
+    if where.is_dir():
+        for p in [where, *where.iterdir()]:
+            if not p.is_symlink() and p.lstat().st_uid == os.getuid():
+                os.chmod(p, stat.S_IMODE(p.lstat().st_mode) & ~0o077)
+        (where / UNTRUSTED_FILE).unlink(missing_ok=True)
+    open_file_store(where)  # checked again: what is not ours is still refused
+    return removed
 
 
 def _folder_of(path: str | os.PathLike[str] | None) -> str | os.PathLike[str] | None:
@@ -154,6 +428,8 @@ class FileStore:
         self._cache: Any = None
         self._lock = threading.Lock()
         self.disabled: str | None = None
+        self._warned_read_only = False
+        self._inode: int | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": str(self.path)}
@@ -169,52 +445,119 @@ class FileStore:
         if self._cache is None:
             with self._lock:
                 if self._cache is None:
-                    import diskcache
-
-                    size = settings.cache_size()
-                    old = os.umask(0o077)
-                    try:
-                        self._cache = diskcache.Cache(
-                            str(self.path / CACHE_DIR),
-                            size_limit=size,
-                            cull_limit=10,
-                            eviction_policy="least-recently-used",
-                            disk=_make_disk(),
-                            disk_min_file_size=FILE_THRESHOLD,
-                            statistics=False,
-                        )
-                    finally:
-                        os.umask(old)
+                    self._cache = self._open_cache()
+                    self._inode = _inode_of(self.path / CACHE_DIR / "cache.db")
         return self._cache
 
-    def _disable(self, why: str) -> None:
-        if self.disabled is None:
-            self.disabled = why
-            warnings.warn(
-                f"nbflow could not use its result store '{self.path}' ({why}); results "
-                "are not cached for the rest of this run.",
-                CacheWarning,
-                stacklevel=2,
+    def _current(self) -> Any:
+        """The cache, opened again (its folders created again) if its database was
+        removed or replaced since it was opened: another process deleted or repaired
+        the store. Writes to the old one would be lost, and a thread's first connection
+        to it would fail. One stat, about a microsecond."""
+        cache = self.cache
+        if not isinstance(cache, _ReadOnlyCache) and self._gone():
+            with self._lock:
+                if self._cache is cache:
+                    with contextlib.suppress(Exception):
+                        cache.close()
+                    self._cache = None
+            cache = self.cache
+        return cache
+
+    def _gone(self) -> bool:
+        return _inode_of(self.path / CACHE_DIR / "cache.db") != self._inode
+
+    def _open_cache(self) -> Any:
+        import diskcache
+
+        cache_dir = self.path / CACHE_DIR
+        old = os.umask(0o077)
+        try:
+            return diskcache.Cache(
+                str(cache_dir),
+                size_limit=settings.cache_size(),
+                cull_limit=10,
+                eviction_policy="least-recently-used",
+                disk=_make_disk(),
+                disk_min_file_size=FILE_THRESHOLD,
+                statistics=False,
             )
+        except (sqlite3.OperationalError, OSError):
+            # diskcache writes when it opens (its tables, its settings), so a store on a
+            # read-only mount, or without write permission, is read without it.
+            if not (cache_dir / "cache.db").is_file() or os.access(cache_dir, os.W_OK):
+                raise
+            return _ReadOnlyCache(cache_dir)
+        finally:
+            os.umask(old)
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the store can only be read (a read-only mount or folder)."""
+        return isinstance(self.cache, _ReadOnlyCache)
+
+    def _disable(self, exc: BaseException) -> None:
+        if self.disabled is None:
+            self.disabled = f"{type(exc).__name__}: {exc}"
+            if is_damaged(exc):
+                why = self._damage(exc, "; this run goes on without caching")
+            elif isinstance(exc, NbflowError):  # says what and how to fix it already
+                why = f"{exc} This run goes on without caching."
+            else:
+                why = (
+                    f"nbflow could not use its result store '{self.path}' ({self.disabled}); "
+                    "results are not cached for the rest of this run."
+                )
+            warnings.warn(why, CacheWarning, stacklevel=user_stacklevel())
+
+    def _damage(self, exc: BaseException, meanwhile: str = "") -> str:
+        """What to say about a damaged cache database: which file, and how to fix it."""
+        db = self.path / CACHE_DIR / "cache.db"
+        return (
+            f"The nbflow result store's database '{db}' is damaged ({exc}){meanwhile}. Fix it "
+            f"with: nbflow cache clear --path '{self.path}'  (or "
+            f"nbflow.clear_cache(path='{self.path}'); its cached results are lost, the run "
+            "history is kept)."
+        )
 
     def get(self, key: str, default: Any = _MISS) -> Any:
         """The value stored under ``key``, or ``default`` (a corrupt entry is a miss)."""
         if self.disabled:
             return default
+        return self._read(self._current(), key, default)
+
+    def _read(self, cache: Any, key: str, default: Any) -> Any:
         try:
-            return self.cache.get(key, default=default, retry=True)
+            return cache.get(key, default=default, retry=True)
         except (sqlite3.Error, OSError) as exc:  # the store itself is unusable
-            self._disable(f"{type(exc).__name__}: {exc}")
+            self._disable(exc)
+            return default
+        except ForeignFileError as exc:  # planted, or open to others: trust nothing more
+            mark_untrusted(self.path, exc.unsafe.reason)
+            self._disable(exc.unsafe)
+            return default
+        except UncheckedEntryError:  # written by an older nbflow: recomputed once, quietly
+            log.debug("nbflow: cache entry %s has no checksum; it is recomputed", key)
+            self.delete(key)
             return default
         except Exception as exc:  # unpickling a damaged entry can raise almost anything
+            task = self._task_of(key)
             warnings.warn(
-                f"nbflow: the cached result '{key}' in '{self.path}' could not be read "
-                f"({type(exc).__name__}: {exc}); it is recomputed.",
+                f"nbflow: the cached result of task '{task}' (key {key}) in '{self.path}' "
+                f"could not be read ({type(exc).__name__}: {exc}); it is recomputed.",
                 CacheWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
             self.delete(key)
             return default
+
+    def _task_of(self, key: str) -> str:
+        """The task an entry belongs to (its tag), for messages; '?' if unknown."""
+        try:
+            row = self.cache._sql("SELECT tag FROM Cache WHERE key = ?", (key,)).fetchone()
+        except Exception:
+            return "?"
+        return str(row[0]) if row is not None and row[0] is not None else "?"
 
     def get_many(self, keys: list[str]) -> dict[str, Any]:
         """The values of those ``keys`` that are stored, read in one transaction."""
@@ -222,13 +565,14 @@ class FileStore:
             return {}
         found: dict[str, Any] = {}
         try:
-            with self.cache.transact(retry=True):
+            cache = self._current()
+            with cache.transact(retry=True):
                 for key in keys:
-                    value = self.get(key)
+                    value = self._read(cache, key, _MISS)
                     if value is not _MISS:
                         found[key] = value
         except Exception as exc:
-            self._disable(f"{type(exc).__name__}: {exc}")
+            self._disable(exc)
         return found
 
     def sizes(self, keys: list[str]) -> dict[str, int]:
@@ -242,7 +586,7 @@ class FileStore:
             " AND (expire_time IS NULL OR expire_time > ?)"
         )
         try:
-            cache = self.cache
+            cache = self._current()
             now = time.time()
             with cache.transact(retry=True):
                 for key in keys:
@@ -250,7 +594,7 @@ class FileStore:
                     if row is not None:
                         found[key] = int(row[0] or 0)
         except Exception as exc:
-            self._disable(f"{type(exc).__name__}: {exc}")
+            self._disable(exc)
         return found
 
     def set(self, key: str, value: Any, *, task: str, expire: float | None = None) -> bool:
@@ -258,9 +602,19 @@ class FileStore:
         if self.disabled:
             return False
         try:
-            self.cache.set(key, value, expire=expire, retry=True, tag=task)
+            cache = self._current()
+            if isinstance(cache, _ReadOnlyCache):
+                self._warn_read_only()
+                return False
+            try:
+                cache.set(key, value, expire=expire, retry=True, tag=task)
+            except (sqlite3.Error, OSError):
+                if not self._gone():
+                    raise
+                # Removed between the check and the write: once more, in a new one.
+                self._current().set(key, value, expire=expire, retry=True, tag=task)
         except (sqlite3.Error, OSError) as exc:  # full disk, read-only store, locked database
-            self._disable(f"{type(exc).__name__}: {exc}")
+            self._disable(exc)
             return False
         except Exception as exc:  # pickling the value failed, whatever the exception type
             self.delete(key)
@@ -269,14 +623,31 @@ class FileStore:
                 f"({type(exc).__name__}: {exc}); it stays in memory for this run but is not "
                 "cached.",
                 CacheWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
             return False
         return True
 
+    def _warn_read_only(self) -> None:
+        if not self._warned_read_only:
+            self._warned_read_only = True
+            warnings.warn(
+                f"nbflow's result store '{self.path}' is read-only: results cached in it "
+                "are used, new ones are not written. Make it writable, or give the run "
+                "another store (NBFLOW_HOME or flow.run(store=...)).",
+                CacheWarning,
+                stacklevel=user_stacklevel(),
+            )
+
     def begin_run(self) -> None:
-        """A new run tries the store again, even if it failed during an earlier one."""
+        """A new run tries the store again, even if it failed during an earlier one
+        (a store read-only before is opened again: it may be writable now)."""
         self.disabled = None
+        self._warned_read_only = False
+        if isinstance(self._cache, _ReadOnlyCache):
+            with self._lock:
+                self._cache.close()
+                self._cache = None
 
     def delete(self, key: str) -> None:
         try:
@@ -286,23 +657,41 @@ class FileStore:
 
     def info(self) -> dict[str, Any]:
         """Entries, bytes on disk and entries per task."""
-        cache = self.cache
+        try:
+            cache = self.cache
+            with cache.transact(retry=True):
+                rows = cache._sql(
+                    "SELECT tag, COUNT(*), SUM(size) FROM Cache GROUP BY tag"
+                ).fetchall()
+            volume = cache.volume()
+        except sqlite3.DatabaseError as exc:
+            if is_damaged(exc):
+                raise DamagedStoreError(self._damage(exc)) from None
+            raise
         per_task: dict[str, int] = {}
-        with cache.transact(retry=True):
-            rows = cache._sql("SELECT tag, COUNT(*), SUM(size) FROM Cache GROUP BY tag").fetchall()
         entries = 0
         for tag, count, _ in rows:
             per_task[tag or "?"] = count
             entries += count
-        return {
-            "path": str(self.path),
-            "entries": entries,
-            "bytes": cache.volume(),
-            "per_task": per_task,
-        }
+        return {"path": str(self.path), "entries": entries, "bytes": volume, "per_task": per_task}
 
     def clear(self, task: str | None = None, older_than: float | None = None) -> int:
-        """Remove entries (of one task, and/or stored more than ``older_than`` s ago)."""
+        """Remove entries (of one task, and/or stored more than ``older_than`` s ago).
+
+        Clearing everything also repairs a damaged database: the cache folder is
+        removed and started anew (its entries cannot be read anyway)."""
+        try:
+            return self._clear(task, older_than)
+        except sqlite3.DatabaseError as exc:
+            if not is_damaged(exc):
+                raise
+            if task is not None or older_than is not None:
+                raise DamagedStoreError(
+                    self._damage(exc, "; it can only be cleared as a whole")
+                ) from None
+            return self._start_over(exc)
+
+    def _clear(self, task: str | None, older_than: float | None) -> int:
         cache = self.cache
         if task is None and older_than is None:
             return int(cache.clear(retry=True))
@@ -320,5 +709,27 @@ class FileStore:
             self.delete(key)
         return len(keys)
 
+    def _start_over(self, exc: BaseException) -> int:
+        """Remove a damaged cache folder and create an empty one; the number of value
+        files removed (the entries kept in the database cannot be counted)."""
+        cache_dir = self.path / CACHE_DIR
+        with self._lock:
+            if self._cache is not None:
+                with contextlib.suppress(Exception):
+                    self._cache.close()
+                self._cache = None
+            removed = sum(1 for _ in cache_dir.rglob("*.val"))
+            shutil.rmtree(cache_dir)
+        self.disabled = None
+        self.cache  # noqa: B018 (creates the new, empty database now)
+        log.warning(
+            "nbflow: the damaged result store database %s (%s) was removed with its %d value "
+            "files; the store starts empty.",
+            cache_dir / "cache.db",
+            exc,
+            removed,
+        )
+        return removed
 
-__all__ = ["CacheWarning", "FileStore", "home_of", "open_file_store"]
+
+__all__ = ["CacheWarning", "FileStore", "home_of", "open_file_store", "reset_file_store"]

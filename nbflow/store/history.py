@@ -19,11 +19,12 @@ import socket
 import sqlite3
 import threading
 import weakref
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from nbflow.events import RUN_FINISHED, RUN_STARTED, TASK_STATE, Event
 from nbflow.state import FAILED_STATES, State
-from nbflow.store.home import HISTORY_FILE
+from nbflow.store.home import HISTORY_FILE, DamagedStoreError, is_damaged
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -74,9 +75,43 @@ def _open_file(path: pathlib.Path) -> tuple[sqlite3.Connection, int]:
     old = os.umask(0o077)
     try:
         conn = _connect(path)
+    except sqlite3.DatabaseError as exc:
+        if is_damaged(exc):
+            raise _damaged(path, exc) from None
+        raise
     finally:
         os.umask(old)
     return conn, os.stat(path).st_ino
+
+
+def _damaged(path: pathlib.Path, exc: BaseException) -> DamagedStoreError:
+    return DamagedStoreError(
+        f"The nbflow run history '{path}' is damaged ({exc}). Delete it to start a new "
+        f"one: rm '{path}'*  (this removes its -wal and -shm files too; the runs recorded "
+        "in it are lost, the cached results are kept)."
+    )
+
+
+_Result = TypeVar("_Result")
+_Params = ParamSpec("_Params")
+
+
+def _reading(
+    method: Callable[Concatenate[History, _Params], _Result],
+) -> Callable[Concatenate[History, _Params], _Result]:
+    """A read of the history that says which file is damaged, and how to fix it, instead
+    of raising sqlite's DatabaseError."""
+
+    def read(self: History, /, *args: _Params.args, **kwargs: _Params.kwargs) -> _Result:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if is_damaged(exc):
+                raise _damaged(self.path, exc) from None
+            raise
+
+    read.__name__, read.__doc__ = method.__name__, method.__doc__
+    return read
 
 
 def _as_row(item: Any) -> Any:
@@ -270,6 +305,7 @@ class History:
                         (run_id,),
                     )
 
+    @_reading
     def runs(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Past runs, newest first, with counts per task state."""
         self.flush()
@@ -288,6 +324,7 @@ class History:
         keys = ("id", "flow", "start", "end", "state", "interrupted", "executor", "tasks", "failed")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
+    @_reading
     def resolve(self, run_id: str) -> str | None:
         """The id of ``run_id`` ("latest", a full id or a unique prefix), or None."""
         self.flush()
@@ -302,6 +339,7 @@ class History:
             ).fetchall()
         return rows[0][0] if len(rows) == 1 else None
 
+    @_reading
     def latest_states(self, flow: str) -> dict[str, str]:
         """Each task of ``flow`` (mapped children left out) with its latest state."""
         with self._conn_lock:
@@ -312,6 +350,7 @@ class History:
             ).fetchall()
         return dict(rows)
 
+    @_reading
     def runs_like(self, prefix: str) -> list[str]:
         """The ids of the runs that start with ``prefix``."""
         with self._conn_lock:
@@ -320,6 +359,7 @@ class History:
             ).fetchall()
         return [row[0] for row in rows]
 
+    @_reading
     def load(self, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The run row and its task rows."""
         self._mark_interrupted()
@@ -332,6 +372,7 @@ class History:
             )
         return run, tasks
 
+    @_reading
     def unfinished(self, run_id: str) -> list[str]:
         """The tasks ``run_id`` set out to run that never finished: its process was
         killed before they did (empty for runs recorded before plans were kept)."""
@@ -351,6 +392,7 @@ class History:
             }
         return [name for name in json.loads(row[0]) if name not in done]
 
+    @_reading
     def record_source(self, run_ids: list[str], kind: str, path: str, command: Any) -> None:
         """Remember that ``run_ids`` came from ``path`` (a ``kind`` of file), started
         with ``command`` (JSON-able options, e.g. the parameters)."""
@@ -358,6 +400,7 @@ class History:
         with self._conn_lock:
             self._conn.executemany("INSERT OR REPLACE INTO run_sources VALUES (?,?,?,?)", rows)
 
+    @_reading
     def source(self, run_id: str) -> tuple[str, str, Any] | None:
         """``(kind, path, command)`` of a run started from a file, or None."""
         with self._conn_lock:
@@ -368,6 +411,7 @@ class History:
             return None
         return row[0], row[1], json.loads(row[2]) if row[2] else {}
 
+    @_reading
     def activity(
         self, pid: int, since: float, after: int = 0
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -455,7 +455,7 @@ def test_a_store_that_others_can_write_to_is_refused_with_how_to_fix_it(
     assert flow.run().ok
     target = _private_store / where
     os.chmod(target, 0o770 if target.is_dir() else 0o660)
-    with pytest.raises(UnsafeStoreError, match="chmod -R go-w") as info:
+    with pytest.raises(UnsafeStoreError, match="nbflow cache clear") as info:
         flow.run()
     assert str(_private_store) in str(info.value)
     assert _executed(tmp_path / "log") == ["one"]  # refused before running anything
@@ -466,7 +466,7 @@ def test_a_group_writable_store_is_refused_before_it_is_first_opened(tmp_path, m
     home.mkdir()
     os.chmod(home, 0o770)
     monkeypatch.setenv("NBFLOW_HOME", str(home))
-    with pytest.raises(UnsafeStoreError, match="chmod -R go-w") as info:
+    with pytest.raises(UnsafeStoreError, match="nbflow cache clear") as info:
         _tiny_flow(tmp_path / "log").run()
     assert f"'{home}'" in str(info.value)
     assert isinstance(info.value, PermissionError)
@@ -832,5 +832,5 @@ def test_a_group_writable_directory_deep_in_the_store_is_refused(_private_store)
     deepest = max(value_dirs, key=lambda d: len(d.parts))
     assert len(deepest.relative_to(_private_store / "deep" / "cache").parts) == 2
     os.chmod(deepest, 0o770)
-    with pytest.raises(UnsafeStoreError, match="chmod -R go-w"):
+    with pytest.raises(UnsafeStoreError, match="nbflow cache clear"):
         ResultStore(_private_store / "deep")
