@@ -217,6 +217,7 @@ def environment(
     max_workers: int | None = None,
     refresh: bool = False,
     notebook: str | None = None,
+    store: str | None = None,
 ) -> dict[str, str]:
     """The variables that pass these run defaults to a child process (a notebook's
     kernel): only those given, as the functions above read them back.
@@ -233,4 +234,6 @@ def environment(
         env[REFRESH] = "1"
     if notebook:
         env[NOTEBOOK] = notebook
+    if store:
+        env[STORE] = store
     return env

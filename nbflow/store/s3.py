@@ -428,7 +428,7 @@ class S3ResultStore:
 
     def info(self) -> dict[str, Any]:
         """Entries, bytes, entries per task, and the oldest and newest creation times."""
-        self._usable()
+        self.check()  # a clear error rather than a failed listing
         rows = self.listing()
         per_task: dict[str, int] = {}
         for row in rows:
@@ -447,7 +447,7 @@ class S3ResultStore:
         """Remove entries (of one task, and/or created more than ``older_than`` s ago)."""
         import time
 
-        self._usable()
+        self.check()  # a clear error rather than a failed listing
         now = time.time()
         chosen = [
             row
@@ -457,14 +457,6 @@ class S3ResultStore:
         ]
         self._delete_keys([row["key"] for row in chosen], {r["key"]: r["task"] for r in chosen})
         return len(chosen)
-
-    def _usable(self) -> None:
-        if not _has_credentials():
-            self.check()  # raises, saying which credentials to set
-        try:
-            self.client  # noqa: B018 - opens the client, raising for a missing one
-        except StoreUnavailableError:
-            raise
 
     def _delete_keys(self, keys: list[str], tasks: dict[str, str] | None = None) -> None:
         if not keys:

@@ -303,3 +303,52 @@ def test_clear_cache_removes_one_task_or_everything_from_both_tiers(s3):
     assert clear_cache(path=s3.url) == 2
     assert _objects(s3) == []
     assert cache_info(s3.url)["local"]["entries"] == 0
+
+
+# -- the command line ------------------------------------------------------------------
+
+FILE_FLOW = """
+from nbflow import Flow, task
+
+
+@task
+def base():
+    return 20
+
+
+@task
+def plus(x):
+    return x + 1
+
+
+with Flow("cli-remote") as flow:
+    plus(base())
+"""
+
+
+def test_nbflow_run_store_and_cache_info_clear_store_work_on_the_bucket(s3, tmp_path, capsys):
+    from nbflow.cli.main import main
+
+    source = tmp_path / "pipeline.py"
+    source.write_text(FILE_FLOW)
+    assert main(["run", str(source), "--store", s3.url, "--executor", "sequential"]) == 0
+    assert len([k for k in _objects(s3) if k.startswith("results/r/")]) == 2
+    capsys.readouterr()
+    assert main(["cache", "info", "--store", s3.url]) == 0
+    out = capsys.readouterr().out
+    assert f"store {s3.url}: 2 results" in out
+    assert "base" in out and "plus" in out
+    assert main(["cache", "clear", "--store", s3.url, "--task", "plus"]) == 0
+    assert f"removed 1 cached results of task 'plus' from {s3.url}" in capsys.readouterr().out
+    assert main(["cache", "clear", "--store", s3.url, "--path", str(tmp_path)]) == 2
+    assert "Give --store URL or --path DIR, not both." in capsys.readouterr().err
+
+
+def test_nbflow_cache_info_names_an_unreachable_store_and_the_fix(s3, monkeypatch, capsys):
+    from nbflow.cli.main import main
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    assert main(["cache", "info", "--store", s3.url]) == 2
+    err = capsys.readouterr().err
+    assert f"nbflow: error: The result store '{s3.url}' cannot be reached" in err
+    assert "Check AWS_ENDPOINT_URL" in err
