@@ -50,6 +50,13 @@ _MISS: Any = object()
 PARALLEL = 32
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
+# Clients by what configures them, shared by the stores of a process: a new client
+# pays for its first connection (about 0.2 s against a local server), every run would.
+_clients: dict[tuple[str | None, ...], Any] = {}
+# When a client last answered the start-of-run check: a run within CHECK_AGAIN seconds
+# of a good check skips it (a failure during the run is still caught, and warned).
+_checked: dict[tuple[str | None, ...], float] = {}
+CHECK_AGAIN = 30.0
 
 
 def _threads() -> ThreadPoolExecutor:
@@ -158,12 +165,30 @@ class S3ResultStore:
 
     # -- the client ---------------------------------------------------------------
 
+    def _config(self) -> tuple[str | None, ...]:
+        env = os.environ
+        names = (
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+        )
+        return (self.bucket, self.prefix, *(env.get(name) for name in names))
+
     @property
     def client(self) -> Any:
         if self._client is None:
-            with self._lock:
+            config = self._config()
+            with self._lock, _pool_lock:
                 if self._client is None:
-                    self._client = self._connect()
+                    client = _clients.get(config)
+                    if client is None:
+                        client = _clients[config] = self._connect()
+                    self._client = client
         return self._client
 
     def _connect(self) -> Any:
@@ -220,9 +245,15 @@ class S3ResultStore:
 
     # -- checks and faults --------------------------------------------------------
 
-    def check(self) -> None:
+    def check(self, *, again_after: float = 0.0) -> None:
         """Raise ``StoreUnavailableError`` (what happened, which store, the fix) unless
-        the bucket answers; one small list request."""
+        the bucket answers; one small list request, skipped when the same client
+        answered less than ``again_after`` seconds ago."""
+        import time
+
+        config = self._config()
+        if time.monotonic() - _checked.get(config, -1e9) < again_after:
+            return
         if not _has_credentials():
             raise StoreUnavailableError(
                 f"The result store '{self.url}' has no credentials: set AWS_ACCESS_KEY_ID and "
@@ -236,7 +267,9 @@ class S3ResultStore:
         except StoreUnavailableError:
             raise
         except Exception as exc:
+            _checked.pop(config, None)
             raise StoreUnavailableError(self._diagnose(exc)) from exc
+        _checked[config] = time.monotonic()
 
     def _diagnose(self, exc: BaseException) -> str:
         text = str(exc)
@@ -276,6 +309,7 @@ class S3ResultStore:
             if self.disabled is not None:
                 return
             self.disabled = f"{type(exc).__name__}: {exc}"
+            _checked.pop(self._config(), None)  # the next run checks before it starts
         warnings.warn(
             f"nbflow: the result store '{self.url}' failed while {what} "
             f"({str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}); "
@@ -295,8 +329,9 @@ class S3ResultStore:
                 "to your team's NAME:SECRET,... to read theirs (see 'Results on object "
                 "storage' in the README)."
             )
-        self.disabled = None
-        self.check()
+        was_disabled, self.disabled = self.disabled, None
+        self._client = None  # the variables may have changed since the last run
+        self.check(again_after=0.0 if was_disabled else CHECK_AGAIN)
 
     # -- reading ------------------------------------------------------------------
 
@@ -319,7 +354,10 @@ class S3ResultStore:
             )
             return None
         try:
-            return pickle.loads(entry.payload), entry.task
+            # Out-of-band buffers are copied into writable memory, as an in-band pickle
+            # would be: a result read back behaves like the one computed.
+            buffers = [bytearray(part) for part in entry.parts[1:]]
+            return pickle.loads(entry.parts[0], buffers=buffers), entry.task
         except Exception as exc:  # a value whose classes are missing here, say
             warnings.warn(
                 f"nbflow: the cached result '{key}' in '{self.url}' could not be read "
@@ -371,8 +409,12 @@ class S3ResultStore:
         store failed or the value cannot be pickled (then a warning)."""
         if self.disabled or self.signer is None or expire is not None:
             return False
+        buffers: list[pickle.PickleBuffer] = []
         try:
-            payload = pickle.dumps(value, protocol=5)
+            # Protocol 5 with out-of-band buffers: a large array is signed and sent
+            # from its own memory, never copied into the pickle.
+            payload = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+            parts: list[Any] = [payload, *(b.raw() for b in buffers)]
         except Exception as exc:
             warnings.warn(
                 f"Task '{task}' returned a {type(value).__name__} that cannot be pickled "
@@ -381,17 +423,21 @@ class S3ResultStore:
                 stacklevel=2,
             )
             return False
-        return self.put_payload(key, payload, task=task)
+        return self.put_parts(key, parts, task=task)
 
-    def put_payload(self, key: str, payload: bytes, *, task: str) -> bool:
-        """Keep an already pickled value: the entry, then its task marker."""
+    def put_parts(self, key: str, parts: list[Any], *, task: str) -> bool:
+        """Keep an already pickled value (the pickle, then its out-of-band buffers):
+        the entry, then its task marker."""
         if self.disabled or self.signer is None:
             return False
         import obstore
 
-        blob = seal(key, payload, task=task, signer=self.signer)
+        blob = seal(key, parts, task=task, signer=self.signer)
         try:
-            obstore.put(self.client, f"r/{key}", blob)
+            # A small entry goes as one buffer (one request); a large one streams its
+            # parts as they are.
+            body: Any = b"".join(blob) if sum(len(b) for b in blob) < 2**20 else blob
+            obstore.put(self.client, f"r/{key}", body)
             obstore.put(self.client, f"t/{_quote(task)}/{key}", b"")
         except Exception as exc:
             self._fail("writing", exc)

@@ -7,15 +7,17 @@ writer, listed in the reader's ``NBFLOW_TRUSTED_KEYS``). The signature covers th
 cache key too, so an entry copied under another key does not verify.
 
 An entry: ``MAGIC``, the lengths of the key name and the task name (1 and 2 bytes),
-the key name, the task name, the creation time (8-byte float), the signature (32
-bytes), then the pickle.
+the key name, the task name, the creation time (8-byte float), the number of parts
+(4 bytes) and each part's length (8 bytes each), the signature (32 bytes), then the
+parts: a pickle and the buffers it keeps out of band (protocol 5), so that a large
+array is signed and sent without being copied into the pickle first.
 
 >>> keys = {"alice": b"0123456789abcdef"}
->>> blob = seal("k1", b"payload", task="demo", signer=("alice", keys["alice"]))
->>> entry = unseal("k1", blob, keys)
->>> bytes(entry.payload), entry.task, entry.signer
-(b'payload', 'demo', 'alice')
->>> unseal("k2", blob, keys)
+>>> parts = seal("k1", [b"payload", b"buffer"], task="demo", signer=("alice", keys["alice"]))
+>>> entry = unseal("k1", b"".join(parts), keys)
+>>> [bytes(p) for p in entry.parts], entry.task, entry.signer
+([b'payload', b'buffer'], 'demo', 'alice')
+>>> unseal("k2", b"".join(parts), keys)
 Traceback (most recent call last):
 ...
 nbflow.store.signing.SignatureError: the signature of entry 'k2' by key 'alice' does not match
@@ -32,6 +34,8 @@ from dataclasses import dataclass
 MAGIC = b"NBF1"
 _LENGTHS = struct.Struct(">BH")
 _TIME = struct.Struct(">d")
+_COUNT = struct.Struct(">I")
+_LENGTH = struct.Struct(">Q")
 _MAC = 32
 
 
@@ -42,37 +46,53 @@ class SignatureError(Exception):
 
 @dataclass(frozen=True)
 class Entry:
-    """A checked entry: the pickle (a view into the bytes read) and what it says."""
+    """A checked entry: its parts (views into the bytes read) and what it says."""
 
-    payload: memoryview
+    parts: list[memoryview]
     task: str
     signer: str
     created: float
 
 
-def _mac(secret: bytes, key: str, header: bytes | memoryview, payload: bytes | memoryview) -> bytes:
+Buffer = bytes | bytearray | memoryview
+
+
+def _mac(secret: bytes, key: str, header: Buffer, parts: list[memoryview]) -> bytes:
     mac = hmac.new(secret, key.encode(), hashlib.sha256)
     mac.update(b"\0")
-    mac.update(header)
-    mac.update(payload)
+    mac.update(header)  # holds every part's length: the parts cannot be re-cut
+    for part in parts:
+        mac.update(part)
     return mac.digest()
 
 
 def seal(
     key: str,
-    payload: bytes,
+    parts: list[Buffer],
     *,
     task: str,
     signer: tuple[str, bytes],
     created: float | None = None,
-) -> bytes:
-    """The entry to keep under ``key``: ``payload`` signed with ``signer`` (name, secret)."""
+) -> list[Buffer]:
+    """The entry to keep under ``key``, as buffers to write one after the other: the
+    header with the signature by ``signer`` (name, secret), then ``parts`` as given
+    (not copied)."""
     name, secret = signer
     name_b, task_b = name.encode(), task.encode()[:65535]
     when = time.time() if created is None else created
-    header = MAGIC + _LENGTHS.pack(len(name_b), len(task_b)) + name_b + task_b + _TIME.pack(when)
-    # One copy of the pickle (the join): a 300 MB value is joined in well under a second.
-    return b"".join((header, _mac(secret, key, header, payload), payload))
+    views = [memoryview(p).cast("B") for p in parts]
+    header = b"".join(
+        (
+            MAGIC,
+            _LENGTHS.pack(len(name_b), len(task_b)),
+            name_b,
+            task_b,
+            _TIME.pack(when),
+            _COUNT.pack(len(views)),
+            *(_LENGTH.pack(v.nbytes) for v in views),
+        )
+    )
+    return [header + _mac(secret, key, header, list(views)), *views]
 
 
 def unseal(key: str, blob: bytes | memoryview, trusted: dict[str, bytes]) -> Entry:
@@ -91,15 +111,25 @@ def unseal(key: str, blob: bytes | memoryview, trusted: dict[str, bytes]) -> Ent
         at += task_len
         (created,) = _TIME.unpack_from(view, at)
         at += _TIME.size
+        (count,) = _COUNT.unpack_from(view, at)
+        at += _COUNT.size
+        lengths = [_LENGTH.unpack_from(view, at + i * _LENGTH.size)[0] for i in range(count)]
+        at += count * _LENGTH.size
     except (struct.error, UnicodeDecodeError):
         raise SignatureError(f"entry '{key}' has a damaged header") from None
-    header, mac, payload = view[:at], bytes(view[at : at + _MAC]), view[at + _MAC :]
+    header, mac = view[:at], bytes(view[at : at + _MAC])
+    parts, start = [], at + _MAC
+    for length in lengths:
+        parts.append(view[start : start + length])
+        start += length
+    if start != len(view):
+        raise SignatureError(f"entry '{key}' is cut short or has bytes added")
     secret = trusted.get(name)
     if secret is None:
         raise SignatureError(f"entry '{key}' is signed by key '{name}', which is not trusted")
-    if len(mac) != _MAC or not hmac.compare_digest(mac, _mac(secret, key, header, payload)):
+    if len(mac) != _MAC or not hmac.compare_digest(mac, _mac(secret, key, header, parts)):
         raise SignatureError(f"the signature of entry '{key}' by key '{name}' does not match")
-    return Entry(payload, task, name, created)
+    return Entry(parts, task, name, created)
 
 
 __all__ = ["Entry", "SignatureError", "seal", "unseal"]
