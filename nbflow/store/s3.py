@@ -153,12 +153,26 @@ class S3ResultStore:
         self.disabled: str | None = None
         self.signer = settings.signing_key()
         self.trusted = settings.trusted_keys()
+        self.shipped = False  # keys given by the process that sent this store (a worker's)
 
     def __getstate__(self) -> dict[str, Any]:
+        if self.shipped:
+            return {"url": self.url, "keys": (self.signer, self.trusted)}
         return {"url": self.url}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["url"])  # type: ignore[misc]
+        if "keys" in state:
+            self.signer, self.trusted = state["keys"]
+            self.shipped = True
+
+    def for_workers(self) -> S3ResultStore:
+        """This store as an executor's workers use it: it pickles with this process's
+        signing and trusted keys, so workers sign and check entries as this run does
+        (their own environment supplies the AWS credentials)."""
+        copy = S3ResultStore(self.url)
+        copy.signer, copy.trusted, copy.shipped = self.signer, self.trusted, True
+        return copy
 
     def __repr__(self) -> str:
         return f"S3ResultStore('{self.url}')"
@@ -320,8 +334,9 @@ class S3ResultStore:
 
     def begin_run(self) -> None:
         """A run starts: read the keys afresh, try the store again, check it answers."""
-        self.signer = settings.signing_key()
-        self.trusted = settings.trusted_keys()
+        if not self.shipped:
+            self.signer = settings.signing_key()
+            self.trusted = settings.trusted_keys()
         if not self.trusted:
             raise StoreUnavailableError(
                 f"The result store '{self.url}' needs a signing key: set NBFLOW_SIGNING_KEY "
@@ -399,8 +414,24 @@ class S3ResultStore:
         return {key: value for key, (value, _) in self.entries(keys).items()}
 
     def sizes(self, keys: list[str]) -> dict[str, int]:
-        # Values are read by this process, never by an executor's workers.
-        return {key: 0 for key in self.get_many(keys)}
+        """For each of ``keys`` stored: its entry's size if it is large enough to be
+        read where an executor's workers run (``FILE_THRESHOLD``), else 0. One HEAD
+        request per key, in parallel; reads no value."""
+        import obstore
+
+        from nbflow.store.file import FILE_THRESHOLD
+
+        def head(key: str) -> int | None:
+            try:
+                size = int(obstore.head(self.client, f"r/{key}")["size"])
+            except FileNotFoundError:
+                return None
+            return size if size >= FILE_THRESHOLD else 0
+
+        if self.disabled or not keys:
+            return {}
+        found = self._parallel(head, keys, "reading")
+        return {key: size for key, size in zip(keys, found, strict=True) if size is not None}
 
     # -- writing ------------------------------------------------------------------
 

@@ -74,13 +74,19 @@ class TieredStore:
         return {key: value for key, (value, _) in entries.items()}
 
     def sizes(self, keys: list[str]) -> dict[str, int]:
-        """Sizes in the local tier, after pulling what only the remote has (so that an
-        executor's workers read a large value from the local folder)."""
+        """Sizes in the local tier, and in the remote for what only it has: a large
+        remote value is then read by the executor's worker that needs it
+        (``worker_store``), never by this process."""
         found = self.local.sizes(keys)
         missing = [k for k in keys if k not in found]
-        if missing and self._pull(missing):
-            found.update(self.local.sizes(missing))
+        if missing:
+            found.update(self.remote.sizes(missing))
         return found
+
+    def worker_store(self) -> S3ResultStore:
+        """What an executor's workers read and write themselves: the remote tier (a
+        worker may run on a machine without this one's local folder)."""
+        return self.remote.for_workers()
 
     def set(self, key: str, value: Any, *, task: str, expire: float | None = None) -> bool:
         kept = self.local.set(key, value, task=task, expire=expire)
