@@ -57,6 +57,8 @@ _clients: dict[tuple[str | None, ...], Any] = {}
 # of a good check skips it (a failure during the run is still caught, and warned).
 _checked: dict[tuple[str | None, ...], float] = {}
 CHECK_AGAIN = 30.0
+# Entries at least this large are read into writable memory chunk by chunk.
+STREAM_FROM = 2**20
 
 
 def _threads() -> ThreadPoolExecutor:
@@ -355,7 +357,20 @@ class S3ResultStore:
         import obstore
 
         try:
-            blob = obstore.get(self.client, f"r/{key}").bytes()
+            found = obstore.get(self.client, f"r/{key}")
+            size = int(found.meta["size"])
+            if size < STREAM_FROM:
+                blob: Any = found.bytes()
+            else:
+                # Into writable memory as it arrives: arrays in the value are then
+                # unpickled in place (the one copy the client would make anyway).
+                buffer = bytearray(size)
+                blob, at = memoryview(buffer), 0
+                for chunk in found.stream(min_chunk_size=8 * 2**20):
+                    blob[at : at + len(chunk)] = chunk
+                    at += len(chunk)
+                if at != size:
+                    raise OSError(f"read {at} of the {size} bytes of entry '{key}'")
         except FileNotFoundError:
             return None
         try:
@@ -371,7 +386,7 @@ class S3ResultStore:
         try:
             # Out-of-band buffers are copied into writable memory, as an in-band pickle
             # would be: a result read back behaves like the one computed.
-            buffers = [bytearray(part) for part in entry.parts[1:]]
+            buffers = [part if not part.readonly else bytearray(part) for part in entry.parts[1:]]
             return pickle.loads(entry.parts[0], buffers=buffers), entry.task
         except Exception as exc:  # a value whose classes are missing here, say
             warnings.warn(

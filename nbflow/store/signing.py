@@ -10,7 +10,9 @@ An entry: ``MAGIC``, the lengths of the key name and the task name (1 and 2 byte
 the key name, the task name, the creation time (8-byte float), the number of parts
 (4 bytes) and each part's length (8 bytes each), the signature (32 bytes), then the
 parts: a pickle and the buffers it keeps out of band (protocol 5), so that a large
-array is signed and sent without being copied into the pickle first.
+array is signed and sent without being copied into the pickle first. The header
+and each part are padded with zeros to a multiple of 64 bytes, so that an array read
+back in place is aligned.
 
 >>> keys = {"alice": b"0123456789abcdef"}
 >>> parts = seal("k1", [b"payload", b"buffer"], task="demo", signer=("alice", keys["alice"]))
@@ -36,6 +38,13 @@ _LENGTHS = struct.Struct(">BH")
 _TIME = struct.Struct(">d")
 _COUNT = struct.Struct(">I")
 _LENGTH = struct.Struct(">Q")
+ALIGN = 64
+
+
+def _pad(n: int) -> bytes:
+    return b"\0" * (-n % ALIGN)
+
+
 _MAC = 32
 
 
@@ -92,7 +101,13 @@ def seal(
             *(_LENGTH.pack(v.nbytes) for v in views),
         )
     )
-    return [header + _mac(secret, key, header, list(views)), *views]
+    head = header + _mac(secret, key, header, list(views))
+    out: list[Buffer] = [head + _pad(len(head))]
+    for view in views:
+        out.append(view)
+        if view.nbytes % ALIGN:
+            out.append(_pad(view.nbytes))
+    return out
 
 
 def unseal(key: str, blob: bytes | memoryview, trusted: dict[str, bytes]) -> Entry:
@@ -119,9 +134,10 @@ def unseal(key: str, blob: bytes | memoryview, trusted: dict[str, bytes]) -> Ent
         raise SignatureError(f"entry '{key}' has a damaged header") from None
     header, mac = view[:at], bytes(view[at : at + _MAC])
     parts, start = [], at + _MAC
+    start += -start % ALIGN
     for length in lengths:
         parts.append(view[start : start + length])
-        start += length
+        start += length + (-length % ALIGN)
     if start != len(view):
         raise SignatureError(f"entry '{key}' is cut short or has bytes added")
     secret = trusted.get(name)

@@ -362,5 +362,6 @@ def test_a_large_array_comes_back_from_the_bucket_equal_and_writable(s3, tmp_pat
     back = open_store(s3.url).get("big")
     assert back["b"] == "label"
     assert np.array_equal(back["a"], value["a"])
+    assert back["a"].flags.writeable and back["a"].flags.aligned
     back["a"][0] = -1  # a result read back behaves like one computed here
     assert back["a"][0] == -1
