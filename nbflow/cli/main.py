@@ -375,6 +375,13 @@ def _cache(args: argparse.Namespace) -> int:
         lines = [
             f"store {info['path']}: {info['entries']} results, {_size(info['bytes'])}",
         ]
+        if info.get("oldest") is not None:  # a remote store dates its entries
+            lines.append(f"created from {_when(info['oldest'])} to {_when(info['newest'])}")
+        if "local" in info:
+            local = info["local"]
+            lines.append(
+                f"local copy {local['path']}: {local['entries']} results, {_size(local['bytes'])}"
+            )
         if info["per_task"]:
             lines += _table(
                 ("task", "results"),

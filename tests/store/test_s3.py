@@ -338,6 +338,7 @@ def test_nbflow_run_store_and_cache_info_clear_store_work_on_the_bucket(s3, tmp_
     out = capsys.readouterr().out
     assert f"store {s3.url}: 2 results" in out
     assert "base" in out and "plus" in out
+    assert "created from " in out and "local copy " in out
     assert main(["cache", "clear", "--store", s3.url, "--task", "plus"]) == 0
     assert f"removed 1 cached results of task 'plus' from {s3.url}" in capsys.readouterr().out
     assert main(["cache", "clear", "--store", s3.url, "--path", str(tmp_path)]) == 2
