@@ -156,6 +156,9 @@ class S3ResultStore:
         self.signer = settings.signing_key()
         self.trusted = settings.trusted_keys()
         self.shipped = False  # keys given by the process that sent this store (a worker's)
+        # (kind, signer) of the entries refused so far in this run: one warning each,
+        # not one per entry (a colleague's untrusted key can sign thousands).
+        self._refused: set[tuple[str, str | None]] = set()
 
     def __getstate__(self) -> dict[str, Any]:
         if self.shipped:
@@ -346,6 +349,7 @@ class S3ResultStore:
                 "to your team's NAME:SECRET,... to read theirs (see 'Results on object "
                 "storage' in the README)."
             )
+        self._refused = set()
         was_disabled, self.disabled = self.disabled, None
         self._client = None  # the variables may have changed since the last run
         self.check(again_after=0.0 if was_disabled else CHECK_AGAIN)
@@ -376,9 +380,16 @@ class S3ResultStore:
         try:
             entry = unseal(key, memoryview(blob), self.trusted)
         except SignatureError as exc:
+            with self._lock:
+                first = (exc.kind, exc.signer) not in self._refused
+                self._refused.add((exc.kind, exc.signer))
+            if not first:
+                log.debug("nbflow: %s in the result store '%s'; not read", exc, self.url)
+                return None
+            more = "; further entries like it are misses without a warning in this run"
             warnings.warn(
-                f"nbflow: {exc} in the result store '{self.url}'; it is not read (a miss). "
-                "Add the writer's key to NBFLOW_TRUSTED_KEYS if you trust it.",
+                f"nbflow: {exc} in the result store '{self.url}'; it is not read (a miss"
+                f"{more}). Add the writer's key to NBFLOW_TRUSTED_KEYS if you trust it.",
                 UnsignedEntryWarning,
                 stacklevel=4,
             )

@@ -50,7 +50,13 @@ _MAC = 32
 
 class SignatureError(Exception):
     """An entry that must not be unpickled: unsigned, damaged or signed by a key the
-    reader does not trust."""
+    reader does not trust. ``kind`` says which (``unsigned``, ``damaged``,
+    ``untrusted``, ``mismatch``) and ``signer`` names the key, when known."""
+
+    def __init__(self, message: str, kind: str, signer: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.signer = signer
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,7 @@ def unseal(key: str, blob: bytes | memoryview, trusted: dict[str, bytes]) -> Ent
     ``SignatureError`` saying why. Reads no pickle."""
     view = memoryview(blob)
     if bytes(view[: len(MAGIC)]) != MAGIC:
-        raise SignatureError(f"entry '{key}' is not a signed nbflow entry")
+        raise SignatureError(f"entry '{key}' is not a signed nbflow entry", "unsigned")
     at = len(MAGIC)
     try:
         name_len, task_len = _LENGTHS.unpack_from(view, at)
@@ -131,7 +137,7 @@ def unseal(key: str, blob: bytes | memoryview, trusted: dict[str, bytes]) -> Ent
         lengths = [_LENGTH.unpack_from(view, at + i * _LENGTH.size)[0] for i in range(count)]
         at += count * _LENGTH.size
     except (struct.error, UnicodeDecodeError):
-        raise SignatureError(f"entry '{key}' has a damaged header") from None
+        raise SignatureError(f"entry '{key}' has a damaged header", "damaged") from None
     header, mac = view[:at], bytes(view[at : at + _MAC])
     parts, start = [], at + _MAC
     start += -start % ALIGN
@@ -139,12 +145,16 @@ def unseal(key: str, blob: bytes | memoryview, trusted: dict[str, bytes]) -> Ent
         parts.append(view[start : start + length])
         start += length + (-length % ALIGN)
     if start != len(view):
-        raise SignatureError(f"entry '{key}' is cut short or has bytes added")
+        raise SignatureError(f"entry '{key}' is cut short or has bytes added", "damaged")
     secret = trusted.get(name)
     if secret is None:
-        raise SignatureError(f"entry '{key}' is signed by key '{name}', which is not trusted")
+        raise SignatureError(
+            f"entry '{key}' is signed by key '{name}', which is not trusted", "untrusted", name
+        )
     if len(mac) != _MAC or not hmac.compare_digest(mac, _mac(secret, key, header, parts)):
-        raise SignatureError(f"the signature of entry '{key}' by key '{name}' does not match")
+        raise SignatureError(
+            f"the signature of entry '{key}' by key '{name}' does not match", "mismatch", name
+        )
     return Entry(parts, task, name, created)
 
 
