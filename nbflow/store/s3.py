@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 from nbflow import settings
 from nbflow.errors import NbflowError
 from nbflow.store.file import CacheWarning
-from nbflow.store.signing import SignatureError, seal, unseal
+from nbflow.store.signing import SignatureError, Verifier, seal, unseal
 
 log = logging.getLogger("nbflow")
 
@@ -363,36 +363,37 @@ class S3ResultStore:
         try:
             found = obstore.get(self.client, f"r/{key}")
             size = int(found.meta["size"])
+            verifier: Verifier | None = None
             if size < STREAM_FROM:
                 blob: Any = found.bytes()
             else:
                 # Into writable memory as it arrives: arrays in the value are then
                 # unpickled in place (the one copy the client would make anyway).
+                # The signature is checked as the bytes arrive (hashing overlaps the
+                # download), and an untrusted signer is refused at the first chunk.
                 buffer = bytearray(size)
                 blob, at = memoryview(buffer), 0
-                for chunk in found.stream(min_chunk_size=8 * 2**20):
-                    blob[at : at + len(chunk)] = chunk
-                    at += len(chunk)
-                if at != size:
+                try:
+                    for chunk in found.stream(min_chunk_size=8 * 2**20):
+                        blob[at : at + len(chunk)] = chunk
+                        at += len(chunk)
+                        if verifier is None:
+                            verifier = Verifier(key, blob[:at], self.trusted)
+                        verifier.feed(blob, at)
+                except SignatureError as exc:
+                    self._refuse(exc)
+                    return None
+                if at != size or verifier is None:
                     raise OSError(f"read {at} of the {size} bytes of entry '{key}'")
         except FileNotFoundError:
             return None
         try:
-            entry = unseal(key, memoryview(blob), self.trusted)
+            if verifier is None:
+                entry = unseal(key, memoryview(blob), self.trusted)
+            else:
+                entry = verifier.finish(blob)
         except SignatureError as exc:
-            with self._lock:
-                first = (exc.kind, exc.signer) not in self._refused
-                self._refused.add((exc.kind, exc.signer))
-            if not first:
-                log.debug("nbflow: %s in the result store '%s'; not read", exc, self.url)
-                return None
-            more = "; further entries like it are misses without a warning in this run"
-            warnings.warn(
-                f"nbflow: {exc} in the result store '{self.url}'; it is not read (a miss"
-                f"{more}). Add the writer's key to NBFLOW_TRUSTED_KEYS if you trust it.",
-                UnsignedEntryWarning,
-                stacklevel=4,
-            )
+            self._refuse(exc)
             return None
         try:
             # Out-of-band buffers are copied into writable memory, as an in-band pickle
@@ -407,6 +408,22 @@ class S3ResultStore:
                 stacklevel=4,
             )
             return None
+
+    def _refuse(self, exc: SignatureError) -> None:
+        """An entry that must not be read is a miss, with one warning per kind and key."""
+        with self._lock:
+            first = (exc.kind, exc.signer) not in self._refused
+            self._refused.add((exc.kind, exc.signer))
+        if not first:
+            log.debug("nbflow: %s in the result store '%s'; not read", exc, self.url)
+            return
+        more = "; further entries like it are misses without a warning in this run"
+        warnings.warn(
+            f"nbflow: {exc} in the result store '{self.url}'; it is not read (a miss"
+            f"{more}). Add the writer's key to NBFLOW_TRUSTED_KEYS if you trust it.",
+            UnsignedEntryWarning,
+            stacklevel=5,
+        )
 
     def entries(self, keys: list[str]) -> dict[str, tuple[Any, str]]:
         """(value, task) of those ``keys`` that are stored, read in parallel."""

@@ -32,6 +32,7 @@ import hmac
 import struct
 import time
 from dataclasses import dataclass
+from typing import Any
 
 MAGIC = b"NBF1"
 _LENGTHS = struct.Struct(">BH")
@@ -72,13 +73,14 @@ class Entry:
 Buffer = bytes | bytearray | memoryview
 
 
-def _mac(secret: bytes, key: str, header: Buffer, parts: list[memoryview]) -> bytes:
+def _new_mac(secret: bytes, key: str, header: Buffer) -> Any:
+    # The header holds every part's length, so the parts cannot be re-cut; the MAC
+    # covers every byte but its own, padding included, so it can be computed as the
+    # bytes arrive.
     mac = hmac.new(secret, key.encode(), hashlib.sha256)
     mac.update(b"\0")
-    mac.update(header)  # holds every part's length: the parts cannot be re-cut
-    for part in parts:
-        mac.update(part)
-    return mac.digest()
+    mac.update(header)
+    return mac
 
 
 def seal(
@@ -107,55 +109,93 @@ def seal(
             *(_LENGTH.pack(v.nbytes) for v in views),
         )
     )
-    head = header + _mac(secret, key, header, list(views))
-    out: list[Buffer] = [head + _pad(len(head))]
+    body: list[Buffer] = [_pad(len(header) + _MAC)]
     for view in views:
-        out.append(view)
+        body.append(view)
         if view.nbytes % ALIGN:
-            out.append(_pad(view.nbytes))
-    return out
+            body.append(_pad(view.nbytes))
+    mac = _new_mac(secret, key, header)
+    for part in body:
+        mac.update(part)
+    return [header + mac.digest() + body[0], *body[1:]]
+
+
+class Verifier:
+    """Checks an entry as its bytes arrive: built from its first bytes (the whole
+    header, which names the signer: an untrusted one is refused before the rest is
+    read), fed the bytes read so far, finished with all of them.
+
+    Raises ``SignatureError`` saying why an entry must not be read.
+    """
+
+    def __init__(self, key: str, head: memoryview, trusted: dict[str, bytes]) -> None:
+        self.key = key
+        if bytes(head[: len(MAGIC)]) != MAGIC:
+            raise SignatureError(f"entry '{key}' is not a signed nbflow entry", "unsigned")
+        at = len(MAGIC)
+        try:
+            name_len, task_len = _LENGTHS.unpack_from(head, at)
+            at += _LENGTHS.size
+            self.signer = bytes(head[at : at + name_len]).decode()
+            at += name_len
+            self.task = bytes(head[at : at + task_len]).decode()
+            at += task_len
+            (self.created,) = _TIME.unpack_from(head, at)
+            at += _TIME.size
+            (count,) = _COUNT.unpack_from(head, at)
+            at += _COUNT.size
+            self.lengths = [
+                _LENGTH.unpack_from(head, at + i * _LENGTH.size)[0] for i in range(count)
+            ]
+            at += count * _LENGTH.size
+            if len(head) < at + _MAC:
+                raise struct.error("short")
+        except (struct.error, UnicodeDecodeError):
+            raise SignatureError(f"entry '{key}' has a damaged header", "damaged") from None
+        secret = trusted.get(self.signer)
+        if secret is None:
+            raise SignatureError(
+                f"entry '{key}' is signed by key '{self.signer}', which is not trusted",
+                "untrusted",
+                self.signer,
+            )
+        self.at = at
+        self.expected = bytes(head[at : at + _MAC])
+        self.mac = _new_mac(secret, key, head[:at])
+        self.hashed = at + _MAC
+
+    def feed(self, view: memoryview, upto: int) -> None:
+        """The bytes ``view[:upto]`` have arrived."""
+        if upto > self.hashed:
+            self.mac.update(view[self.hashed : upto])
+            self.hashed = upto
+
+    def finish(self, view: memoryview) -> Entry:
+        """The checked entry, all of whose bytes are ``view``."""
+        self.feed(view, len(view))
+        parts, start = [], self.at + _MAC
+        start += -start % ALIGN
+        for length in self.lengths:
+            parts.append(view[start : start + length])
+            start += length + (-length % ALIGN)
+        if start != len(view):
+            raise SignatureError(
+                f"entry '{self.key}' is cut short or has bytes added", "damaged", self.signer
+            )
+        if not hmac.compare_digest(self.expected, self.mac.digest()):
+            raise SignatureError(
+                f"the signature of entry '{self.key}' by key '{self.signer}' does not match",
+                "mismatch",
+                self.signer,
+            )
+        return Entry(parts, self.task, self.signer, self.created)
 
 
 def unseal(key: str, blob: bytes | memoryview, trusted: dict[str, bytes]) -> Entry:
     """The entry in ``blob`` read under ``key``, if a trusted key signed it; else
     ``SignatureError`` saying why. Reads no pickle."""
     view = memoryview(blob)
-    if bytes(view[: len(MAGIC)]) != MAGIC:
-        raise SignatureError(f"entry '{key}' is not a signed nbflow entry", "unsigned")
-    at = len(MAGIC)
-    try:
-        name_len, task_len = _LENGTHS.unpack_from(view, at)
-        at += _LENGTHS.size
-        name = bytes(view[at : at + name_len]).decode()
-        at += name_len
-        task = bytes(view[at : at + task_len]).decode()
-        at += task_len
-        (created,) = _TIME.unpack_from(view, at)
-        at += _TIME.size
-        (count,) = _COUNT.unpack_from(view, at)
-        at += _COUNT.size
-        lengths = [_LENGTH.unpack_from(view, at + i * _LENGTH.size)[0] for i in range(count)]
-        at += count * _LENGTH.size
-    except (struct.error, UnicodeDecodeError):
-        raise SignatureError(f"entry '{key}' has a damaged header", "damaged") from None
-    header, mac = view[:at], bytes(view[at : at + _MAC])
-    parts, start = [], at + _MAC
-    start += -start % ALIGN
-    for length in lengths:
-        parts.append(view[start : start + length])
-        start += length + (-length % ALIGN)
-    if start != len(view):
-        raise SignatureError(f"entry '{key}' is cut short or has bytes added", "damaged")
-    secret = trusted.get(name)
-    if secret is None:
-        raise SignatureError(
-            f"entry '{key}' is signed by key '{name}', which is not trusted", "untrusted", name
-        )
-    if len(mac) != _MAC or not hmac.compare_digest(mac, _mac(secret, key, header, parts)):
-        raise SignatureError(
-            f"the signature of entry '{key}' by key '{name}' does not match", "mismatch", name
-        )
-    return Entry(parts, task, name, created)
+    return Verifier(key, view, trusted).finish(view)
 
 
-__all__ = ["Entry", "SignatureError", "seal", "unseal"]
+__all__ = ["Entry", "SignatureError", "Verifier", "seal", "unseal"]

@@ -366,3 +366,25 @@ def test_a_large_array_comes_back_from_the_bucket_equal_and_writable(s3, tmp_pat
     assert back["a"].flags.writeable and back["a"].flags.aligned
     back["a"][0] = -1  # a result read back behaves like one computed here
     assert back["a"][0] == -1
+
+
+def test_a_large_entry_changed_in_the_bucket_or_from_an_untrusted_key_is_a_miss(
+    s3, tmp_path, monkeypatch
+):
+    store = open_store(s3.url)
+    assert store.set("big", b"y" * 3_000_000, task="blob")
+    body = s3.client().get_object(Bucket=s3.bucket, Key="results/r/big")["Body"].read()
+    changed = body[:2_000_000] + b"z" + body[2_000_001:]
+    s3.client().put_object(Bucket=s3.bucket, Key="results/r/changed", Body=changed)
+    s3.client().put_object(Bucket=s3.bucket, Key="results/r/cut", Body=body[:-100])
+    _new_home(tmp_path, monkeypatch, "reader")
+    with pytest.warns(UnsignedEntryWarning) as caught:
+        found = open_store(s3.url).remote.entries(["big", "changed", "cut"])
+    assert list(found) == ["big"]
+    assert sorted(str(w.message).split(" in the result")[0] for w in caught) == [
+        "nbflow: entry 'cut' is cut short or has bytes added",
+        "nbflow: the signature of entry 'changed' by key 'alice' does not match",
+    ]
+    monkeypatch.setenv("NBFLOW_SIGNING_KEY", BOB)
+    with pytest.warns(UnsignedEntryWarning, match="signed by key 'alice', which is not trusted"):
+        assert open_store(s3.url).remote.entries(["big"]) == {}
