@@ -28,7 +28,8 @@ class S3:
     def client(self):  # boto3, to look at the bucket the way another tool would
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint)
+        # A fresh session: boto3's default one keeps the variables it first saw.
+        return boto3.session.Session().client("s3", endpoint_url=self.endpoint)
 
 
 @pytest.fixture(scope="session")

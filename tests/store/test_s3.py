@@ -388,3 +388,20 @@ def test_a_large_entry_changed_in_the_bucket_or_from_an_untrusted_key_is_a_miss(
     monkeypatch.setenv("NBFLOW_SIGNING_KEY", BOB)
     with pytest.warns(UnsignedEntryWarning, match="signed by key 'alice', which is not trusted"):
         assert open_store(s3.url).remote.entries(["big"]) == {}
+
+
+def test_credentials_from_the_shared_aws_files_open_the_bucket(s3, tmp_path, monkeypatch):
+    pytest.importorskip("boto3")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[team]\naws_access_key_id = testing\naws_secret_access_key = t\n")
+    config = tmp_path / "config"
+    config.write_text("[profile team]\nregion = us-east-1\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_PROFILE", "team")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    run = _flow(2).run(store=s3.url)
+    assert run.ok
+    assert f"results/r/{run['total'].key}" in _objects(s3)
