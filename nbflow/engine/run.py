@@ -14,7 +14,7 @@ from nbflow.engine.display import presenter, start_shown
 from nbflow.engine.records import TaskRun
 from nbflow.engine.scheduler import Engine, cancelled_error
 from nbflow.errors import NbflowWarning, RunError, UpstreamFailedError
-from nbflow.events import Event, EventBus, Listener, process_listeners
+from nbflow.events import RUN_FINISHED, Event, EventBus, Listener, process_listeners
 from nbflow.executor import SequentialExecutor, resolve_executor
 from nbflow.graph.flow import Call, Flow, Node
 from nbflow.graph.task import Task
@@ -332,6 +332,15 @@ def start_run(
         store=results,  # type: ignore[arg-type]
         refresh=refresh,
     )
+    flush = getattr(results, "flush", None)
+    if callable(flush):
+        # A store that writes in the background (a bucket) has everything when the run
+        # has finished: the event is emitted before flow.run() returns.
+        def flushed(event: Event) -> None:
+            if event.kind == RUN_FINISHED:
+                flush()
+
+        bus.subscribe(flushed)
     if results is not None and not echo:
         home: Any = "the home folder"
         try:

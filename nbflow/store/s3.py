@@ -159,6 +159,7 @@ class S3ResultStore:
         # (kind, signer) of the entries refused so far in this run: one warning each,
         # not one per entry (a colleague's untrusted key can sign thousands).
         self._refused: set[tuple[str, str | None]] = set()
+        self._uploads: set[Any] = set()  # writes still on their way (futures)
 
     def __getstate__(self) -> dict[str, Any]:
         if self.shipped:
@@ -507,16 +508,46 @@ class S3ResultStore:
         import obstore
 
         blob = seal(key, parts, task=task, signer=self.signer)
-        try:
-            # A small entry goes as one buffer (one request); a large one streams its
-            # parts as they are.
-            body: Any = b"".join(blob) if sum(len(b) for b in blob) < 2**20 else blob
-            obstore.put(self.client, f"r/{key}", body)
-            obstore.put(self.client, f"t/{_quote(task)}/{key}", b"")
-        except Exception as exc:
-            self._fail("writing", exc)
-            return False
+        small = sum(len(b) for b in blob) < STREAM_FROM
+        # A small entry goes as one buffer (one request); a large one streams its
+        # parts as they are.
+        body: Any = b"".join(blob) if small else blob
+        client = self.client
+
+        def upload() -> bool:
+            if self.disabled:
+                return False
+            try:
+                obstore.put(client, f"r/{key}", body)
+                obstore.put(client, f"t/{_quote(task)}/{key}", b"")
+            except Exception as exc:
+                self._fail("writing", exc)
+                return False
+            return True
+
+        if not small or self.shipped:
+            # A large value is sent now, from its own memory; a worker's write must be
+            # done when its attempt reports back.
+            return upload()
+        # A small one is sent in the background: a run of many small tasks does not
+        # wait two requests per task (the local tier has the value already). flush()
+        # waits for them; the run does at its end.
+        future = _threads().submit(upload)
+        with self._lock:
+            self._uploads.add(future)
+        future.add_done_callback(self._uploaded)
         return True
+
+    def _uploaded(self, future: Any) -> None:
+        with self._lock:
+            self._uploads.discard(future)
+
+    def flush(self) -> None:
+        """Wait until the entries written so far are in the bucket (or failed)."""
+        with self._lock:
+            pending = list(self._uploads)
+        for future in pending:
+            future.result()
 
     def delete(self, key: str) -> None:
         self._delete_keys([key])

@@ -93,6 +93,10 @@ class TieredStore:
         shared = self.remote.set(key, value, task=task, expire=expire)
         return kept or shared
 
+    def flush(self) -> None:
+        """Wait until the results written so far are in the bucket."""
+        self.remote.flush()
+
     def begin_run(self) -> None:
         """Both tiers start a run; the remote checks it answers (raising if not)."""
         self.local.begin_run()
