@@ -21,7 +21,7 @@ $(NPM_OK): labextension/package-lock.json | sysdeps
 
 # Installing the package builds the extension once (hatch-jupyter-builder) if it is missing.
 $(STAMP): pyproject.toml $(NPM_OK) | $(PY)
-	$(PY) -m pip install --quiet -e '.[test,dask]'
+	$(PY) -m pip install --quiet -e '.[test,dask,s3]'
 	touch $(STAMP)
 
 # Rebuilt only when its sources changed; the venv's JupyterLab then loads the fresh build

@@ -74,7 +74,14 @@ def _bench_dask(cfg: Config) -> tuple[list[Row], dict[str, Any]]:
     return dask_workloads.bench_dask(cfg)
 
 
+def _bench_s3(cfg: Config) -> tuple[list[Row], dict[str, Any]]:
+    import s3_workloads
+
+    return s3_workloads.bench_s3(cfg)
+
+
 workloads.WORKLOADS["DASK"] = _bench_dask
+workloads.WORKLOADS["S3"] = _bench_s3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
 
-    # DASK starts a cluster of its own: it runs when named (--only DASK), not by default.
-    selected = [w for w in workloads.WORKLOADS if w != "DASK"]
+    # DASK starts a cluster of its own, S3 a server: they run when named (--only DASK,S3).
+    selected = [w for w in workloads.WORKLOADS if w not in ("DASK", "S3")]
     if args.only:
         wanted = [w.strip().upper() for w in args.only.split(",") if w.strip()]
         unknown = [w for w in wanted if w not in workloads.WORKLOADS]
@@ -99,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(
                 f"unknown workload {unknown[0]!r}; choose from {', '.join(workloads.WORKLOADS)}"
             )
-        selected = [w for w in selected if w in wanted]
+        selected = [w for w in workloads.WORKLOADS if w in wanted]
 
     cfg = Config.make(args.quick)
     meta = _meta(cfg, selected)

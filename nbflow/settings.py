@@ -28,6 +28,9 @@ MAX_WORKERS = "NBFLOW_MAX_WORKERS"
 REFRESH = "NBFLOW_REFRESH"
 NOTEBOOK = "NBFLOW_NOTEBOOK"
 CACHE_SIZE = "NBFLOW_CACHE_SIZE"
+STORE = "NBFLOW_STORE"
+SIGNING_KEY = "NBFLOW_SIGNING_KEY"
+TRUSTED_KEYS = "NBFLOW_TRUSTED_KEYS"
 
 DEFAULT_CACHE_SIZE = 8 * 2**30
 """The store's size limit in bytes when ``NBFLOW_CACHE_SIZE`` is unset (8 GiB)."""
@@ -73,6 +76,23 @@ VARIABLES = (
         "JPY_SESSION_NAME's stem, else 'notebook'",
     ),
     Variable(CACHE_SIZE, "the result store's size limit in bytes (LRU eviction)", "8 GiB"),
+    Variable(
+        STORE,
+        "the result store of runs that name none: a folder or a URL such as s3://bucket/prefix "
+        "(the home folder then keeps a local copy of what is read or written)",
+        "the home folder",
+    ),
+    Variable(
+        SIGNING_KEY,
+        "this writer's key for entries on a remote store, NAME:SECRET (secret >= 16 characters)",
+        "none: a remote store cannot be written",
+    ),
+    Variable(
+        TRUSTED_KEYS,
+        "the writers' keys whose remote entries are read, NAME:SECRET,NAME:SECRET (besides "
+        "this writer's own)",
+        "only NBFLOW_SIGNING_KEY",
+    ),
 )
 """Every variable nbflow reads, in the order the README lists them."""
 
@@ -130,12 +150,74 @@ def cache_size() -> int:
     return _whole(CACHE_SIZE, text, 0, "a whole number of bytes (e.g. 2000000000)")
 
 
+def store() -> str | None:
+    """``NBFLOW_STORE``: the result store (folder or URL) of runs that name none, or None."""
+    return _get(STORE)
+
+
+MIN_SECRET = 16
+"""The shortest secret a signing key may have (characters)."""
+
+
+def _key(name: str, text: str) -> tuple[str, bytes]:
+    ident, sep, secret = text.strip().partition(":")
+    if not sep or not ident or not ident.isprintable() or len(ident) > 64:
+        raise SettingError(
+            f"Expected each key in {name} to be NAME:SECRET (a name of at most 64 characters, "
+            f"then the secret), but got one starting {text.strip()[:8]!r}."
+        )
+    if len(secret) < MIN_SECRET:
+        raise SettingError(
+            f"The secret of key '{ident}' in {name} is shorter than {MIN_SECRET} characters; "
+            'make one with: python -c "import secrets; print(secrets.token_hex(32))".'
+        )
+    return ident, secret.encode()
+
+
+def signing_key() -> tuple[str, bytes] | None:
+    """``NBFLOW_SIGNING_KEY``: this writer's key (name, secret) for remote entries, or None.
+
+    Raises ``SettingError`` when it is not ``NAME:SECRET`` with a long enough secret.
+
+    >>> os.environ[SIGNING_KEY] = "alice:0123456789abcdef"
+    >>> signing_key()
+    ('alice', b'0123456789abcdef')
+    >>> del os.environ[SIGNING_KEY]
+    """
+    text = _get(SIGNING_KEY)
+    return None if text is None else _key(SIGNING_KEY, text)
+
+
+def trusted_keys() -> dict[str, bytes]:
+    """``NBFLOW_TRUSTED_KEYS`` and ``NBFLOW_SIGNING_KEY``: the secrets of the writers whose
+    remote entries are read, by key name.
+
+    Raises ``SettingError`` for a key that is not ``NAME:SECRET``, or a name given
+    twice with different secrets.
+    """
+    keys: dict[str, bytes] = {}
+    own = signing_key()
+    pairs = [own] if own else []
+    text = _get(TRUSTED_KEYS)
+    if text is not None:
+        pairs += [_key(TRUSTED_KEYS, part) for part in text.split(",") if part.strip()]
+    for ident, secret in pairs:
+        if keys.get(ident, secret) != secret:
+            raise SettingError(
+                f"The key name '{ident}' has two different secrets in {SIGNING_KEY} and "
+                f"{TRUSTED_KEYS}; give each writer's key one name."
+            )
+        keys[ident] = secret
+    return keys
+
+
 def environment(
     *,
     executor: str | None = None,
     max_workers: int | None = None,
     refresh: bool = False,
     notebook: str | None = None,
+    store: str | None = None,
 ) -> dict[str, str]:
     """The variables that pass these run defaults to a child process (a notebook's
     kernel): only those given, as the functions above read them back.
@@ -152,4 +234,6 @@ def environment(
         env[REFRESH] = "1"
     if notebook:
         env[NOTEBOOK] = notebook
+    if store:
+        env[STORE] = store
     return env

@@ -65,6 +65,7 @@ def _flow_parser(executors: tuple[str, ...]) -> _Parser:
     p.add_argument("--jobs", type=int, default=None)
     p.add_argument("--background", action="store_true")
     p.add_argument("--refresh", action="store_true", default=None)
+    p.add_argument("--store", default=None)
     p.add_argument("--cache", action="store_true")
     p.add_argument("--param", action="append", default=[])
     return p

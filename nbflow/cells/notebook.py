@@ -337,6 +337,7 @@ class NotebookFlow(CellGraph):
         refresh: bool | None = None,
         keep_failed: Iterable[str] = (),
         listeners: tuple[Callable[[Any], Any], ...] = (),
+        store: str | None = None,
     ) -> tuple[FlowRun, dict[str, Node]]:
         """Run ``names`` (and what they need); publish outputs when the run ends.
 
@@ -344,7 +345,9 @@ class NotebookFlow(CellGraph):
         (``NBFLOW_EXECUTOR``, ``NBFLOW_REFRESH``), as ``flow.run()`` does. A refresh
         asked for here recomputes every cell; one from the environment (a kernel
         started by ``nbflow run --refresh``) reuses what this kernel has computed
-        since, which was computed afresh, so each cell runs once."""
+        since, which was computed afresh, so each cell runs once. ``store`` (a folder or
+        URL such as ``s3://bucket/prefix``) replaces the notebook's home folder as the
+        result store of this run."""
         flow, nodes = self.build(names, keep_failed=keep_failed)
         prior: dict[str, TaskRun] = {}
         if refresh is None:
@@ -367,7 +370,7 @@ class NotebookFlow(CellGraph):
             background=background,
             refresh=refresh,
             prior=prior,
-            store=self.home,
+            store=store or self.home,
             listeners=(*listeners, finish),
         )
         self.last_run = run

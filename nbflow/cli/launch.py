@@ -51,6 +51,7 @@ def run_command(args: argparse.Namespace) -> int:
         "executor": args.executor,
         "jobs": args.jobs,
         "refresh": args.refresh,
+        "store": args.store,
         "timeout": args.timeout,
         "output": str(pathlib.Path(args.output).resolve()) if args.output else None,
     }
@@ -149,6 +150,8 @@ def run_python(
         "refresh": bool(command.get("refresh")),
         "parameters": params,
     }
+    if command.get("store"):
+        options["store"] = command["store"]
     begun = time.time()
     with _sigint_for_main_thread_only():
         run = retry_of.retry(flow=flow, **options) if retry_of is not None else flow.run(**options)
@@ -319,6 +322,7 @@ def _kernel_options(command: dict[str, Any]) -> dict[str, str]:
         executor=command.get("executor"),
         max_workers=command.get("jobs"),
         refresh=bool(command.get("refresh")),
+        store=command.get("store"),
     )
 
 

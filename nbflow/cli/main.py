@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from nbflow import settings
 from nbflow.cli.source import UsageError, parse_age
 from nbflow.errors import NbflowError
 from nbflow.store.home import CACHE_DIR, HISTORY_FILE
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--jobs", type=_positive, metavar="N", help="at most N tasks at a time")
     run.add_argument("--refresh", action="store_true", help="recompute every task (no cache)")
+    _store_option(run)
     run.add_argument(
         "--param",
         action="append",
@@ -145,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--older-than", metavar="AGE", help="clear only results older than AGE (7d, 12h, 30m)"
     )
     _path_option(cache)
+    _store_option(cache)
     cache.set_defaults(handler=_cache)
 
     draw = commands.add_parser(
@@ -165,6 +168,15 @@ def _path_option(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="the folder whose .nbflow/ store to use, or the store itself "
         "(default: NBFLOW_HOME, else ./.nbflow)",
+    )
+
+
+def _store_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="the result store: a folder or a URL such as s3://bucket/prefix, with the "
+        "local .nbflow/ in front of it (default: NBFLOW_STORE, else the local store)",
     )
 
 
@@ -347,19 +359,29 @@ def _resume(args: argparse.Namespace) -> int:
 def _cache(args: argparse.Namespace) -> int:
     from nbflow.engine.archive import cache_info, clear_cache
 
-    home = store_dir(args.path)
-    if not (home / CACHE_DIR).is_dir():
+    url = args.store or (None if args.path else settings.store())
+    if url and args.path:
+        raise UsageError("Give --store URL or --path DIR, not both.")
+    where: Any = url or store_dir(args.path)
+    if url is None and not (where / CACHE_DIR).is_dir():
         raise UsageError(
-            f"There is no nbflow cache in '{home}'. Point to the folder of the notebook or "
+            f"There is no nbflow cache in '{where}'. Point to the folder of the notebook or "
             "store with --path DIR (or set NBFLOW_HOME)."
         )
     if args.action == "info":
         if args.task or args.older_than:
             raise UsageError("--task and --older-than apply to 'nbflow cache clear' only.")
-        info = cache_info(home)
+        info = cache_info(where)
         lines = [
             f"store {info['path']}: {info['entries']} results, {_size(info['bytes'])}",
         ]
+        if info.get("oldest") is not None:  # a remote store dates its entries
+            lines.append(f"created from {_when(info['oldest'])} to {_when(info['newest'])}")
+        if "local" in info:
+            local = info["local"]
+            lines.append(
+                f"local copy {local['path']}: {local['entries']} results, {_size(local['bytes'])}"
+            )
         if info["per_task"]:
             lines += _table(
                 ("task", "results"),
@@ -368,10 +390,10 @@ def _cache(args: argparse.Namespace) -> int:
         _write(lines)
         return 0
     older = parse_age(args.older_than) if args.older_than is not None else None
-    removed = clear_cache(task=args.task, older_than=older, path=home)
+    removed = clear_cache(task=args.task, older_than=older, path=where)
     what = f" of task '{args.task}'" if args.task else ""
     age = f" older than {args.older_than}" if args.older_than else ""
-    _write([f"removed {removed} cached results{what}{age} from {home}"])
+    _write([f"removed {removed} cached results{what}{age} from {where}"])
     return 0
 
 

@@ -336,6 +336,15 @@ def start_run(
         store=results,  # type: ignore[arg-type]
         refresh=refresh,
     )
+    flush = getattr(results, "flush", None)
+    if callable(flush):
+        # A store that writes in the background (a bucket) has everything when the run
+        # has finished: the event is emitted before flow.run() returns.
+        def flushed(event: Event) -> None:
+            if event.kind == RUN_FINISHED:
+                flush()
+
+        bus.subscribe(flushed)
     if results is not None and not echo:
         home: Any = "the home folder"
         try:

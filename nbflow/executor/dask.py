@@ -361,9 +361,10 @@ class DaskExecutor:
         return promise
 
     def _store_ref(self, store: Any) -> StoreRef | None:
-        # Workers reach a file store by its folder; results of a run on any other store
-        # come back here and the scheduler keeps them (the outcome is not persisted).
-        if not isinstance(store, FileStore):
+        # Workers reach a file store by its folder and a store with a worker_store() (a
+        # bucket) over the network; results of a run on any other store come back here
+        # and the scheduler keeps them (the outcome is not persisted).
+        if not isinstance(store, FileStore) and not callable(getattr(store, "worker_store", None)):
             return None
         ref = self._stores.get(id(store))
         if ref is None:

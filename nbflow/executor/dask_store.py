@@ -14,14 +14,21 @@ import secrets
 import threading
 from typing import Any
 
-from nbflow.executor.dask_worker import STORE_ID, StoreRef, load_value, reachable
+from nbflow.executor.dask_worker import REMOTE, STORE_ID, StoreRef, load_value, reachable
 
 _reachable: dict[tuple[str, StoreRef], bool] = {}
 
 
 def store_ref(store: Any) -> StoreRef:
-    """The store's id file (created once) lets workers check they see the same store."""
+    """The store's id file (created once) lets workers check they see the same store;
+    a store with a ``worker_store()`` (a bucket behind a local folder) is sent as the
+    part workers reach over the network."""
     import cloudpickle
+
+    remote = getattr(store, "worker_store", None)
+    if callable(remote):
+        far = remote()
+        return StoreRef(str(far.url), REMOTE, bytes(cloudpickle.dumps(far)))
 
     path = os.path.join(str(store.path), STORE_ID)
     try:

@@ -23,6 +23,7 @@ from nbflow.errors import SUCCESS, NbflowError, RemoteError, TaskTimeoutError
 from nbflow.executor.worker import Attempt, Outcome, execute, unship
 
 STORE_ID = "store-id"  # a file in the store naming it, so a worker can tell it is the same
+REMOTE = "remote"  # the ident of a store workers reach over the network (a bucket)
 
 
 class StoreRef(NamedTuple):
@@ -117,10 +118,16 @@ def _worker_store(ref: StoreRef) -> Any:
             return _stores[ref]
         store = None
         try:
-            with open(os.path.join(ref.path, STORE_ID)) as fh:
-                same = fh.read().strip() == ref.ident
-            if same:
+            if ref.ident == REMOTE:
+                # A bucket is the same wherever it is reached from; the worker needs
+                # credentials and a route to it, which one request shows.
                 store = pickle.loads(ref.pickled)
+                store.check()
+            else:
+                with open(os.path.join(ref.path, STORE_ID)) as fh:
+                    same = fh.read().strip() == ref.ident
+                if same:
+                    store = pickle.loads(ref.pickled)
         except Exception:
             store = None
         _stores[ref] = store

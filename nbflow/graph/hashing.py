@@ -6,6 +6,10 @@ it calls that are defined in the user's notebook or project (followed recursivel
 installed packages are not), the values of the module-level names it reads and its
 closure values. A function whose source cannot be read is fingerprinted by its code
 object (bytecode, constants and names) instead.
+
+Keys are the same on every machine for the same code and inputs: nothing here
+depends on where the code lives, who runs it, where objects sit in memory or the
+process's string hash seed (sets are hashed in sorted order, never by iteration).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import builtins
 import dis
 import hashlib
 import inspect
+import os
 import pickle
 import sys
 import sysconfig
@@ -22,6 +27,8 @@ import textwrap
 import types
 from typing import Any
 
+# Module globals that say where the code is, not what it computes.
+_WHERE = frozenset({"__file__", "__cached__", "__spec__", "__loader__", "__path__"})
 _PLAIN = (int, float, str, bytes, bool, type(None), complex)
 _STATIC: dict[types.CodeType, tuple[str, tuple[str, ...]]] = {}
 _INSTALLED = tuple(
@@ -55,7 +62,7 @@ def _is_plain(value: Any, depth: int = 0) -> bool:
         return True
     if depth > 4:
         return False
-    if t is list or t is tuple:
+    if t is list or t is tuple or t is set or t is frozenset:
         return len(value) < 256 and all(_is_plain(v, depth + 1) for v in value)
     if t is dict:
         return len(value) < 256 and all(
@@ -64,11 +71,32 @@ def _is_plain(value: Any, depth: int = 0) -> bool:
     return False
 
 
+def _canonical(value: Any) -> Any:
+    """Plain data with each set as a sorted tuple: a set iterates (and pickles) in an
+    order that follows the process's string hash seed, which differs between processes.
+    Values without sets come back as they are, so their hashes do not change."""
+    t = type(value)
+    if t is set or t is frozenset:
+        items = sorted((_canonical(v) for v in value), key=repr)
+        return ("@set" if t is set else "@frozenset", *items)
+    if t is list or t is tuple:
+        items = [_canonical(v) for v in value]
+        if all(a is b for a, b in zip(items, value, strict=True)):
+            return value
+        return t(items)
+    if t is dict:
+        pairs = {k: _canonical(v) for k, v in value.items()}
+        if all(pairs[k] is v for k, v in value.items()):
+            return value
+        return pairs
+    return value
+
+
 def hash_value(value: Any, what: str = "a value") -> str:
     """A stable hash of a value: a fast path for small plain data, ``joblib.hash``
     (fast for numpy and pandas) for everything else. Raises ``Unhashable``."""
     if _is_plain(value):
-        return digest(pickle.dumps(value, protocol=4))
+        return digest(pickle.dumps(_canonical(value), protocol=4))
     try:
         import joblib
 
@@ -143,6 +171,8 @@ def _code_bytes(code: types.CodeType) -> bytes:
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             parts.append(_code_bytes(const))
+        elif isinstance(const, frozenset):  # `x in {"a", "b"}`: its repr order follows the seed
+            parts.append(repr(sorted(const, key=repr)).encode())
         else:
             parts.append(repr(const).encode())
     return b"\0".join(parts)
@@ -212,6 +242,11 @@ def _fingerprint(fn: Any, seen: dict[int, str]) -> str:
                     parts.append(name.encode())
                     value = getattr(module, attr, None)
                     parts.append(_dependency(value, f"'{name}'", seen).encode())
+            elif name in _WHERE:
+                # Where the module sits on this machine (an absolute path, a loader
+                # object): only the file's name counts, so keys match across checkouts.
+                parts.append(name.encode())
+                parts.append(os.path.basename(str(fn_globals.get("__file__") or "")).encode())
             elif name in fn_globals:
                 parts.append(name.encode())
                 parts.append(_dependency(fn_globals[name], f"global '{name}'", seen).encode())

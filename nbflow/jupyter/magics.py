@@ -284,7 +284,7 @@ class NbflowMagics(Magics):
         """Run and inspect the notebook's task cells.
 
         ``%flow run [NAMES] [--executor NAME] [--jobs N] [--background] [--refresh]
-        [--param NAME=VALUE]``: every task cell (or NAMES and their upstream) as one
+        [--param NAME=VALUE] [--store URL]``: every task cell (or NAMES and their upstream) as one
         flow, on a registered executor (``nbflow.executor.executor_names()``: threads,
         processes, sequential, dask and any registered since); ``%flow retry``: only
         failed cells and their downstream (also after a restart); ``%flow show``: the
@@ -315,6 +315,7 @@ class NbflowMagics(Magics):
                 "executor": args.executor,
                 "jobs": args.jobs,
                 "background": args.background,
+                "store": args.store,
             }
             if args.command == "run":
                 names = args.names or list(nb.cells)

@@ -33,6 +33,7 @@ import re
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
+from nbflow import settings
 from nbflow.errors import NbflowError, did_you_mean
 from nbflow.seam import Registry, check_factory
 
@@ -94,7 +95,10 @@ Opener = Callable[[str], ResultStore]
 
 # "file" comes first and opens plain paths too. Its opener is a path, imported on
 # first use, so that this seam does not load diskcache.
-_openers: Registry[Opener | str] = Registry({"file": "nbflow.store.file:open_file_store"})
+# "s3" is built in the same way (the client, obstore, loads with the store).
+_openers: Registry[Opener | str] = Registry(
+    {"file": "nbflow.store.file:open_file_store", "s3": "nbflow.store.s3:open_s3_store"}
+)
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
@@ -143,9 +147,11 @@ def store_schemes() -> tuple[str, ...]:
 
 
 def open_store(url_or_path: str | os.PathLike[str] | None = None) -> ResultStore:
-    """The result store at ``url_or_path``: a folder or ``file://`` URL (the file store;
-    default: the home folder, ``NBFLOW_HOME`` or ``./.nbflow``), or a URL of a
-    registered scheme."""
+    """The result store at ``url_or_path``: a folder or ``file://`` URL (the file store),
+    or a URL of a registered scheme such as ``s3://bucket/prefix``. Default:
+    ``NBFLOW_STORE``, else the home folder (``NBFLOW_HOME`` or ``./.nbflow``)."""
+    if url_or_path is None:
+        url_or_path = settings.store()
     match = _SCHEME.match(url_or_path) if isinstance(url_or_path, str) else None
     scheme = match.group(1).lower() if match else "file"
     opener = _openers.get(scheme)

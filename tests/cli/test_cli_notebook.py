@@ -424,7 +424,9 @@ def test_visualize_names_the_cell_whose_task_line_is_wrong(tmp_path):
     nbformat.write(book, str(tmp_path / "wrong.ipynb"))
     out = nbflow("visualize", "wrong.ipynb", "-o", "d.svg", cwd=tmp_path, env=cli_env(tmp_path))
     assert out.returncode == 2
-    assert out.stderr.startswith("nbflow: error: 'wrong.ipynb', cell 3: %%task b: expected --retries")
+    assert out.stderr.startswith(
+        "nbflow: error: 'wrong.ipynb', cell 3: %%task b: expected --retries"
+    )
 
 
 def test_in_a_terminal_a_notebook_run_shows_its_tasks_live(tmp_path):

@@ -108,15 +108,17 @@ def test_a_file_url_with_a_host_is_refused(tmp_path):
 def test_an_unknown_scheme_names_the_known_ones():
     with pytest.raises(
         NbflowError,
-        match=r"Cannot open the result store 's3://bucket/results': no opener is registered "
-        r"for 's3://'\. Known schemes: file\. Give a folder path, or register an opener with "
-        r"nbflow\.store\.base\.register_store\('s3', opener\)\.",
+        match=r"Cannot open the result store 'gs://bucket/results': no opener is registered "
+        r"for 'gs://'\. Known schemes: file, s3\. Give a folder path, or register an opener "
+        r"with nbflow\.store\.base\.register_store\('gs', opener\)\.",
     ):
-        open_store("s3://bucket/results")
+        open_store("gs://bucket/results")
 
 
 def test_an_unknown_scheme_close_to_a_known_one_is_suggested(memory):
-    with pytest.raises(NbflowError, match=r"Did you mean 'memory'\? Known schemes: file, memory"):
+    with pytest.raises(
+        NbflowError, match=r"Did you mean 'memory'\? Known schemes: file, s3, memory"
+    ):
         open_store("memroy://x")
 
 
@@ -164,7 +166,7 @@ def test_a_scheme_is_registered_once_unless_replaced(memory):
         register_store("memory", MemoryStore)
     register_store("memory", MemoryStore, replace=True)
     assert isinstance(open_store("memory://fresh"), MemoryStore)
-    assert store_schemes() == ("file", "memory")
+    assert store_schemes() == ("file", "s3", "memory")
 
 
 def test_the_file_scheme_cannot_be_unregistered_nor_a_bad_scheme_registered():

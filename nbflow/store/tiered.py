@@ -1,0 +1,122 @@
+"""A local store in front of a remote one: read-through, write to both.
+
+A local hit is answered at once; a local miss asks the remote, and a remote hit is
+kept locally so the next read is local. A write goes to the local tier, then the
+remote. When the remote fails during a run (it warns once and turns itself off) the
+run goes on with the local tier, which keeps everything the run finishes.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+from typing import Any
+
+from nbflow.store.file import FileStore, open_file_store
+from nbflow.store.s3 import S3ResultStore
+
+log = logging.getLogger("nbflow")
+
+_MISS: Any = object()
+
+
+class TieredStore:
+    """``local`` (a file store) in front of ``remote`` (a bucket)."""
+
+    def __init__(self, local: FileStore, remote: S3ResultStore) -> None:
+        self.local = local
+        self.remote = remote
+
+    @property
+    def path(self) -> pathlib.Path:
+        """The local tier's folder (the inbox of paused tasks is polled there)."""
+        return self.local.path
+
+    @property
+    def url(self) -> str:
+        return self.remote.url
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"local": str(self.local.path), "remote": self.remote.url}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(open_file_store(state["local"]), S3ResultStore(state["remote"]))  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        return f"TieredStore('{self.local.path}' in front of '{self.remote.url}')"
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self.local.get(key, _MISS)
+        if value is not _MISS:
+            return value
+        return self._pull([key]).get(key, default)
+
+    def get_many(self, keys: list[str]) -> dict[str, Any]:
+        found = self.local.get_many(keys)
+        missing = [k for k in keys if k not in found]
+        if missing:
+            found.update(self._pull(missing))
+        return found
+
+    def _pull(self, keys: list[str]) -> dict[str, Any]:
+        """The remote hits among ``keys``, now kept in the local tier as well."""
+        entries = self.remote.entries(keys)
+        if not entries:
+            return {}
+        # One local transaction for the whole batch: a cold local tier takes a step's
+        # hits in one commit instead of one per key.
+        try:
+            with self.local.cache.transact(retry=True):
+                for key, (value, task) in entries.items():
+                    self.local.set(key, value, task=task)
+        except Exception:  # the local tier is full or read-only: the values still count
+            log.debug("nbflow: could not keep remote hits locally", exc_info=True)
+        return {key: value for key, (value, _) in entries.items()}
+
+    def sizes(self, keys: list[str]) -> dict[str, int]:
+        """Sizes in the local tier, and in the remote for what only it has: a large
+        remote value is then read by the executor's worker that needs it
+        (``worker_store``), never by this process."""
+        found = self.local.sizes(keys)
+        missing = [k for k in keys if k not in found]
+        if missing:
+            found.update(self.remote.sizes(missing))
+        return found
+
+    def worker_store(self) -> S3ResultStore:
+        """What an executor's workers read and write themselves: the remote tier (a
+        worker may run on a machine without this one's local folder)."""
+        return self.remote.for_workers()
+
+    def set(self, key: str, value: Any, *, task: str, expire: float | None = None) -> bool:
+        kept = self.local.set(key, value, task=task, expire=expire)
+        shared = self.remote.set(key, value, task=task, expire=expire)
+        return kept or shared
+
+    def flush(self) -> None:
+        """Wait until the results written so far are in the bucket."""
+        self.remote.flush()
+
+    def begin_run(self) -> None:
+        """Both tiers start a run; the remote checks it answers (raising if not)."""
+        self.local.begin_run()
+        self.remote.begin_run()
+
+    def delete(self, key: str) -> None:
+        self.local.delete(key)
+        self.remote.delete(key)
+
+    def info(self) -> dict[str, Any]:
+        """The remote's entries, bytes, per task and ages, with the local tier's under
+        ``local``."""
+        found = self.remote.info()
+        found["local"] = self.local.info()
+        return found
+
+    def clear(self, task: str | None = None, older_than: float | None = None) -> int:
+        """Remove entries from both tiers; how many the remote had."""
+        self.local.clear(task=task, older_than=older_than)
+        return self.remote.clear(task=task, older_than=older_than)
+
+
+__all__ = ["TieredStore"]
