@@ -27,6 +27,7 @@ from nbflow.engine.run import FlowRun
 from nbflow.errors import NbflowError, RunError, UpstreamFailedError, did_you_mean
 from nbflow.jupyter.lab import LabChannel
 from nbflow.jupyter.magicio import (
+    cell_id_in_file,
     cell_number,
     display,
     install_display_capture,
@@ -121,6 +122,7 @@ class NbflowMagics(Magics):
         super().__init__(shell)
         self.notebook = NotebookFlow(shell.user_ns)
         self.cell_id: str | None = None
+        self.raw_cell: str | None = None
         self.channel: LabChannel | None = None
 
     def cell_of(self, flow: str, task: str) -> str | None:
@@ -152,7 +154,7 @@ class NbflowMagics(Magics):
             body = self.shell.transform_cell(cell)  # type: ignore[no-untyped-call]
         source = "\n" + body  # line 1 is the %%task line: keep the cell's line numbers
         try:
-            cell_def = self.notebook.define(name, source, options, filename, self.cell_id)
+            cell_def = self.notebook.define(name, source, options, filename, self._cell_id())
         except CellError as exc:
             raise UsageError(str(exc)) from None
         assert self.shell is not None
@@ -161,6 +163,18 @@ class NbflowMagics(Magics):
             display({"text/plain": f"· {cell_def.name}: defined (--lazy)"}, raw=True)
             return
         self._run([cell_def.name], executor=cell_executor(), target=cell_def.name)
+
+    def _cell_id(self) -> str | None:
+        """The running cell's id: the front end's, else the saved notebook's
+        (``NBFLOW_NOTEBOOK``, else ``JPY_SESSION_NAME``), else None."""
+        if self.cell_id or not self.raw_cell:
+            return self.cell_id
+        import os
+
+        path = settings.notebook() or os.environ.get("JPY_SESSION_NAME")
+        if not path or not path.endswith(".ipynb"):
+            return None
+        return cell_id_in_file(path, self.raw_cell, set(self.notebook.cell_ids))
 
     def _filename(self, line: str, cell: str) -> str:
         """A file name for the cell's code, shown as ``Cell In[N]`` in tracebacks.
@@ -366,6 +380,7 @@ class NbflowMagics(Magics):
     # -- hooks --------------------------------------------------------------------
     def pre_run_cell(self, info: Any) -> None:
         self.cell_id = getattr(info, "cell_id", None)
+        self.raw_cell = getattr(info, "raw_cell", None)
 
 
 def _same(run: FlowRun, flow: Any) -> bool:

@@ -671,3 +671,21 @@ def test_a_class_reads_the_cells_names_in_order_and_its_methods_when_called(ip):
     nb = ip.nbflow.notebook
     assert ip.user_ns["value"] == 10
     assert set(nb.cells["F"].analysis.inputs) == {"x", "factor"}
+
+
+def test_without_a_cell_id_the_saved_notebook_tells_cells_binding_the_same_name_apart(
+    ip, tmp_path, monkeypatch
+):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    sources = ["%%task\nrate = 1", "%%task\nlow = rate * 10", "%%task\nrate = 2"]
+    book = new_notebook(cells=[new_code_cell(s) for s in sources])
+    nbformat.write(book, tmp_path / "book.ipynb")
+    monkeypatch.setenv("NBFLOW_NOTEBOOK", str(tmp_path / "book.ipynb"))
+    for source in sources:
+        assert run(ip, source)[0].success
+    nb = ip.nbflow.notebook
+    assert list(nb.cells) == ["rate", "low", "cell 3"]
+    assert nb.cell_ids == {c.id: n for c, n in zip(book.cells, nb.cells, strict=True)}
+    assert ip.user_ns["low"] == 10 and ip.user_ns["rate"] == 2
