@@ -312,7 +312,9 @@ class CellGraph:
             cell.codes = old.codes
         candidate = {c.name: c for c in others}
         candidate[name] = cell
-        self._check_cycle(candidate)
+        # A cell reads only from cells above it: only --after can close a cycle.
+        if options.after or any(c.options.after for c in others):
+            self._check_cycle(candidate)
         if previous_name and previous_name != name:
             self.cells.pop(previous_name, None)
             self.status.pop(previous_name, None)
