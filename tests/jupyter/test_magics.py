@@ -689,3 +689,14 @@ def test_without_a_cell_id_the_saved_notebook_tells_cells_binding_the_same_name_
     assert list(nb.cells) == ["rate", "low", "cell 3"]
     assert nb.cell_ids == {c.id: n for c, n in zip(book.cells, nb.cells, strict=True)}
     assert ip.user_ns["low"] == 10 and ip.user_ns["rate"] == 2
+
+
+def test_an_input_changed_in_place_that_cannot_be_copied_is_shared_with_a_warning(ip):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cells(ip, "%%task\nimport threading\nguard = threading.Lock()", "%%task\nguard.acquire()")
+    texts = [str(w.message) for w in caught]
+    assert any("cannot copy a lock" in t and "Rebind instead" in t for t in texts), texts
+    assert ip.user_ns["guard"].locked()
