@@ -139,10 +139,11 @@ class NbflowMagics(Magics):
         ``%%task [NAME] [--retries N] [--retry-delay S] [--timeout S] [--no-cache]
         [--after A,B] [--map VAR=ITERABLE] [--trigger T] [--lazy]``
 
-        The cell's outputs are the names it binds; its inputs the names it reads. An
-        input defined by another task cell makes that cell run first when stale;
-        other inputs (constants, helpers) are part of the cell's cache key. NAME
-        defaults to the outputs' names.
+        The cell's outputs are the names it binds (and the inputs it changes in
+        place); its inputs the names it reads. An input bound by a task cell above
+        (the nearest one) makes that cell run first when stale; other inputs
+        (constants, helpers) are part of the cell's cache key. NAME defaults to the
+        first output, else ``cell N``.
         """
         __tracebackhide__ = True
         name, options = parse_task_line(line)
