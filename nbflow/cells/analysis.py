@@ -21,6 +21,7 @@ import builtins
 from dataclasses import dataclass
 
 _BUILTINS = frozenset(dir(builtins)) | {"display", "get_ipython", "__file__", "__name__"}
+_CHANGING_BUILTINS = frozenset({"setattr", "delattr", "exec", "next", "vars"})
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
@@ -44,6 +45,7 @@ class CellAnalysis:
     builtins: tuple[str, ...] = ()  # builtin names read before binding (``max``, ``id``)
     mutated: tuple[str, ...] = ()  # inputs changed in place (``model.fit(...)``)
     imported: tuple[str, ...] = ()  # outputs whose last binding is an import (modules)
+    passed: tuple[tuple[str, str], ...] = ()  # (function, input) for f(x): f may change x
 
 
 def parse(source: str) -> ast.Module:
@@ -78,6 +80,14 @@ def analyse(source: str | ast.Module, bound: tuple[str, ...] = ()) -> CellAnalys
         tuple(dict.fromkeys(n for n in read if n in _BUILTINS)),
         tuple(mutated),
         tuple(n for n in outputs if n in scan.imported),
+        tuple(
+            (f, n)
+            for f, n in scan.passed
+            if n in inputs
+            and not private(n)
+            and f not in scan.imported
+            and (f not in _BUILTINS or f in _CHANGING_BUILTINS or f in scan.ever_bound)
+        ),
     )
 
 
@@ -124,6 +134,7 @@ class _TopLevel:
         self.deferred: dict[str, None] = {}
         self.mutated: dict[str, None] = {}
         self.imported: set[str] = set()
+        self.passed: dict[tuple[str, str], None] = {}
 
     # -- names -------------------------------------------------------------------
     def read(self, name: str) -> None:
@@ -306,6 +317,13 @@ class _TopLevel:
             return
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             self.mutate(node.func.value)  # x.append(1), model.fit(X), x.a.sort()
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            # train(model) may change model: whether it can depends on what train is
+            # (a library's function cannot know the notebook's names), decided by the graph.
+            for arg in (*node.args, *(k.value for k in node.keywords)):
+                value = arg.value if isinstance(arg, ast.Starred) else arg
+                if isinstance(value, ast.Name) and value.id not in self.bound:
+                    self.passed[(node.func.id, value.id)] = None
         if isinstance(node, _COMPREHENSIONS):
             self.expr(node.generators[0].iter)  # evaluated in the cell's scope
             for name in _free(node):

@@ -115,6 +115,10 @@ class CellDef:
     map_analysis: CellAnalysis | None
     version: str
     codes: dict[Any, Any] = field(default_factory=dict)
+    # The inputs it passes to functions that may change them (not a library's),
+    # decided when the cell is defined and kept with its definition: a new kernel,
+    # without the notebook's functions, must see the same versions.
+    changes: tuple[str, ...] = ()
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -182,8 +186,9 @@ class CellGraph:
         self._versions: tuple[tuple[int, ...], Versions] | None = None
 
     def is_module(self, name: str) -> bool:
-        """Whether a notebook variable (not a task cell's) holds a module: calling its
-        functions (``np.mean(x)``) changes nothing. The notebook flow knows."""
+        """Whether a notebook variable (not a task cell's) holds a module or a library's
+        function or class: calling it (``np.mean(x)``, ``len(x)``) changes nothing the
+        notebook can see as a name of its own. The notebook flow knows."""
         return False
 
     def versions(self, cells: dict[str, CellDef] | None = None) -> Versions:
@@ -204,6 +209,7 @@ class CellGraph:
                 return n in modules if n in current else self.is_module(n)
 
             mutated = [n for n in a.mutated if not module(n)]
+            mutated += [n for n in cell.changes if n not in mutated and not module(n)]
             carried: dict[str, str] = {}
             for n in mutated:
                 up = src.get(n)
@@ -240,6 +246,21 @@ class CellGraph:
         """The names ``cell`` produces: its outputs and the inputs it mutates."""
         return self.versions().exports.get(cell.name, cell.analysis.outputs)
 
+    def _changes(self, analysis: CellAnalysis, position: int) -> tuple[str, ...]:
+        """The inputs ``f(x)`` may change: ``f`` is not a module's or library's (a task
+        cell above imported it, or the notebook's value of it says so)."""
+        out: dict[str, None] = {}
+        for f, n in analysis.passed:
+            if f not in analysis.outputs:
+                above = [c for c in self.cells.values() if c.position < position]
+                binders = [c for c in above if f in c.analysis.outputs]
+                last = max(binders, key=lambda c: c.position) if binders else None
+                library = f in last.analysis.imported if last else self.is_module(f)
+                if library:
+                    continue
+            out[n] = None
+        return tuple(out)
+
     def _default_name(self, analysis: CellAnalysis, previous: str | None) -> str:
         """The first public output, unless another cell has that name; else ``cell N``
         (N counts task cells in notebook order)."""
@@ -259,8 +280,10 @@ class CellGraph:
         options: CellOptions,
         filename: str,
         cell_id: str | None = None,
+        changes: tuple[str, ...] | None = None,
     ) -> CellDef:
-        """Add or replace a task cell. Raises ``CellError`` naming the cells involved."""
+        """Add or replace a task cell. Raises ``CellError`` naming the cells involved.
+        ``changes``: what the cell's function calls change, as decided before."""
         same = self._by_text.get((source, options, filename))
         if (
             same in self.cells
@@ -308,6 +331,7 @@ class CellGraph:
         cell = CellDef(
             name, source, options, filename, position, tree, analysis, map_analysis, version
         )
+        cell.changes = self._changes(analysis, position) if changes is None else changes
         if old is not None and old.version == version and old.filename == filename:
             cell.codes = old.codes
         candidate = {c.name: c for c in others}

@@ -106,7 +106,12 @@ class NotebookFlow(CellGraph):
     def is_module(self, name: str) -> bool:
         import types
 
-        return isinstance(self.user_ns.get(name), types.ModuleType)
+        value = self.user_ns.get(name)
+        if isinstance(value, types.ModuleType):
+            return True
+        # A library's function or class (imported in a plain cell): not the notebook's.
+        module = getattr(value, "__module__", None) if callable(value) else None
+        return isinstance(module, str) and module != "__main__"
 
     def define(
         self,
@@ -115,6 +120,7 @@ class NotebookFlow(CellGraph):
         options: CellOptions,
         filename: str,
         cell_id: str | None = None,
+        changes: tuple[str, ...] | None = None,
         persist: bool = True,
     ) -> CellDef:
         """Add or replace a task cell, and keep its definition in the store."""
@@ -130,11 +136,10 @@ class NotebookFlow(CellGraph):
                     NbflowWarning,
                     stacklevel=2,
                 )
-        cell = super().define(name, source, options, filename, cell_id)
+        cell = super().define(name, source, options, filename, cell_id, changes)
         if persist and self._saved.get(cell.name) != cell.version + filename + (cell_id or ""):
-            stored = StoredCell(
-                cell.name, source, options.to_json(), filename, cell.position, cell_id
-            )
+            kept = {**options.to_json(), "changes": list(cell.changes)}
+            stored = StoredCell(cell.name, source, kept, filename, cell.position, cell_id)
             try:
                 open_cells(self.store_home()).save(self.name, stored)
             except Exception as exc:  # a read-only store: the cell still runs
@@ -442,6 +447,7 @@ class NotebookFlow(CellGraph):
                     stored.filename,
                     stored.cell_id,
                     persist=False,
+                    changes=tuple(stored.options.get("changes", ())),
                 )
             except CellError:
                 continue  # superseded by a cell defined in this kernel

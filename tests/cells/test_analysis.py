@@ -174,3 +174,9 @@ def test_an_import_is_marked_so_calling_a_modules_functions_is_not_a_mutation():
 def test_the_normalised_form_ignores_comments_and_formatting():
     assert normalised("x = 1  # one\ny=x+1") == normalised("x = 1\n\ny = x + 1\n")
     assert normalised("x = 1") != normalised("x = 2")
+
+
+def test_an_input_passed_to_a_function_is_noted_unless_the_function_is_a_builtin():
+    a = analyse("train(model, data=X)\nn = len(rows)\nsetattr(cfg, 'k', 1)\nprint(msg)")
+    assert set(a.passed) == {("train", "model"), ("train", "X"), ("setattr", "cfg")}
+    assert analyse("import numpy as np\nfrom m import f\nf(x)\nnp.mean(y)").passed == ()

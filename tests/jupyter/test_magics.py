@@ -700,3 +700,30 @@ def test_an_input_changed_in_place_that_cannot_be_copied_is_shared_with_a_warnin
     texts = [str(w.message) for w in caught]
     assert any("cannot copy a lock" in t and "Rebind instead" in t for t in texts), texts
     assert ip.user_ns["guard"].locked()
+
+
+def test_an_input_passed_to_a_notebook_function_is_a_new_version_but_not_to_a_librarys(ip):
+    run(ip, "def train(model):\n    model['fitted'] = True\nfrom json import dumps")
+    cells(
+        ip,
+        "%%task\nmodel = {'fitted': False}",
+        "%%task\ntrain(model)",
+        "%%task\nfitted = model['fitted']",
+        "%%task\ntext = dumps(model)",
+    )
+    nb = ip.nbflow.notebook
+    assert ip.user_ns["fitted"] is True
+    assert nb.upstream_of(nb.cells["fitted"]) == ["cell 2"]
+    assert nb.exports(nb.cells["text"]) == ("text",)  # json.dumps changes nothing
+    # A new kernel without train(): the same versions (decided when the cells were
+    # defined), and the cached version above the training cell is still untrained.
+    restart(ip)
+    with capture_output():
+        result = ip.run_cell("%%task\nagain = model['fitted']", cell_id="cell-9")
+    assert result.success and ip.user_ns["again"] is True
+    from nbflow.store.base import open_store
+
+    key = ip.nbflow.notebook.recorded_keys()["model"]
+    assert open_store(str(ip.nbflow.notebook.store_home())).get(key).values == {
+        "model": {"fitted": False}
+    }
