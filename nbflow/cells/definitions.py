@@ -12,7 +12,6 @@ plus its ``--after`` cells. Nothing here runs anything (see ``nbflow.cells.noteb
 from __future__ import annotations
 
 import ast
-import bisect
 import graphlib
 import os
 import pathlib
@@ -135,21 +134,12 @@ class Versions:
     names it reads, the builtin names a cell above binds, and the names it carries
     along with one it mutates); ``exports[cell]`` the names it produces;
     ``copies[cell]`` the inputs it works on copies of (it mutates them or their
-    siblings); ``history[name]`` the (position, cell) of each version.
+    siblings).
     """
 
     sources: dict[str, dict[str, str]]
     exports: dict[str, tuple[str, ...]]
     copies: dict[str, tuple[str, ...]]
-    history: dict[str, list[tuple[int, str]]]
-
-    def at(self, name: str, position: int) -> str | None:
-        """The cell whose version of ``name`` a cell at ``position`` reads."""
-        found = self.history.get(name)
-        if not found:
-            return None
-        i = bisect.bisect_left(found, (position, ""))
-        return found[i - 1][1] if i else None
 
 
 @dataclass
@@ -199,17 +189,13 @@ class CellGraph:
             return self._versions[1]
         current: dict[str, str] = {}  # name -> the cell of its latest version so far
         modules: set[str] = set()  # names whose latest version was bound by an import
-        found = Versions({}, {}, {}, {})
+        found = Versions({}, {}, {})
         for cell in sorted(cells.values(), key=lambda c: c.position):
             a = cell.analysis
             reads = (*cell.reads, *a.builtins)
             src = {n: current[n] for n in reads if n in current and not private(n)}
 
-            def module(n: str) -> bool:
-                return n in modules if n in current else self.is_module(n)
-
-            mutated = [n for n in a.mutated if not module(n)]
-            mutated += [n for n in cell.changes if n not in mutated and not module(n)]
+            mutated = [n for n in cell.changes if n not in modules]
             carried: dict[str, str] = {}
             for n in mutated:
                 up = src.get(n)
@@ -229,7 +215,6 @@ class CellGraph:
             found.exports[cell.name] = tuple(exports)
             for n in exports:
                 current[n] = cell.name
-                found.history.setdefault(n, []).append((cell.position, cell.name))
                 if n in a.imported:
                     modules.add(n)
                 else:
@@ -247,18 +232,22 @@ class CellGraph:
         return self.versions().exports.get(cell.name, cell.analysis.outputs)
 
     def _changes(self, analysis: CellAnalysis, position: int) -> tuple[str, ...]:
-        """The inputs ``f(x)`` may change: ``f`` is not a module's or library's (a task
+        """The inputs the cell changes: those it mutates that are not modules, and
+        those it passes to a function that is not a module's or library's (a task
         cell above imported it, or the notebook's value of it says so)."""
-        out: dict[str, None] = {}
+        above = [c for c in self.cells.values() if c.position < position]
+
+        def library(name: str) -> bool:
+            binders = [c for c in above if name in c.analysis.outputs]
+            if not binders:
+                return self.is_module(name)
+            return name in max(binders, key=lambda c: c.position).analysis.imported
+
+        out = [n for n in analysis.mutated if not library(n)]
         for f, n in analysis.passed:
-            if f not in analysis.outputs:
-                above = [c for c in self.cells.values() if c.position < position]
-                binders = [c for c in above if f in c.analysis.outputs]
-                last = max(binders, key=lambda c: c.position) if binders else None
-                library = f in last.analysis.imported if last else self.is_module(f)
-                if library:
-                    continue
-            out[n] = None
+            changing = f in analysis.outputs or not library(f)
+            if changing and n not in out and not library(n):
+                out.append(n)
         return tuple(out)
 
     def _default_name(self, analysis: CellAnalysis, previous: str | None) -> str:

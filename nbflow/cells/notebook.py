@@ -447,7 +447,9 @@ class NotebookFlow(CellGraph):
                     stored.filename,
                     stored.cell_id,
                     persist=False,
-                    changes=tuple(stored.options.get("changes", ())),
+                    changes=(
+                        tuple(stored.options["changes"]) if "changes" in stored.options else None
+                    ),
                 )
             except CellError:
                 continue  # superseded by a cell defined in this kernel

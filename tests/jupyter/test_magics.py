@@ -727,3 +727,14 @@ def test_an_input_passed_to_a_notebook_function_is_a_new_version_but_not_to_a_li
     assert open_store(str(ip.nbflow.notebook.store_home())).get(key).values == {
         "model": {"fitted": False}
     }
+
+
+def test_a_new_kernel_without_the_notebooks_imports_sees_the_same_versions(ip):
+    run(ip, "import math")
+    cells(ip, "%%task\nvals = [1.5]", "%%task\nr = math.floor(vals[0])")
+    assert ip.nbflow.notebook.exports(ip.nbflow.notebook.cells["r"]) == ("r",)
+    restart(ip)  # math is not imported in this kernel: the stored decision holds
+    with capture_output():
+        ip.run_cell("%%task --lazy\nlater = 1", cell_id="cell-9")
+    nb = ip.nbflow.notebook
+    assert nb.exports(nb.cells["r"]) == ("r",) and nb.cells["r"].changes == ()
