@@ -110,7 +110,9 @@ class NotebookFlow(CellGraph):
         if isinstance(value, types.ModuleType):
             return True
         # A library's function or class (imported in a plain cell): not the notebook's.
-        module = getattr(value, "__module__", None) if callable(value) else None
+        # Instances are not: a library's model (torch, sklearn) is changed by .fit().
+        plain = (types.FunctionType, types.BuiltinFunctionType, types.MethodType, type)
+        module = getattr(value, "__module__", None) if isinstance(value, plain) else None
         return isinstance(module, str) and module != "__main__"
 
     def define(

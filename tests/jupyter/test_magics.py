@@ -738,3 +738,12 @@ def test_a_new_kernel_without_the_notebooks_imports_sees_the_same_versions(ip):
         ip.run_cell("%%task --lazy\nlater = 1", cell_id="cell-9")
     nb = ip.nbflow.notebook
     assert nb.exports(nb.cells["r"]) == ("r",) and nb.cells["r"].changes == ()
+
+
+def test_a_library_model_made_in_a_plain_cell_is_changed_by_fit_but_its_function_is_not(ip):
+    run(ip, "from fractions import Fraction\nfrom json import dumps\nclass Box(list):\n    pass")
+    run(ip, "box = Box()")  # an instance: its methods may change it
+    cells(ip, "%%task\nbox.append(Fraction(1, 2))", "%%task\ntext = dumps(len(box))")
+    nb = ip.nbflow.notebook
+    assert nb.exports(nb.cells["cell 1"]) == ("box",)
+    assert nb.exports(nb.cells["text"]) == ("text",) and ip.user_ns["text"] == "1"
