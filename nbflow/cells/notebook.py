@@ -102,6 +102,9 @@ class NotebookFlow(CellGraph):
         self._helpers: dict[str, TaskRun] = {}
         self.flow: Flow | None = None
         self._restored = False
+        # The cell ids of the saved notebook, when known: a stored cell with an id that
+        # is not among them was deleted, and is not restored.
+        self.saved_ids: set[str] | None = None
 
     def is_module(self, name: str) -> bool:
         import types
@@ -435,11 +438,18 @@ class NotebookFlow(CellGraph):
         """Cells whose last run in this kernel did not succeed."""
         return [n for n, s in self.status.items() if s.state in NOT_OK and n in self.cells]
 
+    @property
+    def restored(self) -> bool:
+        """Whether the stored definitions were read in this kernel."""
+        return self._restored
+
     def restore_definitions(self) -> None:
         """Define the cells stored for this flow that this kernel does not have."""
         self._restored = True
         for stored in open_cells(self.store_home()).load(self.name):
             if stored.name in self.cells or (stored.cell_id and stored.cell_id in self.cell_ids):
+                continue
+            if self.saved_ids is not None and stored.cell_id not in (None, *self.saved_ids):
                 continue
             try:
                 self.define(

@@ -23,6 +23,22 @@ def cell_id_in_file(path: str, raw_cell: str, taken: set[str]) -> str | None:
     a saved notebook: its cells' ids tell two cells binding the same name apart.
     Identical cells: the first id not in ``taken``. None when the file cannot be read.
     """
+    cells = _code_cells(path)
+    if cells is None:
+        return None
+    wanted = raw_cell.strip()
+    ids = [cid for cid, text in cells if text.strip() == wanted]
+    return next((cid for cid in ids if cid not in taken), ids[0] if ids else None)
+
+
+def cell_ids_in_file(path: str) -> set[str] | None:
+    """The ids of the code cells of the notebook file ``path`` (None: unreadable)."""
+    cells = _code_cells(path)
+    return None if cells is None else {cid for cid, _ in cells}
+
+
+def _code_cells(path: str) -> list[tuple[str, str]] | None:
+    """(id, source) of each code cell of a notebook file, read again when it changes."""
     import json
     import os
 
@@ -40,9 +56,7 @@ def cell_id_in_file(path: str, raw_cell: str, taken: set[str]) -> str | None:
             found = _books[path] = (mtime, cells)
     except (OSError, ValueError, AttributeError, TypeError):
         return None
-    wanted = raw_cell.strip()
-    ids = [cid for cid, text in found[1] if text.strip() == wanted]
-    return next((cid for cid in ids if cid not in taken), ids[0] if ids else None)
+    return found[1]
 
 
 def display(*objs: Any, **kwargs: Any) -> Any:

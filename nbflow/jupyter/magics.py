@@ -28,6 +28,7 @@ from nbflow.errors import NbflowError, RunError, UpstreamFailedError, did_you_me
 from nbflow.jupyter.lab import LabChannel
 from nbflow.jupyter.magicio import (
     cell_id_in_file,
+    cell_ids_in_file,
     cell_number,
     display,
     install_display_capture,
@@ -154,6 +155,10 @@ class NbflowMagics(Magics):
         if "!" in cell or "%" in cell:
             body = self.shell.transform_cell(cell)  # type: ignore[no-untyped-call]
         source = "\n" + body  # line 1 is the %%task line: keep the cell's line numbers
+        path = self._notebook_file()
+        if path is not None and not self.notebook.restored:
+            # Cells deleted from the saved notebook are not brought back from the store.
+            self.notebook.saved_ids = cell_ids_in_file(path)
         try:
             cell_def = self.notebook.define(name, source, options, filename, self._cell_id())
         except CellError as exc:
@@ -170,12 +175,19 @@ class NbflowMagics(Magics):
         (``NBFLOW_NOTEBOOK``, else ``JPY_SESSION_NAME``), else None."""
         if self.cell_id or not self.raw_cell:
             return self.cell_id
+        path = self._notebook_file()
+        if path is None:
+            return None
+        return cell_id_in_file(path, self.raw_cell, set(self.notebook.cell_ids))
+
+    @staticmethod
+    def _notebook_file() -> str | None:
+        """The saved notebook this kernel runs, when it says (``NBFLOW_NOTEBOOK``, else
+        Jupyter's ``JPY_SESSION_NAME``)."""
         import os
 
         path = settings.notebook() or os.environ.get("JPY_SESSION_NAME")
-        if not path or not path.endswith(".ipynb"):
-            return None
-        return cell_id_in_file(path, self.raw_cell, set(self.notebook.cell_ids))
+        return path if path and path.endswith(".ipynb") and os.path.isfile(path) else None
 
     def _filename(self, line: str, cell: str) -> str:
         """A file name for the cell's code, shown as ``Cell In[N]`` in tracebacks.

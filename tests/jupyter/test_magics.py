@@ -747,3 +747,25 @@ def test_a_library_model_made_in_a_plain_cell_is_changed_by_fit_but_its_function
     nb = ip.nbflow.notebook
     assert nb.exports(nb.cells["cell 1"]) == ("box",)
     assert nb.exports(nb.cells["text"]) == ("text",) and ip.user_ns["text"] == "1"
+
+
+def test_a_cell_deleted_from_the_saved_notebook_is_not_restored_after_a_restart(
+    ip, tmp_path, monkeypatch
+):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    sources = ["%%task\nx = 1", "%%task\nx = 2", "%%task\ny = x * 10"]
+    book = new_notebook(cells=[new_code_cell(s) for s in sources])
+    nbformat.write(book, tmp_path / "book.ipynb")
+    monkeypatch.setenv("NBFLOW_NOTEBOOK", str(tmp_path / "book.ipynb"))
+    restart(ip)  # a kernel started for this notebook
+    for source in sources:
+        assert run(ip, source)[0].success
+    assert ip.user_ns["y"] == 20
+    del book.cells[1]
+    nbformat.write(book, tmp_path / "book.ipynb")
+    restart(ip)
+    result, _ = run(ip, sources[2])
+    assert result.success and ip.user_ns["y"] == 10
+    assert list(ip.nbflow.notebook.cells) == ["x", "y"]
