@@ -10,6 +10,9 @@ round by round; the figures are medians. Measures:
 - cache hit: the same ``%%task`` cell run again in the same kernel;
 - cache hit, new kernel: the same cell after a restart (the result read from the store).
 
+- define 200 chained cells: ``c{i} = c{i-1} + 1`` defined one after the other
+  (analysis, the graph's checks, the stored definition), nothing run.
+
 Targets (issue 5): overhead <= 5 ms on a first run and <= 2 ms on a cache hit.
 """
 
@@ -84,7 +87,25 @@ def _run(repeats: int, strict: bool) -> int:
             missed += not ok
             verdict = f"<= {target:g} {'ok' if ok else 'MISSED'}"
         print(f"{label:<26}{med[key]:>9.3f}{over:>13.3f}{med[key] / base:>9.1f}x{verdict:>14}")
+    print(f"define 200 chained cells: {_chain(5):.3f} s (median of 5)")
     return 1 if missed and strict else 0
+
+
+def _chain(repeats: int) -> float:
+    from nbflow.cells.definitions import CellOptions
+    from nbflow.cells.notebook import NotebookFlow
+
+    times = []
+    for rep in range(repeats):
+        cells = NotebookFlow({}, name=f"chain-{rep}", home=tempfile.mkdtemp(prefix="nbflow-"))
+        lazy = CellOptions(lazy=True)
+        t0 = time.perf_counter()
+        cells.define(None, "c0 = 1", lazy, "<c0>")
+        for i in range(1, 200):
+            cells.define(None, f"c{i} = c{i - 1} + 1", lazy, f"<c{i}>")
+        times.append(time.perf_counter() - t0)
+        shutil.rmtree(cells.store_home(), ignore_errors=True)
+    return statistics.median(times)
 
 
 if __name__ == "__main__":

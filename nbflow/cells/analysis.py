@@ -3,10 +3,15 @@
 A cell's *outputs* are the names it binds at top level (assignments, augmented
 assignments, ``for``/``with`` targets, imports, ``def``/``class``, walrus, ``match``
 captures), minus those it deletes. Its *inputs* are the names it reads that it has
-not bound first: at top level in statement order, and inside functions, lambdas and
-classes defined in the cell the names they look up in the cell's scope (a function
-body runs later, so a name the cell binds anywhere is not an input of it). Builtins
-are not inputs unless the cell rebinds them. No IPython here: pure analysis.
+not bound first: at top level in statement order (class bodies too), and inside
+functions, lambdas and methods defined in the cell the names they look up in the
+cell's scope (a function body runs later, so a name the cell binds anywhere is not
+an input of it). Builtin names read are kept apart (``builtins``): another task cell
+may bind them. Names starting with ``_`` are private to the cell: never outputs.
+
+An input the cell *mutates* (a method call on it, an attribute or item assignment or
+deletion, an augmented assignment) is listed in ``mutated``: the cell produces a new
+version of it. No IPython here: pure analysis.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import builtins
 from dataclasses import dataclass
 
 _BUILTINS = frozenset(dir(builtins)) | {"display", "get_ipython", "__file__", "__name__"}
+_CHANGING_BUILTINS = frozenset({"setattr", "delattr", "exec", "next", "vars"})
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
@@ -36,6 +42,10 @@ class CellAnalysis:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     last_expression: bool  # the cell ends with an expression (shown, as in a notebook)
+    builtins: tuple[str, ...] = ()  # builtin names read before binding (``max``, ``id``)
+    mutated: tuple[str, ...] = ()  # inputs changed in place (``model.fit(...)``)
+    imported: tuple[str, ...] = ()  # outputs whose last binding is an import (modules)
+    passed: tuple[tuple[str, str], ...] = ()  # (function, input) for f(x): f may change x
 
 
 def parse(source: str) -> ast.Module:
@@ -58,22 +68,49 @@ def analyse(source: str | ast.Module, bound: tuple[str, ...] = ()) -> CellAnalys
     for stmt in tree.body:
         scan.stmt(stmt)
     deferred = [n for n in scan.deferred if n not in scan.ever_bound and n not in scan.inputs]
-    inputs = [n for n in (*scan.inputs, *deferred) if n not in bound and n not in _BUILTINS]
-    outputs = [n for n in scan.outputs if n not in bound]
+    read = [n for n in (*scan.inputs, *deferred) if n not in bound]
+    inputs = [n for n in read if n not in _BUILTINS]
+    outputs = [n for n in scan.outputs if n not in bound and not private(n)]
+    mutated = [n for n in scan.mutated if n in inputs and not private(n)]
     last = bool(tree.body) and isinstance(tree.body[-1], ast.Expr)
-    return CellAnalysis(tuple(dict.fromkeys(inputs)), tuple(outputs), last)
+    return CellAnalysis(
+        tuple(dict.fromkeys(inputs)),
+        tuple(outputs),
+        last,
+        tuple(dict.fromkeys(n for n in read if n in _BUILTINS)),
+        tuple(mutated),
+        tuple(n for n in outputs if n in scan.imported),
+        tuple(
+            (f, n)
+            for f, n in scan.passed
+            if n in inputs
+            and not private(n)
+            and f not in scan.imported
+            and (f not in _BUILTINS or f in _CHANGING_BUILTINS or f in scan.ever_bound)
+        ),
+    )
 
 
-def default_name(outputs: tuple[str, ...]) -> str:
-    """A readable task name from a cell's outputs.
+def private(name: str) -> bool:
+    """Names starting with ``_`` belong to their cell (``_, axes = plt.subplots()``).
 
-    >>> default_name(("df",)), default_name(("a", "b", "c", "d"))
-    ('df', 'a_b_c_and_1_more')
+    >>> private("_"), private("_tmp"), private("df")
+    (True, True, False)
     """
-    name = "_".join(outputs[:3])
-    if len(outputs) > 3:
-        name += f"_and_{len(outputs) - 3}_more"
-    return name
+    return name.startswith("_")
+
+
+def default_name(outputs: tuple[str, ...], imported: tuple[str, ...] = ()) -> str | None:
+    """A readable task name from a cell's outputs: the first public one that is not a
+    module, else the first module (None: no public output).
+
+    >>> default_name(("df",)), default_name(("_", "axes", "ax")), default_name(("_",))
+    ('df', 'axes', None)
+    >>> default_name(("time", "slow"), imported=("time",))
+    'slow'
+    """
+    public = [n for n in outputs if not private(n)]
+    return next((n for n in public if n not in imported), public[0] if public else None)
 
 
 def normalised(source: str | ast.Module) -> str:
@@ -95,17 +132,32 @@ class _TopLevel:
         self.inputs: dict[str, None] = {}
         self.outputs: dict[str, None] = {}
         self.deferred: dict[str, None] = {}
+        self.mutated: dict[str, None] = {}
+        self.imported: set[str] = set()
+        self.passed: dict[tuple[str, str], None] = {}
 
     # -- names -------------------------------------------------------------------
     def read(self, name: str) -> None:
         if name not in self.bound:
             self.inputs[name] = None
 
-    def bind(self, name: str) -> None:
+    def bind(self, name: str, imported: bool = False) -> None:
         self.bound.add(name)
         self.ever_bound.add(name)
         self.outputs.pop(name, None)  # keep the order of the last binding
         self.outputs[name] = None
+        if imported:
+            self.imported.add(name)
+        else:
+            self.imported.discard(name)
+
+    def mutate(self, node: ast.expr) -> None:
+        """``node`` (``x.a``, ``x[k]``, ``x.a.b``) is changed in place: so is ``x``, when
+        ``x`` comes from outside the cell."""
+        while isinstance(node, (ast.Attribute, ast.Subscript)):
+            node = node.value
+        if isinstance(node, ast.Name) and node.id not in self.bound:
+            self.mutated[node.id] = None
 
     def unbind(self, name: str) -> None:
         self.bound.discard(name)
@@ -119,7 +171,8 @@ class _TopLevel:
                 self.target(elt)
         elif isinstance(node, ast.Starred):
             self.target(node.value)
-        else:  # obj.attr = ..., obj[key] = ...: reads obj (and key), binds nothing
+        else:  # obj.attr = ..., obj[key] = ...: reads obj (and key), changes obj
+            self.mutate(node)
             self.expr(node)
 
     # -- statements ----------------------------------------------------------------
@@ -134,6 +187,7 @@ class _TopLevel:
                 self.target(t)
         elif isinstance(node, ast.AugAssign):
             if isinstance(node.target, ast.Name):
+                self.mutate(node.target)  # xs += [1] extends the list in place
                 self.read(node.target.id)
             self.expr(node.value)
             self.target(node.target)
@@ -165,12 +219,19 @@ class _TopLevel:
         elif isinstance(node, ast.ClassDef):
             for e in (*node.decorator_list, *node.bases, *(k.value for k in node.keywords)):
                 self.expr(e)
-            for name in _free(node):
+            # The body runs now, in order, in a scope of its own (``x = x`` reads the
+            # cell's x); its methods run later and do not see the class's names.
+            body = _TopLevel(set())
+            body.stmts(node.body)
+            for name in body.inputs:
                 self.read(name)
+            for name in body.mutated:
+                self.mutate(ast.Name(name, ast.Load()))
+            self.deferred.update(body.deferred)
             self.bind(node.name)
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                self.bind(alias.asname or alias.name.split(".")[0])
+                self.bind(alias.asname or alias.name.split(".")[0], imported=True)
         elif isinstance(node, ast.ImportFrom):
             for alias in node.names:
                 if alias.name == "*":
@@ -179,13 +240,14 @@ class _TopLevel:
                         f"the cell defines; import the names you use "
                         f"(from {node.module} import a, b)."
                     )
-                self.bind(alias.asname or alias.name)
+                self.bind(alias.asname or alias.name, imported=True)
         elif isinstance(node, ast.Delete):
             for t in node.targets:
                 if isinstance(t, ast.Name):
                     self.read(t.id)
                     self.unbind(t.id)
-                else:
+                else:  # del x[k], del x.a
+                    self.mutate(t)
                     self.expr(t)
         elif isinstance(node, ast.Match):
             self.expr(node.subject)
@@ -253,6 +315,15 @@ class _TopLevel:
             self._def_header(node)
             self.deferred.update(dict.fromkeys(_free(node)))
             return
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            self.mutate(node.func.value)  # x.append(1), model.fit(X), x.a.sort()
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            # train(model) may change model: whether it can depends on what train is
+            # (a library's function cannot know the notebook's names), decided by the graph.
+            for arg in (*node.args, *(k.value for k in node.keywords)):
+                value = arg.value if isinstance(arg, ast.Starred) else arg
+                if isinstance(value, ast.Name) and value.id not in self.bound:
+                    self.passed[(node.func.id, value.id)] = None
         if isinstance(node, _COMPREHENSIONS):
             self.expr(node.generators[0].iter)  # evaluated in the cell's scope
             for name in _free(node):

@@ -1,8 +1,12 @@
 """The task cells of a notebook as definitions and a graph (``CellGraph``).
 
-A cell's upstream cells are those that bind the names it reads, plus its ``--after``
-cells. Definitions are checked as they come: one task cell per output name, known
-``--after`` names, no cycles. Nothing here runs anything (see ``nbflow.cells.notebook``).
+Cells are in notebook order (the order they were first defined). A cell reads the
+version of a name bound by the nearest task cell above it, as when reading the
+notebook top to bottom; rebinding a name is normal. A cell that mutates a name it
+reads produces a new version of it (and of the names of the cell it came from, which
+may share its object: ``ax`` of ``fig``), and works on a copy so the version it read
+stays as it was. A cell's upstream cells are the producers of the versions it reads,
+plus its ``--after`` cells. Nothing here runs anything (see ``nbflow.cells.notebook``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from nbflow.cells.analysis import (
     default_name,
     normalised,
     parse,
+    private,
 )
 from nbflow.engine.records import TaskRun
 from nbflow.errors import NbflowError, did_you_mean
@@ -31,7 +36,7 @@ from nbflow.graph import hashing
 from nbflow.graph.options import FLAGGED, OPTIONS
 from nbflow.state import State
 
-FORMAT = "1"  # bump when the compiled form of cells changes what a cached result means
+FORMAT = "2"  # bump when the compiled form of cells changes what a cached result means
 
 
 class CellError(NbflowError, ValueError):
@@ -114,12 +119,32 @@ class CellDef:
     map_analysis: CellAnalysis | None
     version: str
     codes: dict[Any, Any] = field(default_factory=dict)
+    # The inputs it passes to functions that may change them (not a library's),
+    # decided when the cell is defined and kept with its definition: a new kernel,
+    # without the notebook's functions, must see the same versions.
+    changes: tuple[str, ...] = ()
 
     @property
     def reads(self) -> tuple[str, ...]:
         """Inputs of the cell and of its ``--map`` expression."""
         extra = self.map_analysis.inputs if self.map_analysis else ()
         return tuple(dict.fromkeys((*self.analysis.inputs, *extra)))
+
+
+@dataclass
+class Versions:
+    """Which cell's version of each name every cell reads (see the module docstring).
+
+    ``sources[cell][name]`` is the cell whose version of ``name`` the cell takes (the
+    names it reads, the builtin names a cell above binds, and the names it carries
+    along with one it mutates); ``exports[cell]`` the names it produces;
+    ``copies[cell]`` the inputs it works on copies of (it mutates them or their
+    siblings).
+    """
+
+    sources: dict[str, dict[str, str]]
+    exports: dict[str, tuple[str, ...]]
+    copies: dict[str, tuple[str, ...]]
 
 
 @dataclass
@@ -153,14 +178,94 @@ class CellGraph:
         self.cell_ids: dict[str, str] = {}
         self._positions = 0
         self._by_text: dict[tuple[str, CellOptions, str], str] = {}
+        self._versions: tuple[tuple[int, ...], Versions] | None = None
 
-    def producers(self, cells: Iterable[CellDef] | None = None) -> dict[str, str]:
-        """Which cell binds each output name."""
-        out: dict[str, str] = {}
-        for cell in self.cells.values() if cells is None else cells:
-            for name in cell.analysis.outputs:
-                out[name] = cell.name
-        return out
+    def is_module(self, name: str) -> bool:
+        """Whether a notebook variable (not a task cell's) holds a module or a library's
+        function or class: calling it (``np.mean(x)``, ``len(x)``) changes nothing the
+        notebook can see as a name of its own. The notebook flow knows."""
+        return False
+
+    def versions(self, cells: dict[str, CellDef] | None = None) -> Versions:
+        """Who reads which version of each name (worked out once per set of cells)."""
+        cells = self.cells if cells is None else cells
+        shape = tuple(id(c) for c in cells.values())
+        if cells is self.cells and self._versions is not None and self._versions[0] == shape:
+            return self._versions[1]
+        current: dict[str, str] = {}  # name -> the cell of its latest version so far
+        modules: set[str] = set()  # names whose latest version was bound by an import
+        found = Versions({}, {}, {})
+        for cell in sorted(cells.values(), key=lambda c: c.position):
+            a = cell.analysis
+            reads = (*cell.reads, *a.builtins)
+            src = {n: current[n] for n in reads if n in current and not private(n)}
+
+            mutated = [n for n in cell.changes if n not in modules]
+            carried: dict[str, str] = {}
+            for n in mutated:
+                up = src.get(n)
+                if up is None:
+                    continue
+                for sib in found.exports.get(up, ()):
+                    if current.get(sib) == up and sib not in src and sib not in modules:
+                        carried[sib] = up
+            src.update(carried)
+            froms = {src[n] for n in mutated if n in src}
+            copies = [n for n in src if src[n] in froms and n not in modules]
+            exports = list(a.outputs)
+            if not cell.options.map_var:  # a mapped cell's outputs are lists
+                exports += [n for n in (*mutated, *carried) if n not in exports]
+            found.sources[cell.name] = src
+            found.copies[cell.name] = tuple(dict.fromkeys(copies))
+            found.exports[cell.name] = tuple(exports)
+            for n in exports:
+                current[n] = cell.name
+                if n in a.imported:
+                    modules.add(n)
+                else:
+                    modules.discard(n)
+        if cells is self.cells:
+            self._versions = (shape, found)
+        return found
+
+    def sources(self, cell: CellDef) -> dict[str, str]:
+        """The cell each name ``cell`` takes comes from (its upstream versions)."""
+        return self.versions().sources.get(cell.name, {})
+
+    def exports(self, cell: CellDef) -> tuple[str, ...]:
+        """The names ``cell`` produces: its outputs and the inputs it mutates."""
+        return self.versions().exports.get(cell.name, cell.analysis.outputs)
+
+    def _changes(self, analysis: CellAnalysis, position: int) -> tuple[str, ...]:
+        """The inputs the cell changes: those it mutates that are not modules, and
+        those it passes to a function that is not a module's or library's (a task
+        cell above imported it, or the notebook's value of it says so)."""
+        above = [c for c in self.cells.values() if c.position < position]
+
+        def library(name: str) -> bool:
+            binders = [c for c in above if name in c.analysis.outputs]
+            if not binders:
+                return self.is_module(name)
+            return name in max(binders, key=lambda c: c.position).analysis.imported
+
+        out = [n for n in analysis.mutated if not library(n)]
+        for f, n in analysis.passed:
+            changing = f in analysis.outputs or not library(f)
+            if changing and n not in out and not library(n):
+                out.append(n)
+        return tuple(out)
+
+    def _default_name(self, analysis: CellAnalysis, previous: str | None) -> str:
+        """The first public output, unless another cell has that name; else ``cell N``
+        (N counts task cells in notebook order)."""
+        first = default_name(analysis.outputs, analysis.imported)
+        if first is not None and (first not in self.cells or first == previous):
+            return first
+        if first is not None and not self.cell_ids:
+            return first  # no cell ids (a terminal): the same name is the same cell
+        old = self.cells.get(previous) if previous else None
+        number = (old.position if old else self._positions) + 1
+        return f"cell {number}"
 
     def define(
         self,
@@ -169,8 +274,10 @@ class CellGraph:
         options: CellOptions,
         filename: str,
         cell_id: str | None = None,
+        changes: tuple[str, ...] | None = None,
     ) -> CellDef:
-        """Add or replace a task cell. Raises ``CellError`` naming the cells involved."""
+        """Add or replace a task cell. Raises ``CellError`` naming the cells involved.
+        ``changes``: what the cell's function calls change, as decided before."""
         same = self._by_text.get((source, options, filename))
         if (
             same in self.cells
@@ -189,14 +296,9 @@ class CellGraph:
             map_analysis = analyse(parse(options.map_expr)) if options.map_expr else None
         except CellSyntaxError as exc:
             raise CellError(f"%%task {name or ''}: {exc}".replace("  ", " ")) from None
-        if name is None:
-            if not analysis.outputs:
-                raise CellError(
-                    "%%task needs at least one name it defines (e.g. 'df = ...'), or a task "
-                    "name for a cell run for its side effects: %%task save_report"
-                )
-            name = default_name(analysis.outputs)
         previous_name = self.cell_ids.get(cell_id) if cell_id else None
+        if name is None:
+            name = self._default_name(analysis, previous_name)
         owner = next((c for c, n in self.cell_ids.items() if n == name), None)
         if cell_id and owner is not None and owner != cell_id and name != previous_name:
             raise CellError(
@@ -206,14 +308,6 @@ class CellGraph:
             )
         replacing = {name} | ({previous_name} if previous_name else set())
         others = [c for c in self.cells.values() if c.name not in replacing]
-        claimed = self.producers(others)
-        for out in analysis.outputs:
-            if out in claimed:
-                raise CellError(
-                    f"Cells '{claimed[out]}' and '{name}' both define '{out}'. A name must come "
-                    f"from one task cell: rename it in one of them, or remove cell "
-                    f"'{claimed[out]}' with %flow clear {claimed[out]}."
-                )
         known = {c.name for c in others}
         for up in options.after:
             if up not in known:
@@ -224,17 +318,21 @@ class CellGraph:
         # What the cell computes: its code and what it maps over, not how it is run
         # (retries, timeout, --lazy ...), as for @task options.
         version = digest(FORMAT, normalised(tree), options.map_var or "", options.map_expr or "")
-        old = self.cells.get(name)
+        old = self.cells.get(name) or (self.cells.get(previous_name) if previous_name else None)
         position = old.position if old else self._positions
-        self._positions += 1
+        if old is None:
+            self._positions += 1
         cell = CellDef(
             name, source, options, filename, position, tree, analysis, map_analysis, version
         )
+        cell.changes = self._changes(analysis, position) if changes is None else changes
         if old is not None and old.version == version and old.filename == filename:
             cell.codes = old.codes
         candidate = {c.name: c for c in others}
         candidate[name] = cell
-        self._check_cycle(candidate)
+        # A cell reads only from cells above it: only --after can close a cycle.
+        if options.after or any(c.options.after for c in others):
+            self._check_cycle(candidate)
         if previous_name and previous_name != name:
             self.cells.pop(previous_name, None)
             self.status.pop(previous_name, None)
@@ -264,13 +362,13 @@ class CellGraph:
 
     def upstream_of(self, cell: CellDef, cells: dict[str, CellDef] | None = None) -> list[str]:
         """The cells ``cell`` depends on: producers of its inputs, then ``--after`` cells."""
-        return _upstream(cell, self.producers((cells or self.cells).values()))
+        return _upstream(cell, self.versions(cells).sources.get(cell.name, {}))
 
     def upstream_map(self, cells: dict[str, CellDef] | None = None) -> dict[str, list[str]]:
-        """``upstream_of`` every cell, by name (the producers are worked out once)."""
+        """``upstream_of`` every cell, by name (the versions are worked out once)."""
         cells = self.cells if cells is None else cells
-        producers = self.producers(cells.values())
-        return {name: _upstream(cell, producers) for name, cell in cells.items()}
+        sources = self.versions(cells).sources
+        return {name: _upstream(cell, sources.get(name, {})) for name, cell in cells.items()}
 
     def _check_cycle(self, cells: dict[str, CellDef]) -> None:
         sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
@@ -323,18 +421,22 @@ class CellGraph:
         taken = {cell.options.map_var} if cell.options.map_var else set()
         return cellcode.arguments(ups, taken)
 
+    def takes(self, cell: CellDef) -> dict[str, str]:
+        """The names the cell's code takes from upstream cells, and from which (what
+        its ``--map`` expression reads goes to the cell listing its items)."""
+        src = self.sources(cell)
+        mapped_only = set(cell.reads) - set(cell.analysis.inputs)
+        return {n: up for n, up in src.items() if n not in mapped_only}
+
     def data_upstream(self, cell: CellDef) -> list[str]:
         """The cells whose outputs ``cell`` reads, in the order it reads them."""
-        producers = self.producers()
-        ups = [producers[n] for n in cell.analysis.inputs if n in producers]
-        return [u for u in dict.fromkeys(ups) if u != cell.name]
+        return [u for u in dict.fromkeys(self.takes(cell).values()) if u != cell.name]
 
     def table(self) -> Any:
         """The task cells with their inputs, outputs, upstream cells, options and state."""
         import pandas as pd
 
         rows = []
-        producers = self.producers()
         upstream = self.upstream_map()
         defaults = CellOptions().to_json()
         for cell in self.cells.values():
@@ -344,9 +446,11 @@ class CellGraph:
                 {
                     "task": cell.name,
                     "inputs": ", ".join(cell.reads),
-                    "outputs": ", ".join(cell.analysis.outputs),
+                    "outputs": ", ".join(self.exports(cell)),
                     "upstream": ", ".join(upstream[cell.name]),
-                    "notebook inputs": ", ".join(n for n in cell.reads if n not in producers),
+                    "notebook inputs": ", ".join(
+                        n for n in cell.reads if n not in self.sources(cell)
+                    ),
                     "options": ", ".join(f"{k}={v}" for k, v in opts.items()),
                     "state": status.state.value if status else "",
                 }
@@ -355,6 +459,6 @@ class CellGraph:
         return pd.DataFrame(rows, columns=columns)
 
 
-def _upstream(cell: CellDef, producers: dict[str, str]) -> list[str]:
-    ups = [producers[n] for n in cell.reads if n in producers and producers[n] != cell.name]
+def _upstream(cell: CellDef, sources: dict[str, str]) -> list[str]:
+    ups = [up for up in sources.values() if up != cell.name]
     return list(dict.fromkeys([*ups, *cell.options.after]))

@@ -2,11 +2,12 @@
 
 The cell's body is compiled once per shape into a factory::
 
-    def factory(take, show, capture, __nbflow_ns_a, ...):   # namespace inputs
+    def factory(take, show, capture, copy, __nbflow_ns_a, ...):  # namespace inputs
         def cell(__nbflow_up_0, ..., item):                  # upstream cells' results
             with capture() as out:
                 a = __nbflow_ns_a                             # the prologue binds inputs
                 x = take(__nbflow_up_0, 'x', False)
+                (m, n) = copy((m, n))                         # inputs the cell mutates
                 <the cell's own statements, at their own line numbers>
             return out.result(locals(), ('y', ...))
         return cell
@@ -33,7 +34,7 @@ from nbflow.cells.analysis import CellAnalysis
 
 NS = "__nbflow_ns_"
 UP = "__nbflow_up_"
-_HELPERS = ("__nbflow_take", "__nbflow_show", "__nbflow_capture")
+_HELPERS = ("__nbflow_take", "__nbflow_show", "__nbflow_capture", "__nbflow_copy")
 
 _local = threading.local()
 # Set by the magics in the kernel: rich output is recorded and shown live there.
@@ -150,6 +151,40 @@ def take(upstream: Any, name: str, mapped: bool) -> Any:
         ) from None
 
 
+def copy_inputs(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Copies of the inputs a cell mutates, made together so that objects they share
+    stay shared (``fig`` and its ``ax``); modules are not copied. What cannot be
+    copied is shared, with a warning: the version the cell read may change.
+
+    >>> xs = [1]; ys, = copy_inputs((xs,)); ys.append(2); xs
+    [1]
+    """
+    import copy
+    import warnings
+
+    memo: dict[int, Any] = {id(v): v for v in values if isinstance(v, types.ModuleType)}
+    try:
+        return tuple(copy.deepcopy(values, memo))
+    except Exception:
+        pass
+    out = []
+    for value in values:
+        try:
+            out.append(copy.deepcopy(value, dict(memo)))
+        except Exception as exc:
+            from nbflow.errors import NbflowWarning
+
+            warnings.warn(
+                f"nbflow cannot copy a {type(value).__name__} the cell changes in place "
+                f"({type(exc).__name__}: {exc}); the cell above that made it sees the "
+                "change too. Rebind instead (x = f(x)) to keep each version.",
+                NbflowWarning,
+                stacklevel=2,
+            )
+            out.append(value)
+    return tuple(out)
+
+
 def show(value: Any) -> None:
     """Show a cell's last expression, as a notebook does (``display`` in a kernel)."""
     if value is None:
@@ -174,12 +209,16 @@ def make_factory(
     map_var: str | None,
     params: list[str],
     returns: str | None = None,
+    outputs: tuple[str, ...] | None = None,
+    copies: tuple[str, ...] = (),
 ) -> types.CodeType:
     """Compile a cell into the code of its factory (see the module docstring).
 
-    ``upstream`` maps an input to (the argument holding its cell's result, mapped?);
-    ``params`` are those arguments, one per upstream cell;
+    ``upstream`` maps a name the cell takes to (the argument holding its cell's
+    result, mapped?); ``params`` are those arguments, one per upstream cell;
     ``namespace`` lists the inputs read from the notebook (closure values);
+    ``outputs`` the names its result holds (its analysis's by default);
+    ``copies`` the inputs it works on copies of (it changes them in place);
     ``returns`` makes the function return that one output as a list instead.
     """
     first = tree.body[0] if tree.body else None
@@ -196,13 +235,17 @@ def make_factory(
     # Upstream results first, and an input named like an argument last: once every
     # input has been taken from the arguments, their names are free.
     prologue = []
-    takes = sorted((n for n in analysis.inputs if n in upstream), key=lambda n: n in params)
+    takes = sorted(upstream, key=lambda n: n in params)
     for name in takes:
         param, mapped = upstream[name]
         prologue.append(parse_stmt(f"{name} = __nbflow_take({param}, {name!r}, {mapped})"))
     for name in analysis.inputs:
         if name in namespace and name not in upstream:
             prologue.append(parse_stmt(f"{name} = {NS}{name}"))
+    copied = [n for n in copies if n in upstream or n in namespace]
+    if copied:
+        names = ", ".join(copied)
+        prologue.append(parse_stmt(f"({names},) = __nbflow_copy(({names},))"))
     body = list(tree.body)
     if analysis.last_expression and body:
         last = body[-1]
@@ -210,7 +253,7 @@ def make_factory(
         call = ast.Call(ast.Name("__nbflow_show", ast.Load()), [last.value], [])
         body[-1] = ast.copy_location(ast.Expr(ast.copy_location(call, last.value)), last)
     params = [*params, *([map_var] if map_var else [])]
-    outputs = tuple(analysis.outputs)
+    outputs = tuple(analysis.outputs) if outputs is None else outputs
     result = f"__nbflow_out.result(locals(), {outputs!r})"
     if returns is not None:
         result = f"list({result}.values[{returns!r}])"
@@ -240,7 +283,7 @@ def build(
 ) -> Callable[..., CellResult]:
     """The cell function: ``factory`` run with the notebook's namespace as its globals."""
     make = types.FunctionType(factory, user_ns)
-    fn: Callable[..., CellResult] = make(take, show, capture, *values)
+    fn: Callable[..., CellResult] = make(take, show, capture, copy_inputs, *values)
     return fn
 
 

@@ -96,11 +96,27 @@ class NotebookFlow(CellGraph):
         self.parameters: dict[str, Any] = {}
         self.last_run: FlowRun | None = None
         self._saved: dict[str, str] = {}
-        self._recorded_keys: dict[str, str] = {}
+        self._keys: dict[str, str] | None = None
         # Successful runs of the helper tasks that list a mapped cell's items: reused
         # like the cells themselves, so the cell's children can be reused too.
         self._helpers: dict[str, TaskRun] = {}
         self.flow: Flow | None = None
+        self._restored = False
+        # The cell ids of the saved notebook, when known: a stored cell with an id that
+        # is not among them was deleted, and is not restored.
+        self.saved_ids: set[str] | None = None
+
+    def is_module(self, name: str) -> bool:
+        import types
+
+        value = self.user_ns.get(name)
+        if isinstance(value, types.ModuleType):
+            return True
+        # A library's function or class (imported in a plain cell): not the notebook's.
+        # Instances are not: a library's model (torch, sklearn) is changed by .fit().
+        plain = (types.FunctionType, types.BuiltinFunctionType, types.MethodType, type)
+        module = getattr(value, "__module__", None) if isinstance(value, plain) else None
+        return isinstance(module, str) and module != "__main__"
 
     def define(
         self,
@@ -109,12 +125,26 @@ class NotebookFlow(CellGraph):
         options: CellOptions,
         filename: str,
         cell_id: str | None = None,
+        changes: tuple[str, ...] | None = None,
         persist: bool = True,
     ) -> CellDef:
         """Add or replace a task cell, and keep its definition in the store."""
-        cell = super().define(name, source, options, filename, cell_id)
-        if persist and self._saved.get(cell.name) != cell.version + filename:
-            stored = StoredCell(cell.name, source, options.to_json(), filename, cell.position)
+        if persist and not self._restored:
+            # A fresh kernel: the cells this notebook defined before are known again,
+            # so a cell's upstream comes from their cached results (or runs, if stale).
+            self._restored = True
+            try:
+                self.restore_definitions()
+            except Exception as exc:  # an unreadable store: the cell still runs
+                warnings.warn(
+                    f"nbflow cannot read the task cells kept in the store ({exc}).",
+                    NbflowWarning,
+                    stacklevel=2,
+                )
+        cell = super().define(name, source, options, filename, cell_id, changes)
+        if persist and self._saved.get(cell.name) != cell.version + filename + (cell_id or ""):
+            kept = {**options.to_json(), "changes": list(cell.changes)}
+            stored = StoredCell(cell.name, source, kept, filename, cell.position, cell_id)
             try:
                 open_cells(self.store_home()).save(self.name, stored)
             except Exception as exc:  # a read-only store: the cell still runs
@@ -124,14 +154,14 @@ class NotebookFlow(CellGraph):
                     NbflowWarning,
                     stacklevel=2,
                 )
-            self._saved[cell.name] = cell.version + filename
+            self._saved[cell.name] = cell.version + filename + (cell_id or "")
         return cell
 
     def snapshot(self) -> Callable[[], None]:
         """A function that puts the cells back as they are now, in this kernel and in
         the store (a cell rejected when it first runs must not come back after a restart)."""
         undo_graph = super().snapshot()
-        cells, saved = dict(self.cells), dict(self._saved)
+        cells, saved, cell_ids = dict(self.cells), dict(self._saved), dict(self.cell_ids)
 
         def undo() -> None:
             changed = [name for name, cell in self.cells.items() if cells.get(name) is not cell]
@@ -150,7 +180,12 @@ class NotebookFlow(CellGraph):
                         store.save(
                             self.name,
                             StoredCell(
-                                name, old.source, old.options.to_json(), old.filename, old.position
+                                name,
+                                old.source,
+                                {**old.options.to_json(), "changes": list(old.changes)},
+                                old.filename,
+                                old.position,
+                                next((i for i, n in cell_ids.items() if n == name), None),
                             ),
                         )
             except Exception as exc:  # a read-only store: this kernel is right anyway
@@ -175,18 +210,32 @@ class NotebookFlow(CellGraph):
     ) -> tuple[Callable[..., Any], list[str]]:
         """The cell's function for these upstream cells, and its parameters: one per
         upstream cell, in the order of ``ups``."""
-        producers = self.producers()
+        versions = self.versions()
+        takes = versions.sources.get(cell.name, {}) if returns is None else {}
+        if returns is not None:  # the helper listing a mapped cell's items
+            owner = cell.name.rpartition(":")[0]
+            takes = {n: up for n, up in versions.sources.get(owner, {}).items() if n in cell.reads}
+        mapped_only = set(cell.reads) - set(cell.analysis.inputs)
         params = self.arguments(cell, ups)
         index = dict(zip(ups, params, strict=True))
         upstream = {
-            n: (index[producers[n]], producers[n] in mapped)
-            for n in cell.analysis.inputs
-            if n in producers and producers[n] in index
+            n: (index[up], up in mapped)
+            for n, up in takes.items()
+            if up in index and n not in mapped_only
         }
         namespace = tuple(
             n for n in cell.analysis.inputs if n not in upstream and n in self.user_ns
         )
-        shape = (tuple(sorted(upstream.items())), namespace, tuple(params), returns)
+        outputs = versions.exports.get(cell.name) if returns is None else (returns,)
+        copies = versions.copies.get(cell.name, ()) if returns is None else ()
+        shape = (
+            tuple(sorted(upstream.items())),
+            namespace,
+            tuple(params),
+            returns,
+            outputs,
+            copies,
+        )
         code = cell.codes.get(shape)
         if code is None:
             code = cellcode.make_factory(
@@ -199,6 +248,8 @@ class NotebookFlow(CellGraph):
                 cell.options.map_var,
                 params,
                 returns,
+                outputs,
+                copies,
             )
             cell.codes[shape] = code
         values = tuple(self.user_ns[n] for n in namespace)
@@ -224,8 +275,9 @@ class NotebookFlow(CellGraph):
             cell = self.cells[name]
             ups = self.data_upstream(cell)
             fn, params = self.cell_function(cell, ups, mapped)
-            recorded = self._recorded_keys.get(name)
-            if name not in targets and recorded and self._inputs_missing(cell):
+            missing = name not in targets and self._inputs_missing(cell)
+            recorded = self.recorded_keys().get(name) if missing else None
+            if recorded:
                 # A fresh kernel retrying: this cell succeeded before, but the notebook
                 # variables it read are not defined here. Its recorded result stands in.
                 helper: Task[Any, Any] = Task(_stored_result, name=name, cache=False)
@@ -266,8 +318,8 @@ class NotebookFlow(CellGraph):
     ) -> None:
         assert cell.options.map_var and cell.options.map_expr and cell.map_analysis
         var, expr = cell.options.map_var, cell.options.map_expr
-        producers = self.producers()
-        ups = [producers[n] for n in cell.map_analysis.inputs if n in producers]
+        sources = self.sources(cell)
+        ups = [sources[n] for n in cell.map_analysis.inputs if n in sources]
         if not ups and drawing:
             flow.set_dependencies(node, keyword_tasks={var: []}, mapped=True)
             return
@@ -304,8 +356,8 @@ class NotebookFlow(CellGraph):
         flow.add_edge(items_node, node, key=var, mapped=True)
 
     def _inputs_missing(self, cell: CellDef) -> bool:
-        producers = self.producers()
-        return any(n not in producers and n not in self.user_ns for n in cell.reads)
+        sources = self.sources(cell)
+        return any(n not in sources and n not in self.user_ns for n in cell.reads)
 
     def _failed_unchanged(self, name: str, fn: Callable[..., Any]) -> str | None:
         status = self.status.get(name)
@@ -431,27 +483,56 @@ class NotebookFlow(CellGraph):
         """Cells whose last run in this kernel did not succeed."""
         return [n for n, s in self.status.items() if s.state in NOT_OK and n in self.cells]
 
+    @property
+    def restored(self) -> bool:
+        """Whether the stored definitions were read in this kernel."""
+        return self._restored
+
+    def restore_definitions(self) -> None:
+        """Define the cells stored for this flow that this kernel does not have."""
+        self._restored = True
+        for stored in open_cells(self.store_home()).load(self.name):
+            if stored.name in self.cells or (stored.cell_id and stored.cell_id in self.cell_ids):
+                continue
+            if self.saved_ids is not None and stored.cell_id not in (None, *self.saved_ids):
+                continue
+            try:
+                self.define(
+                    stored.name,
+                    stored.source,
+                    CellOptions.from_json(stored.options),
+                    stored.filename,
+                    stored.cell_id,
+                    persist=False,
+                    changes=(
+                        tuple(stored.options["changes"]) if "changes" in stored.options else None
+                    ),
+                )
+            except CellError:
+                continue  # superseded by a cell defined in this kernel
+            cellcode.register_source(stored.filename, stored.source)
+            self._saved[stored.name] = (
+                self.cells[stored.name].version + stored.filename + (stored.cell_id or "")
+            )
+        self._keys = None
+
     def restore(self) -> list[str]:
         """Define the cells stored for this flow that this kernel does not have; return
         the names of cells whose latest recorded run did not succeed."""
-        for stored in open_cells(self.store_home()).load(self.name):
-            if stored.name not in self.cells:
-                try:
-                    self.define(
-                        stored.name,
-                        stored.source,
-                        CellOptions.from_json(stored.options),
-                        stored.filename,
-                        persist=False,
-                    )
-                except CellError:
-                    continue  # superseded by a cell defined in this kernel
-                cellcode.register_source(stored.filename, stored.source)
+        self.restore_definitions()
         recorded = self.recorded()
-        self._recorded_keys = {
-            n: key for n, (state, key) in recorded.items() if state.is_successful and key
-        }
+        self._keys = {n: key for n, (state, key) in recorded.items() if state.is_successful and key}
         return [n for n, (state, _) in recorded.items() if not state.is_ok]
+
+    def recorded_keys(self) -> dict[str, str]:
+        """The result key of each cell's latest recorded success (read once, when a cell
+        needs notebook variables this kernel does not have)."""
+        if self._keys is None:
+            recorded = self.recorded()
+            self._keys = {
+                n: key for n, (state, key) in recorded.items() if state.is_successful and key
+            }
+        return self._keys
 
     def recorded(self, limit: int = 200) -> dict[str, tuple[State, str | None]]:
         """Each cell's state (and result key) in the latest recorded run that had it."""

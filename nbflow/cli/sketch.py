@@ -62,9 +62,8 @@ def draw_cells(graph: CellGraph, name: str, states: dict[str, State]) -> graphvi
             peripheries="2" if mapped else "1",
             tooltip=state.value,
         )
-    producers = graph.producers()
     for cell in graph.cells.values():
-        data = {producers[n] for n in cell.reads if n in producers}
+        data = set(graph.sources(cell).values())
         for up in graph.upstream_of(cell):  # an --after edge only orders: dashed
             dot.edge(up, cell.name, **({} if up in data else {"style": "dashed"}))
     return dot

@@ -13,6 +13,51 @@ from IPython.display import display as _ipython_display
 from nbflow.cells import function as cellcode
 from nbflow.cells.notebook import NotebookFlow
 
+_books: dict[str, tuple[float, list[tuple[str, str]]]] = {}
+
+
+def cell_id_in_file(path: str, raw_cell: str, taken: set[str]) -> str | None:
+    """The id of the cell of the notebook file ``path`` whose source is ``raw_cell``.
+
+    A front end that sends no cell id (nbclient, papermill, ``nbflow run``) still runs
+    a saved notebook: its cells' ids tell two cells binding the same name apart.
+    Identical cells: the first id not in ``taken``. None when the file cannot be read.
+    """
+    cells = _code_cells(path)
+    if cells is None:
+        return None
+    wanted = raw_cell.strip()
+    ids = [cid for cid, text in cells if text.strip() == wanted]
+    return next((cid for cid in ids if cid not in taken), ids[0] if ids else None)
+
+
+def cell_ids_in_file(path: str) -> set[str] | None:
+    """The ids of the code cells of the notebook file ``path`` (None: unreadable)."""
+    cells = _code_cells(path)
+    return None if cells is None else {cid for cid, _ in cells}
+
+
+def _code_cells(path: str) -> list[tuple[str, str]] | None:
+    """(id, source) of each code cell of a notebook file, read again when it changes."""
+    import json
+    import os
+
+    try:
+        mtime = os.stat(path).st_mtime
+        found = _books.get(path)
+        if found is None or found[0] != mtime:
+            with open(path, encoding="utf-8") as fh:
+                book = json.load(fh)
+            cells = []
+            for c in book.get("cells", []):
+                if c.get("cell_type") == "code" and c.get("id"):
+                    text = c.get("source", "")
+                    cells.append((c["id"], "".join(text) if isinstance(text, list) else text))
+            found = _books[path] = (mtime, cells)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+    return found[1]
+
 
 def display(*objs: Any, **kwargs: Any) -> Any:
     """IPython's ``display`` (typed here: IPython's is not)."""

@@ -28,6 +28,8 @@ from nbflow.engine.run import FlowRun
 from nbflow.errors import NbflowError, RunError, UpstreamFailedError, did_you_mean
 from nbflow.jupyter.lab import LabChannel
 from nbflow.jupyter.magicio import (
+    cell_id_in_file,
+    cell_ids_in_file,
     cell_number,
     display,
     install_display_capture,
@@ -122,6 +124,7 @@ class NbflowMagics(Magics):
         super().__init__(shell)
         self.notebook = NotebookFlow(shell.user_ns)
         self.cell_id: str | None = None
+        self.raw_cell: str | None = None
         self.channel: LabChannel | None = None
 
     def cell_of(self, flow: str, task: str) -> str | None:
@@ -138,10 +141,11 @@ class NbflowMagics(Magics):
         ``%%task [NAME] [--retries N] [--retry-delay S] [--timeout S] [--no-cache]
         [--after A,B] [--map VAR=ITERABLE] [--trigger T] [--lazy]``
 
-        The cell's outputs are the names it binds; its inputs the names it reads. An
-        input defined by another task cell makes that cell run first when stale;
-        other inputs (constants, helpers) are part of the cell's cache key. NAME
-        defaults to the outputs' names.
+        The cell's outputs are the names it binds (and the inputs it changes in
+        place); its inputs the names it reads. An input bound by a task cell above
+        (the nearest one) makes that cell run first when stale; other inputs
+        (constants, helpers) are part of the cell's cache key. NAME defaults to the
+        first output, else ``cell N``.
         """
         __tracebackhide__ = True
         name, options = parse_task_line(line)
@@ -152,9 +156,13 @@ class NbflowMagics(Magics):
         if "!" in cell or "%" in cell:
             body = self.shell.transform_cell(cell)  # type: ignore[no-untyped-call]
         source = "\n" + body  # line 1 is the %%task line: keep the cell's line numbers
+        path = self._notebook_file()
+        if path is not None and not self.notebook.restored:
+            # Cells deleted from the saved notebook are not brought back from the store.
+            self.notebook.saved_ids = cell_ids_in_file(path)
         undo = self.notebook.snapshot()
         try:
-            cell_def = self.notebook.define(name, source, options, filename, self.cell_id)
+            cell_def = self.notebook.define(name, source, options, filename, self._cell_id())
         except CellError as exc:
             raise UsageError(str(exc)) from None
         assert self.shell is not None
@@ -163,6 +171,25 @@ class NbflowMagics(Magics):
             display({"text/plain": f"· {cell_def.name}: defined (--lazy)"}, raw=True)
             return
         self._run([cell_def.name], executor=cell_executor(), target=cell_def.name, undo=undo)
+
+    def _cell_id(self) -> str | None:
+        """The running cell's id: the front end's, else the saved notebook's
+        (``NBFLOW_NOTEBOOK``, else ``JPY_SESSION_NAME``), else None."""
+        if self.cell_id or not self.raw_cell:
+            return self.cell_id
+        path = self._notebook_file()
+        if path is None:
+            return None
+        return cell_id_in_file(path, self.raw_cell, set(self.notebook.cell_ids))
+
+    @staticmethod
+    def _notebook_file() -> str | None:
+        """The saved notebook this kernel runs, when it says (``NBFLOW_NOTEBOOK``, else
+        Jupyter's ``JPY_SESSION_NAME``)."""
+        import os
+
+        path = settings.notebook() or os.environ.get("JPY_SESSION_NAME")
+        return path if path and path.endswith(".ipynb") and os.path.isfile(path) else None
 
     def _filename(self, line: str, cell: str) -> str:
         """A file name for the cell's code, shown as ``Cell In[N]`` in tracebacks.
@@ -392,6 +419,7 @@ class NbflowMagics(Magics):
     # -- hooks --------------------------------------------------------------------
     def pre_run_cell(self, info: Any) -> None:
         self.cell_id = getattr(info, "cell_id", None)
+        self.raw_cell = getattr(info, "raw_cell", None)
 
 
 def _parse_flow_line(words: list[str]) -> Any:

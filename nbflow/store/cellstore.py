@@ -1,8 +1,9 @@
 """Task cell definitions, kept in the store beside the cache (``cells.sqlite``).
 
-One row per (flow, task name): the cell's source, its options (JSON) and the file
-name its tracebacks use. A fresh kernel (or the command line) rebuilds the notebook's
-task cells from here, so ``%flow retry`` works after a restart.
+One row per (flow, task name): the cell's source, its options (JSON), the file
+name its tracebacks use and the notebook's id of the cell, when known. A fresh kernel
+(or the command line) rebuilds the notebook's task cells from here, so running a
+cell, or ``%flow retry``, works after a restart.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class StoredCell(NamedTuple):
     options: dict[str, Any]
     filename: str
     position: int
+    cell_id: str | None = None
 
 
 class CellStore:
@@ -56,6 +58,9 @@ class CellStore:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(cells)")}
+            if "cell_id" not in columns:  # a store written before cell ids were kept
+                self._conn.execute("ALTER TABLE cells ADD COLUMN cell_id TEXT")
         finally:
             os.umask(old)
         self._lock = threading.Lock()
@@ -63,7 +68,9 @@ class CellStore:
     def save(self, flow: str, cell: StoredCell) -> None:
         with self._lock:
             self._conn.execute(
-                "INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO cells "
+                "(flow, name, source, options, filename, position, updated, cell_id) "
+                "VALUES (?,?,?,?,?,?,?,?)",
                 (
                     flow,
                     cell.name,
@@ -72,19 +79,21 @@ class CellStore:
                     cell.filename,
                     cell.position,
                     time.time(),
+                    cell.cell_id,
                 ),
             )
 
     def load(self, flow: str) -> list[StoredCell]:
         with self._lock:
             rows = self._conn.execute(
-                "SELECT name, source, options, filename, position FROM cells WHERE flow = ? "
-                "ORDER BY position, updated",
+                "SELECT name, source, options, filename, position, cell_id FROM cells "
+                "WHERE flow = ? ORDER BY position, updated",
                 (flow,),
             ).fetchall()
-        return [StoredCell(n, s, json.loads(o), f, p) for n, s, o, f, p in rows]
+        return [StoredCell(n, s, json.loads(o), f, p, c) for n, s, o, f, p, c in rows]
 
     def delete(self, flow: str, names: list[str] | None = None) -> None:
+        """Forget the cells ``names`` of ``flow`` (all of them when None)."""
         with self._lock:
             if names is None:
                 self._conn.execute("DELETE FROM cells WHERE flow = ?", (flow,))

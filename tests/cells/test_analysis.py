@@ -119,11 +119,64 @@ def test_cells_a_task_cannot_hold_are_refused_with_a_hint(source, message):
         analyse(source)
 
 
-def test_default_name_joins_the_first_outputs():
+def test_the_default_name_is_the_first_public_output():
     assert default_name(("df",)) == "df"
-    assert default_name(("a", "b", "c", "d", "e")) == "a_b_c_and_2_more"
+    assert default_name(("a", "b", "c", "d", "e")) == "a"
+    assert default_name(("_", "axes", "ax", "image")) == "axes"
+    assert default_name(("_",)) is None and default_name(()) is None
+
+
+def test_names_starting_with_an_underscore_are_private_to_the_cell():
+    assert io("_, axes = plt.subplots()\n_tmp = 1") == ({"plt"}, {"axes"})
+
+
+def test_a_builtin_name_read_is_kept_apart_so_a_cell_binding_it_can_provide_it():
+    a = analyse("m = max(xs)\nt = type\ni = id + input")
+    assert set(a.inputs) == {"xs"}
+    assert set(a.builtins) == {"max", "type", "id", "input"}
+    assert analyse("max = 3\nm = max").builtins == ()
+
+
+def test_a_class_body_runs_in_order_and_method_bodies_read_late():
+    assert io("class F:\n    x = x\n    y = x") == ({"x"}, {"F"})
+    src = "class C:\n    def m(self):\n        return helper(limit)\nlimit = 3"
+    a = analyse(src)
+    assert set(a.inputs) == {"helper"} and set(a.outputs) == {"C", "limit"}
+    assert io("class D(Base):\n    k = size * 2") == ({"Base", "size"}, {"D"})
+
+
+@pytest.mark.parametrize(
+    ("source", "mutated"),
+    [
+        ("grid_search.fit(X_train, y_train)", {"grid_search"}),
+        ("rows.append(4)", {"rows"}),
+        ("df['c'] = df['a'] * 2", {"df"}),
+        ("df.drop(columns=['a'], inplace=True)", {"df"}),
+        ("ax.plot([1, 2, 3])", {"ax"}),
+        ("model.coef_ = None", {"model"}),
+        ("counts += [1]", {"counts"}),
+        ("del cache['k']", {"cache"}),
+        ("obj.items.sort()", {"obj"}),
+        ("for row.value in source:\n    pass", {"row"}),
+        ("xs = []\nxs.append(1)", set()),  # its own list: nothing from outside changes
+        ("y = f(x)", set()),
+    ],
+)
+def test_an_input_changed_in_place_is_mutated(source, mutated):
+    assert set(analyse(source).mutated) == mutated
+
+
+def test_an_import_is_marked_so_calling_a_modules_functions_is_not_a_mutation():
+    a = analyse("import numpy as np\nfrom os import path\nnp = np")
+    assert a.imported == ("path",)
 
 
 def test_the_normalised_form_ignores_comments_and_formatting():
     assert normalised("x = 1  # one\ny=x+1") == normalised("x = 1\n\ny = x + 1\n")
     assert normalised("x = 1") != normalised("x = 2")
+
+
+def test_an_input_passed_to_a_function_is_noted_unless_the_function_is_a_builtin():
+    a = analyse("train(model, data=X)\nn = len(rows)\nsetattr(cfg, 'k', 1)\nprint(msg)")
+    assert set(a.passed) == {("train", "model"), ("train", "X"), ("setattr", "cfg")}
+    assert analyse("import numpy as np\nfrom m import f\nf(x)\nnp.mean(y)").passed == ()

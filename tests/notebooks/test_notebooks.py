@@ -87,7 +87,7 @@ def test_the_mapping_notebook_fans_out_cells_and_tasks(tmp_path):
     assert not any(_errors(c) for c in cells)
     assert "'Paris (5 letters)', 'Lyon (4 letters)'" in _text(cells[4])
     assert "longest: Marseille" in _text(cells[4])
-    assert "letters_label: success, 4/4 mapped" in _text(cells[3])
+    assert "letters: success, 4/4 mapped" in _text(cells[3])
     shown = [o["data"]["text/plain"] for o in cells[5]["outputs"] if "data" in o]
     assert shown[-3:] == ["1", "8", "27"]  # each child shows its last expression
     assert "[10, 20, 30, 40] 100" in _text(cells[7])
