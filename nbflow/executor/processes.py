@@ -133,6 +133,12 @@ def _portable(attempt: Attempt) -> bytes:
     return bytes(cloudpickle.dumps(attempt._replace(fn=traveling(attempt.fn)), protocol=5))
 
 
+def _submit(pool: Any, job: _Job) -> Any:
+    """Send ``job``'s attempt to a worker of ``pool``; returns loky's future."""
+    attempt = job.attempt
+    return pool.submit(_run_in_worker, _portable(attempt), job.marker, attempt.label, os.getpid())
+
+
 def _read_marker(path: str) -> tuple[int, float] | None:
     try:
         with open(path) as fh:
@@ -222,13 +228,7 @@ class ProcessExecutor:
             if _was_killed(pool) and self._wait_for_new_pool(number, job):
                 return
             try:
-                inner = pool.submit(
-                    _run_in_worker,
-                    _portable(job.attempt),
-                    job.marker,
-                    job.attempt.label,
-                    os.getpid(),
-                )
+                inner = _submit(pool, job)
             except (BrokenProcessPool, ShutdownExecutorError):
                 # It broke (or was shut down) since we got it: loky replaces it.
                 if self._wait_for_new_pool(number, job):
@@ -338,13 +338,7 @@ class ProcessExecutor:
 
         pool = ProcessPoolExecutor(max_workers=1)
         try:
-            inner = pool.submit(
-                _run_in_worker,
-                _portable(job.attempt),
-                job.marker,
-                job.attempt.label,
-                os.getpid(),
-            )
+            inner = _submit(pool, job)
             try:
                 outcome = inner.result(timeout=job.attempt.timeout)
             except TimeoutError:
