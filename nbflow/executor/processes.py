@@ -97,6 +97,7 @@ def _run_in_worker(payload: bytes, marker: str, label: str, parent: int) -> Outc
     if _orphaned(parent):
         os._exit(1)
     _watch_parent(parent)
+    _ignore_sigint()
     fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.write(fd, f"{os.getpid()} {time.time()}".encode())
     os.close(fd)
@@ -131,6 +132,16 @@ def _portable(attempt: Attempt) -> bytes:
     import cloudpickle
 
     return bytes(cloudpickle.dumps(attempt._replace(fn=traveling(attempt.fn)), protocol=5))
+
+
+def _ignore_sigint() -> None:
+    """A worker ignores Ctrl-C: a terminal sends SIGINT to the whole process group, and
+    the run's own process cancels the run and stops its workers. A worker that raised
+    KeyboardInterrupt itself would fail its task instead of being cancelled with the run.
+    (The run also starts its workers with SIGINT blocked, but a worker may be started
+    from a thread that did not block it.)"""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _submit(pool: Any, job: _Job) -> Any:
@@ -202,7 +213,9 @@ class ProcessExecutor:
     def _pool(self) -> Any:
         from joblib.externals.loky import get_reusable_executor
 
-        return get_reusable_executor(max_workers=self.max_workers, timeout=300)
+        return get_reusable_executor(
+            max_workers=self.max_workers, timeout=300, initializer=_ignore_sigint
+        )
 
     def submit(self, attempt: Attempt) -> Promise:
         if not self._dir_ready:
