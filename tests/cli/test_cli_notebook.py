@@ -218,15 +218,11 @@ def test_a_cell_that_raises_outside_any_task_is_named_and_gives_exit_1(tmp_path)
             "UsageError: %%task a: expected --retries to be an int >= 0, but got 'x'.",
         ),
         (
-            ["%load_ext nbflow", "%%task a --lazy\nx = y + 1", "%%task b\ny = x * 2"],
-            "UsageError: Task cells would form a cycle",
-        ),
-        (
             ["import nbflow", "%%task a\nx = 1"],
             "UsageError: Cell magic `%%task` not found. Add a cell with %load_ext nbflow",
         ),
     ],
-    ids=["syntax", "option", "cycle", "no-load-ext"],
+    ids=["syntax", "option", "no-load-ext"],
 )
 def test_a_rejected_task_cell_gives_exit_1_naming_the_cell_and_the_reason(tmp_path, cells, reason):
     book = new_notebook(cells=[new_code_cell(c) for c in cells])
