@@ -400,6 +400,7 @@ class NotebookFlow(CellGraph):
         since, which was computed afresh, so each cell runs once. ``store`` (a folder or
         URL such as ``s3://bucket/prefix``) replaces the notebook's home folder as the
         result store of this run."""
+        keep_failed = list(keep_failed)
         flow, nodes = self.build(names, keep_failed=keep_failed)
         prior: dict[str, TaskRun] = {}
         if refresh is None:
@@ -410,6 +411,9 @@ class NotebookFlow(CellGraph):
             for name, status in self.status.items():
                 tr = status.task_run
                 if name in nodes and tr is not None and tr.state.is_successful:
+                    cell = self.cells.get(name)
+                    if cell is not None and not cell.options.cache and not keep_failed:
+                        continue  # --no-cache: runs whenever it is run (a retry reuses it)
                     prior[name] = tr
                     for child in tr.children or ():
                         prior[child.name] = child  # mapped children are reused one by one

@@ -818,3 +818,12 @@ def test_a_cell_deleted_from_the_saved_notebook_is_not_restored_after_a_restart(
     result, _ = run(ip, sources[2])
     assert result.success and ip.user_ns["y"] == 10
     assert list(ip.nbflow.notebook.cells) == ["x", "y"]
+
+
+def test_a_no_cache_cell_runs_again_whenever_it_is_run(ip):
+    run(ip, "%%task --no-cache\nimport random\nr = random.random()")
+    first = ip.user_ns["r"]
+    run(ip, "%%task --no-cache\nimport random\nr = random.random()")
+    second = ip.user_ns["r"]
+    run(ip, "%flow run")
+    assert len({first, second, ip.user_ns["r"]}) == 3
