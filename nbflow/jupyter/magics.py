@@ -405,7 +405,10 @@ class NbflowMagics(Magics):
         if command == "status":
             if nb.last_run is None:
                 raise UsageError("%flow status: nothing has run in this kernel yet.")
-            return nb.last_run.to_pandas()
+            frame = nb.last_run.to_pandas()
+            # State and name first: a terminal's width keeps them when pandas elides columns.
+            first = ["state", "name"]
+            return frame[first + [c for c in frame.columns if c not in first]]
         if command == "runs":
             from nbflow.engine.archive import runs
 

@@ -419,6 +419,12 @@ def test_flow_list_status_runs_show_and_clear(ip):
     assert table.set_index("task").loc["capped", "options"] == "retries=2"
     status = ip.run_line_magic("flow", "status")
     assert set(status["task"]) == {"values", "capped"}
+    assert list(status.columns[:2]) == ["state", "name"]
+    import pandas as pd
+
+    with pd.option_context("display.width", 80, "display.max_columns", None):
+        first_line = status.to_string().splitlines()[0]
+    assert first_line.split()[:2] == ["state", "name"]
     history = ip.run_line_magic("flow", "runs")
     assert len(history) == 2 and set(history["flow"]) == {"notebook"}
     drawing = ip.run_line_magic("flow", "show")
