@@ -58,6 +58,10 @@ class RemoteError(NbflowError, RuntimeError):
 class Signal(Exception):  # noqa: N818 - the names follow Prefect 1's signals
     """Base of the signals a task raises to end itself with a given state."""
 
+    # The traceback shown for the signal when it stands for an earlier failure (a
+    # notebook cell that failed before and has not changed), instead of its own.
+    user_traceback: str | None = None
+
     def __init__(self, message: str = "") -> None:
         super().__init__(message)
         self.message = message

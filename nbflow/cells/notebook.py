@@ -49,8 +49,12 @@ def _stored_result(home: str, key: str, cell: str) -> Any:
     return value
 
 
-def _failed_earlier(message: str) -> None:
-    raise FAIL(message)
+def _failed_earlier(message: str, traceback: str | None = None) -> None:
+    error = FAIL(message)
+    # What the history and ``nbflow show`` give for this cell is the traceback of the
+    # failure it stands for, not this function's.
+    error.user_traceback = traceback
+    raise error
 
 
 def error_of(tr: TaskRun) -> BaseException | None:
@@ -291,7 +295,9 @@ class NotebookFlow(CellGraph):
             if stale is not None:
                 task: Task[Any, Any] = Task(_failed_earlier, name=name, cache=False)
                 node = flow.add_task(task)
-                flow.set_dependencies(node, keyword_tasks={"message": stale})
+                failed = self.status[name].task_run
+                earlier = failed.traceback if failed is not None else None
+                flow.set_dependencies(node, keyword_tasks={"message": stale, "traceback": earlier})
                 nodes[name] = node
                 continue
             opts = cell.options

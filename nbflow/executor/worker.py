@@ -125,7 +125,11 @@ class Promise:
 
 
 def format_user_traceback(exc: BaseException, skip: int = 1) -> str:
-    """The traceback of ``exc`` without its first ``skip`` frames (nbflow's own)."""
+    """The traceback of ``exc`` without its first ``skip`` frames (nbflow's own), or the
+    one it carries as ``user_traceback`` (an error standing for an earlier one)."""
+    carried = getattr(exc, "user_traceback", None)
+    if isinstance(carried, str) and carried:
+        return carried
     tb = exc.__traceback__
     for _ in range(skip):
         if tb is not None and tb.tb_next is not None:

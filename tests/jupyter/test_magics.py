@@ -177,6 +177,10 @@ def test_a_cell_needing_a_failed_unchanged_upstream_ends_upstream_failed_without
     assert ip.nbflow.notebook.status["down"].state.value == "upstream_failed"
     latest = load_run("latest")
     assert latest.flow_name == "notebook" and latest["down"].state.value == "upstream_failed"
+    # The stand-in for the failed cell shows the user's error, not nbflow's frames.
+    shown = latest["up"].traceback
+    assert "ZeroDivisionError" in shown and "up = 1 / 0" in shown
+    assert "_failed_earlier" not in shown
     # Fixing the upstream cell runs it again, and then the downstream works.
     run(ip, "%%task\nbump('up')\nup = 1")
     result, _ = run(ip, "%%task\ndown = up + 1")
