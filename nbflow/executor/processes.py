@@ -48,6 +48,11 @@ def _mark_killed(pools: Any) -> None:
             _killed.add(pool)
 
 
+def _unmark_killed(pool: Any) -> None:
+    with _killed_lock:
+        _killed.discard(pool)
+
+
 def _was_killed(pool: Any) -> bool:
     with _killed_lock:
         return pool in _killed
@@ -399,10 +404,15 @@ class ProcessExecutor:
             started,
             timed_out=True,
         )
+        # Marked before the attempt is finished: finishing it runs the scheduler, which
+        # may submit the retry at once, and the retry must not go to the pool about to
+        # break (it would run there, be lost with the pool and run a second time).
+        _mark_killed([job.pool])
         if self._finish(number, job, outcome):
-            _mark_killed([job.pool])  # before the kill: the breakage it causes is ours
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        else:  # it ended on its own meanwhile: nothing is killed
+            _unmark_killed(job.pool)
 
     def shutdown(self, cancel: bool = False) -> None:
         """Release this run's resources; the warm pool stays unless ``cancel``."""
