@@ -375,8 +375,8 @@ class History:
     @_reading
     def unfinished(self, run_id: str) -> list[str]:
         """The tasks ``run_id`` set out to run that never finished: its process was
-        killed before they did (empty for runs recorded before plans were kept)."""
-        self.flush()
+        killed before they did (empty for runs recorded before plans were kept). Read
+        as written so far: callers list the runs first with ``runs()``, which flushes."""
         with self._conn_lock:
             row = self._conn.execute(
                 "SELECT tasks FROM run_plans WHERE run_id = ?", (run_id,)
