@@ -104,7 +104,7 @@ def value_of(run: TaskRun) -> Any:
         return [value_of(c) for c in run.children]
     state = run.state
     if state.is_successful:
-        return run._value
+        return run.value
     if state is State.SKIPPED:
         return None
     if run.error is not None:

@@ -53,19 +53,34 @@ class Keys:
         self._fingerprints[id(task)] = fp
         return fp
 
-    def key(self, plan: NodePlan, index: int | None) -> str | None:
+    def key(
+        self, plan: NodePlan, index: int | None, runs: Mapping[Node, Any] | None = None
+    ) -> str | None:
         """The key of ``plan``'s task run (child ``index`` of a mapped one): the
-        fingerprint, then the arguments with upstream nodes standing as their keys."""
+        fingerprint, then the arguments with upstream nodes standing as their keys.
+        ``runs`` (anything with ``key``, ``state`` and ``children`` per node) stands in
+        for the run's records, to compute keys before the upstream tasks have ended."""
         fp = self.fingerprint(plan.node.task)
         if fp is None:
             return None
-        runs = self._runs
+        if runs is None:
+            runs = self._runs
         keys: dict[Node, Any] = {}
         for up in plan.whole:
             run = runs[up]
             if run.key is None or not run.state.is_ok:
                 return None
             keys[up] = run.key if run.state is not State.SKIPPED else "skipped:" + run.key
+        if index is None and (plan.frozen if plan.frozen is not None else _freeze(plan)):
+            # Arguments that cannot change: the key follows from what it was made of.
+            upstream = tuple(keys.values())
+            memo = plan.key_memo
+            if memo is not None and memo[0] == fp and memo[1] == upstream:
+                return memo[2]
+            key = self._assemble(plan, fp, keys, index)
+            if key is not None:
+                plan.key_memo = (fp, upstream, key)
+            return key
         for up in plan.elementwise:
             child = runs[up].children[index]  # type: ignore[index]
             if child.key is None or not child.state.is_ok:
@@ -76,6 +91,11 @@ class Keys:
             if run.key is None:
                 return None
             keys[up] = _Keyed(f"{run.key}[{index}]")
+        return self._assemble(plan, fp, keys, index)
+
+    def _assemble(
+        self, plan: NodePlan, fp: str, keys: dict[Node, Any], index: int | None
+    ) -> str | None:
         call = plan.call
         try:
             shape = (
@@ -112,6 +132,23 @@ class _Keyed:
 
 
 _PLAIN_LEAVES = (int, float, str, bytes, bool, type(None))
+
+
+def _freeze(plan: NodePlan) -> bool:
+    """Whether ``plan``'s arguments hold only nodes and immutable plain values (a list,
+    a dict or any other object may change between runs, so its key is made each time)."""
+    call = plan.call
+    plan.frozen = not plan.mapped and all(_frozen(v) for v in (*call.args, *call.kwargs.values()))
+    return plan.frozen
+
+
+def _frozen(value: Any) -> bool:
+    t = type(value)
+    if t in _PLAIN_LEAVES or t is Node:
+        return True
+    if t is tuple or t is frozenset:
+        return all(_frozen(v) for v in value)
+    return False
 
 
 def _shape(value: Any, keys: dict[Node, Any], index: int | None) -> Any:

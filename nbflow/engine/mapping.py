@@ -61,7 +61,7 @@ class Mapper:
                     src_run = runs[source]
                     if source in self.values or source in plan.sources:
                         if source not in self.values:
-                            self.values[source] = list(self._fetch(src_run._value))
+                            self.values[source] = list(self._fetch(src_run.value))
                         lengths[f"{source.name}"] = len(self.values[source])
                     elif src_run.children is None:
                         return Unmappable(

@@ -29,6 +29,12 @@ class NodePlan:
     literal: bool = True
     # The task's trigger as an object, resolved once here rather than per task run.
     trigger: Trigger = NAMED["all_successful"]
+    # The last cache key computed for this node and what it was computed from (the
+    # fingerprint and the upstream keys), when its arguments cannot change otherwise.
+    key_memo: tuple[str, tuple[Any, ...], str] | None = None
+    # Whether the arguments hold only nodes and immutable plain values (None: not
+    # checked yet), so that the key follows from the fingerprint and the upstream keys.
+    frozen: bool | None = None
 
 
 # A flow's plans, kept while the flow lives and recompiled when its version changes.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from nbflow.state import State
@@ -18,6 +20,28 @@ class _Unloaded:
 
 
 UNLOADED: Any = _Unloaded()  # a recorded task run's value, not read from the store yet
+
+
+class Lazy:
+    """A cache hit's value, not read yet: ``get()`` reads it once, on first use, with
+    the loader the scheduler gave (which computes it again if its entry has gone)."""
+
+    __slots__ = ("_load", "_lock", "run")
+
+    def __init__(self, run: TaskRun, load: Callable[[TaskRun], Any]) -> None:
+        self.run = run
+        self._load = load
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        with self._lock:
+            run = self.run
+            if run._value is self:
+                run._value = self._load(run)
+            return run._value
+
+    def __repr__(self) -> str:
+        return "<not read yet>"
 
 
 class AttemptRecord(NamedTuple):
@@ -92,8 +116,12 @@ class TaskRun:
     @property
     def value(self) -> Any:
         """The value as the run holds it: None until it succeeds; for an executor that
-        leaves values on its workers, a handle (``FlowRun.result`` fetches it)."""
-        return self._value
+        leaves values on its workers, a handle (``FlowRun.result`` fetches it). A cache
+        hit's value is read from the store here, the first time it is asked for."""
+        value = self._value
+        if type(value) is Lazy:
+            return value.get()
+        return value
 
     @property
     def duration(self) -> float | None:

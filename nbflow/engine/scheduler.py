@@ -25,12 +25,13 @@ from typing import Any
 from nbflow.engine.dispatch import Dispatcher
 from nbflow.engine.gate import blocked, inputs
 from nbflow.engine.keys import Keys, children_key
+from nbflow.engine.lookahead import LAZY, Lookahead
 from nbflow.engine.mapping import Mapper, Unmappable, parent_state
 from nbflow.engine.outbox import Outbox, call_hook
 from nbflow.engine.outcome import SUCCEEDED, retry_wait, run_state, verdict
 from nbflow.engine.pause import Pauses
 from nbflow.engine.plan import NodePlan, compile_plan
-from nbflow.engine.records import AttemptRecord, TaskRun
+from nbflow.engine.records import AttemptRecord, Lazy, TaskRun
 from nbflow.engine.reuse import Reuse
 from nbflow.errors import SUCCESS, CancelledError, WorkerDiedError
 from nbflow.events import RUN_FINISHED, RUN_STARTED, TASK_STATE, Event, EventBus
@@ -38,7 +39,7 @@ from nbflow.executor import Executor
 from nbflow.executor.worker import Outcome
 from nbflow.graph.flow import Flow, Node
 from nbflow.logs import LogRecord
-from nbflow.state import State
+from nbflow.state import FINISHED, State
 from nbflow.store.cache import ResultStore
 
 
@@ -115,8 +116,13 @@ class Engine:
             self._emit_run(RUN_STARTED, State.RUNNING)
             if not self.plans:
                 self._finish_run()
-            for plan in self.plans:
-                if self.runs[plan.node]._waiting == 0:
+            elif self.store is not None and not self.refresh and not self.prior:
+                self._settle_cached()
+            for plan in self.plans:  # those that wait for nothing (settling queued the rest)
+                if (
+                    not (plan.whole or plan.elementwise)
+                    and self.runs[plan.node].state not in FINISHED
+                ):
                     self._work.append(partial(self._activate, plan))
             self._drain()
             self._check_stall()
@@ -271,9 +277,49 @@ class Engine:
                 return
         self._ready.append(unit)
 
+    def _settle_cached(self) -> None:
+        """End, before anything runs, every task whose cached result stands (one store
+        query for the whole graph; values are read only where a task that runs needs
+        them, the rest on first use)."""
+        assert self.store is not None
+        lookahead = Lookahead(
+            self.plans, self.runs, self._keys, self.store, self._dispatcher.lookup
+        )
+        found = lookahead.settle()
+        if not found:
+            return
+        now = time.time()
+        runs = self.runs
+        events = self._outbox.events if self.bus else None
+        watched = bool(self.flow.on_state_change)
+        for plan in self.plans:  # upstream first, as a run that went task by task
+            hit = found.get(plan.node)
+            if hit is None:
+                continue
+            run = runs[plan.node]
+            run.key, value = hit
+            run._value = Lazy(run, lookahead.load) if value is LAZY else value
+            run.cached = True
+            if watched or plan.node.task.on_state_change or events is None:
+                self._set(run, State.CACHED, now)
+            else:  # what _set does for a task run nobody watches but the event stream
+                run.state = State.CACHED
+                run.start = run.end = now
+                events.append(Event(TASK_STATE, self.run_id, now, State.CACHED, run, self.owner))
+            for consumer in plan.consumers:
+                if consumer.node in found:
+                    runs[consumer.node]._waiting -= 1  # settled here too
+                else:
+                    self._decrement(consumer)
+        self._remaining -= len(found)
+        if self._remaining == 0:
+            self._finish_run()
+
     def _activate(self, plan: NodePlan) -> None:
         """Every upstream of ``plan`` is done: run it, or expand it into children."""
         run = self.runs[plan.node]
+        if run.state.is_finished:  # settled before the run started
+            return
         if not plan.mapped:
             self._gate(plan, run)
             return

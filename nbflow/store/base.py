@@ -54,6 +54,11 @@ class ResultStore(Protocol):
     False and ``get`` gives ``default``, and the run goes on computing (the file store
     warns with ``CacheWarning``). A store given to a Dask run travels to its workers,
     so it must pickle (the file store pickles as its folder).
+
+    Optional: ``present(keys) -> set[str]``, the keys whose entries will read back,
+    found without reading a value. A store that has it gets lazy cache hits (a run
+    settles them all at once and reads a value only when it is needed); any other
+    store has each hit's value read when the run settles it.
     """
 
     def get(self, key: str, default: Any = None) -> Any:

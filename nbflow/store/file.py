@@ -346,6 +346,8 @@ def _connect_read_only(db: pathlib.Path) -> sqlite3.Connection:
 
 
 _MISS = object()
+# Keys per statement of a lookup: under SQLite's oldest limit of 999 parameters.
+_CHUNK = 900
 _open: dict[str, FileStore] = {}
 _open_lock = threading.Lock()
 
@@ -575,24 +577,32 @@ class FileStore:
             self._disable(exc)
         return found
 
+    def present(self, keys: list[str]) -> set[str]:
+        """Those of ``keys`` stored and not expired, without reading a value: a cache
+        hit can be settled on this, its value read when needed (a value found damaged
+        then is a miss, computed again)."""
+        return set(self.sizes(keys))
+
     def sizes(self, keys: list[str]) -> dict[str, int]:
         """For each of ``keys`` stored and not expired: the size of its value's own file,
-        or 0 for a small value kept in the database. Reads no value."""
+        or 0 for a small value kept in the database. Reads no value: one statement per
+        ``_CHUNK`` keys, so a whole graph's keys cost a millisecond or two."""
         if self.disabled or not keys:
             return {}
         found: dict[str, int] = {}
-        sql = (
-            "SELECT size FROM Cache WHERE key = ? AND raw = 1"
-            " AND (expire_time IS NULL OR expire_time > ?)"
-        )
         try:
             cache = self._current()
             now = time.time()
             with cache.transact(retry=True):
-                for key in keys:
-                    row = cache._sql(sql, (key, now)).fetchone()
-                    if row is not None:
-                        found[key] = int(row[0] or 0)
+                for i in range(0, len(keys), _CHUNK):
+                    chunk = keys[i : i + _CHUNK]
+                    sql = (
+                        "SELECT key, size FROM Cache WHERE raw = 1"
+                        " AND (expire_time IS NULL OR expire_time > ?)"
+                        f" AND key IN ({','.join('?' * len(chunk))})"
+                    )
+                    for key, size in cache._sql(sql, (now, *chunk)).fetchall():
+                        found[key] = int(size or 0)
         except Exception as exc:
             self._disable(exc)
         return found

@@ -83,6 +83,11 @@ class TieredStore:
             found.update(self.remote.sizes(missing))
         return found
 
+    def present(self, keys: list[str]) -> set[str]:
+        """Those of ``keys`` in the local tier. An entry only the bucket has is not
+        settled on sight: it is trusted only once read and its signature checked."""
+        return self.local.present(keys)
+
     def worker_store(self) -> S3ResultStore:
         """What an executor's workers read and write themselves: the remote tier (a
         worker may run on a machine without this one's local folder)."""

@@ -1,0 +1,181 @@
+"""Cache hits settled before anything runs, and read only when needed.
+
+A Merkle key depends only on the task's fingerprint, its literal arguments and its
+upstream keys, so the key every task of the static graph would have, if its upstream
+tasks end ok, is known before the run starts. All of them are looked up in one store
+query that reads no value. A task is settled ``cached`` at once when its key is stored
+and every upstream task is settled too (so a cached task never stands on an upstream
+task that runs, and triggers see what they would see in a run that went task by
+task). Values are read only for the settled tasks whose value a task that runs needs
+(the frontier); the others stay in the store until someone asks (``Lazy``).
+
+A frontier value that cannot be read (evicted or damaged since the query) unsettles
+its task and everything settled below it: they run as usual, where the normal lookup
+finds what is still stored. A lazy value that cannot be read later is computed again
+from its inputs, themselves read or computed first, in graph order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from nbflow.engine.gate import blocked, inputs
+from nbflow.engine.keys import Keys
+from nbflow.engine.plan import NodePlan
+from nbflow.engine.records import Lazy, TaskRun
+from nbflow.graph.flow import Node
+from nbflow.graph.triggers import NAMED
+from nbflow.state import State
+from nbflow.store.cache import ResultStore
+
+log = logging.getLogger("nbflow")
+
+LAZY: Any = object()  # a settled task's value, left in the store
+_ALL_OK = NAMED["all_successful"]
+
+
+class _Presumed:
+    """What the keys and the triggers of the tasks below see of a task presumed to end
+    cached: its key and its state."""
+
+    __slots__ = ("key",)
+    state = State.CACHED
+    children = None
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+class Lookahead:
+    """Settles one run's cache hits before its first task is submitted."""
+
+    __slots__ = ("_keys", "_lookup", "_plans", "_runs", "_store")
+
+    def __init__(
+        self,
+        plans: list[NodePlan],
+        runs: Mapping[Node, TaskRun],
+        keys: Keys,
+        store: ResultStore,
+        lookup: Callable[[list[str]], dict[str, Any]],
+    ) -> None:
+        self._plans = plans
+        self._runs = runs
+        self._keys = keys
+        self._store = store
+        self._lookup = lookup
+
+    def settle(self) -> dict[Node, tuple[str, Any]]:
+        """The tasks that end cached without running, in plan order: their key and
+        their value (``LAZY`` for a value no task of this run needs)."""
+        presumed: dict[Node, _Presumed] = {}
+        seen: Mapping[Node, Any] = presumed  # what the triggers read as the upstream runs
+        for plan in self._plans:
+            if (
+                plan.mapped
+                or not plan.node.task.cache
+                or plan.trigger.pauses
+                or any(up not in presumed for up in plan.whole)
+                or (
+                    plan.trigger is not _ALL_OK  # met when every upstream task is cached
+                    and blocked(plan, seen, None, plan.trigger) is not None
+                )
+            ):
+                continue
+            key = self._keys.key(plan, None, presumed)
+            if key is not None:
+                presumed[plan.node] = _Presumed(key)
+        if not presumed:
+            return {}
+        keys = [p.key for p in presumed.values()]
+        present = getattr(self._store, "present", None)
+        # A store that cannot say which entries will read back (one that checks each
+        # entry's signature as it reads it) has every settled value read now.
+        stored = present(keys) if present is not None else self._store.sizes(keys)
+        settled: dict[Node, NodePlan] = {}
+        for plan in self._plans:
+            found = presumed.get(plan.node)
+            if (
+                found is not None
+                and found.key in stored
+                and all(up in settled for up in plan.whole)
+            ):
+                settled[plan.node] = plan
+        values = self._read_frontier(settled, presumed, everything=present is None)
+        return {node: (presumed[node].key, values.get(node, LAZY)) for node in settled}
+
+    def _read_frontier(
+        self, settled: dict[Node, NodePlan], presumed: dict[Node, _Presumed], everything: bool
+    ) -> dict[Node, Any]:
+        """Values of the settled tasks a task that runs reads (``everything``: of every
+        settled task), in one lookup per round; a value that cannot be read unsettles
+        its task and what is settled below it."""
+        values: dict[Node, Any] = {}
+        while True:
+            frontier = [
+                node
+                for node, plan in settled.items()
+                if node not in values
+                and (everything or any(c.node not in settled for c in plan.consumers))
+            ]
+            if not frontier:
+                return values
+            hits = self._lookup([presumed[n].key for n in frontier])
+            gone = [n for n in frontier if presumed[n].key not in hits]
+            for node in frontier:
+                if presumed[node].key in hits:
+                    values[node] = hits[presumed[node].key]
+            if not gone:
+                return values
+            log.debug("nbflow: %d cached results vanished since the lookup", len(gone))
+            work = list(gone)
+            while work:
+                node = work.pop()
+                plan = settled.pop(node, None)
+                if plan is not None:
+                    values.pop(node, None)
+                    work.extend(c.node for c in plan.consumers)
+
+    # -- reading a lazy value ------------------------------------------------------
+    def load(self, run: TaskRun) -> Any:
+        """The value of a task run settled lazily: read from the store, or, when its
+        entry has gone, computed again (after the lazy values it needs, upstream first,
+        so a long chain is never a deep recursion)."""
+        plan_of = {p.node: p for p in self._plans}
+        chain: list[TaskRun] = []
+        seen: set[int] = set()
+        work = [run]
+        while work:  # the lazy task runs above ``run`` (and ``run``), depth first
+            current = work.pop()
+            if id(current) in seen or type(current._value) is not Lazy:
+                continue
+            seen.add(id(current))
+            chain.append(current)
+            work.extend(self._runs[up] for up in plan_of[current.node].whole)
+        order = {p.node: i for i, p in enumerate(self._plans)}
+        chain.sort(key=lambda r: order[r.node])
+        stored = self._store.sizes([r.key for r in chain if r.key is not None])
+        for current in chain:
+            if current is run:
+                break
+            if current.key in stored:
+                continue  # read when the task below reads it
+            lazy = current._value
+            if type(lazy) is Lazy:
+                lazy.get()
+        return self._read_or_compute(run, plan_of[run.node])
+
+    def _read_or_compute(self, run: TaskRun, plan: NodePlan) -> Any:
+        missing = object()
+        assert run.key is not None
+        value = self._store.get(run.key, missing)
+        if value is not missing:
+            return value
+        log.info("nbflow: the cached result of '%s' has gone; computing it again", run.name)
+        args, kwargs = inputs(plan, self._runs, {}, None)
+        task = plan.node.task
+        value = task.fn(*args, **kwargs)
+        self._store.set(run.key, value, task=task.name, expire=task.cache_expire)
+        return value
