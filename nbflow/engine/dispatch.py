@@ -16,6 +16,7 @@ from typing import Any
 from nbflow.engine.records import TaskRun
 from nbflow.executor import Executor, OutcomeFuture
 from nbflow.executor.worker import Attempt, Outcome
+from nbflow.store.batch import GroupWriter
 from nbflow.store.cache import CacheWarning, ResultStore
 from nbflow.timer import Timer
 
@@ -25,8 +26,11 @@ log = logging.getLogger("nbflow")
 class Dispatcher:
     """One run's side of the executor and the result store.
 
-    ``deliver(unit, outcome)`` is called with each attempt's outcome, in the thread
-    that completed its future, after a successful result has been stored.
+    ``deliver(unit, outcome, held)`` is called with each attempt's outcome, in the
+    thread that completed its future. A successful result is stored first, or, on an
+    executor whose attempts run in other threads or processes, handed to a group
+    writer (``held`` is then True): ``durable(units)`` is called once their results
+    are written, and the run tells their end only then.
     """
 
     __slots__ = (
@@ -35,6 +39,8 @@ class Dispatcher:
         "_load",
         "_name",
         "_timer",
+        "_writer",
+        "absent",
         "echo",
         "executor",
         "refresh",
@@ -45,8 +51,9 @@ class Dispatcher:
         self,
         executor: Executor,
         store: ResultStore | None,
-        deliver: Callable[[TaskRun, Outcome], None],
+        deliver: Callable[[TaskRun, Outcome, bool], None],
         *,
+        durable: Callable[[list[Any]], None] | None = None,
         refresh: bool = False,
         echo: bool = False,
         name: str = "run",
@@ -62,6 +69,10 @@ class Dispatcher:
         self._fetch: Callable[[list[Any]], list[Any]] | None = getattr(executor, "fetch", None)
         self._load: Callable[[ResultStore, str], Any] | None = getattr(executor, "load", None)
         self._timer: Timer | None = None
+        self.absent: set[str] = set()  # keys known not to be stored (no lookup needed)
+        self._writer: GroupWriter | None = None
+        if store is not None and durable is not None and not executor.inline and not self._fetch:
+            self._writer = GroupWriter(store, durable, f"writer-{name}")
 
     # -- the result store ------------------------------------------------------------
     def hits(self, batch: list[TaskRun]) -> dict[str, Any]:
@@ -69,8 +80,13 @@ class Dispatcher:
         there is no store or the run recomputes everything)."""
         if self.store is None or self.refresh:
             return {}
-        keys = [u.key for u in batch if u.key is not None and u.attempts == 0 and u.node.task.cache]
-        return self.lookup(keys)
+        absent = self.absent
+        keys = [
+            u.key
+            for u in batch
+            if u.key is not None and u.attempts == 0 and u.node.task.cache and u.key not in absent
+        ]
+        return self.lookup(keys) if keys else {}
 
     def lookup(self, keys: list[str]) -> dict[str, Any]:
         """Cache hits by key. With an executor that can ``load`` a stored value where
@@ -145,10 +161,15 @@ class Dispatcher:
             and self.store
             and not outcome.persisted
         ):
-            # Persist before the task counts as done: once a run has ended, every result
-            # it reported is on disk, even if the process exits right after.
+            # A result is durable before the task is told done: once a run has ended,
+            # every result it reported is on disk, even if the process exits right after.
+            writer = self._writer
+            if writer is not None:
+                self._deliver(unit, outcome, True)  # held until its batch is written
+                writer.put((unit.key, outcome.value, task.name, task.cache_expire), unit)
+                return
             self._persist(unit, outcome.value)
-        self._deliver(unit, outcome)
+        self._deliver(unit, outcome, False)
 
     def _persist(self, unit: TaskRun, value: Any) -> None:
         assert self.store is not None and unit.key is not None
@@ -173,12 +194,19 @@ class Dispatcher:
             self._timer = Timer(f"retry-{self._name}")
         self._timer.call_at(time.monotonic() + wait, due)
 
+    def drain(self) -> None:
+        """Wait until every result handed to the group writer is written."""
+        if self._writer is not None:
+            self._writer.drain()
+
     def close(self, cancel: bool) -> None:
         """Shut the executor down (abandoning running attempts if ``cancel``) and stop
-        the retry timer."""
+        the retry timer and the group writer (after it has written what it holds)."""
         try:
             self.executor.shutdown(cancel=cancel)
         except Exception:
             log.exception("nbflow: shutting down executor %r failed", self.executor)
         if self._timer is not None:
             self._timer.stop()
+        if self._writer is not None:
+            self._writer.close()

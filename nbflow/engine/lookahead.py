@@ -51,7 +51,7 @@ class _Presumed:
 class Lookahead:
     """Settles one run's cache hits before its first task is submitted."""
 
-    __slots__ = ("_keys", "_lookup", "_plans", "_runs", "_store")
+    __slots__ = ("_keys", "_lookup", "_plans", "_runs", "_store", "absent")
 
     def __init__(
         self,
@@ -66,6 +66,9 @@ class Lookahead:
         self._keys = keys
         self._store = store
         self._lookup = lookup
+        # Keys looked up and not stored: a task run with one of them has nothing to
+        # look up when it is dispatched (a first run asks the store once, not per task).
+        self.absent: set[str] = set()
 
     def settle(self) -> dict[Node, tuple[str, Any]]:
         """The tasks that end cached without running, in plan order: their key and
@@ -94,6 +97,8 @@ class Lookahead:
         # A store that cannot say which entries will read back (one that checks each
         # entry's signature as it reads it) has every settled value read now.
         stored = present(keys) if present is not None else self._store.sizes(keys)
+        if present is None or getattr(self._store, "present_is_complete", False):
+            self.absent = {k for k in keys if k not in stored}
         settled: dict[Node, NodePlan] = {}
         for plan in self._plans:
             found = presumed.get(plan.node)

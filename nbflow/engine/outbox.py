@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
 from nbflow.events import Event, EventBus
+from nbflow.state import FINISHED
 
 log = logging.getLogger("nbflow")
 
@@ -23,7 +25,7 @@ class Outbox:
     listener or hook never blocks the run.
     """
 
-    __slots__ = ("_bus", "_lock", "_order", "events", "hooks")
+    __slots__ = ("_bus", "_lock", "_order", "_pending", "events", "holding", "hooks")
 
     def __init__(self, bus: EventBus, lock: AbstractContextManager[Any]) -> None:
         self._bus = bus
@@ -31,13 +33,38 @@ class Outbox:
         self._order = threading.RLock()
         self.events: list[Event] = []
         self.hooks: list[tuple[Hook, tuple[Any, ...]]] = []
+        # Task runs (by id) whose result is not durable yet: their end is told only
+        # once it is, and every later event waits behind it, so events keep their order.
+        self.holding: set[int] = set()
+        self._pending: deque[Event] = deque()
+
+    def release(self, units: list[Any]) -> None:
+        """These task runs' results are durable: their ends may be told."""
+        with self._lock:
+            for unit in units:
+                self.holding.discard(id(unit))
 
     def flush(self) -> None:
         """Deliver what was recorded. Serialised, so events reach listeners in the order
         they happened, whichever thread recorded them."""
         with self._order:
             with self._lock:
-                events, self.events = self.events, []
+                if self.holding or self._pending:
+                    pending = self._pending
+                    pending.extend(self.events)
+                    events = []
+                    while pending:
+                        event = pending[0]
+                        if (
+                            event.task_run is not None
+                            and id(event.task_run) in self.holding
+                            and event.state in FINISHED
+                        ):
+                            break
+                        events.append(pending.popleft())
+                    self.events = []
+                else:
+                    events, self.events = self.events, []
                 hooks, self.hooks = self.hooks, []
             for event in events:
                 self._bus.emit(event)

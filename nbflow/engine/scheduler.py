@@ -70,7 +70,13 @@ class Engine:
         self.store = store
         self.refresh = refresh
         self._dispatcher = Dispatcher(
-            executor, store, self._on_outcome, refresh=refresh, echo=echo, name=run_id
+            executor,
+            store,
+            self._on_outcome,
+            durable=self._durable,
+            refresh=refresh,
+            echo=echo,
+            name=run_id,
         )
         self.runs: dict[Node, TaskRun] = {}
         self._keys = Keys(self.runs)
@@ -191,6 +197,7 @@ class Engine:
     def _close(self) -> None:
         if self.closed.is_set():
             return
+        self._dispatcher.drain()  # every result reported is written before the run ends
         self._outbox.flush()
         self._dispatcher.close(self.cancelled)
         flow = self.flow
@@ -286,6 +293,7 @@ class Engine:
             self.plans, self.runs, self._keys, self.store, self._dispatcher.lookup
         )
         found = lookahead.settle()
+        self._dispatcher.absent = lookahead.absent
         if not found:
             return
         now = time.time()
@@ -449,8 +457,14 @@ class Engine:
                 with self._lock:
                     self._dispatching = False
 
-    def _on_outcome(self, unit: TaskRun, outcome: Outcome) -> None:
-        """An attempt ended (called by the dispatcher in the thread that completed it)."""
+    def _durable(self, units: list[Any]) -> None:
+        """The group writer has written these task runs' results: tell their ends."""
+        self._outbox.release(units)
+        self._outbox.flush()
+
+    def _on_outcome(self, unit: TaskRun, outcome: Outcome, held: bool = False) -> None:
+        """An attempt ended (called by the dispatcher in the thread that completed it;
+        ``held``: its result is being written, so its end is told once it is)."""
         plan = self._plan_of[unit.node]
         task = unit.node.task
         with self._lock:
@@ -476,6 +490,8 @@ class Engine:
                 unit._value = outcome.value
                 unit.error = None
                 unit.traceback = None
+                if held:
+                    self._outbox.holding.add(id(unit))
             elif isinstance(error, SUCCESS):
                 unit._value = error.result
                 error = None  # a signal, not an error: the attempt succeeded

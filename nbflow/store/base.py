@@ -58,7 +58,9 @@ class ResultStore(Protocol):
     Optional: ``present(keys) -> set[str]``, the keys whose entries will read back,
     found without reading a value. A store that has it gets lazy cache hits (a run
     settles them all at once and reads a value only when it is needed); any other
-    store has each hit's value read when the run settles it.
+    store has each hit's value read when the run settles it. A store whose
+    ``present`` leaves out only keys it does not have sets ``present_is_complete``:
+    a run then skips the lookup of a task whose key was not there when it started.
     """
 
     def get(self, key: str, default: Any = None) -> Any:

@@ -236,13 +236,26 @@ def _make_disk() -> Any:
 def _open_new(full_path: str) -> Any:
     """Open a new value file, creating its directory (another process may remove it)."""
     for attempt in range(10):
-        os.makedirs(os.path.dirname(full_path), mode=0o700, exist_ok=True)
+        _make_private_dirs(os.path.dirname(full_path))
         try:
             return open(full_path, "xb", buffering=1 << 20)
         except FileNotFoundError:
             if attempt == 9:
                 raise
     raise AssertionError("unreachable")
+
+
+def _make_private_dirs(path: str) -> None:
+    """Create ``path`` and any missing parent, each readable by its owner only
+    (``os.makedirs`` gives the parents the default mode: a store removed by another
+    process while a value is written would come back open to others)."""
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder, 0o700)
 
 
 def _looks_large(value: Any) -> bool:
@@ -319,7 +332,17 @@ class _ReadOnlyCache:
             self._conn.close()
 
 
-def _inode_of(path: pathlib.Path) -> int | None:
+def _warn_unpicklable(task: str, value: Any, exc: BaseException) -> None:
+    warnings.warn(
+        f"Task '{task}' returned a {type(value).__name__} that cannot be pickled "
+        f"({type(exc).__name__}: {exc}); it stays in memory for this run but is not "
+        "cached.",
+        CacheWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
+def _inode_of(path: str | pathlib.Path) -> int | None:
     try:
         return os.stat(path).st_ino
     except OSError:
@@ -432,6 +455,8 @@ class FileStore:
         self.disabled: str | None = None
         self._warned_read_only = False
         self._inode: int | None = None
+        self._db = str(self.path / CACHE_DIR / "cache.db")
+        self._culled = 0.0  # when the store last dropped entries over its size limit
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": str(self.path)}
@@ -448,7 +473,7 @@ class FileStore:
             with self._lock:
                 if self._cache is None:
                     self._cache = self._open_cache()
-                    self._inode = _inode_of(self.path / CACHE_DIR / "cache.db")
+                    self._inode = _inode_of(self._db)
         return self._cache
 
     def _current(self) -> Any:
@@ -467,7 +492,7 @@ class FileStore:
         return cache
 
     def _gone(self) -> bool:
-        return _inode_of(self.path / CACHE_DIR / "cache.db") != self._inode
+        return _inode_of(self._db) != self._inode
 
     def _open_cache(self) -> Any:
         import diskcache
@@ -478,7 +503,8 @@ class FileStore:
             return diskcache.Cache(
                 str(cache_dir),
                 size_limit=settings.cache_size(),
-                cull_limit=10,
+                # Culled by ``_cull`` at most once a second, not on every write.
+                cull_limit=0,
                 eviction_policy="least-recently-used",
                 disk=_make_disk(),
                 disk_min_file_size=FILE_THRESHOLD,
@@ -577,6 +603,9 @@ class FileStore:
             self._disable(exc)
         return found
 
+    # ``present`` lists every key stored: one it leaves out needs no lookup later.
+    present_is_complete = True
+
     def present(self, keys: list[str]) -> set[str]:
         """Those of ``keys`` stored and not expired, without reading a value: a cache
         hit can be settled on this, its value read when needed (a value found damaged
@@ -623,20 +652,62 @@ class FileStore:
                     raise
                 # Removed between the check and the write: once more, in a new one.
                 self._current().set(key, value, expire=expire, retry=True, tag=task)
+            self._cull(cache, every=1.0)
         except (sqlite3.Error, OSError) as exc:  # full disk, read-only store, locked database
             self._disable(exc)
             return False
         except Exception as exc:  # pickling the value failed, whatever the exception type
             self.delete(key)
-            warnings.warn(
-                f"Task '{task}' returned a {type(value).__name__} that cannot be pickled "
-                f"({type(exc).__name__}: {exc}); it stays in memory for this run but is not "
-                "cached.",
-                CacheWarning,
-                stacklevel=user_stacklevel(),
-            )
+            _warn_unpicklable(task, value, exc)
             return False
         return True
+
+    def set_many(self, items: list[tuple[str, Any, str, float | None]]) -> list[bool]:
+        """Store ``(key, value, task, expire)`` items in one transaction (a commit costs
+        more than a small write); whether each was kept. A value that cannot be pickled
+        is left out with a warning, the others are kept."""
+        if self.disabled or not items:
+            return [False] * len(items)
+        kept: list[bool] = []
+        try:
+            cache = self._current()
+            if isinstance(cache, _ReadOnlyCache):
+                self._warn_read_only()
+                return [False] * len(items)
+            with cache.transact(retry=True):
+                for key, value, task, expire in items:
+                    try:
+                        cache.set(key, value, expire=expire, retry=True, tag=task)
+                    except (sqlite3.Error, OSError):
+                        raise
+                    except Exception as exc:  # this value cannot be pickled
+                        _warn_unpicklable(task, value, exc)
+                        kept.append(False)
+                    else:
+                        kept.append(True)
+        except (sqlite3.Error, OSError) as exc:
+            if not self._gone():
+                self._disable(exc)
+                return [False] * len(items)
+            # Removed meanwhile: each once more, in a new one.
+            return [self.set(k, v, task=t, expire=e) for k, v, t, e in items]
+        if self._gone():  # removed while the batch was written: it went nowhere
+            return [self.set(k, v, task=t, expire=e) for k, v, t, e in items]
+        self._cull(cache, every=1.0)
+        return kept
+
+    def _cull(self, cache: Any, every: float) -> None:
+        """Drop the least recently used entries while the store is over its size limit
+        (``NBFLOW_CACHE_SIZE``), at most once per ``every`` seconds: checking the size
+        costs more than a write, so it is not done on each."""
+        now = time.monotonic()
+        if now - self._culled < every:
+            return
+        self._culled = now
+        try:
+            cache.cull(retry=True)
+        except Exception:  # a full disk or a locked database: tried again later
+            log.debug("nbflow: culling the store %s failed", self.path, exc_info=True)
 
     def _warn_read_only(self) -> None:
         if not self._warned_read_only:
@@ -658,6 +729,8 @@ class FileStore:
             with self._lock:
                 self._cache.close()
                 self._cache = None
+        elif self._cache is not None:
+            self._cull(self._cache, every=0.0)
 
     def delete(self, key: str) -> None:
         try:

@@ -40,9 +40,11 @@ def _unit(t: Any, key: str | None, x: int = 21) -> TaskRun:
 class _Delivered:
     def __init__(self) -> None:
         self.outcomes: list[tuple[TaskRun, Outcome]] = []
+        self.held: list[bool] = []
 
-    def __call__(self, unit: TaskRun, outcome: Outcome) -> None:
+    def __call__(self, unit: TaskRun, outcome: Outcome, held: bool = False) -> None:
         self.outcomes.append((unit, outcome))
+        self.held.append(held)
 
 
 def test_hits_are_the_stored_values_of_first_attempts_of_cached_tasks(tmp_path):
@@ -102,9 +104,9 @@ def test_a_success_is_stored_before_its_outcome_is_delivered(tmp_path):
     delivered = _Delivered()
     seen_in_store = []
 
-    def deliver(unit: TaskRun, outcome: Outcome) -> None:
+    def deliver(unit: TaskRun, outcome: Outcome, held: bool) -> None:
         seen_in_store.append(store.get_many([unit.key]))  # type: ignore[list-item]
-        delivered(unit, outcome)
+        delivered(unit, outcome, held)
 
     dispatcher = Dispatcher(SequentialExecutor(), store, deliver)
     ok, failing, unkeyed = _unit(double, "ok"), _unit(broken, "bad"), _unit(double, None)
@@ -118,6 +120,37 @@ def test_a_success_is_stored_before_its_outcome_is_delivered(tmp_path):
     ]
     assert seen_in_store[0] == {"ok": 42}
     assert store.get_many(["ok", "bad"]) == {"ok": 42}
+    assert delivered.held == [False, False, False]  # the sequential executor writes at once
+
+
+def test_on_threads_results_go_to_the_group_writer_and_are_reported_durable_once_written(
+    tmp_path,
+):
+    import threading
+
+    from nbflow.executor import ThreadExecutor
+
+    store = ResultStore(tmp_path)
+    delivered = _Delivered()
+    durable: list[tuple[str | None, dict[str, Any]]] = []
+    all_written = threading.Event()
+
+    def written(units: list[TaskRun]) -> None:
+        for unit in units:
+            durable.append((unit.key, store.get_many([unit.key])))  # type: ignore[list-item]
+        if len(durable) == 20:
+            all_written.set()
+
+    dispatcher = Dispatcher(ThreadExecutor(2), store, delivered, durable=written)
+    units = [_unit(double, f"k{i}", i) for i in range(20)]
+    for u in units:
+        u.attempts = 1
+    dispatcher.submit([(u, dispatcher.attempt(u)) for u in units])
+    assert all_written.wait(10)
+    dispatcher.close(cancel=False)
+    assert sorted(delivered.held) == [True] * 20  # each delivered before it was written
+    # Reported durable only when its value could be read back from the store.
+    assert dict(durable) == {f"k{i}": {f"k{i}": 2 * i} for i in range(20)}
 
 
 def test_fetch_is_the_identity_for_executors_that_return_values():
