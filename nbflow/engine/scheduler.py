@@ -27,7 +27,7 @@ from nbflow.engine.gate import blocked, inputs
 from nbflow.engine.keys import Keys, children_key
 from nbflow.engine.mapping import Mapper, Unmappable, parent_state
 from nbflow.engine.outbox import Outbox, call_hook
-from nbflow.engine.outcome import SUCCEEDED, retry_wait, run_state, verdict
+from nbflow.engine.outcome import SUCCEEDED, flow_state, retry_wait, verdict
 from nbflow.engine.pause import Pauses
 from nbflow.engine.plan import NodePlan, compile_plan
 from nbflow.engine.records import AttemptRecord, TaskRun
@@ -352,9 +352,7 @@ class Engine:
         if self.finished.is_set():
             return
         self.end = time.time()
-        reference = self.flow._reference
-        deciding = [self.runs[n] for n in reference] if reference else self.runs.values()
-        self.state = run_state(self.cancelled, (r.state for r in deciding))
+        self.state = flow_state(self.flow, self.cancelled, self.runs)
         self.finished.set()
         self._cond.notify_all()
 

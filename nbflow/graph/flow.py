@@ -404,6 +404,7 @@ class Flow:
         on_success: FlowHook | Iterable[FlowHook] | None = None,
         on_state_change: FlowHook | Iterable[FlowHook] | None = None,
         state_handlers: Callable[..., Any] | Iterable[Callable[..., Any]] | None = None,
+        terminal_state_handler: Callable[..., Any] | None = None,
         _register: bool = True,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
@@ -415,7 +416,8 @@ class Flow:
             f"Flow '{name}'",
             "on_state_change",
             on_state_change,
-            "hook(task, task_run, old_state, new_state)",
+            "hook(task, task_run, old_state, new_state), also called as "
+            "hook(flow, flow_run, old_state, new_state) for the run's own changes",
             FlowError,
         )
         # Prefect 1's flow state handlers: the flow's own transitions, not its tasks'.
@@ -426,6 +428,14 @@ class Flow:
             "handler(flow, old_state, new_state)",
             FlowError,
         )
+        if terminal_state_handler is not None and not callable(terminal_state_handler):
+            raise FlowError(
+                f"Flow '{name}': expected terminal_state_handler to be a callable "
+                "handler(flow, state, reference_task_runs) returning a State or None, but "
+                f"got {terminal_state_handler!r}."
+            )
+        # Prefect 1's terminal state handler: may change the run's final state.
+        self.terminal_state_handler = terminal_state_handler
         self._reference: tuple[Node, ...] | None = None
         self._calls: dict[Node, Call] = {}
         self._by_name: dict[str, Node] = {}
@@ -473,12 +483,20 @@ class Flow:
         return {n.task.name: n.task for n in self._calls if hasattr(n.task, "required")}
 
     @property
+    def terminal_tasks(self) -> tuple[Node, ...]:
+        """The nodes no other node waits for, in the order they were added."""
+        return tuple(n for n in self._calls if not self._down[n])
+
+    @property
     def reference_tasks(self) -> tuple[Node, ...]:
-        """The nodes whose states decide the flow's state (all of them unless set)."""
-        return self._reference if self._reference is not None else self.tasks
+        """The nodes whose states decide the flow run's state (``run.ok``): those given
+        to ``set_reference_tasks``, else the terminal tasks (Prefect 1's default)."""
+        return self._reference if self._reference is not None else self.terminal_tasks
 
     def set_reference_tasks(self, tasks: Iterable[Node | Task[Any, Any] | str]) -> None:
-        """Make the flow's ``ok``/``state`` depend on these tasks only (e.g. not on cleanup).
+        """Make the flow's ``ok``/``state`` depend on these tasks only (e.g. not on a
+        cleanup task that runs whatever happened). An empty list goes back to the
+        default: the terminal tasks.
 
         >>> from nbflow import Flow, task
         >>> @task(cache=False)
@@ -489,19 +507,21 @@ class Flow:
         ...     return "cleaned"
         >>> with Flow("ref") as flow:
         ...     done = cleanup(work())
-        >>> flow.set_reference_tasks([done])
-        >>> flow.run(executor="sequential").ok
+        >>> flow.run(executor="sequential").ok  # decided by the terminal task, cleanup
         True
+        >>> flow.set_reference_tasks([flow.node(work)])
+        >>> flow.run(executor="sequential").ok
+        False
         """
         if isinstance(tasks, (Node, Task, str)):
             tasks = [tasks]
-        nodes = tuple(self.node(t) for t in tasks)
-        if not nodes:
+        elif not isinstance(tasks, Iterable):
             raise FlowError(
-                f"Flow '{self.name}': set_reference_tasks() needs at least one task; "
-                "to let every task count again, use flow.set_reference_tasks(flow.tasks)."
+                f"Flow '{self.name}': set_reference_tasks() expects a list of tasks or "
+                f"nodes, but got {tasks!r}."
             )
-        self._reference = nodes
+        nodes = tuple(dict.fromkeys(self.node(t) for t in tasks))
+        self._reference = nodes or None
 
     def call(self, node: Node | Task[Any, Any] | str) -> Call:
         """How ``node`` is called in this flow."""
@@ -789,6 +809,7 @@ class Flow:
             on_success=self.on_success,
             on_state_change=self.on_state_change,
             state_handlers=self.state_handlers,
+            terminal_state_handler=self.terminal_state_handler,
             _register=False,
         )
         new.update(self)

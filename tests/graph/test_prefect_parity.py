@@ -119,11 +119,10 @@ def test_merge_with_a_failed_branch_does_not_run():
         out = merge(boom(), identity(1))
         after = inc(out)
     run = run_seq(flow)
-    # An unmet trigger other than all_successful ends skipped in nbflow (Prefect 1:
-    # TriggerFailed); the failed branch still fails the run.
-    assert run[out].state is State.SKIPPED
+    # Prefect 1: TriggerFailed, which the terminal task carries on and the run fails.
+    assert run[out].state is State.UPSTREAM_FAILED
     assert "an upstream task did not succeed" in run[out].reason
-    assert run[after].state is State.SKIPPED
+    assert run[after].state is State.UPSTREAM_FAILED
     assert not run.ok
 
 
@@ -439,7 +438,7 @@ def test_some_successful_trigger_in_a_run():
         no = enough(identity(1), boom(), boom())
     run = run_seq(flow)
     assert run.result(yes) == 3
-    assert run[no].state is State.SKIPPED
+    assert run[no].state is State.UPSTREAM_FAILED
     assert "1 of 3 upstream tasks succeeded, fewer than 2" in run[no].reason
 
 
@@ -1206,3 +1205,342 @@ def test_flatmap_nested_noniterable_input():
     with Flow("test") as flow:
         z = add_task.map(flatten(nest_non_iterable.map(list_task())))
     assert run_seq(flow).result(z) == [2, 3, 4]
+
+
+# -- reference tasks: tests/core/test_flow.py, tests/engine/test_flow_runner.py ----------
+
+
+def test_reference_tasks_are_terminal_tasks_by_default():
+    f = Flow("test")
+    t1, t2, t3, t4 = (_plain(f"t{i}") for i in range(1, 5))
+    f.add_edge(t1, t2)
+    f.add_edge(t2, t3)
+    f.add_task(t4)
+    assert f.reference_tasks == f.terminal_tasks == (f.node(t3), f.node(t4))
+
+
+def test_set_reference_tasks():
+    f = Flow("test")
+    t1, t2, t3 = (_plain(f"t{i}") for i in range(1, 4))
+    f.add_edge(t1, t2)
+    f.add_edge(t2, t3)
+    f.set_reference_tasks([])
+    assert f.reference_tasks == f.terminal_tasks
+    f.set_reference_tasks([t2])
+    assert f.reference_tasks == (f.node(t2),)
+
+
+def test_reset_reference_tasks_to_terminal_tasks():
+    f = Flow("test")
+    t1, t2, t3 = (_plain(f"t{i}") for i in range(1, 4))
+    f.add_edge(t1, t2)
+    f.add_edge(t2, t3)
+    f.set_reference_tasks([t2])
+    assert f.reference_tasks == (f.node(t2),)
+    f.set_reference_tasks([])
+    assert f.reference_tasks == f.terminal_tasks == (f.node(t3),)
+
+
+def test_set_reference_tasks_refuses_a_task_not_in_the_flow():
+    f = Flow("test")
+    f.add_task(_plain("t1"))
+    with pytest.raises(FlowError, match="is not part of flow 'test'"):
+        f.set_reference_tasks([_plain("elsewhere")])
+    assert f.reference_tasks == f.terminal_tasks
+
+
+def test_reference_tasks_survive_a_copy():
+    f = Flow("test")
+    t1, t2 = _plain("t1"), _plain("t2")
+    f.add_edge(t1, t2)
+    f.set_reference_tasks([t1])
+    assert f.copy().reference_tasks == (f.node(t1),)
+
+
+@task(cache=False)
+def error_task():
+    raise ValueError("custom-error-message")
+
+
+@task(cache=False)
+def raise_fail_task():
+    from nbflow import FAIL
+
+    raise FAIL("custom-fail-message")
+
+
+def test_flow_run_state_determined_by_reference_tasks():
+    flow = Flow("test")
+    t2 = success_task.with_options(trigger="all_finished")
+    flow.add_edge(error_task, t2)
+    flow.set_reference_tasks([error_task])
+    run = run_seq(flow)
+    assert run.state is State.FAILED
+    assert run[error_task].state is State.FAILED
+    assert run[t2].state is State.SUCCESS
+
+
+def test_flow_runner_runs_basic_flow_with_2_dependent_tasks_and_first_task_fails():
+    flow = Flow("test")
+    flow.add_edge(error_task, success_task)
+    run = run_seq(flow)
+    assert run.state is State.FAILED
+    assert run[error_task].state is State.FAILED
+    assert run[success_task].state is State.UPSTREAM_FAILED
+
+
+def test_flow_runner_runs_flow_with_2_dependent_tasks_and_first_task_fails_and_second_has_trigger():
+    flow = Flow("test")
+    task2 = success_task.with_options(trigger="all_failed")
+    flow.add_edge(error_task, task2)
+    run = run_seq(flow)
+    assert run.state is State.SUCCESS  # flow state is determined by terminal states
+    assert run.ok
+    assert run[error_task].state is State.FAILED
+    assert run[task2].state is State.SUCCESS
+    assert [r.name for r in run.failed] == ["error_task"]
+
+
+def test_flow_runner_runs_basic_flow_with_2_dependent_tasks_and_first_task_fails_with_FAIL():  # noqa: N802
+    flow = Flow("test")
+    flow.add_edge(raise_fail_task, success_task)
+    run = run_seq(flow)
+    assert run.state is State.FAILED
+    assert run[raise_fail_task].state is State.FAILED
+    assert run[success_task].state is State.UPSTREAM_FAILED
+
+
+def test_flow_runner_runs_basic_flow_with_2_dependent_tasks_and_second_task_fails():
+    flow = Flow("test")
+    flow.add_edge(success_task, error_task)
+    run = run_seq(flow)
+    assert run.state is State.FAILED
+    assert run[success_task].state is State.SUCCESS
+    assert run[error_task].state is State.FAILED
+
+
+def test_a_flow_whose_last_task_handles_a_failure_succeeds():
+    @task(cache=False, trigger="any_failed")
+    def alert(x):
+        return f"alerted: {x}"
+
+    with Flow("handled") as flow:
+        out = alert(error_task())
+    run = run_seq(flow)
+    assert run.ok and run.state is State.SUCCESS
+    assert run.result(out) == "alerted: custom-error-message"
+    assert [r.name for r in run.failed] == ["error_task"]
+
+
+def test_an_unmet_trigger_with_a_failed_upstream_carries_the_failure_on():
+    @task(cache=False, trigger="all_failed")
+    def all_bad(a, b):
+        return "ran"
+
+    with Flow("carried") as flow:
+        out = all_bad(error_task(), success_task())
+        after = describe(out)
+    run = run_seq(flow)
+    assert run[out].state is State.UPSTREAM_FAILED
+    assert "trigger 'all_failed' not met" in run[out].reason
+    assert "upstream 'error_task' failed" in run[out].reason
+    # skip_on_upstream_skip=False does not let a task run after an upstream failure
+    assert run[after].state is State.UPSTREAM_FAILED
+    assert not run.ok
+
+
+def test_an_unmet_trigger_without_a_failed_upstream_is_skipped_and_the_run_succeeds():
+    @task(cache=False, trigger="any_failed")
+    def alert(x):
+        return "alerted"
+
+    with Flow("quiet") as flow:
+        out = alert(success_task())
+    run = run_seq(flow)
+    assert run[out].state is State.SKIPPED
+    assert run.ok
+
+
+@task(cache=False)
+def div(x):
+    return 1 / x
+
+
+@task(cache=False)
+def zeros():
+    return [0, 0, 0]
+
+
+@task(cache=False, trigger="all_failed")
+def register(x):
+    return True
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads"])
+def test_map_tracks_non_mapped_upstream_tasks(executor):
+    with Flow("test") as f:
+        res = register.map(div.map(zeros()), wait_for=[div(1)])
+    run = f.run(executor=executor)
+    assert run.state is State.FAILED
+    assert all(c.state is State.UPSTREAM_FAILED for c in run[res].children)
+    assert all("trigger 'all_failed' not met" in c.reason for c in run[res].children)
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads"])
+def test_task_map_downstreams_handle_single_failures(executor):
+    with Flow("test") as f:
+        dived = div.map([1, 0, 2])
+        again = inc.map(dived)
+        final = identity.with_options(trigger="all_finished")(again)
+    run = f.run(executor=executor)
+    assert run.state is State.SUCCESS  # the terminal task ran
+    assert [c.state for c in run[again].children] == [
+        State.SUCCESS,
+        State.UPSTREAM_FAILED,
+        State.SUCCESS,
+    ]
+    values = run.result(final)
+    assert (values[0], values[2]) == (2.0, 1.5)
+    assert "did not succeed" in str(values[1])
+
+
+# -- terminal_state_handler: tests/core/test_flow.py TestTerminalStateHandler ------------
+
+
+def test_terminal_state_handler_determines_final_state():
+    seen = []
+
+    def handler(flow, state, reference_task_runs):
+        seen.append((flow.name, state, [r.state for r in reference_task_runs]))
+        return State.FAILED if all(r.state.is_successful for r in reference_task_runs) else None
+
+    with Flow("test", terminal_state_handler=handler) as flow:
+        fake = _plain("fake")
+        fake_2 = _plain("fake_2")
+        flow.add_edge(fake, fake_2)
+    assert flow.terminal_state_handler is handler
+    run = run_seq(flow)
+    assert run.state is State.FAILED
+    assert not run.ok
+    assert seen == [("test", State.SUCCESS, [State.SUCCESS])]  # the reference task: fake_2
+
+
+def test_flow_state_used_if_terminal_state_handler_does_not_return_a_new_state():
+    with Flow("test", terminal_state_handler=lambda flow, state, runs: None) as flow:
+        flow.add_task(_plain("fake"))
+    run = run_seq(flow)
+    assert run.ok and run.state is State.SUCCESS
+
+
+def test_terminal_state_handler_example_from_docs():
+    messages = []
+
+    def custom_terminal_state_handler(flow, state, reference_task_runs):
+        failed = [r.name for r in reference_task_runs if r.state.is_failed]
+        if failed:
+            messages.append(f"Some important tasks have failed: {failed}")
+        return state
+
+    flow = Flow("with handler", terminal_state_handler=custom_terminal_state_handler)
+    flow.add_task(error_task)
+    run = run_seq(flow)
+    assert run.state is State.FAILED
+    assert messages == ["Some important tasks have failed: ['error_task']"]
+
+
+def test_terminal_state_handler_can_make_a_failed_run_succeed_and_hooks_follow():
+    hooks = []
+    with Flow(
+        "forgiven",
+        terminal_state_handler=lambda flow, state, runs: State.SUCCESS,
+        on_success=lambda flow, run: hooks.append("success"),
+        on_failure=lambda flow, run: hooks.append("failure"),
+    ) as flow:
+        error_task()
+    run = run_seq(flow)
+    assert run.ok and run.state is State.SUCCESS
+    assert hooks == ["success"]
+    assert [r.name for r in run.failed] == ["error_task"]
+
+
+def test_terminal_state_handler_sees_mapped_children_and_the_flow_not_its_run_copy():
+    seen = []
+
+    def handler(flow, state, runs):
+        seen.append((flow, [r.name for r in runs]))
+
+    with Flow("mapped-ref", terminal_state_handler=handler) as flow:
+        inc.map([Parameter("x", default=1), 2])
+    run = run_seq(flow, x=5)
+    assert run.ok
+    assert seen == [(flow, ["inc[0]", "inc[1]"])]
+
+
+def test_a_terminal_state_handler_that_raises_or_returns_nonsense_is_logged(caplog):
+    def broken(flow, state, runs):
+        raise RuntimeError("handler broke")
+
+    with Flow("broken-terminal", terminal_state_handler=broken) as flow:
+        success_task()
+    assert run_seq(flow).ok
+    assert "terminal_state_handler of flow 'broken-terminal' failed" in caplog.text
+    with Flow("nonsense-terminal", terminal_state_handler=lambda f, s, r: "maybe") as flow:
+        success_task()
+    assert run_seq(flow).ok
+    assert "returned 'maybe'" in caplog.text
+
+
+def test_terminal_state_handler_must_be_callable():
+    with pytest.raises(FlowError, match="expected terminal_state_handler to be a callable"):
+        Flow("bad", terminal_state_handler="not callable")
+
+
+def test_terminal_state_handler_is_not_asked_about_a_cancelled_run():
+    import threading
+
+    gate = threading.Event()
+    seen = []
+
+    @task(cache=False)
+    def wait():
+        gate.wait(5)
+
+    with Flow("cancelled", terminal_state_handler=lambda f, s, r: seen.append(s)) as flow:
+        wait()
+    run = flow.run(executor="threads", background=True)
+    run.cancel()
+    gate.set()
+    run.wait(5)
+    assert run.state is State.CANCELLED
+    assert seen == []
+
+
+def test_flow_on_state_change_is_also_called_for_the_flows_own_transitions():
+    seen = []
+
+    def hook(owner, run, old, new):
+        seen.append((type(owner).__name__, getattr(owner, "name", None), old, new))
+
+    with Flow("watched", on_state_change=hook) as flow:
+        out = inc(Parameter("x", default=1))
+    run = flow.run(executor="sequential", x=2)
+    assert run.result(out) == 3
+    flow_changes = [s for s in seen if s[0] == "Flow"]
+    assert flow_changes == [
+        ("Flow", "watched", State.PENDING, State.RUNNING),
+        ("Flow", "watched", State.RUNNING, State.SUCCESS),
+    ]
+    task_changes = [s[2:] for s in seen if s[0] != "Flow"]
+    assert task_changes[-1] == (State.RUNNING, State.SUCCESS)
+
+
+def test_flow_on_state_change_gets_the_flow_and_its_run():
+    got = []
+    with Flow(
+        "watched-run", on_state_change=lambda owner, run, old, new: got.append((owner, run))
+    ) as flow:
+        error_task()
+    run = run_seq(flow)
+    assert got[0] == (flow, run)
+    assert got[-1] == (flow, run)
+    assert run.state is State.FAILED
