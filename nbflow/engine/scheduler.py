@@ -391,7 +391,10 @@ class Engine:
                             continue
                         unit.attempts += 1
                         self._set(unit, State.RUNNING, now)
-                        attempts.append((unit, self._dispatcher.attempt(unit)))
+                        attempt = self._dispatcher.attempt(unit)
+                        if unit._loop is not None:  # a LOOP goes on where it failed
+                            attempt = attempt._replace(loop=unit._loop)
+                        attempts.append((unit, attempt))
                     self._inflight += len(attempts)
                     self._drain()
                     self._check_stall()
@@ -416,6 +419,7 @@ class Engine:
             if unit.start is None:
                 unit.start = outcome.start  # the first attempt's start, not its wait for a worker
             error = outcome.error
+            unit._loop = outcome.loop  # LOOP: where a retry goes on
             now = outcome.end or time.time()
             # A success needs no judging (the common case costs no call).
             judged = (
