@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 from nbflow.engine.plan import NodePlan
 from nbflow.engine.records import TaskRun
-from nbflow.graph.flow import MapSource, Node
+from nbflow.graph.flow import Node
 from nbflow.state import State
 
 
@@ -53,9 +53,7 @@ class Mapper:
                 )
         lengths: dict[str, int] = {}
         try:
-            for key, value in (*enumerate(plan.call.args), *plan.call.kwargs.items()):
-                if not isinstance(value, MapSource):
-                    continue
+            for key, value in plan.call.mapped_inputs():
                 source = value.source
                 if isinstance(source, Node):
                     src_run = runs[source]
@@ -71,7 +69,7 @@ class Mapper:
                     else:
                         lengths[source.name] = len(src_run.children)
                 else:
-                    lengths[str(key)] = len(source)
+                    lengths[key] = len(source)
         except TypeError as exc:
             error = TypeError(f"Task '{plan.name}' cannot map over its input: {exc}")
             return Unmappable(State.FAILED, str(error), error)

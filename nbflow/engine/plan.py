@@ -47,8 +47,8 @@ def compile_plan(flow: Flow) -> list[NodePlan]:
         _check_complete(name, node, call)
         plan = NodePlan(node, call, call.mapped, name, trigger=as_trigger(node.task.trigger))
         mapped_sources: list[Node] = []
-        for value in (*call.args, *call.kwargs.values()):
-            if isinstance(value, MapSource) and isinstance(value.source, Node):
+        for _, value in call.mapped_inputs():
+            if isinstance(value.source, Node):
                 src = value.source
                 if flow.call(src).mapped:
                     mapped_sources.append(src)

@@ -347,9 +347,23 @@ class Call:
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     mapped: bool = False
+    # Upstream nodes a mapped node iterates over without taking their values (mapped
+    # ordering edges, Prefect 1's mapped ``upstream_tasks``): child i waits for child i
+    # of a mapped one; a node that is not mapped gives one child per item of its value.
+    over: tuple[Node, ...] = ()
 
     def copy(self) -> Call:
-        return Call(self.args, dict(self.kwargs), self.mapped)
+        return Call(self.args, dict(self.kwargs), self.mapped, self.over)
+
+    def mapped_inputs(self) -> list[tuple[str, MapSource]]:
+        """What a mapped call iterates over, by argument (``after NAME`` for ``over``)."""
+        found = [
+            (str(key), value)
+            for key, value in (*enumerate(self.args), *self.kwargs.items())
+            if isinstance(value, MapSource)
+        ]
+        found.extend((f"after {n.name}", MapSource(n)) for n in self.over)
+        return found
 
 
 _CONTAINERS = (list, tuple, dict, set, frozenset)
@@ -635,13 +649,13 @@ class Flow:
         down = self._resolve(downstream_task)
         call = self._calls[down]
         if key is None:
-            if mapped:
-                raise FlowError(
-                    f"Flow '{self.name}': a mapped edge into '{down.name}' needs key= "
-                    "naming the argument to map over."
-                )
             self._link(up, down)
-            edge = Edge(up, down)
+            if mapped and up not in call.over:
+                # A mapped ordering edge: ``down`` runs once per item (or child) of
+                # ``up``, without taking its values.
+                call.over = (*call.over, up)
+                call.mapped = True
+            edge = Edge(up, down, None, mapped)
             self._edges[edge] = None
             self.version += 1
             return edge
@@ -685,12 +699,17 @@ class Flow:
         if upstream_tasks or keyword_tasks:
             _refuse_edge_into_parameter(self, task)
         node = self._resolve(task)
-        for up in _as_list(upstream_tasks, "upstream_tasks"):
-            self.add_edge(up, node)
+        for up in _as_list(upstream_tasks, "upstream_tasks", keep_unmapped=True):
+            if isinstance(up, unmapped):  # not mapped over, even with mapped=True
+                self.add_edge(up.value, node)
+            else:
+                self.add_edge(up, node, mapped=mapped)
         for down in _as_list(downstream_tasks, "downstream_tasks"):
             self.add_edge(node, down)
         for key, value in (keyword_tasks or {}).items():
-            if isinstance(value, (Node, Task)):
+            if isinstance(value, unmapped) and isinstance(value.value, (Node, Task)):
+                self.add_edge(value.value, node, key=key)
+            elif isinstance(value, (Node, Task)):
                 self.add_edge(value, node, key=key, mapped=mapped)
             else:
                 self._check_key(node, key)
@@ -866,7 +885,7 @@ class Flow:
         self._up.setdefault(node, {})
         self._down.setdefault(node, {})
         if link:
-            for up in {id(n): n for n in iter_nodes((call.args, call.kwargs))}.values():
+            for up in {id(n): n for n in iter_nodes((call.args, call.kwargs, call.over))}.values():
                 self._link(up, node)
         self.version += 1
 
@@ -942,8 +961,19 @@ class Flow:
             kwargs = {k: v.value if isinstance(v, unmapped) else v for k, v in kwargs.items()}
         keys = _bind(task, args, kwargs, mapped)
         _refuse_one_shot(task, keys, mapped)
+        waits = _as_list(wait_for, keep_unmapped=True)
+        # A .map() with no argument to map over maps over its wait_for tasks (but those
+        # in unmapped(...)), as Prefect 1's .map(upstream_tasks=[...]) does.
+        over_waits = False
         if mapped:
-            args, kwargs = _map_arguments(task, args, kwargs, keys)
+            over_waits = all(isinstance(v, unmapped) for v in keys.values()) and any(
+                not isinstance(w, unmapped) for w in waits
+            )
+            if not over_waits:
+                args, kwargs = _map_arguments(task, args, kwargs, keys)
+            else:
+                args = tuple(a.value if isinstance(a, unmapped) else a for a in args)
+                kwargs = {k: v.value if isinstance(v, unmapped) else v for k, v in kwargs.items()}
         node = Node(task, self._free_name(task.name))
         call = Call(args, kwargs, mapped)
         self._calls[node] = call
@@ -958,7 +988,15 @@ class Flow:
                 for up in iter_nodes(inner):
                     self._link(up, node)
                     self._edges[Edge(up, node, key, is_mapped)] = None
-            for dep in [*_as_list(wait_for), *_case_conditions(self)]:
+            for dep in waits:
+                over = over_waits and not isinstance(dep, unmapped)
+                dep = dep.value if isinstance(dep, unmapped) else dep
+                up = self._resolve(self._substitute(dep))
+                self._link(up, node)
+                if over and up not in call.over:
+                    call.over = (*call.over, up)
+                self._edges[Edge(up, node, None, over)] = None
+            for dep in _case_conditions(self):
                 up = self._resolve(self._substitute(dep))
                 self._link(up, node)
                 self._edges[Edge(up, node)] = None
@@ -1102,17 +1140,22 @@ def _translated(call: Call, same: Mapping[Node, Node]) -> Call:
         return value
 
     return Call(
-        tuple(swap(a) for a in call.args), {k: swap(v) for k, v in call.kwargs.items()}, call.mapped
+        tuple(swap(a) for a in call.args),
+        {k: swap(v) for k, v in call.kwargs.items()},
+        call.mapped,
+        tuple(same.get(n, n) for n in call.over),
     )
 
 
-def _as_list(wait_for: Any, label: str = "wait_for") -> list[Any]:
+def _as_list(wait_for: Any, label: str = "wait_for", keep_unmapped: bool = False) -> list[Any]:
     if wait_for is None:
         return []
     if isinstance(wait_for, (Node, Task, unmapped)):
         wait_for = [wait_for]
     if isinstance(wait_for, (list, tuple, set, Nodes)):
-        # unmapped(t) in wait_for= is t: ordering edges are never mapped (Prefect 1 allows it).
+        if keep_unmapped:
+            return list(wait_for)
+        # unmapped(t) in wait_for= is t, an ordering edge as a whole (Prefect 1 allows it).
         return [t.value if isinstance(t, unmapped) else t for t in wait_for]
     raise TaskDefinitionError(f"{label}= expects a list of tasks or nodes, but got {wait_for!r}.")
 
@@ -1200,8 +1243,8 @@ def _map_arguments(
     new_kwargs = {k: convert(v) for k, v in kwargs.items()}
     if not any(isinstance(a, MapSource) for a in (*new_args, *new_kwargs.values())):
         raise TaskDefinitionError(
-            f"Task '{task.name}'.map() needs at least one argument to map over; "
-            "every argument is wrapped in unmapped(...)."
+            f"Task '{task.name}'.map() needs at least one argument to map over, or a task "
+            "in wait_for=[...] to map over; every argument is wrapped in unmapped(...)."
         )
     return new_args, new_kwargs
 

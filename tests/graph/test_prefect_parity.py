@@ -1544,3 +1544,141 @@ def test_flow_on_state_change_gets_the_flow_and_its_run():
     assert got[0] == (flow, run)
     assert got[-1] == (flow, run)
     assert run.state is State.FAILED
+
+
+# -- mapped ordering edges: tests/core/test_flow.py, tests/core/test_task_map.py --------
+
+
+def test_set_dependencies_creates_mapped_edges():
+    f = Flow("test")
+    t1, t2 = _plain("t1"), _plain("t2")
+    f.set_dependencies(task=t1, upstream_tasks=[t2], mapped=True)
+    assert len(f.edges) == 1
+    assert f.edges[0].mapped is True
+    assert f.call(t1).mapped
+
+
+def test_set_dependencies_respects_unmapped():
+    f = Flow("test")
+    t1, t2 = _plain("t1"), _plain("t2")
+    f.set_dependencies(task=t1, upstream_tasks=[unmapped(t2)], mapped=True)
+    assert len(f.edges) == 1
+    assert f.edges[0].mapped is False
+    assert not f.call(t1).mapped
+
+
+@task(cache=False)
+def make_list():
+    return []
+
+
+@task(cache=False)
+def return_1():
+    return 1
+
+
+@task(cache=False)
+def ll(start=1):
+    return [start + 0, start + 1, start + 2]
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads"])
+def test_map_handles_non_keyed_upstream_empty(executor):
+    with Flow("test") as f:
+        res = return_1.map(wait_for=[make_list])
+    run = f.run(executor=executor)
+    assert run.ok
+    assert run[res].children == []
+    assert run.result(res) == []
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads"])
+def test_map_can_handle_nonkeyed_upstreams(executor):
+    with Flow("test") as f:
+        res = ll.map(wait_for=[ll()])
+    run = f.run(executor=executor)
+    assert run.ok
+    assert run.result(res) == [[1, 2, 3] for _ in range(3)]
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads"])
+def test_map_can_handle_nonkeyed_mapped_upstreams(executor):
+    with Flow("test") as f:
+        mapped = identity.map(ll())  # 1, 2, 3
+        res = ll.map(wait_for=[mapped])
+    run = f.run(executor=executor)
+    assert run.ok
+    assert run.result(res) == [[1, 2, 3] for _ in range(3)]
+    assert [e.mapped for e in f.edges if e.downstream is res] == [True]
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads"])
+def test_map_can_handle_nonkeyed_nonmapped_upstreams_and_mapped_args(executor):
+    with Flow("test") as f:
+        res = ll.map(start=ll(), wait_for=[unmapped(identity(5))])
+    run = f.run(executor=executor)
+    assert run.ok
+    assert run.result(res) == [[1 + i, 2 + i, 3 + i] for i in range(3)]
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads"])
+def test_map_can_handle_nonkeyed_mapped_upstreams_and_mapped_args(executor):
+    with Flow("test") as f:
+        mapped = identity.map(ll())  # 1, 2, 3
+        res = ll.map(start=ll(), wait_for=[mapped])
+    run = f.run(executor=executor)
+    assert run.ok
+    assert len(run[res].children) == 3
+    assert run.result(res) == [[1 + i, 2 + i, 3 + i] for i in range(3)]
+
+
+def test_a_map_whose_only_upstream_is_an_ordering_edge_built_imperatively():
+    flow = Flow("imperative-mapped-ordering")
+    items = flow.set_dependencies(ll, keyword_tasks={"start": 10})
+    each = flow.set_dependencies(return_1, upstream_tasks=[items], mapped=True)
+    run = run_seq(flow)
+    assert run.result(each) == [1, 1, 1]
+    assert flow.upstream(each) == (items,)
+
+
+def test_a_mapped_ordering_edge_waits_child_by_child_and_carries_a_failure():
+    with Flow("mapped-ordering-children") as flow:
+        dived = div.map([1, 0, 2])
+        after = return_1.map(wait_for=[dived])
+    run = run_seq(flow)
+    assert [c.state for c in run[after].children] == [
+        State.SUCCESS,
+        State.UPSTREAM_FAILED,
+        State.SUCCESS,
+    ]
+
+
+def test_a_mapped_ordering_edge_with_add_edge_and_set_upstream():
+    flow = Flow("mapped-edge")
+    flow.add_edge(ll, return_1, mapped=True)
+    identity.set_upstream(ll, flow=flow, key="x", mapped=True)
+    run = run_seq(flow)
+    assert run.result(flow.node(return_1)) == [1, 1, 1]
+    assert run.result(flow.node(identity)) == [1, 2, 3]
+
+
+def test_a_mapped_ordering_edge_into_a_flow_copy_and_update():
+    flow = Flow("mapped-copy")
+    flow.add_edge(ll, return_1, mapped=True)
+    other = Flow("other")
+    other.update(flow)
+    assert run_seq(flow.copy()).result(flow.node(return_1)) == [1, 1, 1]
+    assert run_seq(other).result(other.node(return_1)) == [1, 1, 1]
+
+
+def test_map_with_nothing_to_map_over_says_so():
+    with Flow("nothing"), pytest.raises(TaskDefinitionError, match="or a task in wait_for"):
+        inc.map(unmapped(1))
+
+
+def test_a_mapped_ordering_edge_over_a_value_that_is_not_a_list_fails_the_map():
+    with Flow("not-a-list") as flow:
+        res = return_1.map(wait_for=[identity(3)])
+    run = run_seq(flow)
+    assert run[res].state is State.FAILED
+    assert "cannot map over its input" in str(run[res].error)
