@@ -29,6 +29,9 @@ class NodePlan:
     literal: bool = True
     # The task's trigger as an object, resolved once here rather than per task run.
     trigger: Trigger = NAMED["all_successful"]
+    # For the node of a ``flatten``: the upstream whose lists it flattens (waited for
+    # as a whole); its children take their elements without running.
+    flat: Node | None = None
 
 
 # A flow's plans, kept while the flow lives and recompiled when its version changes.
@@ -50,6 +53,9 @@ def compile_plan(flow: Flow) -> list[NodePlan]:
         for _, value in call.mapped_inputs():
             if isinstance(value.source, Node):
                 src = value.source
+                if value.flat:
+                    plan.flat = src
+                    continue
                 if flow.call(src).mapped:
                     mapped_sources.append(src)
                 elif src not in plan.sources:

@@ -245,6 +245,10 @@ class Engine:
     def _gate(self, plan: NodePlan, unit: TaskRun) -> None:
         """Decide whether a unit whose upstreams are done runs, and set its inputs."""
         now = time.time()
+        if plan.flat is not None:  # an element of a flatten: ends as its origin did
+            unit._value, unit.key, state, reason = self._mapper.element(plan, unit.map_index)
+            self._end_unit(plan, unit, state, now, reason)
+            return
         trigger = plan.trigger
         stop = blocked(plan, self.runs, unit.map_index, trigger)
         if stop is not None:

@@ -335,9 +335,15 @@ class Edge:
 
 @dataclass(frozen=True, slots=True)
 class MapSource:
-    """An argument a mapped node iterates over: a list literal or an upstream node."""
+    """An argument a mapped node iterates over: a list literal or an upstream node.
+
+    ``flat``: the node of a ``flatten``, one child per element of the upstream's lists
+    (of each child's list, for a mapped upstream); such a child takes its element, or
+    the state of the upstream child it comes from, without running anything.
+    """
 
     source: Any  # Node or list
+    flat: bool = False
 
 
 @dataclass(slots=True)
@@ -1131,7 +1137,7 @@ def _translated(call: Call, same: Mapping[Node, Node]) -> Call:
         if isinstance(value, Node):
             return same.get(value, value)
         if isinstance(value, MapSource):
-            return MapSource(swap(value.source))
+            return MapSource(swap(value.source), value.flat)
         t = type(value)
         if t is list or t is tuple or t is set or t is frozenset:
             return t(swap(v) for v in value)

@@ -1085,11 +1085,6 @@ def test_flatten_keeps_the_place_of_a_skipped_child():
     assert run.result(out)[2] == "got None"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the scheduler gives a skipped child's value as None; skipping just its element "
-    "needs the engine to pass per-child states to flatten",
-)
 def test_flatten_skips_only_the_element_of_a_skipped_child():
     with Flow("flatten-skip") as flow:
         out = identity.map(flatten(skip_odd.map([2, 3, 4])))
@@ -1099,10 +1094,6 @@ def test_flatten_skips_only_the_element_of_a_skipped_child():
     ] * 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a failed child fails the whole flatten until the engine fails only its element",
-)
 def test_flatten_fails_only_the_element_of_a_failed_child():
     with Flow("flatten-fail") as flow:
         out = identity.map(flatten(fail_on_three.map([1, 2, 3, 4])))
@@ -1205,6 +1196,115 @@ def test_flatmap_nested_noniterable_input():
     with Flow("test") as flow:
         z = add_task.map(flatten(nest_non_iterable.map(list_task())))
     assert run_seq(flow).result(z) == [2, 3, 4]
+
+
+@task(cache=False)
+def nest_with_signal(x):
+    from nbflow import SKIP
+
+    if x == 2:
+        raise SKIP("Skip this task execution")
+    return [x]
+
+
+@task(cache=False)
+def nest_with_exception(x):
+    if x == 2:
+        raise ValueError("This task failed!")
+    return [x]
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads", "processes"])
+def test_flatmap_nested_signal_input(executor):
+    with Flow("test") as flow:
+        nested = nest_with_signal.map(list_task())
+        z = add_task.map(flatten(nested))
+    run = flow.run(executor=executor)
+    assert run.result(z) == [2, None, 4]
+    assert [c.state for c in run[z].children] == [State.SUCCESS, State.SKIPPED, State.SUCCESS]
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads", "processes"])
+def test_flatmap_nested_exception_input(executor):
+    with Flow("test") as flow:
+        nested = nest_with_exception.map(list_task())
+        z = add_task.map(flatten(nested))
+        seen = identity.with_options(trigger="all_finished")(z)
+    run = flow.run(executor=executor)
+    children = run[z].children
+    assert len(children) == 3
+    assert [c.state for c in children] == [
+        State.SUCCESS,
+        State.UPSTREAM_FAILED,
+        State.SUCCESS,
+    ]
+    values = run.result(seen)
+    assert (values[0], values[2]) == (2, 4)
+    assert "did not succeed" in str(values[1])
+    assert run[z].state is State.UPSTREAM_FAILED
+
+
+def test_a_flatten_keeps_positions_when_children_give_several_elements_or_fail():
+    with Flow("positions") as flow:
+        flat = flatten(fail_on_three.map([1, 2, 3, 4]))
+        nested = flatten(upto.map([0, 2, 1]))
+        doubled = inc.map(nested)
+    run = run_seq(flow)
+    assert [c.name for c in run[flat].children] == [f"{flow.name_of(flat)}[{i}]" for i in range(4)]
+    assert "upstream 'fail_on_three[2]' did not succeed" in run[flat].children[2].reason
+    assert run.result(nested) == [0, 1, 0]
+    assert run.result(doubled) == [1, 2, 1]
+
+
+@task(cache=False)
+def upto(n):
+    return list(range(n))
+
+
+def test_a_flatten_of_a_task_that_failed_as_a_whole_is_upstream_failed():
+    with Flow("whole-failed") as flow:
+        flat = flatten(boom())
+        after = inc.map(flat)
+    run = run_seq(flow)
+    assert run[flat].state is State.UPSTREAM_FAILED
+    assert "cannot flatten 'boom': it ended failed" in run[flat].reason
+    assert run[after].state is State.UPSTREAM_FAILED
+
+
+def test_a_flatten_of_a_task_that_returns_no_list_fails():
+    with Flow("not-a-list") as flow:
+        flat = flatten(identity(5))
+    run = run_seq(flow)
+    assert run[flat].state is State.FAILED
+    assert "flatten() needs a list (of lists) to flatten, but got int 5" in str(run[flat].error)
+
+
+@task
+def cached_nest(x):
+    return [x, x * 10]
+
+
+@task
+def cached_add(x):
+    return x + 1
+
+
+def test_a_flat_map_is_cached_element_by_element(tmp_path):
+    def run(items):
+        with Flow("flat-cache") as flow:
+            nested = cached_nest.map(items)
+            out = cached_add.map(flatten(nested))
+        done = flow.run(executor="sequential", store=tmp_path)
+        return (
+            done.result(out),
+            [c.cached for c in done[nested].children],
+            [c.cached for c in done[out].children],
+        )
+
+    assert run([1, 2]) == ([2, 11, 3, 21], [False, False], [False] * 4)
+    assert run([1, 2]) == ([2, 11, 3, 21], [True, True], [True] * 4)
+    # A new item: only its own elements run
+    assert run([1, 3]) == ([2, 11, 4, 31], [True, False], [True, True, False, False])
 
 
 # -- reference tasks: tests/core/test_flow.py, tests/engine/test_flow_runner.py ----------
@@ -1682,3 +1782,34 @@ def test_a_mapped_ordering_edge_over_a_value_that_is_not_a_list_fails_the_map():
     run = run_seq(flow)
     assert run[res].state is State.FAILED
     assert "cannot map over its input" in str(run[res].error)
+
+
+_retry_calls: list[str] = []
+
+
+@task(cache=False)
+def counted_add(x):
+    _retry_calls.append("add")
+    return x + 1
+
+
+@task(cache=False)
+def total_after_fix(xs):
+    if "fixed" not in _retry_calls:
+        raise ValueError("not yet")
+    return sum(xs)
+
+
+def test_a_retry_reuses_the_elements_of_a_flatten():
+    _retry_calls.clear()
+    with Flow("flat-retry") as flow:
+        added = counted_add.map(flatten(upto.map([2, 3])))
+        total = total_after_fix(added)
+    run = flow.run(executor="sequential", store=False)
+    assert run[total].state is State.FAILED
+    assert _retry_calls.count("add") == 5
+    _retry_calls.append("fixed")
+    again = run.retry()
+    assert again.result(total) == 1 + 2 + 1 + 2 + 3
+    assert _retry_calls.count("add") == 5  # the flattened elements were reused
+    assert {c.state for c in again[added].children} == {State.CACHED}
