@@ -114,8 +114,8 @@ class Mapper:
                     )
                 nested = self._fetch(run._value)
                 check_flattenable(nested)
-                for inner in nested:
-                    items.extend((run, v, len(items)) for v in flat_items(inner))
+                flat = [v for inner in nested for v in flat_items(inner)]
+                items = [(run, v, j) for j, v in enumerate(flat)]
             else:
                 done = [c for c in run.children if c.state.is_successful]
                 values = iter(self._fetch([c._value for c in done]) if done else ())

@@ -1813,3 +1813,20 @@ def test_a_retry_reuses_the_elements_of_a_flatten():
     assert again.result(total) == 1 + 2 + 1 + 2 + 3
     assert _retry_calls.count("add") == 5  # the flattened elements were reused
     assert {c.state for c in again[added].children} == {State.CACHED}
+
+
+@task
+def cached_nested(n):
+    return [[n], [n, n + 1]]
+
+
+def test_a_flat_map_over_a_task_that_is_not_mapped_is_cached_too(tmp_path):
+    def run():
+        with Flow("flat-cache-plain") as flow:
+            flat = flatten(cached_nested(1))
+            out = cached_add.map(flat)
+        done = flow.run(executor="sequential", store=tmp_path)
+        return done.result(flat), done.result(out), [c.cached for c in done[out].children]
+
+    assert run() == ([1, 1, 2], [2, 2, 3], [False] * 3)
+    assert run() == ([1, 1, 2], [2, 2, 3], [True] * 3)
