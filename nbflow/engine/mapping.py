@@ -112,13 +112,13 @@ class Mapper:
                         end or State.UPSTREAM_FAILED,
                         f"cannot flatten '{src.name}': it ended {state.value}",
                     )
-                nested = self._fetch(run._value)
+                nested = self._fetch(run.value)
                 check_flattenable(nested)
                 flat = [v for inner in nested for v in flat_items(inner)]
                 items = [(run, v, j) for j, v in enumerate(flat)]
             else:
                 done = [c for c in run.children if c.state.is_successful]
-                values = iter(self._fetch([c._value for c in done]) if done else ())
+                values = iter(self._fetch([c.value for c in done]) if done else ())
                 for child in run.children:
                     if child.state.is_successful:
                         found = flat_items(next(values))

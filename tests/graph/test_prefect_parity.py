@@ -1487,7 +1487,41 @@ def test_map_tracks_non_mapped_upstream_tasks(executor):
 
 
 @pytest.mark.parametrize("executor", ["sequential", "threads"])
+def test_reduce_task_honors_trigger_across_all_mapped_states(executor):
+    with Flow("test") as f:
+        d = div.map(identity([0, 1]))
+        total = sum_task(d)
+    run = f.run(executor=executor)
+    assert run.state is State.FAILED
+    assert run[total].state is State.UPSTREAM_FAILED
+
+
+@task(cache=False)
+def sum_task(x):
+    return sum(x)
+
+
+@task(cache=False)
+def append_four(values):
+    return [*values, 4]
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads"])
 def test_task_map_downstreams_handle_single_failures(executor):
+    with Flow("test") as f:
+        dived = div.map(identity([1, 0, 3]))  # the middle child fails
+        big_list = append_four(dived)  # this task does not run
+        again = div.map(dived)
+    run = f.run(executor=executor)
+    assert run.state is State.FAILED
+    assert len(run[dived].children) == 3
+    assert run[big_list].state is State.UPSTREAM_FAILED
+    assert [run.result(c.name) for c in run[again].children[0::2]] == [1, 3]
+    assert run[again].children[1].state is State.UPSTREAM_FAILED
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads"])
+def test_a_terminal_all_finished_task_after_a_failed_child_makes_the_run_succeed(executor):
     with Flow("test") as f:
         dived = div.map([1, 0, 2])
         again = inc.map(dived)
