@@ -425,6 +425,7 @@ class Flow:
         on_state_change: FlowHook | Iterable[FlowHook] | None = None,
         state_handlers: Callable[..., Any] | Iterable[Callable[..., Any]] | None = None,
         terminal_state_handler: Callable[..., Any] | None = None,
+        reference_tasks: Iterable[Task[Any, Any] | Node | str] | None = None,
         _register: bool = True,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
@@ -468,6 +469,8 @@ class Flow:
         self.version = 0
         for t in tasks or ():
             self.add_task(t)
+        if reference_tasks is not None:  # of the tasks given with tasks=
+            self.set_reference_tasks(reference_tasks)
         if _register:
             _registry[name] = self
 

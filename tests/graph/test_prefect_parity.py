@@ -1864,3 +1864,17 @@ def test_a_flat_map_over_a_task_that_is_not_mapped_is_cached_too(tmp_path):
 
     assert run() == ([1, 1, 2], [2, 2, 3], [False] * 3)
     assert run() == ([1, 1, 2], [2, 2, 3], [True] * 3)
+
+
+def test_set_reference_tasks_at_init_with_empty_flow_raises_error():
+    with pytest.raises(FlowError, match="is not part of flow 'test'"):
+        Flow("test", reference_tasks=[_plain("t1")])
+
+
+def test_set_reference_tasks_at_init():
+    t1 = _plain("t1")
+    f = Flow("test", reference_tasks=[t1], tasks=[t1])
+    assert f.reference_tasks == f.tasks == f.terminal_tasks == (f.node(t1),)
+    t2 = _plain("t2")
+    f = Flow("test", reference_tasks=[t2], tasks=[t1, t2])
+    assert f.reference_tasks == (f.node(t2),)
