@@ -78,7 +78,10 @@ class FlowRun:
 
     @property
     def ok(self) -> bool:
-        """True when every task ended success, cached or skipped."""
+        """True when the run succeeded: each of the flow's reference tasks (by default
+        its terminal tasks) ended success, cached or skipped, unless its
+        ``terminal_state_handler`` decided otherwise. ``failed`` lists every task run
+        that did not succeed, whatever the run's state."""
         return self._engine.state is State.SUCCESS
 
     @property
