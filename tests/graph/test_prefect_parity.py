@@ -1878,3 +1878,55 @@ def test_set_reference_tasks_at_init():
     t2 = _plain("t2")
     f = Flow("test", reference_tasks=[t2], tasks=[t1, t2])
     assert f.reference_tasks == (f.node(t2),)
+
+
+# -- tests/engine/test_flow_runner.py TestFlowStateHandlers -------------------------------
+
+
+def _counting_handler(counts):
+    def flow_handler(flow, old_state, new_state):
+        assert isinstance(flow, Flow)
+        assert isinstance(old_state, State)
+        assert isinstance(new_state, State)
+        counts.append(new_state)
+        return new_state
+
+    return flow_handler
+
+
+def test_flow_handlers_are_called():
+    counts = []
+    flow = Flow("test", state_handlers=[_counting_handler(counts)])
+    run_seq(flow)
+    # the flow changed state twice: Pending -> Running -> Success
+    assert counts == [State.RUNNING, State.SUCCESS]
+
+
+def test_flow_handlers_can_return_none():
+    counts = []
+    flow = Flow("test", state_handlers=[lambda f, old, new: counts.append(new)])
+    assert run_seq(flow).ok
+    assert len(counts) == 2
+
+
+def test_flow_on_failure_is_not_called():
+    called = []
+    flow = Flow("test", on_failure=lambda f, r: called.append(r), tasks=[success_task])
+    assert run_seq(flow).ok
+    assert called == []
+
+
+def test_task_on_failure_is_called():
+    called = []
+    flow = Flow("test", tasks=[error_task], on_failure=lambda f, r: called.append((f, r)))
+    run = run_seq(flow)
+    assert called == [(flow, run)]
+    assert run.state is State.FAILED
+
+
+def test_multiple_flow_handlers_are_called():
+    counts = []
+    handler = _counting_handler(counts)
+    flow = Flow("test", state_handlers=[handler, handler])
+    run_seq(flow)
+    assert len(counts) == 4
