@@ -5,9 +5,9 @@
 
 from __future__ import annotations
 
-from nbflow import events
+from nbflow import context, events
 from nbflow.engine.display import register_presenter
-from nbflow.errors import FAIL, RETRY, SKIP, SUCCESS, NbflowError, NbflowWarning
+from nbflow.errors import FAIL, LOOP, RETRY, SKIP, SUCCESS, NbflowError, NbflowWarning
 from nbflow.graph.control import Parameter, case, flatten, ifelse, merge, switch
 from nbflow.graph.flow import Flow, Node
 from nbflow.graph.runner import register_runner
@@ -52,6 +52,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "FAIL",
+    "LOOP",
     "RETRY",
     "SKIP",
     "SUCCESS",
@@ -66,6 +67,7 @@ __all__ = [
     "cache_info",
     "case",
     "clear_cache",
+    "context",
     "events",
     "flatten",
     "get_logger",

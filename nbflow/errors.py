@@ -105,6 +105,28 @@ class RETRY(Signal):
     """Raise inside a task to retry it now (it counts against the task's ``retries``)."""
 
 
+class LOOP(Signal):
+    """Raise inside a task to run it again at once, with ``result`` as
+    ``nbflow.context.get("task_loop_result")`` and the iteration's number as
+    ``nbflow.context.get("task_loop_count")`` (2 on the second run). A loop is not a
+    retry: it does not count against ``retries``, and waits for no ``retry_delay``.
+
+    >>> from nbflow import task, LOOP, context
+    >>> @task(cache=False)
+    ... def accumulate(x):
+    ...     total = context.get("task_loop_result", 0) + x
+    ...     if context.get("task_loop_count", 1) < 5:
+    ...         raise LOOP(result=total)
+    ...     return total
+    >>> accumulate(10)
+    50
+    """
+
+    def __init__(self, message: str = "", result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """A ``" Did you mean 'x'?"`` suffix for an error message, or ``""``."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)

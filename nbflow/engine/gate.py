@@ -14,7 +14,7 @@ from nbflow.engine.records import TaskRun
 from nbflow.errors import UpstreamFailedError
 from nbflow.graph.flow import Node
 from nbflow.graph.triggers import Trigger
-from nbflow.state import OK, State
+from nbflow.state import FAILED_STATES, OK, State
 
 Runs = Mapping[Node, TaskRun]
 
@@ -45,7 +45,8 @@ def blocked(
     """The state and reason a unit ends with without running, or None if it may run.
 
     An upstream cancellation wins, then an upstream skip (unless the task opts out of
-    ``skip_on_upstream_skip``), then the trigger.
+    ``skip_on_upstream_skip``), then the trigger. A trigger that is not met ends the
+    unit ``upstream_failed`` when an upstream failed, else as the trigger says.
     """
     states, skipped = upstream_states(plan, runs, index)
     if State.CANCELLED in states:
@@ -59,7 +60,13 @@ def blocked(
             State.UPSTREAM_FAILED,
             f"upstream '{first_bad_upstream(plan, runs, index)}' did not succeed",
         )
-    return trigger.on_unmet, f"trigger '{trigger}' not met: {trigger.why_not(states)}"
+    why = f"trigger '{trigger}' not met: {trigger.why_not(states)}"
+    if any(s in FAILED_STATES for s in states):
+        # A failure upstream is carried on, as Prefect 1's TriggerFailed does, so that
+        # the terminal tasks that decide the run's state see it.
+        bad = first_bad_upstream(plan, runs, index)
+        return State.UPSTREAM_FAILED, f"{why} (upstream '{bad}' failed)"
+    return trigger.on_unmet, why
 
 
 def first_bad_upstream(plan: NodePlan, runs: Runs, index: int | None) -> str:

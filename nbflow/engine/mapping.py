@@ -2,6 +2,8 @@
 
 A mapped task expands once every upstream it waits for as a whole has ended: into one
 child per item of its mapped inputs (zipped), each an ordinary unit for the scheduler.
+The node of a ``flatten`` expands into one child per element of its upstream's lists,
+each taking its element, or the state of the upstream child it comes from.
 """
 
 from __future__ import annotations
@@ -11,8 +13,19 @@ from typing import Any, NamedTuple
 
 from nbflow.engine.plan import NodePlan
 from nbflow.engine.records import TaskRun
-from nbflow.graph.flow import MapSource, Node
+from nbflow.graph.control import check_flattenable, flat_items
+from nbflow.graph.flow import Node
+from nbflow.graph.hashing import digest
 from nbflow.state import State
+
+
+class Element(NamedTuple):
+    """What a child of a ``flatten`` ends with: its value, key, state and reason."""
+
+    value: Any
+    key: str | None
+    state: State
+    reason: str | None
 
 
 class Unmappable(NamedTuple):
@@ -30,7 +43,7 @@ class Mapper:
     items of a list mapped over are needed here, to count and index them).
     """
 
-    __slots__ = ("_done", "_fetch", "_runs", "values")
+    __slots__ = ("_done", "_fetch", "_flat", "_runs", "values")
 
     def __init__(self, runs: Mapping[Node, TaskRun], fetch: Callable[[Any], Any]) -> None:
         self._runs = runs
@@ -38,9 +51,13 @@ class Mapper:
         # The lists of upstream values (of tasks not mapped) that mapped tasks iterate.
         self.values: dict[Node, list[Any]] = {}
         self._done: dict[Node, int] = {}
+        # Per flatten node: (upstream task run, element, index in its list) per child.
+        self._flat: dict[Node, list[tuple[TaskRun, Any, int]]] = {}
 
     def count(self, plan: NodePlan) -> int | Unmappable:
         """How many children ``plan``'s task gets, or why it cannot be mapped."""
+        if plan.flat is not None:
+            return self._flatten(plan, plan.flat)
         runs = self._runs
         for src in plan.sources:
             state = runs[src].state
@@ -53,9 +70,7 @@ class Mapper:
                 )
         lengths: dict[str, int] = {}
         try:
-            for key, value in (*enumerate(plan.call.args), *plan.call.kwargs.items()):
-                if not isinstance(value, MapSource):
-                    continue
+            for key, value in plan.call.mapped_inputs():
                 source = value.source
                 if isinstance(source, Node):
                     src_run = runs[source]
@@ -71,7 +86,7 @@ class Mapper:
                     else:
                         lengths[source.name] = len(src_run.children)
                 else:
-                    lengths[str(key)] = len(source)
+                    lengths[key] = len(source)
         except TypeError as exc:
             error = TypeError(f"Task '{plan.name}' cannot map over its input: {exc}")
             return Unmappable(State.FAILED, str(error), error)
@@ -83,6 +98,55 @@ class Mapper:
             )
             return Unmappable(State.FAILED, str(verror), verror)
         return next(iter(lengths.values()), 0)
+
+    def _flatten(self, plan: NodePlan, src: Node) -> int | Unmappable:
+        """Count the elements the node of a ``flatten`` gets from ``src`` (and keep them)."""
+        run = self._runs[src]
+        items: list[tuple[TaskRun, Any, int]] = []
+        try:
+            if run.children is None:  # a task that is not mapped (or did not expand)
+                state = run.state
+                if not state.is_successful:
+                    end = state if state in (State.SKIPPED, State.CANCELLED) else None
+                    return Unmappable(
+                        end or State.UPSTREAM_FAILED,
+                        f"cannot flatten '{src.name}': it ended {state.value}",
+                    )
+                nested = self._fetch(run.value)
+                check_flattenable(nested)
+                flat = [v for inner in nested for v in flat_items(inner)]
+                items = [(run, v, j) for j, v in enumerate(flat)]
+            else:
+                done = [c for c in run.children if c.state.is_successful]
+                values = iter(self._fetch([c.value for c in done]) if done else ())
+                for child in run.children:
+                    if child.state.is_successful:
+                        found = flat_items(next(values))
+                        items.extend((child, v, j) for j, v in enumerate(found))
+                    else:  # keeps its place: one element, in the state it ended
+                        items.append((child, None, 0))
+        except TypeError as exc:
+            error = TypeError(f"Task '{plan.name}' cannot flatten '{src.name}': {exc}")
+            return Unmappable(State.FAILED, str(error), error)
+        self._flat[plan.node] = items
+        return len(items)
+
+    def element(self, plan: NodePlan, index: int | None) -> Element:
+        """Child ``index`` of the node of a ``flatten``: its element, or the state of the
+        upstream task run it comes from."""
+        assert index is not None, "the units of a flatten are its children"
+        origin, value, j = self._flat[plan.node][index]
+        key = None if origin.key is None else digest(b"flatten", origin.key.encode(), b"%d" % j)
+        state = origin.state
+        if state.is_successful:
+            return Element(value, key, State.SUCCESS, None)
+        if state is State.SKIPPED:
+            return Element(None, key, State.SKIPPED, f"'{origin.name}' was skipped")
+        if state is State.CANCELLED:
+            return Element(None, None, State.CANCELLED, f"'{origin.name}' was cancelled")
+        return Element(
+            None, None, State.UPSTREAM_FAILED, f"upstream '{origin.name}' did not succeed"
+        )
 
     def expand(self, plan: NodePlan, run: TaskRun, count: int) -> list[TaskRun]:
         """Give ``run`` its ``count`` children, each waiting for the children of the same

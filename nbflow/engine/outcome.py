@@ -1,13 +1,21 @@
-"""What an attempt's outcome becomes: the one pure place where an error turns into a state."""
+"""What an attempt's outcome becomes: the one pure place where an error turns into a state;
+and what a flow run's end becomes (its reference tasks, its terminal state handler)."""
 
 from __future__ import annotations
 
+import logging
 import random
-from collections.abc import Callable, Iterable
-from typing import NamedTuple, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from nbflow.errors import FAIL, RETRY, SKIP, SUCCESS, TaskTimeoutError
 from nbflow.state import OK, State
+
+if TYPE_CHECKING:
+    from nbflow.engine.records import TaskRun
+    from nbflow.graph.flow import Flow, Node
+
+log = logging.getLogger("nbflow")
 
 
 class RetryPolicy(Protocol):
@@ -97,3 +105,39 @@ def run_state(cancelled: bool, states: Iterable[State]) -> State:
     if cancelled:
         return State.CANCELLED
     return State.SUCCESS if all(s in OK for s in states) else State.FAILED
+
+
+# The states a terminal state handler may give a run that was not cancelled.
+_FINAL = (State.SUCCESS, State.FAILED)
+
+
+def flow_state(flow: Flow, cancelled: bool, runs: Mapping[Node, TaskRun]) -> State:
+    """A flow run's final state: decided by its reference tasks (by default the terminal
+    tasks; a mapped one by each of its children), then, unless the run was cancelled,
+    by the flow's ``terminal_state_handler`` if it returns a state. A handler that
+    raises or returns something else is logged and changes nothing."""
+    deciding: list[TaskRun] = []
+    for node in flow.reference_tasks:
+        run = runs[node]
+        deciding.extend(run.children or (run,))
+    state = run_state(cancelled, (r.state for r in deciding))
+    handler = flow.terminal_state_handler
+    if handler is None or cancelled:
+        return state
+    try:
+        chosen = handler(flow, state, deciding)
+    except Exception:
+        log.exception("nbflow: terminal_state_handler of flow '%s' failed", flow.name)
+        return state
+    if chosen is None:
+        return state
+    if chosen not in _FINAL:
+        log.error(
+            "nbflow: terminal_state_handler of flow '%s' returned %r; it returns "
+            "State.SUCCESS, State.FAILED or None. The run's state stays %s.",
+            flow.name,
+            chosen,
+            state.value,
+        )
+        return state
+    return State(chosen)

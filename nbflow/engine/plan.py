@@ -35,6 +35,9 @@ class NodePlan:
     # Whether the arguments hold only nodes and immutable plain values (None: not
     # checked yet), so that the key follows from the fingerprint and the upstream keys.
     frozen: bool | None = None
+    # For the node of a ``flatten``: the upstream whose lists it flattens (waited for
+    # as a whole); its children take their elements without running.
+    flat: Node | None = None
 
 
 # A flow's plans, kept while the flow lives and recompiled when its version changes.
@@ -53,9 +56,12 @@ def compile_plan(flow: Flow) -> list[NodePlan]:
         _check_complete(name, node, call)
         plan = NodePlan(node, call, call.mapped, name, trigger=as_trigger(node.task.trigger))
         mapped_sources: list[Node] = []
-        for value in (*call.args, *call.kwargs.values()):
-            if isinstance(value, MapSource) and isinstance(value.source, Node):
+        for _, value in call.mapped_inputs():
+            if isinstance(value.source, Node):
                 src = value.source
+                if value.flat:
+                    plan.flat = src
+                    continue
                 if flow.call(src).mapped:
                     mapped_sources.append(src)
                 elif src not in plan.sources:

@@ -69,6 +69,7 @@ class TaskRun:
 
     __slots__ = (
         "_inputs",
+        "_loop",
         "_value",
         "_waiting",
         "attempts",
@@ -107,6 +108,8 @@ class TaskRun:
         self._value: Any = None
         self._waiting = 0
         self._inputs: Any = None
+        # Where the next attempt of a task that raised LOOP goes on (Outcome.loop).
+        self._loop: Any = None
 
     @property
     def task(self) -> Task[Any, Any]:

@@ -67,8 +67,12 @@ class Reuse:
 
     def node_ended(self, plan: NodePlan, run: TaskRun) -> None:
         """A mapped task run ended: it counts as reused when all its children were (or,
-        with none, when its inputs were)."""
-        if run.children:
+        with none, when its inputs were). The elements of a flatten are reused with the
+        task run they come from."""
+        if plan.flat is not None and id(self._runs[plan.flat]) in self._reused:
+            self._reused.add(id(run))
+            self._reused.update(id(c) for c in run.children or ())
+        elif run.children:
             if all(id(c) in self._reused for c in run.children):
                 self._reused.add(id(run))
         elif run.children is not None and self.all_reused(plan, None):

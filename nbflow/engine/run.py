@@ -78,7 +78,10 @@ class FlowRun:
 
     @property
     def ok(self) -> bool:
-        """True when every task ended success, cached or skipped."""
+        """True when the run succeeded: each of the flow's reference tasks (by default
+        its terminal tasks) ended success, cached or skipped, unless its
+        ``terminal_state_handler`` decided otherwise. ``failed`` lists every task run
+        that did not succeed, whatever the run's state."""
         return self._engine.state is State.SUCCESS
 
     @property
@@ -324,6 +327,13 @@ def start_run(
         bus.subscribe(listener)
     if flow.state_handlers:
         bus.subscribe(_StateHandlers(source_flow, flow.state_handlers))
+    if flow.on_state_change:
+        # Also the flow's own transitions: hook(flow, flow_run, old, new).
+        bus.subscribe(_StateHandlers(source_flow, flow.on_state_change, with_run=True))
+    if flow is not source_flow and flow.terminal_state_handler is not None:
+        # The run's copy of the flow (its parameters' values) hands the handler the flow
+        # it was given to, as the state handlers and hooks do.
+        flow.terminal_state_handler = partial(_terminal, source_flow, flow.terminal_state_handler)
     engine = Engine(
         flow,
         exe,
@@ -403,13 +413,15 @@ log = logging.getLogger("nbflow")
 
 
 class _StateHandlers:
-    """Calls a flow's ``state_handlers`` (Prefect 1's ``handler(flow, old, new)``) when
+    """Calls a flow's ``state_handlers`` (Prefect 1's ``handler(flow, old, new)``), or with
+    ``with_run`` its ``on_state_change`` hooks (``hook(flow, flow_run, old, new)``), when
     the run starts and when it ends. A handler's return value is ignored and one that
     raises is logged: neither changes the run."""
 
-    def __init__(self, flow: Flow, handlers: tuple[Any, ...]) -> None:
+    def __init__(self, flow: Flow, handlers: tuple[Any, ...], with_run: bool = False) -> None:
         self.flow = flow
         self.handlers = handlers
+        self.with_run = with_run
 
     def __call__(self, event: Event) -> None:
         if event.kind == RUN_STARTED:
@@ -420,11 +432,18 @@ class _StateHandlers:
             return
         for handler in self.handlers:
             try:
-                handler(self.flow, old, new)
+                if self.with_run:
+                    handler(self.flow, event.run, old, new)
+                else:
+                    handler(self.flow, old, new)
             except Exception:
                 log.exception(
                     "nbflow: state handler %r of flow '%s' failed", handler, self.flow.name
                 )
+
+
+def _terminal(flow: Flow, handler: Any, _run_flow: Flow, state: State, runs: Any) -> Any:
+    return handler(flow, state, runs)
 
 
 def _with_parameters(flow: Flow, declared: dict[str, Any], values: dict[str, Any]) -> Flow:

@@ -28,7 +28,7 @@ from nbflow.engine.keys import Keys, children_key
 from nbflow.engine.lookahead import LAZY, Lookahead
 from nbflow.engine.mapping import Mapper, Unmappable, parent_state
 from nbflow.engine.outbox import Outbox, call_hook
-from nbflow.engine.outcome import SUCCEEDED, retry_wait, run_state, verdict
+from nbflow.engine.outcome import SUCCEEDED, flow_state, retry_wait, verdict
 from nbflow.engine.pause import Pauses
 from nbflow.engine.plan import NodePlan, compile_plan
 from nbflow.engine.records import AttemptRecord, Lazy, TaskRun
@@ -258,6 +258,10 @@ class Engine:
     def _gate(self, plan: NodePlan, unit: TaskRun) -> None:
         """Decide whether a unit whose upstreams are done runs, and set its inputs."""
         now = time.time()
+        if plan.flat is not None:  # an element of a flatten: ends as its origin did
+            unit._value, unit.key, state, reason = self._mapper.element(plan, unit.map_index)
+            self._end_unit(plan, unit, state, now, reason)
+            return
         trigger = plan.trigger
         stop = blocked(plan, self.runs, unit.map_index, trigger)
         if stop is not None:
@@ -406,9 +410,7 @@ class Engine:
         if self.finished.is_set():
             return
         self.end = time.time()
-        reference = self.flow._reference
-        deciding = [self.runs[n] for n in reference] if reference else self.runs.values()
-        self.state = run_state(self.cancelled, (r.state for r in deciding))
+        self.state = flow_state(self.flow, self.cancelled, self.runs)
         self.finished.set()
         self._cond.notify_all()
 
@@ -447,7 +449,10 @@ class Engine:
                             continue
                         unit.attempts += 1
                         self._set(unit, State.RUNNING, now)
-                        attempts.append((unit, self._dispatcher.attempt(unit)))
+                        attempt = self._dispatcher.attempt(unit)
+                        if unit._loop is not None:  # a LOOP goes on where it failed
+                            attempt = attempt._replace(loop=unit._loop)
+                        attempts.append((unit, attempt))
                     self._inflight += len(attempts)
                     self._drain()
                     self._check_stall()
@@ -478,6 +483,7 @@ class Engine:
             if unit.start is None:
                 unit.start = outcome.start  # the first attempt's start, not its wait for a worker
             error = outcome.error
+            unit._loop = outcome.loop  # LOOP: where a retry goes on
             now = outcome.end or time.time()
             # A success needs no judging (the common case costs no call).
             judged = (

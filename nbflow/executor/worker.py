@@ -7,6 +7,7 @@ outcome means (retry, fail, cache) happens in the scheduler's process.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import linecache
 import threading
@@ -19,8 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from nbflow import logs
-from nbflow.errors import FAIL
+from nbflow import context, logs
+from nbflow.errors import FAIL, LOOP
 from nbflow.logs import LogRecord
 
 
@@ -43,6 +44,9 @@ class Attempt(NamedTuple):
     cache: tuple[Any, str, float | None] | None = None
     # The number of values the task declares it returns (``@task(nout=...)``), checked here.
     nout: int | None = None
+    # Where a task that raised ``LOOP`` goes on after a failed attempt: (loop count,
+    # loop result, runs of that iteration so far); None to start at the first.
+    loop: tuple[int, Any, int] | None = None
 
 
 @dataclass(slots=True)
@@ -63,6 +67,9 @@ class Outcome:
     # Runs of this attempt lost with their worker and run again by the executor's own
     # recomputation: (start, end, why) each; recorded as extra failed attempts.
     lost: list[tuple[float, float, str]] | None = None
+    # A failed attempt of a task that raised ``LOOP`` before: where its next attempt
+    # goes on (``Attempt.loop``).
+    loop: tuple[int, Any, int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -173,7 +180,10 @@ def _await(coroutine: Any) -> Any:
         except BaseException as exc:
             box["error"] = exc
 
-    helper = threading.Thread(target=run, name="nbflow-async", daemon=True)
+    # The coroutine sees the task's context (nbflow.context) in the helper thread too.
+    helper = threading.Thread(
+        target=contextvars.copy_context().run, args=(run,), name="nbflow-async", daemon=True
+    )
     helper.start()
     helper.join()
     if "error" in box:
@@ -183,15 +193,24 @@ def _await(coroutine: Any) -> Any:
 
 def execute(attempt: Attempt) -> Outcome:
     """Run one attempt, capturing its logs; never raises (but for Ctrl-C in the main
-    thread)."""
+    thread). A task that raises ``LOOP`` runs again here, in the same attempt."""
     cap, previous = logs.begin(attempt.task_name, attempt.log_prints, attempt.echo)
     start = time.time()
+    count, result, runs = attempt.loop or (1, None, 0)
     try:
-        value = attempt.fn(*attempt.args, **attempt.kwargs)
-        if isinstance(value, types.CoroutineType):  # an ``async def`` task
-            value = _await(value)
-        if attempt.nout is not None:
-            _check_nout(attempt, value)
+        while True:
+            token = context.enter(_context(attempt, count, result, runs))
+            try:
+                value = _call(attempt)
+                break
+            except LOOP as signal:
+                count, result, runs = count + 1, signal.result, 0
+                why = f": {signal.message}" if signal.message else ""
+                cap.records.append(
+                    LogRecord(time.time(), "INFO", f"LOOP: running again (loop {count}){why}")
+                )
+            finally:
+                context.leave(token)
     except BaseException as exc:
         # Any exception ends this task only. KeyboardInterrupt in the main thread is
         # Ctrl-C (or the kernel's interrupt) during a sequential run: it cancels the run.
@@ -204,14 +223,38 @@ def execute(attempt: Attempt) -> Outcome:
             raise
         return Outcome(
             error=exc,
-            traceback=format_user_traceback(exc),
+            traceback=format_user_traceback(exc, skip=2),
             logs=cap.records or None,
             start=start,
             end=end,
+            loop=(count, result, runs + 1) if count > 1 else None,
         )
     end = time.time()
     logs.end(cap, previous)
     return Outcome(value=value, logs=cap.records or None, start=start, end=end)
+
+
+def _call(attempt: Attempt) -> Any:
+    value = attempt.fn(*attempt.args, **attempt.kwargs)
+    if isinstance(value, types.CoroutineType):  # an ``async def`` task
+        value = _await(value)
+    if attempt.nout is not None:
+        _check_nout(attempt, value)
+    return value
+
+
+def _context(attempt: Attempt, count: int, result: Any, runs: int) -> dict[str, Any]:
+    """The task's ``nbflow.context`` for one call of its function (Prefect 1's keys)."""
+    values: dict[str, Any] = {
+        "task_name": attempt.task_name,
+        "task_full_name": attempt.label,
+        # Before any LOOP, the attempt's number; in a loop, the runs of its iteration.
+        "task_run_count": attempt.number if count == 1 else runs + 1,
+    }
+    if count > 1:
+        values["task_loop_count"] = count
+        values["task_loop_result"] = result
+    return values
 
 
 def failure(error: BaseException, start: float, *, timed_out: bool = False) -> Outcome:

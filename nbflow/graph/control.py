@@ -10,7 +10,7 @@ from typing import Any
 
 from nbflow.errors import SKIP, FlowError, TaskDefinitionError
 from nbflow.graph.branch import compare
-from nbflow.graph.flow import Flow, Node, active_case, current_flow
+from nbflow.graph.flow import Call, Flow, MapSource, Node, active_case, current_flow
 from nbflow.graph.task import Task
 
 _NO_DEFAULT: Any = type("NoDefault", (), {"__repr__": lambda self: "<no default>"})()
@@ -319,26 +319,41 @@ def ifelse(
 
 
 def _flatten(nested: Any) -> list[Any]:
-    if _atom(nested):
+    check_flattenable(nested)
+    out: list[Any] = []
+    for inner in nested:
+        out.extend(flat_items(inner))
+    return out
+
+
+def check_flattenable(nested: Any) -> None:
+    """Raise the ``TypeError`` that says ``flatten`` needs a list, unless ``nested`` is one."""
+    if flat_atom(nested):
         raise TypeError(
             f"flatten() needs a list (of lists) to flatten, but got {type(nested).__name__} "
             f"{nested!r:.40}. Pass it a mapped task, or a task that returns a list."
         )
-    out: list[Any] = []
-    for inner in nested:
-        if _atom(inner):
-            out.append(inner)  # not a collection: kept as one item, as in Prefect 1
-        else:
-            out.extend(inner)
-    return out
 
 
-def _atom(value: Any) -> bool:
+def flat_atom(value: Any) -> bool:
     """Whether ``flatten`` keeps ``value`` as one item rather than spreading it out."""
     return isinstance(value, (str, bytes, bytearray, Mapping)) or not isinstance(value, Iterable)
 
 
+def flat_items(inner: Any) -> list[Any]:
+    """The items one element of a flattened list gives: its own items, or itself when it
+    is not a collection (as in Prefect 1)."""
+    return [inner] if flat_atom(inner) else list(inner)
+
+
 _FLATTEN = Task(_flatten, name="flatten", cache=False)
+
+
+def _element(x: Any) -> Any:  # never called: a flatten's children take their element
+    return x
+
+
+_FLAT = Task(_element, name="flatten", cache=False)
 
 
 def flatten(node: Any) -> Node:
@@ -357,17 +372,26 @@ def flatten(node: Any) -> Node:
     [0, 0, 1, 0, 1, 4]
 
     An item that is not a collection (a number, a string, a dict) is kept as it is:
-    flattening ``[[1, 2], 3]`` gives ``[1, 2, 3]``. A skipped child keeps its place as
-    ``None``; a failed child fails the whole flatten.
+    flattening ``[[1, 2], 3]`` gives ``[1, 2, 3]``. Flattening a task's result makes a
+    mapped node, one child per element: a mapped task mapping over it element-wise
+    sees each element's own state. A skipped child of ``node`` keeps its place as one
+    skipped element (its value None), and a failed one as one ``upstream_failed``
+    element, so only the elements that come from it are skipped or fail downstream.
     """
     flow = _flow_for("flatten", None)
+    label = f"flatten({getattr(node, 'name', node)})"
+    if not isinstance(node, (Node, Task)):  # a literal: flattened by a plain task
+        literal: Node = flow.add_call(
+            _FLATTEN.with_options(name=label), (node,), {}, mapped=False, wait_for=None
+        )
+        return literal
     result: Node = flow.add_call(
-        _FLATTEN.with_options(name=f"flatten({getattr(node, 'name', node)})"),
-        (node,),
-        {},
-        mapped=False,
-        wait_for=None,
+        _FLAT.with_options(name=label), (node,), {}, mapped=False, wait_for=None
     )
+    source = flow.call(result).args[0]
+    # Its edge stays; the call becomes a mapped one over the flattened source.
+    flow._calls[result] = Call((MapSource(source, flat=True),), {}, True)
+    flow.version += 1
     return result
 
 

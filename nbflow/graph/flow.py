@@ -335,9 +335,15 @@ class Edge:
 
 @dataclass(frozen=True, slots=True)
 class MapSource:
-    """An argument a mapped node iterates over: a list literal or an upstream node."""
+    """An argument a mapped node iterates over: a list literal or an upstream node.
+
+    ``flat``: the node of a ``flatten``, one child per element of the upstream's lists
+    (of each child's list, for a mapped upstream); such a child takes its element, or
+    the state of the upstream child it comes from, without running anything.
+    """
 
     source: Any  # Node or list
+    flat: bool = False
 
 
 @dataclass(slots=True)
@@ -347,9 +353,23 @@ class Call:
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     mapped: bool = False
+    # Upstream nodes a mapped node iterates over without taking their values (mapped
+    # ordering edges, Prefect 1's mapped ``upstream_tasks``): child i waits for child i
+    # of a mapped one; a node that is not mapped gives one child per item of its value.
+    over: tuple[Node, ...] = ()
 
     def copy(self) -> Call:
-        return Call(self.args, dict(self.kwargs), self.mapped)
+        return Call(self.args, dict(self.kwargs), self.mapped, self.over)
+
+    def mapped_inputs(self) -> list[tuple[str, MapSource]]:
+        """What a mapped call iterates over, by argument (``after NAME`` for ``over``)."""
+        found = [
+            (str(key), value)
+            for key, value in (*enumerate(self.args), *self.kwargs.items())
+            if isinstance(value, MapSource)
+        ]
+        found.extend((f"after {n.name}", MapSource(n)) for n in self.over)
+        return found
 
 
 _CONTAINERS = (list, tuple, dict, set, frozenset)
@@ -404,6 +424,8 @@ class Flow:
         on_success: FlowHook | Iterable[FlowHook] | None = None,
         on_state_change: FlowHook | Iterable[FlowHook] | None = None,
         state_handlers: Callable[..., Any] | Iterable[Callable[..., Any]] | None = None,
+        terminal_state_handler: Callable[..., Any] | None = None,
+        reference_tasks: Iterable[Task[Any, Any] | Node | str] | None = None,
         _register: bool = True,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
@@ -415,7 +437,8 @@ class Flow:
             f"Flow '{name}'",
             "on_state_change",
             on_state_change,
-            "hook(task, task_run, old_state, new_state)",
+            "hook(task, task_run, old_state, new_state), also called as "
+            "hook(flow, flow_run, old_state, new_state) for the run's own changes",
             FlowError,
         )
         # Prefect 1's flow state handlers: the flow's own transitions, not its tasks'.
@@ -426,6 +449,14 @@ class Flow:
             "handler(flow, old_state, new_state)",
             FlowError,
         )
+        if terminal_state_handler is not None and not callable(terminal_state_handler):
+            raise FlowError(
+                f"Flow '{name}': expected terminal_state_handler to be a callable "
+                "handler(flow, state, reference_task_runs) returning a State or None, but "
+                f"got {terminal_state_handler!r}."
+            )
+        # Prefect 1's terminal state handler: may change the run's final state.
+        self.terminal_state_handler = terminal_state_handler
         self._reference: tuple[Node, ...] | None = None
         self._calls: dict[Node, Call] = {}
         self._by_name: dict[str, Node] = {}
@@ -438,6 +469,8 @@ class Flow:
         self.version = 0
         for t in tasks or ():
             self.add_task(t)
+        if reference_tasks is not None:  # of the tasks given with tasks=
+            self.set_reference_tasks(reference_tasks)
         if _register:
             _registry[name] = self
 
@@ -473,12 +506,20 @@ class Flow:
         return {n.task.name: n.task for n in self._calls if hasattr(n.task, "required")}
 
     @property
+    def terminal_tasks(self) -> tuple[Node, ...]:
+        """The nodes no other node waits for, in the order they were added."""
+        return tuple(n for n in self._calls if not self._down[n])
+
+    @property
     def reference_tasks(self) -> tuple[Node, ...]:
-        """The nodes whose states decide the flow's state (all of them unless set)."""
-        return self._reference if self._reference is not None else self.tasks
+        """The nodes whose states decide the flow run's state (``run.ok``): those given
+        to ``set_reference_tasks``, else the terminal tasks (Prefect 1's default)."""
+        return self._reference if self._reference is not None else self.terminal_tasks
 
     def set_reference_tasks(self, tasks: Iterable[Node | Task[Any, Any] | str]) -> None:
-        """Make the flow's ``ok``/``state`` depend on these tasks only (e.g. not on cleanup).
+        """Make the flow's ``ok``/``state`` depend on these tasks only (e.g. not on a
+        cleanup task that runs whatever happened). An empty list goes back to the
+        default: the terminal tasks.
 
         >>> from nbflow import Flow, task
         >>> @task(cache=False)
@@ -489,19 +530,21 @@ class Flow:
         ...     return "cleaned"
         >>> with Flow("ref") as flow:
         ...     done = cleanup(work())
-        >>> flow.set_reference_tasks([done])
-        >>> flow.run(executor="sequential").ok
+        >>> flow.run(executor="sequential").ok  # decided by the terminal task, cleanup
         True
+        >>> flow.set_reference_tasks([flow.node(work)])
+        >>> flow.run(executor="sequential").ok
+        False
         """
         if isinstance(tasks, (Node, Task, str)):
             tasks = [tasks]
-        nodes = tuple(self.node(t) for t in tasks)
-        if not nodes:
+        elif not isinstance(tasks, Iterable):
             raise FlowError(
-                f"Flow '{self.name}': set_reference_tasks() needs at least one task; "
-                "to let every task count again, use flow.set_reference_tasks(flow.tasks)."
+                f"Flow '{self.name}': set_reference_tasks() expects a list of tasks or "
+                f"nodes, but got {tasks!r}."
             )
-        self._reference = nodes
+        nodes = tuple(dict.fromkeys(self.node(t) for t in tasks))
+        self._reference = nodes or None
 
     def call(self, node: Node | Task[Any, Any] | str) -> Call:
         """How ``node`` is called in this flow."""
@@ -615,13 +658,13 @@ class Flow:
         down = self._resolve(downstream_task)
         call = self._calls[down]
         if key is None:
-            if mapped:
-                raise FlowError(
-                    f"Flow '{self.name}': a mapped edge into '{down.name}' needs key= "
-                    "naming the argument to map over."
-                )
             self._link(up, down)
-            edge = Edge(up, down)
+            if mapped and up not in call.over:
+                # A mapped ordering edge: ``down`` runs once per item (or child) of
+                # ``up``, without taking its values.
+                call.over = (*call.over, up)
+                call.mapped = True
+            edge = Edge(up, down, None, mapped)
             self._edges[edge] = None
             self.version += 1
             return edge
@@ -665,12 +708,17 @@ class Flow:
         if upstream_tasks or keyword_tasks:
             _refuse_edge_into_parameter(self, task)
         node = self._resolve(task)
-        for up in _as_list(upstream_tasks, "upstream_tasks"):
-            self.add_edge(up, node)
+        for up in _as_list(upstream_tasks, "upstream_tasks", keep_unmapped=True):
+            if isinstance(up, unmapped):  # not mapped over, even with mapped=True
+                self.add_edge(up.value, node)
+            else:
+                self.add_edge(up, node, mapped=mapped)
         for down in _as_list(downstream_tasks, "downstream_tasks"):
             self.add_edge(node, down)
         for key, value in (keyword_tasks or {}).items():
-            if isinstance(value, (Node, Task)):
+            if isinstance(value, unmapped) and isinstance(value.value, (Node, Task)):
+                self.add_edge(value.value, node, key=key)
+            elif isinstance(value, (Node, Task)):
                 self.add_edge(value, node, key=key, mapped=mapped)
             else:
                 self._check_key(node, key)
@@ -789,6 +837,7 @@ class Flow:
             on_success=self.on_success,
             on_state_change=self.on_state_change,
             state_handlers=self.state_handlers,
+            terminal_state_handler=self.terminal_state_handler,
             _register=False,
         )
         new.update(self)
@@ -845,7 +894,7 @@ class Flow:
         self._up.setdefault(node, {})
         self._down.setdefault(node, {})
         if link:
-            for up in {id(n): n for n in iter_nodes((call.args, call.kwargs))}.values():
+            for up in {id(n): n for n in iter_nodes((call.args, call.kwargs, call.over))}.values():
                 self._link(up, node)
         self.version += 1
 
@@ -921,8 +970,19 @@ class Flow:
             kwargs = {k: v.value if isinstance(v, unmapped) else v for k, v in kwargs.items()}
         keys = _bind(task, args, kwargs, mapped)
         _refuse_one_shot(task, keys, mapped)
+        waits = _as_list(wait_for, keep_unmapped=True)
+        # A .map() with no argument to map over maps over its wait_for tasks (but those
+        # in unmapped(...)), as Prefect 1's .map(upstream_tasks=[...]) does.
+        over_waits = False
         if mapped:
-            args, kwargs = _map_arguments(task, args, kwargs, keys)
+            over_waits = all(isinstance(v, unmapped) for v in keys.values()) and any(
+                not isinstance(w, unmapped) for w in waits
+            )
+            if not over_waits:
+                args, kwargs = _map_arguments(task, args, kwargs, keys)
+            else:
+                args = tuple(a.value if isinstance(a, unmapped) else a for a in args)
+                kwargs = {k: v.value if isinstance(v, unmapped) else v for k, v in kwargs.items()}
         node = Node(task, self._free_name(task.name))
         call = Call(args, kwargs, mapped)
         self._calls[node] = call
@@ -937,7 +997,15 @@ class Flow:
                 for up in iter_nodes(inner):
                     self._link(up, node)
                     self._edges[Edge(up, node, key, is_mapped)] = None
-            for dep in [*_as_list(wait_for), *_case_conditions(self)]:
+            for dep in waits:
+                over = over_waits and not isinstance(dep, unmapped)
+                dep = dep.value if isinstance(dep, unmapped) else dep
+                up = self._resolve(self._substitute(dep))
+                self._link(up, node)
+                if over and up not in call.over:
+                    call.over = (*call.over, up)
+                self._edges[Edge(up, node, None, over)] = None
+            for dep in _case_conditions(self):
                 up = self._resolve(self._substitute(dep))
                 self._link(up, node)
                 self._edges[Edge(up, node)] = None
@@ -1072,7 +1140,7 @@ def _translated(call: Call, same: Mapping[Node, Node]) -> Call:
         if isinstance(value, Node):
             return same.get(value, value)
         if isinstance(value, MapSource):
-            return MapSource(swap(value.source))
+            return MapSource(swap(value.source), value.flat)
         t = type(value)
         if t is list or t is tuple or t is set or t is frozenset:
             return t(swap(v) for v in value)
@@ -1081,17 +1149,22 @@ def _translated(call: Call, same: Mapping[Node, Node]) -> Call:
         return value
 
     return Call(
-        tuple(swap(a) for a in call.args), {k: swap(v) for k, v in call.kwargs.items()}, call.mapped
+        tuple(swap(a) for a in call.args),
+        {k: swap(v) for k, v in call.kwargs.items()},
+        call.mapped,
+        tuple(same.get(n, n) for n in call.over),
     )
 
 
-def _as_list(wait_for: Any, label: str = "wait_for") -> list[Any]:
+def _as_list(wait_for: Any, label: str = "wait_for", keep_unmapped: bool = False) -> list[Any]:
     if wait_for is None:
         return []
     if isinstance(wait_for, (Node, Task, unmapped)):
         wait_for = [wait_for]
     if isinstance(wait_for, (list, tuple, set, Nodes)):
-        # unmapped(t) in wait_for= is t: ordering edges are never mapped (Prefect 1 allows it).
+        if keep_unmapped:
+            return list(wait_for)
+        # unmapped(t) in wait_for= is t, an ordering edge as a whole (Prefect 1 allows it).
         return [t.value if isinstance(t, unmapped) else t for t in wait_for]
     raise TaskDefinitionError(f"{label}= expects a list of tasks or nodes, but got {wait_for!r}.")
 
@@ -1179,8 +1252,8 @@ def _map_arguments(
     new_kwargs = {k: convert(v) for k, v in kwargs.items()}
     if not any(isinstance(a, MapSource) for a in (*new_args, *new_kwargs.values())):
         raise TaskDefinitionError(
-            f"Task '{task.name}'.map() needs at least one argument to map over; "
-            "every argument is wrapped in unmapped(...)."
+            f"Task '{task.name}'.map() needs at least one argument to map over, or a task "
+            "in wait_for=[...] to map over; every argument is wrapped in unmapped(...)."
         )
     return new_args, new_kwargs
 

@@ -176,6 +176,8 @@ class Task(Generic[P, R]):
 
     def map(self, *args: Any, **kwargs: Any) -> Any:
         """Run the task once per element of its arguments (zipped); see ``unmapped``.
+        With no argument to map over, once per item (or child) of its ``wait_for``
+        tasks, without their values (Prefect 1's ``.map(upstream_tasks=[...])``).
 
         Inside a flow this returns one mapped node whose children are created at run
         time; outside, it runs now and returns the list of results.

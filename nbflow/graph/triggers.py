@@ -21,8 +21,9 @@ class Trigger:
     """When a task runs, given the final states of its upstream tasks.
 
     ``met(states)`` says whether it runs; a task with no upstream tasks always does.
-    When not met, the task ends ``on_unmet``: ``upstream_failed`` for the triggers that
-    wait for success (an upstream failure propagates), ``skipped`` for the others, with
+    When not met, the task ends ``upstream_failed`` if an upstream task failed (the
+    failure propagates, as Prefect 1's ``TriggerFailed`` does), else ``on_unmet``:
+    ``skipped`` for all but the triggers that wait for success, with
     ``why_not(states)`` as the reason. ``pauses``: once met, the task waits for
     ``run.resume(task)``.
 

@@ -263,19 +263,24 @@ def test_nout_must_be_a_positive_int():
 def test_reference_tasks_decide_the_flow_state(executor):
     with Flow("reference") as flow:
         done = cleanup(explode())
-    assert not _run(flow, executor).ok
-    flow.set_reference_tasks([done])
     run = _run(flow, executor)
+    # By default the terminal task decides: the cleanup ran, so the run succeeded.
     assert run.ok and run.state is State.SUCCESS
     assert run.result(done) == "cleaned"
+    assert [r.name for r in run.failed] == ["explode"]
+    flow.set_reference_tasks([flow.node(explode)])
+    run = _run(flow, executor)
+    assert not run.ok and run.state is State.FAILED
     assert [r.name for r in run.failed] == ["explode"]
 
 
 def test_set_reference_tasks_needs_tasks_of_the_flow():
     with Flow("reference-errors") as flow:
         cleanup(explode())
-    with pytest.raises(nbflow.errors.FlowError, match="at least one task"):
-        flow.set_reference_tasks([])
+    with pytest.raises(nbflow.errors.FlowError, match="has no task named 'nothing'"):
+        flow.set_reference_tasks(["nothing"])
+    with pytest.raises(nbflow.errors.FlowError, match="expects a list of tasks or nodes"):
+        flow.set_reference_tasks(3)
 
 
 # -- signals and triggers ------------------------------------------------------------------
@@ -338,8 +343,8 @@ def test_some_failed_counts_failed_upstream_tasks(trigger, runs):
         verdict = judge.with_options(trigger=trigger)(explode(), label("fine"))
     run = flow.run(executor="sequential")
     assert (run[verdict].state is State.SUCCESS) is runs
-    if not runs:
-        assert run[verdict].state is State.SKIPPED
+    if not runs:  # an upstream failed: the failure is carried on
+        assert run[verdict].state is State.UPSTREAM_FAILED
         assert "some_failed" in run[verdict].reason
 
 
@@ -369,7 +374,8 @@ def test_state_change_handlers_are_called_once_per_transition_in_order(tmp_path)
         return n
 
     with Flow(
-        "handlers", on_state_change=lambda t, r, old, new: flow_seen.append(new.value)
+        "handlers",
+        on_state_change=lambda t, r, old, new: flow_seen.append((type(t).__name__, new.value)),
     ) as flow:
         flaky()
     run = flow.run(executor="threads")
@@ -380,7 +386,14 @@ def test_state_change_handlers_are_called_once_per_transition_in_order(tmp_path)
         ("flaky", "retrying", "running"),
         ("flaky", "running", "success"),
     ]
-    assert flow_seen == ["running", "retrying", "running", "success"]
+    assert [v for kind, v in flow_seen if kind == "Task"] == [
+        "running",
+        "retrying",
+        "running",
+        "success",
+    ]
+    # and the run's own changes, as hook(flow, flow_run, old, new)
+    assert [v for kind, v in flow_seen if kind == "Flow"] == ["running", "success"]
 
 
 def test_a_state_change_handler_that_raises_is_logged_and_changes_nothing(caplog):

@@ -328,8 +328,9 @@ def test_map_with_every_argument_unmapped_is_refused():
         Flow("all-unmapped"),
         pytest.raises(
             TaskDefinitionError,
-            match=r"Task 'add'\.map\(\) needs at least one argument to map over; "
-            r"every argument is wrapped in unmapped\(\.\.\.\)\.",
+            match=r"Task 'add'\.map\(\) needs at least one argument to map over, or a task "
+            r"in wait_for=\[\.\.\.\] to map over; every argument is wrapped in "
+            r"unmapped\(\.\.\.\)\.",
         ),
     ):
         add.map(unmapped([1, 2]), unmapped(3))

@@ -119,11 +119,10 @@ def test_merge_with_a_failed_branch_does_not_run():
         out = merge(boom(), identity(1))
         after = inc(out)
     run = run_seq(flow)
-    # An unmet trigger other than all_successful ends skipped in nbflow (Prefect 1:
-    # TriggerFailed); the failed branch still fails the run.
-    assert run[out].state is State.SKIPPED
+    # Prefect 1: TriggerFailed, which the terminal task carries on and the run fails.
+    assert run[out].state is State.UPSTREAM_FAILED
     assert "an upstream task did not succeed" in run[out].reason
-    assert run[after].state is State.SKIPPED
+    assert run[after].state is State.UPSTREAM_FAILED
     assert not run.ok
 
 
@@ -439,7 +438,7 @@ def test_some_successful_trigger_in_a_run():
         no = enough(identity(1), boom(), boom())
     run = run_seq(flow)
     assert run.result(yes) == 3
-    assert run[no].state is State.SKIPPED
+    assert run[no].state is State.UPSTREAM_FAILED
     assert "1 of 3 upstream tasks succeeded, fewer than 2" in run[no].reason
 
 
@@ -1086,11 +1085,6 @@ def test_flatten_keeps_the_place_of_a_skipped_child():
     assert run.result(out)[2] == "got None"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the scheduler gives a skipped child's value as None; skipping just its element "
-    "needs the engine to pass per-child states to flatten",
-)
 def test_flatten_skips_only_the_element_of_a_skipped_child():
     with Flow("flatten-skip") as flow:
         out = identity.map(flatten(skip_odd.map([2, 3, 4])))
@@ -1100,10 +1094,6 @@ def test_flatten_skips_only_the_element_of_a_skipped_child():
     ] * 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a failed child fails the whole flatten until the engine fails only its element",
-)
 def test_flatten_fails_only_the_element_of_a_failed_child():
     with Flow("flatten-fail") as flow:
         out = identity.map(flatten(fail_on_three.map([1, 2, 3, 4])))
@@ -1206,3 +1196,737 @@ def test_flatmap_nested_noniterable_input():
     with Flow("test") as flow:
         z = add_task.map(flatten(nest_non_iterable.map(list_task())))
     assert run_seq(flow).result(z) == [2, 3, 4]
+
+
+@task(cache=False)
+def nest_with_signal(x):
+    from nbflow import SKIP
+
+    if x == 2:
+        raise SKIP("Skip this task execution")
+    return [x]
+
+
+@task(cache=False)
+def nest_with_exception(x):
+    if x == 2:
+        raise ValueError("This task failed!")
+    return [x]
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads", "processes"])
+def test_flatmap_nested_signal_input(executor):
+    with Flow("test") as flow:
+        nested = nest_with_signal.map(list_task())
+        z = add_task.map(flatten(nested))
+    run = flow.run(executor=executor)
+    assert run.result(z) == [2, None, 4]
+    assert [c.state for c in run[z].children] == [State.SUCCESS, State.SKIPPED, State.SUCCESS]
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads", "processes"])
+def test_flatmap_nested_exception_input(executor):
+    with Flow("test") as flow:
+        nested = nest_with_exception.map(list_task())
+        z = add_task.map(flatten(nested))
+        seen = identity.with_options(trigger="all_finished")(z)
+    run = flow.run(executor=executor)
+    children = run[z].children
+    assert len(children) == 3
+    assert [c.state for c in children] == [
+        State.SUCCESS,
+        State.UPSTREAM_FAILED,
+        State.SUCCESS,
+    ]
+    values = run.result(seen)
+    assert (values[0], values[2]) == (2, 4)
+    assert "did not succeed" in str(values[1])
+    assert run[z].state is State.UPSTREAM_FAILED
+
+
+def test_a_flatten_keeps_positions_when_children_give_several_elements_or_fail():
+    with Flow("positions") as flow:
+        flat = flatten(fail_on_three.map([1, 2, 3, 4]))
+        nested = flatten(upto.map([0, 2, 1]))
+        doubled = inc.map(nested)
+    run = run_seq(flow)
+    assert [c.name for c in run[flat].children] == [f"{flow.name_of(flat)}[{i}]" for i in range(4)]
+    assert "upstream 'fail_on_three[2]' did not succeed" in run[flat].children[2].reason
+    assert run.result(nested) == [0, 1, 0]
+    assert run.result(doubled) == [1, 2, 1]
+
+
+@task(cache=False)
+def upto(n):
+    return list(range(n))
+
+
+def test_a_flatten_of_a_task_that_failed_as_a_whole_is_upstream_failed():
+    with Flow("whole-failed") as flow:
+        flat = flatten(boom())
+        after = inc.map(flat)
+    run = run_seq(flow)
+    assert run[flat].state is State.UPSTREAM_FAILED
+    assert "cannot flatten 'boom': it ended failed" in run[flat].reason
+    assert run[after].state is State.UPSTREAM_FAILED
+
+
+def test_a_flatten_of_a_task_that_returns_no_list_fails():
+    with Flow("not-a-list") as flow:
+        flat = flatten(identity(5))
+    run = run_seq(flow)
+    assert run[flat].state is State.FAILED
+    assert "flatten() needs a list (of lists) to flatten, but got int 5" in str(run[flat].error)
+
+
+@task
+def cached_nest(x):
+    return [x, x * 10]
+
+
+@task
+def cached_add(x):
+    return x + 1
+
+
+def test_a_flat_map_is_cached_element_by_element(tmp_path):
+    def run(items):
+        with Flow("flat-cache") as flow:
+            nested = cached_nest.map(items)
+            out = cached_add.map(flatten(nested))
+        done = flow.run(executor="sequential", store=tmp_path)
+        return (
+            done.result(out),
+            [c.cached for c in done[nested].children],
+            [c.cached for c in done[out].children],
+        )
+
+    assert run([1, 2]) == ([2, 11, 3, 21], [False, False], [False] * 4)
+    assert run([1, 2]) == ([2, 11, 3, 21], [True, True], [True] * 4)
+    # A new item: only its own elements run
+    assert run([1, 3]) == ([2, 11, 4, 31], [True, False], [True, True, False, False])
+
+
+# -- reference tasks: tests/core/test_flow.py, tests/engine/test_flow_runner.py ----------
+
+
+def test_reference_tasks_are_terminal_tasks_by_default():
+    f = Flow("test")
+    t1, t2, t3, t4 = (_plain(f"t{i}") for i in range(1, 5))
+    f.add_edge(t1, t2)
+    f.add_edge(t2, t3)
+    f.add_task(t4)
+    assert f.reference_tasks == f.terminal_tasks == (f.node(t3), f.node(t4))
+
+
+def test_set_reference_tasks():
+    f = Flow("test")
+    t1, t2, t3 = (_plain(f"t{i}") for i in range(1, 4))
+    f.add_edge(t1, t2)
+    f.add_edge(t2, t3)
+    f.set_reference_tasks([])
+    assert f.reference_tasks == f.terminal_tasks
+    f.set_reference_tasks([t2])
+    assert f.reference_tasks == (f.node(t2),)
+
+
+def test_reset_reference_tasks_to_terminal_tasks():
+    f = Flow("test")
+    t1, t2, t3 = (_plain(f"t{i}") for i in range(1, 4))
+    f.add_edge(t1, t2)
+    f.add_edge(t2, t3)
+    f.set_reference_tasks([t2])
+    assert f.reference_tasks == (f.node(t2),)
+    f.set_reference_tasks([])
+    assert f.reference_tasks == f.terminal_tasks == (f.node(t3),)
+
+
+def test_set_reference_tasks_refuses_a_task_not_in_the_flow():
+    f = Flow("test")
+    f.add_task(_plain("t1"))
+    with pytest.raises(FlowError, match="is not part of flow 'test'"):
+        f.set_reference_tasks([_plain("elsewhere")])
+    assert f.reference_tasks == f.terminal_tasks
+
+
+def test_reference_tasks_survive_a_copy():
+    f = Flow("test")
+    t1, t2 = _plain("t1"), _plain("t2")
+    f.add_edge(t1, t2)
+    f.set_reference_tasks([t1])
+    assert f.copy().reference_tasks == (f.node(t1),)
+
+
+@task(cache=False)
+def error_task():
+    raise ValueError("custom-error-message")
+
+
+@task(cache=False)
+def raise_fail_task():
+    from nbflow import FAIL
+
+    raise FAIL("custom-fail-message")
+
+
+def test_flow_run_state_determined_by_reference_tasks():
+    flow = Flow("test")
+    t2 = success_task.with_options(trigger="all_finished")
+    flow.add_edge(error_task, t2)
+    flow.set_reference_tasks([error_task])
+    run = run_seq(flow)
+    assert run.state is State.FAILED
+    assert run[error_task].state is State.FAILED
+    assert run[t2].state is State.SUCCESS
+
+
+def test_flow_runner_runs_basic_flow_with_2_dependent_tasks_and_first_task_fails():
+    flow = Flow("test")
+    flow.add_edge(error_task, success_task)
+    run = run_seq(flow)
+    assert run.state is State.FAILED
+    assert run[error_task].state is State.FAILED
+    assert run[success_task].state is State.UPSTREAM_FAILED
+
+
+def test_flow_runner_runs_flow_with_2_dependent_tasks_and_first_task_fails_and_second_has_trigger():
+    flow = Flow("test")
+    task2 = success_task.with_options(trigger="all_failed")
+    flow.add_edge(error_task, task2)
+    run = run_seq(flow)
+    assert run.state is State.SUCCESS  # flow state is determined by terminal states
+    assert run.ok
+    assert run[error_task].state is State.FAILED
+    assert run[task2].state is State.SUCCESS
+    assert [r.name for r in run.failed] == ["error_task"]
+
+
+def test_flow_runner_runs_basic_flow_with_2_dependent_tasks_and_first_task_fails_with_FAIL():  # noqa: N802
+    flow = Flow("test")
+    flow.add_edge(raise_fail_task, success_task)
+    run = run_seq(flow)
+    assert run.state is State.FAILED
+    assert run[raise_fail_task].state is State.FAILED
+    assert run[success_task].state is State.UPSTREAM_FAILED
+
+
+def test_flow_runner_runs_basic_flow_with_2_dependent_tasks_and_second_task_fails():
+    flow = Flow("test")
+    flow.add_edge(success_task, error_task)
+    run = run_seq(flow)
+    assert run.state is State.FAILED
+    assert run[success_task].state is State.SUCCESS
+    assert run[error_task].state is State.FAILED
+
+
+def test_a_flow_whose_last_task_handles_a_failure_succeeds():
+    @task(cache=False, trigger="any_failed")
+    def alert(x):
+        return f"alerted: {x}"
+
+    with Flow("handled") as flow:
+        out = alert(error_task())
+    run = run_seq(flow)
+    assert run.ok and run.state is State.SUCCESS
+    assert run.result(out) == "alerted: custom-error-message"
+    assert [r.name for r in run.failed] == ["error_task"]
+
+
+def test_an_unmet_trigger_with_a_failed_upstream_carries_the_failure_on():
+    @task(cache=False, trigger="all_failed")
+    def all_bad(a, b):
+        return "ran"
+
+    with Flow("carried") as flow:
+        out = all_bad(error_task(), success_task())
+        after = describe(out)
+    run = run_seq(flow)
+    assert run[out].state is State.UPSTREAM_FAILED
+    assert "trigger 'all_failed' not met" in run[out].reason
+    assert "upstream 'error_task' failed" in run[out].reason
+    # skip_on_upstream_skip=False does not let a task run after an upstream failure
+    assert run[after].state is State.UPSTREAM_FAILED
+    assert not run.ok
+
+
+def test_an_unmet_trigger_without_a_failed_upstream_is_skipped_and_the_run_succeeds():
+    @task(cache=False, trigger="any_failed")
+    def alert(x):
+        return "alerted"
+
+    with Flow("quiet") as flow:
+        out = alert(success_task())
+    run = run_seq(flow)
+    assert run[out].state is State.SKIPPED
+    assert run.ok
+
+
+@task(cache=False)
+def div(x):
+    return 1 / x
+
+
+@task(cache=False)
+def zeros():
+    return [0, 0, 0]
+
+
+@task(cache=False, trigger="all_failed")
+def register(x):
+    return True
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads"])
+def test_map_tracks_non_mapped_upstream_tasks(executor):
+    with Flow("test") as f:
+        res = register.map(div.map(zeros()), wait_for=[div(1)])
+    run = f.run(executor=executor)
+    assert run.state is State.FAILED
+    assert all(c.state is State.UPSTREAM_FAILED for c in run[res].children)
+    assert all("trigger 'all_failed' not met" in c.reason for c in run[res].children)
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads"])
+def test_reduce_task_honors_trigger_across_all_mapped_states(executor):
+    with Flow("test") as f:
+        d = div.map(identity([0, 1]))
+        total = sum_task(d)
+    run = f.run(executor=executor)
+    assert run.state is State.FAILED
+    assert run[total].state is State.UPSTREAM_FAILED
+
+
+@task(cache=False)
+def sum_task(x):
+    return sum(x)
+
+
+@task(cache=False)
+def append_four(values):
+    return [*values, 4]
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads"])
+def test_task_map_downstreams_handle_single_failures(executor):
+    with Flow("test") as f:
+        dived = div.map(identity([1, 0, 3]))  # the middle child fails
+        big_list = append_four(dived)  # this task does not run
+        again = div.map(dived)
+    run = f.run(executor=executor)
+    assert run.state is State.FAILED
+    assert len(run[dived].children) == 3
+    assert run[big_list].state is State.UPSTREAM_FAILED
+    assert [run.result(c.name) for c in run[again].children[0::2]] == [1, 3]
+    assert run[again].children[1].state is State.UPSTREAM_FAILED
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads"])
+def test_a_terminal_all_finished_task_after_a_failed_child_makes_the_run_succeed(executor):
+    with Flow("test") as f:
+        dived = div.map([1, 0, 2])
+        again = inc.map(dived)
+        final = identity.with_options(trigger="all_finished")(again)
+    run = f.run(executor=executor)
+    assert run.state is State.SUCCESS  # the terminal task ran
+    assert [c.state for c in run[again].children] == [
+        State.SUCCESS,
+        State.UPSTREAM_FAILED,
+        State.SUCCESS,
+    ]
+    values = run.result(final)
+    assert (values[0], values[2]) == (2.0, 1.5)
+    assert "did not succeed" in str(values[1])
+
+
+# -- terminal_state_handler: tests/core/test_flow.py TestTerminalStateHandler ------------
+
+
+def test_terminal_state_handler_determines_final_state():
+    seen = []
+
+    def handler(flow, state, reference_task_runs):
+        seen.append((flow.name, state, [r.state for r in reference_task_runs]))
+        return State.FAILED if all(r.state.is_successful for r in reference_task_runs) else None
+
+    with Flow("test", terminal_state_handler=handler) as flow:
+        fake = _plain("fake")
+        fake_2 = _plain("fake_2")
+        flow.add_edge(fake, fake_2)
+    assert flow.terminal_state_handler is handler
+    run = run_seq(flow)
+    assert run.state is State.FAILED
+    assert not run.ok
+    assert seen == [("test", State.SUCCESS, [State.SUCCESS])]  # the reference task: fake_2
+
+
+def test_flow_state_used_if_terminal_state_handler_does_not_return_a_new_state():
+    with Flow("test", terminal_state_handler=lambda flow, state, runs: None) as flow:
+        flow.add_task(_plain("fake"))
+    run = run_seq(flow)
+    assert run.ok and run.state is State.SUCCESS
+
+
+def test_terminal_state_handler_example_from_docs():
+    messages = []
+
+    def custom_terminal_state_handler(flow, state, reference_task_runs):
+        failed = [r.name for r in reference_task_runs if r.state.is_failed]
+        if failed:
+            messages.append(f"Some important tasks have failed: {failed}")
+        return state
+
+    flow = Flow("with handler", terminal_state_handler=custom_terminal_state_handler)
+    flow.add_task(error_task)
+    run = run_seq(flow)
+    assert run.state is State.FAILED
+    assert messages == ["Some important tasks have failed: ['error_task']"]
+
+
+def test_terminal_state_handler_can_make_a_failed_run_succeed_and_hooks_follow():
+    hooks = []
+    with Flow(
+        "forgiven",
+        terminal_state_handler=lambda flow, state, runs: State.SUCCESS,
+        on_success=lambda flow, run: hooks.append("success"),
+        on_failure=lambda flow, run: hooks.append("failure"),
+    ) as flow:
+        error_task()
+    run = run_seq(flow)
+    assert run.ok and run.state is State.SUCCESS
+    assert hooks == ["success"]
+    assert [r.name for r in run.failed] == ["error_task"]
+
+
+def test_terminal_state_handler_sees_mapped_children_and_the_flow_not_its_run_copy():
+    seen = []
+
+    def handler(flow, state, runs):
+        seen.append((flow, [r.name for r in runs]))
+
+    with Flow("mapped-ref", terminal_state_handler=handler) as flow:
+        inc.map([Parameter("x", default=1), 2])
+    run = run_seq(flow, x=5)
+    assert run.ok
+    assert seen == [(flow, ["inc[0]", "inc[1]"])]
+
+
+def test_a_terminal_state_handler_that_raises_or_returns_nonsense_is_logged(caplog):
+    def broken(flow, state, runs):
+        raise RuntimeError("handler broke")
+
+    with Flow("broken-terminal", terminal_state_handler=broken) as flow:
+        success_task()
+    assert run_seq(flow).ok
+    assert "terminal_state_handler of flow 'broken-terminal' failed" in caplog.text
+    with Flow("nonsense-terminal", terminal_state_handler=lambda f, s, r: "maybe") as flow:
+        success_task()
+    assert run_seq(flow).ok
+    assert "returned 'maybe'" in caplog.text
+
+
+def test_terminal_state_handler_must_be_callable():
+    with pytest.raises(FlowError, match="expected terminal_state_handler to be a callable"):
+        Flow("bad", terminal_state_handler="not callable")
+
+
+def test_terminal_state_handler_is_not_asked_about_a_cancelled_run():
+    import threading
+
+    gate = threading.Event()
+    seen = []
+
+    @task(cache=False)
+    def wait():
+        gate.wait(5)
+
+    with Flow("cancelled", terminal_state_handler=lambda f, s, r: seen.append(s)) as flow:
+        wait()
+    run = flow.run(executor="threads", background=True)
+    run.cancel()
+    gate.set()
+    run.wait(5)
+    assert run.state is State.CANCELLED
+    assert seen == []
+
+
+def test_flow_on_state_change_is_also_called_for_the_flows_own_transitions():
+    seen = []
+
+    def hook(owner, run, old, new):
+        seen.append((type(owner).__name__, getattr(owner, "name", None), old, new))
+
+    with Flow("watched", on_state_change=hook) as flow:
+        out = inc(Parameter("x", default=1))
+    run = flow.run(executor="sequential", x=2)
+    assert run.result(out) == 3
+    flow_changes = [s for s in seen if s[0] == "Flow"]
+    assert flow_changes == [
+        ("Flow", "watched", State.PENDING, State.RUNNING),
+        ("Flow", "watched", State.RUNNING, State.SUCCESS),
+    ]
+    task_changes = [s[2:] for s in seen if s[0] != "Flow"]
+    assert task_changes[-1] == (State.RUNNING, State.SUCCESS)
+
+
+def test_flow_on_state_change_gets_the_flow_and_its_run():
+    got = []
+    with Flow(
+        "watched-run", on_state_change=lambda owner, run, old, new: got.append((owner, run))
+    ) as flow:
+        error_task()
+    run = run_seq(flow)
+    assert got[0] == (flow, run)
+    assert got[-1] == (flow, run)
+    assert run.state is State.FAILED
+
+
+# -- mapped ordering edges: tests/core/test_flow.py, tests/core/test_task_map.py --------
+
+
+def test_set_dependencies_creates_mapped_edges():
+    f = Flow("test")
+    t1, t2 = _plain("t1"), _plain("t2")
+    f.set_dependencies(task=t1, upstream_tasks=[t2], mapped=True)
+    assert len(f.edges) == 1
+    assert f.edges[0].mapped is True
+    assert f.call(t1).mapped
+
+
+def test_set_dependencies_respects_unmapped():
+    f = Flow("test")
+    t1, t2 = _plain("t1"), _plain("t2")
+    f.set_dependencies(task=t1, upstream_tasks=[unmapped(t2)], mapped=True)
+    assert len(f.edges) == 1
+    assert f.edges[0].mapped is False
+    assert not f.call(t1).mapped
+
+
+@task(cache=False)
+def make_list():
+    return []
+
+
+@task(cache=False)
+def return_1():
+    return 1
+
+
+@task(cache=False)
+def ll(start=1):
+    return [start + 0, start + 1, start + 2]
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads"])
+def test_map_handles_non_keyed_upstream_empty(executor):
+    with Flow("test") as f:
+        res = return_1.map(wait_for=[make_list])
+    run = f.run(executor=executor)
+    assert run.ok
+    assert run[res].children == []
+    assert run.result(res) == []
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads"])
+def test_map_can_handle_nonkeyed_upstreams(executor):
+    with Flow("test") as f:
+        res = ll.map(wait_for=[ll()])
+    run = f.run(executor=executor)
+    assert run.ok
+    assert run.result(res) == [[1, 2, 3] for _ in range(3)]
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads"])
+def test_map_can_handle_nonkeyed_mapped_upstreams(executor):
+    with Flow("test") as f:
+        mapped = identity.map(ll())  # 1, 2, 3
+        res = ll.map(wait_for=[mapped])
+    run = f.run(executor=executor)
+    assert run.ok
+    assert run.result(res) == [[1, 2, 3] for _ in range(3)]
+    assert [e.mapped for e in f.edges if e.downstream is res] == [True]
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads"])
+def test_map_can_handle_nonkeyed_nonmapped_upstreams_and_mapped_args(executor):
+    with Flow("test") as f:
+        res = ll.map(start=ll(), wait_for=[unmapped(identity(5))])
+    run = f.run(executor=executor)
+    assert run.ok
+    assert run.result(res) == [[1 + i, 2 + i, 3 + i] for i in range(3)]
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads"])
+def test_map_can_handle_nonkeyed_mapped_upstreams_and_mapped_args(executor):
+    with Flow("test") as f:
+        mapped = identity.map(ll())  # 1, 2, 3
+        res = ll.map(start=ll(), wait_for=[mapped])
+    run = f.run(executor=executor)
+    assert run.ok
+    assert len(run[res].children) == 3
+    assert run.result(res) == [[1 + i, 2 + i, 3 + i] for i in range(3)]
+
+
+def test_a_map_whose_only_upstream_is_an_ordering_edge_built_imperatively():
+    flow = Flow("imperative-mapped-ordering")
+    items = flow.set_dependencies(ll, keyword_tasks={"start": 10})
+    each = flow.set_dependencies(return_1, upstream_tasks=[items], mapped=True)
+    run = run_seq(flow)
+    assert run.result(each) == [1, 1, 1]
+    assert flow.upstream(each) == (items,)
+
+
+def test_a_mapped_ordering_edge_waits_child_by_child_and_carries_a_failure():
+    with Flow("mapped-ordering-children") as flow:
+        dived = div.map([1, 0, 2])
+        after = return_1.map(wait_for=[dived])
+    run = run_seq(flow)
+    assert [c.state for c in run[after].children] == [
+        State.SUCCESS,
+        State.UPSTREAM_FAILED,
+        State.SUCCESS,
+    ]
+
+
+def test_a_mapped_ordering_edge_with_add_edge_and_set_upstream():
+    flow = Flow("mapped-edge")
+    flow.add_edge(ll, return_1, mapped=True)
+    identity.set_upstream(ll, flow=flow, key="x", mapped=True)
+    run = run_seq(flow)
+    assert run.result(flow.node(return_1)) == [1, 1, 1]
+    assert run.result(flow.node(identity)) == [1, 2, 3]
+
+
+def test_a_mapped_ordering_edge_into_a_flow_copy_and_update():
+    flow = Flow("mapped-copy")
+    flow.add_edge(ll, return_1, mapped=True)
+    other = Flow("other")
+    other.update(flow)
+    assert run_seq(flow.copy()).result(flow.node(return_1)) == [1, 1, 1]
+    assert run_seq(other).result(other.node(return_1)) == [1, 1, 1]
+
+
+def test_map_with_nothing_to_map_over_says_so():
+    with Flow("nothing"), pytest.raises(TaskDefinitionError, match="or a task in wait_for"):
+        inc.map(unmapped(1))
+
+
+def test_a_mapped_ordering_edge_over_a_value_that_is_not_a_list_fails_the_map():
+    with Flow("not-a-list") as flow:
+        res = return_1.map(wait_for=[identity(3)])
+    run = run_seq(flow)
+    assert run[res].state is State.FAILED
+    assert "cannot map over its input" in str(run[res].error)
+
+
+_retry_calls: list[str] = []
+
+
+@task(cache=False)
+def counted_add(x):
+    _retry_calls.append("add")
+    return x + 1
+
+
+@task(cache=False)
+def total_after_fix(xs):
+    if "fixed" not in _retry_calls:
+        raise ValueError("not yet")
+    return sum(xs)
+
+
+def test_a_retry_reuses_the_elements_of_a_flatten():
+    _retry_calls.clear()
+    with Flow("flat-retry") as flow:
+        added = counted_add.map(flatten(upto.map([2, 3])))
+        total = total_after_fix(added)
+    run = flow.run(executor="sequential", store=False)
+    assert run[total].state is State.FAILED
+    assert _retry_calls.count("add") == 5
+    _retry_calls.append("fixed")
+    again = run.retry()
+    assert again.result(total) == 1 + 2 + 1 + 2 + 3
+    assert _retry_calls.count("add") == 5  # the flattened elements were reused
+    assert {c.state for c in again[added].children} == {State.CACHED}
+
+
+@task
+def cached_nested(n):
+    return [[n], [n, n + 1]]
+
+
+def test_a_flat_map_over_a_task_that_is_not_mapped_is_cached_too(tmp_path):
+    def run():
+        with Flow("flat-cache-plain") as flow:
+            flat = flatten(cached_nested(1))
+            out = cached_add.map(flat)
+        done = flow.run(executor="sequential", store=tmp_path)
+        return done.result(flat), done.result(out), [c.cached for c in done[out].children]
+
+    assert run() == ([1, 1, 2], [2, 2, 3], [False] * 3)
+    assert run() == ([1, 1, 2], [2, 2, 3], [True] * 3)
+
+
+def test_set_reference_tasks_at_init_with_empty_flow_raises_error():
+    with pytest.raises(FlowError, match="is not part of flow 'test'"):
+        Flow("test", reference_tasks=[_plain("t1")])
+
+
+def test_set_reference_tasks_at_init():
+    t1 = _plain("t1")
+    f = Flow("test", reference_tasks=[t1], tasks=[t1])
+    assert f.reference_tasks == f.tasks == f.terminal_tasks == (f.node(t1),)
+    t2 = _plain("t2")
+    f = Flow("test", reference_tasks=[t2], tasks=[t1, t2])
+    assert f.reference_tasks == (f.node(t2),)
+
+
+# -- tests/engine/test_flow_runner.py TestFlowStateHandlers -------------------------------
+
+
+def _counting_handler(counts):
+    def flow_handler(flow, old_state, new_state):
+        assert isinstance(flow, Flow)
+        assert isinstance(old_state, State)
+        assert isinstance(new_state, State)
+        counts.append(new_state)
+        return new_state
+
+    return flow_handler
+
+
+def test_flow_handlers_are_called():
+    counts = []
+    flow = Flow("test", state_handlers=[_counting_handler(counts)])
+    run_seq(flow)
+    # the flow changed state twice: Pending -> Running -> Success
+    assert counts == [State.RUNNING, State.SUCCESS]
+
+
+def test_flow_handlers_can_return_none():
+    counts = []
+    flow = Flow("test", state_handlers=[lambda f, old, new: counts.append(new)])
+    assert run_seq(flow).ok
+    assert len(counts) == 2
+
+
+def test_flow_on_failure_is_not_called():
+    called = []
+    flow = Flow("test", on_failure=lambda f, r: called.append(r), tasks=[success_task])
+    assert run_seq(flow).ok
+    assert called == []
+
+
+def test_task_on_failure_is_called():
+    called = []
+    flow = Flow("test", tasks=[error_task], on_failure=lambda f, r: called.append((f, r)))
+    run = run_seq(flow)
+    assert called == [(flow, run)]
+    assert run.state is State.FAILED
+
+
+def test_multiple_flow_handlers_are_called():
+    counts = []
+    handler = _counting_handler(counts)
+    flow = Flow("test", state_handlers=[handler, handler])
+    run_seq(flow)
+    assert len(counts) == 4

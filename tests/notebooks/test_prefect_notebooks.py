@@ -56,7 +56,7 @@ def test_the_mapping_examples_map_reduce_and_flat_map(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_branching_examples_ifelse_switch_and_merge(tmp_path):
+def test_the_branching_examples_ifelse_switch_merge_and_loop(tmp_path):
     cells = _execute("branching", tmp_path).cells
     parity = _text(cells[2])
     assert "4 is even | success skipped" in parity
@@ -64,3 +64,7 @@ def test_the_branching_examples_ifelse_switch_and_merge(tmp_path):
     sizes = _text(cells[3])
     assert sizes.index("3 is small") < sizes.index("42 is medium") < sizes.index("500 is large")
     assert "merge: skipped" in _text(cells[4])
+    looped = _text(cells[6])
+    assert "steps: [8, 16, 111] attempts: [1, 1, 1]" in looped
+    assert "LOOP: running again (loop 9): at 1" in looped
+    assert "27 takes more than 100 steps" in looped
