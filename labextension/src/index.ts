@@ -20,6 +20,7 @@ import { OutputArea, OutputAreaModel } from '@jupyterlab/outputarea';
 import { Kernel, KernelMessage } from '@jupyterlab/services';
 import { CommandToolbarButton } from '@jupyterlab/ui-components';
 
+import { connectCode, isTaskSource, ITaskCell, magicCode, taskCells } from './document';
 import { BadgeModel, IBadge, IChannelMessage } from './model';
 
 /** Command ids. */
@@ -36,19 +37,29 @@ export const COMM_TARGET = 'nbflow';
 const TASK_CELL = 'nbflow-task-cell';
 const BADGE = 'nbflow-cell-badge';
 
-/** Loads the magics quietly (no "already loaded" output), then runs one `%flow` line. */
-export function magicCode(line: string): string {
-  return `get_ipython().extension_manager.load_extension("nbflow");\n%flow ${line}`;
+function isTaskCell(cell: Cell): boolean {
+  return cell.model.type === 'code' && isTaskSource(cell.model.sharedModel.getSource());
 }
 
-function isTaskCell(cell: Cell): boolean {
-  return cell.model.type === 'code' && cell.model.sharedModel.getSource().startsWith('%%task');
+/** The notebook's task cells as the document holds them, in notebook order. */
+export function documentTaskCells(panel: NotebookPanel): ITaskCell[] {
+  const cells = panel.content.model?.cells;
+  if (!cells) {
+    return [];
+  }
+  const all = [];
+  for (let i = 0; i < cells.length; i++) {
+    const cell = cells.get(i);
+    all.push({ id: cell.id, type: cell.type, source: cell.sharedModel.getSource() });
+  }
+  return taskCells(all);
 }
 
 /** Per notebook: the badge model, the comm, and the output panel of its commands. */
 class NotebookBadges {
   readonly model = new BadgeModel();
   output: MainAreaWidget<OutputArea> | null = null;
+  private restoredFor: string | null = null;
 
   constructor(readonly panel: NotebookPanel) {
     panel.sessionContext.kernelChanged.connect((_, change) => this.listen(change.newValue));
@@ -69,6 +80,33 @@ class NotebookBadges {
       comm.onMsg = (msg: KernelMessage.ICommMsgMsg) =>
         this.receive(msg.content.data as unknown as IChannelMessage);
     });
+    if (this.restoredFor !== kernel.id) {
+      this.restoredFor = kernel.id; // kernelChanged and ready may both bring it
+      void this.restore(kernel);
+    }
+  }
+
+  /**
+   * Ask the kernel for the latest states of this notebook's task cells (after a page
+   * reload, or on reopening the notebook: from the run history). Silent: nothing shows
+   * in the notebook, and nothing is asked of a notebook without task cells.
+   */
+  private async restore(kernel: Kernel.IKernelConnection): Promise<void> {
+    await this.panel.context.ready;
+    const cells = documentTaskCells(this.panel);
+    if (cells.length === 0 || kernel.isDisposed) {
+      return;
+    }
+    try {
+      await kernel.requestExecute({
+        code: connectCode(cells),
+        silent: true,
+        store_history: false,
+        stop_on_error: false
+      }).done;
+    } catch (reason) {
+      console.warn('nbflow: could not restore the task states', reason);
+    }
   }
 
   private receive(message: IChannelMessage): void {
@@ -197,7 +235,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
       view.title.label = `nbflow: ${title} (${panel.title.label})`;
       view.content.model.clear();
       app.shell.activateById(panel.id);
-      await OutputArea.execute(magicCode(line), view.content, panel.sessionContext);
+      // The document's task cells go with the command: the kernel defines them first,
+      // so cells not executed yet, or edited since, count as the notebook has them.
+      const code = magicCode(line, documentTaskCells(panel));
+      await OutputArea.execute(code, view.content, panel.sessionContext);
     };
 
     /** Each command runs one `%flow` line; `confirm` asks first; `keys` binds a shortcut. */

@@ -150,12 +150,7 @@ class NbflowMagics(Magics):
         __tracebackhide__ = True
         name, options = parse_task_line(line)
         filename = self._filename(line, cell)
-        assert self.shell is not None
-        # IPython syntax inside the cell (!ls, %time) becomes Python, line for line.
-        body = cell
-        if "!" in cell or "%" in cell:
-            body = self.shell.transform_cell(cell)  # type: ignore[no-untyped-call]
-        source = "\n" + body  # line 1 is the %%task line: keep the cell's line numbers
+        source = self._python(cell)
         path = self._notebook_file()
         if path is not None and not self.notebook.restored:
             # Cells deleted from the saved notebook are not brought back from the store.
@@ -171,6 +166,44 @@ class NbflowMagics(Magics):
             display({"text/plain": f"· {cell_def.name}: defined (--lazy)"}, raw=True)
             return
         self._run([cell_def.name], executor=cell_executor(), target=cell_def.name, undo=undo)
+
+    def _python(self, cell: str) -> str:
+        """The cell's body as Python, with line 1 left for the ``%%task`` line (so the
+        cell's line numbers hold); IPython syntax inside (``!ls``, ``%time``) becomes
+        Python, line for line."""
+        assert self.shell is not None
+        body = cell
+        if "!" in cell or "%" in cell:
+            body = self.shell.transform_cell(cell)  # type: ignore[no-untyped-call]
+        return "\n" + body
+
+    def use_document(self, cells: list[dict[str, str]]) -> list[str]:
+        """Define the task cells as the notebook document has them (``cells``: each
+        ``%%task`` cell's JupyterLab ``id`` and ``source``, in notebook order), before a
+        command of the JupyterLab extension runs: cells not executed yet, or edited
+        since, count as written; cells deleted from the document are forgotten. Returns
+        the task names in notebook order."""
+        nb = self.notebook
+        ids = [c["id"] for c in cells]
+        if not nb.restored:
+            # Stored cells of this notebook that the document no longer has stay gone.
+            nb.saved_ids = set(ids)
+        deleted = [name for cid, name in nb.cell_ids.items() if cid not in set(ids)]
+        if deleted:
+            nb.forget(deleted)
+        names = []
+        for number, cell in enumerate(cells, start=1):
+            try:
+                line, body = split_task_cell(self.shell, cell["source"])
+                name, options = parse_task_line(line)
+                filename = self._filename(line, body, executed=False)
+                names.append(
+                    nb.define(name, self._python(body), options, filename, cell["id"]).name
+                )
+            except (UsageError, CellError) as exc:
+                raise UsageError(f"Task cell {number} of the notebook: {exc}") from None
+        nb.reorder(names)
+        return names
 
     def _cell_id(self) -> str | None:
         """The running cell's id: the front end's, else the saved notebook's
@@ -191,18 +224,19 @@ class NbflowMagics(Magics):
         path = settings.notebook() or os.environ.get("JPY_SESSION_NAME")
         return path if path and path.endswith(".ipynb") and os.path.isfile(path) else None
 
-    def _filename(self, line: str, cell: str) -> str:
+    def _filename(self, line: str, cell: str, executed: bool = True) -> str:
         """A file name for the cell's code, shown as ``Cell In[N]`` in tracebacks.
 
         The same text gets the same name (so its compiled code is reused), mapped to
-        the execution count of its latest run."""
+        the execution count of its latest run (a cell read from the document and not
+        executed keeps the count it had, if any)."""
         assert self.shell is not None
         raw = f"%%task {line}\n{cell}"
         filename = f"<nbflow-cell {hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()}>"
         # Line 1 commented out: tracebacks parse the file, and %%task is not Python.
         cellcode.register_source(filename, "# " + raw)
         names = getattr(self.shell.compile, "_filename_map", None)
-        if isinstance(names, dict):
+        if isinstance(names, dict) and (executed or filename not in names):
             names[filename] = cell_number(self.shell)
         return filename
 
@@ -423,6 +457,45 @@ class NbflowMagics(Magics):
     def pre_run_cell(self, info: Any) -> None:
         self.cell_id = getattr(info, "cell_id", None)
         self.raw_cell = getattr(info, "raw_cell", None)
+
+
+def split_task_cell(shell: Any, source: str) -> tuple[str, str]:
+    """The ``%%task`` line and the body of a task cell's source, split exactly as
+    IPython splits it when the cell is executed (so both give the same definition).
+
+    >>> from IPython.core.inputtransformer2 import TransformerManager
+    >>> class Shell:
+    ...     transform_cell = TransformerManager().transform_cell
+    >>> split_task_cell(Shell(), "%%task load --retries 2\\nx = 1")
+    ('load --retries 2', 'x = 1\\n')
+    """
+    import ast
+
+    code = shell.transform_cell(source)
+    try:
+        (statement,) = ast.parse(code).body
+        assert isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call)
+        magic, line, body = (ast.literal_eval(a) for a in statement.value.args)
+    except (SyntaxError, ValueError, AssertionError):
+        magic = None
+    if magic != "task":
+        raise UsageError(f"expected a cell that starts with %%task, but got {source[:40]!r}.")
+    return str(line), str(body)
+
+
+def use_document(shell: Any, encoded: str) -> list[str]:
+    """What the JupyterLab extension's commands call before their ``%flow`` line:
+    ``encoded`` is the base64 of the JSON list of the notebook's task cells (``id``,
+    ``source``). See ``NbflowMagics.use_document``."""
+    import base64
+    import json
+
+    magics = _loaded.get(id(shell))
+    if magics is None:
+        shell.extension_manager.load_extension("nbflow")
+        magics = _loaded[id(shell)]
+    cells = json.loads(base64.b64decode(encoded).decode("utf-8"))
+    return magics.use_document(cells)
 
 
 def _parse_flow_line(words: list[str]) -> Any:
