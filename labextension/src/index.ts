@@ -14,7 +14,7 @@ import {
   MainAreaWidget,
   showDialog
 } from '@jupyterlab/apputils';
-import { Cell } from '@jupyterlab/cells';
+import { Cell, CodeCell } from '@jupyterlab/cells';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { OutputArea, OutputAreaModel } from '@jupyterlab/outputarea';
 import { Kernel, KernelMessage } from '@jupyterlab/services';
@@ -36,6 +36,11 @@ export const COMM_TARGET = 'nbflow';
 
 const TASK_CELL = 'nbflow-task-cell';
 const BADGE = 'nbflow-cell-badge';
+const WIDGET_MIME = 'application/vnd.jupyter.widget-view+json';
+/** What ipywidgets writes where a saved widget's model is gone (a reopened notebook). */
+const MODEL_NOT_FOUND = 'Error displaying widget: model not found';
+/** The mark of the static picture nbflow's widget puts in its output's text/html. */
+const PICTURE_MARK = 'class="nbflow-static"';
 
 function isTaskCell(cell: Cell): boolean {
   return cell.model.type === 'code' && isTaskSource(cell.model.sharedModel.getSource());
@@ -67,6 +72,57 @@ class NotebookBadges {
     panel.content.model?.contentChanged.connect(() => this.markTaskCells());
     panel.content.modelChanged.connect(() => this.markTaskCells());
     this.markTaskCells();
+    this.watchPictures();
+  }
+
+  /**
+   * A reopened notebook whose widget state was not saved: ipywidgets writes "model not
+   * found" where an nbflow widget was. Show the widget's static picture instead (its
+   * output's text/html fallback: the run's final state).
+   */
+  private watchPictures(): void {
+    let queued = false;
+    const observer = new MutationObserver(() => {
+      if (!queued) {
+        queued = true;
+        requestAnimationFrame(() => {
+          queued = false;
+          this.showPictures();
+        });
+      }
+    });
+    observer.observe(this.panel.content.node, { childList: true, subtree: true, characterData: true });
+    this.panel.disposed.connect(() => observer.disconnect());
+  }
+
+  private showPictures(): void {
+    for (const cell of this.panel.content.widgets) {
+      if (cell.model.type !== 'code') {
+        continue;
+      }
+      const area = (cell as CodeCell).outputArea;
+      area.widgets.forEach((child, i) => {
+        const node = child.node.querySelector('.jp-OutputArea-output') as HTMLElement | null;
+        if (!node || node.textContent !== MODEL_NOT_FOUND || i >= area.model.length) {
+          return;
+        }
+        const output = area.model.get(i);
+        const html = output.data['text/html'];
+        if (!(WIDGET_MIME in output.data) || typeof html !== 'string' || !html.includes(PICTURE_MARK)) {
+          return;
+        }
+        const renderer = this.panel.content.rendermime.createRenderer('text/html');
+        node.textContent = '';
+        node.classList.add('nbflow-picture-output');
+        node.appendChild(renderer.node);
+        void renderer.renderModel({
+          data: { 'text/html': html },
+          metadata: {},
+          trusted: output.trusted,
+          setData: () => undefined
+        });
+      });
+    }
   }
 
   private listen(kernel: Kernel.IKernelConnection | null): void {

@@ -41,7 +41,7 @@ from nbflow.jupyter.magicio import (
 )
 from nbflow.palette import ICONS
 from nbflow.state import NOT_OK, State
-from nbflow.widget import show_run
+from nbflow.widget import settle, show_run
 
 
 def cell_executor() -> str | None:
@@ -260,6 +260,7 @@ class NbflowMagics(Magics):
             rewarn(caught, notebook)
         if not run.done:
             return run
+        settle(run)  # the widget's output keeps the final picture
         if target is not None:
             tr = run[nodes[target]]
             if tr.state is State.CACHED or (tr.children and all(c.cached for c in tr.children)):

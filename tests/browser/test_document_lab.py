@@ -141,3 +141,35 @@ def test_run_flow_rerun_failed_and_badges_work_from_the_document(lab, page, shot
     _wait_badges(page, ["success", "success", "success"])
     assert all("[ ]" in p or p == "" for p in _execution_counts(page)), _execution_counts(page)
     shot(page, "doc-4-reopened")
+
+
+def test_a_reopened_saved_notebook_shows_the_final_picture_of_its_run(lab, page, shot):
+    # --lazy: Run All goes on to %flow run; a new constant: not cached by the other test
+    lazy = [c.replace("%%task", "%%task --lazy", 1).replace("10", "12") for c in CELLS]
+    lab.write_notebook("reopen.ipynb", [*lazy, "%flow run"])
+    _open(page, lab.lab_url("reopen.ipynb"))
+    _palette(page, "Run All Cells")
+    page.wait_for_selector(
+        ".jp-Notebook .nbflow-widget .nbflow-node[data-node='check'][data-state='failed']",
+        timeout=60_000,
+    )
+    _idle(page)
+    _save(page)
+
+    _shut_down_kernels(lab)
+    page.goto("about:blank")
+    _open(page, lab.lab_url("reopen.ipynb"))
+    picture = page.locator(".jp-Notebook .nbflow-picture-output .nbflow-static svg")
+    picture.wait_for(timeout=30_000)
+    states = page.evaluate(
+        "() => Object.fromEntries([...document.querySelectorAll("
+        "'.jp-Notebook .nbflow-picture-output [data-node]')]"
+        ".map(n => [n.dataset.node, n.dataset.state]))"
+    )
+    assert states.pop("check") == "failed"
+    assert states == {"rows": "success", "total": "success"}
+    assert "model not found" not in page.locator(".jp-Notebook").first.text_content()
+    box = picture.bounding_box()
+    assert box is not None and box["width"] > 100 and box["height"] > 100
+    picture.scroll_into_view_if_needed()
+    shot(page, "doc-5-reopened-picture")
