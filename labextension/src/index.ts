@@ -240,6 +240,28 @@ class NotebookBadges {
   }
 }
 
+/**
+ * Fit the pictures in a command's panel (Show flow DAG) to the panel's height as well
+ * as its width (the SVG scales with its viewBox), also when the panel is resized.
+ */
+function fitPictures(view: MainAreaWidget<OutputArea>): void {
+  const host = view.content.node;
+  const fit = () => {
+    for (const svg of host.querySelectorAll<SVGSVGElement>('svg.nbflow-picture')) {
+      const top = svg.getBoundingClientRect().top - host.getBoundingClientRect().top + host.scrollTop;
+      svg.style.maxHeight = `${Math.max(120, host.clientHeight - top - 12)}px`;
+    }
+  };
+  fit();
+  requestAnimationFrame(fit); // outputs may still be rendering
+  if (!host.dataset.nbflowFit) {
+    host.dataset.nbflowFit = 'yes';
+    const observer = new ResizeObserver(fit);
+    observer.observe(host);
+    view.disposed.connect(() => observer.disconnect());
+  }
+}
+
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyter-nbflow:plugin',
   description: 'Live nbflow task states on %%task cells, and flow commands.',
@@ -295,6 +317,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       // so cells not executed yet, or edited since, count as the notebook has them.
       const code = magicCode(line, documentTaskCells(panel));
       await OutputArea.execute(code, view.content, panel.sessionContext);
+      fitPictures(view);
     };
 
     /** Each command runs one `%flow` line; `confirm` asks first; `keys` binds a shortcut. */

@@ -433,10 +433,10 @@ class NbflowMagics(Magics):
                 flow, _ = nb.build(list(nb.cells), keep_failed=list(nb.cells), drawing=True)
             except CellError as exc:
                 raise UsageError(str(exc)) from None
-            run = nb.last_run
-            return flow.visualize(
-                run if run is not None and run.flow.name == flow.name and _same(run, flow) else None
-            )
+            from nbflow.widget.layout import layout
+            from nbflow.widget.picture import FlowPicture
+
+            return FlowPicture(flow.name, layout(flow), self._latest_nodes(flow))
         if command == "status":
             if nb.last_run is None:
                 raise UsageError("%flow status: nothing has run in this kernel yet.")
@@ -453,6 +453,36 @@ class NbflowMagics(Magics):
                 raise UsageError(f"%flow runs: {exc}") from None
             return frame[frame["flow"] == nb.name].reset_index(drop=True)
         return nb.table()
+
+    def _latest_nodes(self, flow: Any) -> dict[str, dict[str, Any]]:
+        """Each cell's latest state, by task name: from its last run in this kernel,
+        else from the run history; a cell's --map helper shows its cell's state."""
+        from nbflow.jupyter.lab import recorded
+        from nbflow.store.home import home_path
+        from nbflow.widget.summary import node_summary
+
+        nb = self.notebook
+        out: dict[str, dict[str, Any]] = {}
+        missing: dict[str, str] = {}
+        names = [flow.name_of(node) for node in flow.tasks]
+        # What the badges show first: a cell reused by a later run keeps how it was made.
+        shown = self.channel.shown if self.channel is not None else {}
+        badges = {nb.cell_ids[c]: b for c, b in shown.items() if c in nb.cell_ids}
+        for name in names:
+            status = nb.status.get(name)
+            if name in badges:
+                out[name] = badges[name]
+            elif status is not None and status.task_run is not None:
+                out[name] = node_summary(status.task_run)
+            elif name in nb.cells:
+                missing[name] = name
+        for found in recorded(home_path(nb.home), nb.name, missing):
+            out[found["cell_id"]] = found
+        for name in names:
+            owner = name.rpartition(":")[0]
+            if name not in out and out.get(owner, {}).get("state") in ("success", "cached"):
+                out[name] = {"state": out[owner]["state"]}
+        return out
 
     # -- hooks --------------------------------------------------------------------
     def pre_run_cell(self, info: Any) -> None:
@@ -511,11 +541,6 @@ def _parse_flow_line(words: list[str]) -> Any:
         parser.parse_args(words)  # raises the usual "unknown option" error
     args.names = [*args.names, *extra]
     return args
-
-
-def _same(run: FlowRun, flow: Any) -> bool:
-    names = {run.flow.name_of(n) for n in run.flow.tasks}
-    return all(flow.name_of(n) in names for n in flow.tasks)
 
 
 _loaded: dict[int, NbflowMagics] = {}

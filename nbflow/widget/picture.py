@@ -99,6 +99,7 @@ def svg(
     >>> 'data-node="a"' in picture and 'data-state="failed"' in picture
     True
     """
+    labels = len(graph.get("edges", [])) <= 60
     width = float(graph.get("width") or 0) + 2 * PAD
     height = float(graph.get("height") or 0) + 2 * PAD
     style = f"max-width:100%;height:auto;font-family:{_FONT};font-size:12px"
@@ -120,6 +121,13 @@ def svg(
         out.append(f'<path d="{path}" fill="none" stroke="{_EDGE}" stroke-width="1.3"{dash}/>')
         (x1, y1), (x2, y2) = points[-2], points[-1]
         out.append(_arrowhead(x1, y1, x2, y2))
+        label = edge.get("label") or ""
+        if label and labels and "[" not in label:  # argument names help on small graphs
+            (ax, ay), (bx, by) = points[0], points[-1]
+            out.append(
+                f'<text x="{(ax + bx) / 2 + 5:g}" y="{(ay + by) / 2 + 3:g}" fill="{_EDGE}" '
+                f'font-size="10">{html.escape(label)}</text>'
+            )
     for node in graph.get("nodes", []):
         summary = nodes.get(node["id"])
         state = _state(summary)
@@ -198,3 +206,47 @@ def page(graph: dict[str, Any], nodes: dict[str, dict[str, Any]], header: dict[s
         f'<div style="margin:4px 0">{" · ".join(bits)}</div>'
         f"{svg(graph, nodes, title=title)}</div>"
     )
+
+
+class FlowPicture:
+    """A graph drawn once, coloured by given node states: what ``%flow show`` returns.
+    Displays as the SVG (``text/html``), fitted to the width of its output.
+
+    >>> graph = {"nodes": [{"id": "a", "kind": "task", "x": 80, "y": 33, "w": 150, "h": 58}],
+    ...          "edges": [], "width": 160, "height": 66}
+    >>> FlowPicture("etl", graph, {"a": {"state": "success"}}).states
+    {'a': 'success'}
+    """
+
+    def __init__(self, flow: str, graph: dict[str, Any], nodes: dict[str, dict[str, Any]]) -> None:
+        self.flow = flow
+        self.graph = graph
+        self.nodes = nodes
+
+    @property
+    def states(self) -> dict[str, str]:
+        """Each node's state as drawn (pending where none is known)."""
+        return {n["id"]: _state(self.nodes.get(n["id"])).value for n in self.graph["nodes"]}
+
+    @property
+    def html(self) -> str:
+        counts = legend(self._counts())
+        head = f"<strong>{html.escape(self.flow)}</strong> · latest states: {html.escape(counts)}"
+        drawing = svg(self.graph, self.nodes, title=f"Task graph of {self.flow}")
+        return (
+            '<div class="nbflow-static nbflow-dag" '
+            'style="font-family:system-ui,sans-serif;font-size:12px">'
+            f'<div style="margin:4px 0">{head}</div>{drawing}</div>'
+        )
+
+    def __repr__(self) -> str:
+        return f"<FlowPicture of '{self.flow}': {legend(self._counts())}>"
+
+    def _counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for state in self.states.values():
+            counts[state] = counts.get(state, 0) + 1
+        return counts
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        return {"text/html": self.html, "text/plain": repr(self)}

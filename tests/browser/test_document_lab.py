@@ -127,6 +127,27 @@ def test_run_flow_rerun_failed_and_badges_work_from_the_document(lab, page, shot
     assert "the check is broken" not in panel.text_content()
     shot(page, "doc-2-rerun-failed-after-edit")
 
+    # Show flow DAG: the widget's graph, coloured by the latest states, within the panel.
+    _palette(page, "Show flow DAG")
+    picture = page.locator(".nbflow-output-panel svg.nbflow-picture")
+    picture.wait_for(timeout=30_000)
+    states = page.evaluate(
+        "() => Object.fromEntries([...document.querySelectorAll("
+        "'.nbflow-output-panel svg.nbflow-picture [data-node]')]"
+        ".map(n => [n.dataset.node, n.dataset.state]))"
+    )
+    assert states == {"rows": "success", "total": "success", "check": "success"}
+    page.wait_for_timeout(300)
+    inside = page.evaluate(
+        "() => { const p = document.querySelector('.nbflow-output-panel .jp-OutputArea')"
+        ".getBoundingClientRect(); const s = document.querySelector("
+        "'.nbflow-output-panel svg.nbflow-picture').getBoundingClientRect();"
+        " return [s.top >= p.top, s.bottom <= p.bottom + 1, s.right <= p.right + 1, s.height]; }"
+    )
+    assert inside[:3] == [True, True, True], inside
+    assert inside[3] > 100
+    shot(page, "doc-2b-show-dag")
+
     # A page reload: the badges come back from the running kernel.
     _save(page)
     page.reload()
