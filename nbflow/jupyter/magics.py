@@ -197,9 +197,13 @@ class NbflowMagics(Magics):
                 line, body = split_task_cell(self.shell, cell["source"])
                 name, options = parse_task_line(line)
                 filename = self._filename(line, body, executed=False)
-                names.append(
-                    nb.define(name, self._python(body), options, filename, cell["id"]).name
-                )
+                before = nb.cell_ids.get(cell["id"])
+                status = nb.status.get(before) if before else None
+                defined = nb.define(name, self._python(body), options, filename, cell["id"])
+                if status is not None and defined.name != before and status.state in NOT_OK:
+                    # Edited so that its task name changed: still the cell that failed.
+                    nb.status.setdefault(defined.name, status)
+                names.append(defined.name)
             except (UsageError, CellError) as exc:
                 raise UsageError(f"Task cell {number} of the notebook: {exc}") from None
         nb.reorder(names)

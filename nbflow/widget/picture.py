@@ -17,6 +17,9 @@ from nbflow.palette import COLOURS, ICONS
 from nbflow.state import State
 
 PAD = 8.0
+# A saved notebook keeps the fallback of every widget output: above this many nodes
+# (about 0.5 KB each) it keeps the heading alone.
+MAX_KEPT_NODES = 400
 _FONT = "system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif"
 _TEXT = "#1b1b1b"
 _EDGE = "#6b6b6b"
@@ -191,7 +194,15 @@ def legend(counts: dict[str, int]) -> str:
 
 
 def page(graph: dict[str, Any], nodes: dict[str, dict[str, Any]], header: dict[str, Any]) -> str:
-    """The HTML of the fallback: a heading (flow, state, run id, counts) over the SVG."""
+    """The HTML of the fallback: a heading (flow, state, run id, counts) over the SVG
+    (left out above ``MAX_KEPT_NODES`` nodes).
+
+    >>> node = {"kind": "task", "x": 80, "y": 33, "w": 150, "h": 58}
+    >>> many = [{**node, "id": f"t{i}"} for i in range(MAX_KEPT_NODES + 1)]
+    >>> graph = {"nodes": many, "edges": [], "width": 9, "height": 9}
+    >>> "<svg" in page(graph, {}, {"flow": "wide", "state": "success"})
+    False
+    """
     flow = html.escape(str(header.get("flow", "")))
     state = _state(header)
     bits = [f"<strong>{flow}</strong>", f"{ICONS[state]} {state.value.replace('_', ' ')}"]
@@ -201,10 +212,15 @@ def page(graph: dict[str, Any], nodes: dict[str, dict[str, Any]], header: dict[s
     if counts:
         bits.append(html.escape(counts))
     title = f"nbflow run of {header.get('flow', '')}: {state.value}"
+    count = len(graph.get("nodes", []))
+    drawing = (
+        svg(graph, nodes, title=title)
+        if count <= MAX_KEPT_NODES
+        else f"<div>(a graph of {count} tasks: too large to keep a picture of)</div>"
+    )
     return (
         '<div class="nbflow-static" style="font-family:system-ui,sans-serif;font-size:12px">'
-        f'<div style="margin:4px 0">{" · ".join(bits)}</div>'
-        f"{svg(graph, nodes, title=title)}</div>"
+        f'<div style="margin:4px 0">{" · ".join(bits)}</div>{drawing}</div>'
     )
 
 

@@ -188,3 +188,84 @@ def test_after_a_restart_the_states_come_from_the_run_history(ip):
     assert {k: v["state"] for k, v in states.items()} == {"c-rows": "success", "c-total": "failed"}
     assert states["c-rows"]["duration"] is not None
     assert states["c-total"]["attempts"] == 1
+
+
+def test_rerun_failed_runs_a_failed_cell_whose_edit_changed_its_task_name(ip):
+    with capture_output():
+        ip.run_cell(DOC[0][1], cell_id=DOC[0][0])
+        ip.run_cell("%%task\ntotal = sum(rows) / 0", cell_id="c-total")
+    edited = [DOC[0], ("c-total", "%%task\ngrand_total = sum(rows)")]
+    result, out = _command(ip, edited, "retry")
+    assert result.success, out.stdout + str(result.error_in_exec)
+    assert ip.user_ns["grand_total"] == 10
+    assert "total" not in ip.nbflow.notebook.cells
+
+
+def test_a_new_kernel_sends_the_recorded_states_without_loading_the_magics(tmp_path):
+    """What a reopened notebook's page gets: a fresh kernel, nothing executed in it."""
+    import os
+    import queue
+    import time
+
+    from jupyter_client.manager import KernelManager
+
+    env = {
+        **os.environ,
+        "NBFLOW_HOME": str(tmp_path / "store"),
+        "JPY_SESSION_NAME": str(tmp_path / "reopened.ipynb"),
+    }
+
+    def kernel(cells: list[tuple[str, str]]) -> tuple[list[dict[str, Any]], str]:
+        km = KernelManager(kernel_name="python3")
+        km.start_kernel(cwd=str(tmp_path), env=env)
+        kc = km.client()
+        kc.start_channels()
+        comm: list[dict[str, Any]] = []
+        try:
+            kc.wait_for_ready(timeout=60)
+            for cell_id, code in cells:
+                content = {"code": code, "silent": cell_id == "", "store_history": True}
+                msg = kc.session.msg("execute_request", content, metadata={"cellId": cell_id})
+                kc.shell_channel.send(msg)
+                while (
+                    kc.get_shell_msg(timeout=60)["parent_header"].get("msg_id")
+                    != (msg["header"]["msg_id"])
+                ):
+                    pass
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline:
+                try:
+                    m = kc.get_iopub_msg(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if m["msg_type"] in ("comm_open", "comm_msg"):
+                    comm.append(m)
+            reply = kc.execute_interactive(
+                "import sys",
+                user_expressions={"magics": "'nbflow.jupyter.magics' in sys.modules"},
+                timeout=30,
+            )
+            magics = reply["content"]["user_expressions"]["magics"]["data"]["text/plain"]
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+        return comm, magics
+
+    kernel(
+        [
+            ("c-load", "%load_ext nbflow"),
+            ("c-rows", "%%task\nrows = [1, 2]"),
+            ("c-bad", "%%task bad\nz = sum(rows) / 0"),
+        ]
+    )
+    ids = _encoded(["c-rows", "c-bad", "c-other"])
+    code = f'__import__("nbflow.jupyter.lab", fromlist=["resend"]).resend(get_ipython(), "{ids}")'
+    messages, magics = kernel([("", code)])
+    assert magics == "False"  # nothing heavy loaded in a kernel that only shows badges
+    opened = [m for m in messages if m["msg_type"] == "comm_open"]
+    assert [m["content"]["data"] for m in opened] == [{"type": "reset"}]
+    (sent,) = [m["content"]["data"] for m in messages if m["msg_type"] == "comm_msg"]
+    assert {c["cell_id"]: (c["task"], c["state"]) for c in sent["cells"]} == {
+        "c-rows": ("rows", "success"),
+        "c-bad": ("bad", "failed"),
+    }
