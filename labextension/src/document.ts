@@ -55,19 +55,19 @@ export function decode(text: string): unknown {
 
 const LOAD = 'get_ipython().extension_manager.load_extension("nbflow")';
 
+/** The code of a command: load the magics quietly (no "already loaded" output), then
+ * run one `%flow` line. */
+export function magicCode(line: string): string {
+  return `${LOAD};\n%flow ${line}`;
+}
+
 /**
- * The code of a command: load the magics quietly (no "already loaded" output), define
- * the document's task cells (when given), then run one `%flow` line.
+ * Run silently just before a command: hands the kernel the document's task cells,
+ * which the command's `%flow` line defines first (its errors show in the command's
+ * output, and its code stays one readable line).
  */
-export function magicCode(line: string, cells?: ITaskCell[]): string {
-  const lines = [`${LOAD};`];
-  if (cells !== undefined) {
-    lines.push(
-      `__import__("nbflow.jupyter.magics", fromlist=["use_document"]).use_document(get_ipython(), "${encode(cells)}")`
-    );
-  }
-  lines.push(`%flow ${line}`);
-  return lines.join('\n');
+export function documentCode(cells: ITaskCell[]): string {
+  return `${LOAD};\n__import__("nbflow.jupyter.magics", fromlist=["use_document"]).use_document(get_ipython(), "${encode(cells)}")`;
 }
 
 /**

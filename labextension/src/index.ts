@@ -20,7 +20,14 @@ import { OutputArea, OutputAreaModel } from '@jupyterlab/outputarea';
 import { Kernel, KernelMessage } from '@jupyterlab/services';
 import { CommandToolbarButton } from '@jupyterlab/ui-components';
 
-import { connectCode, isTaskSource, ITaskCell, magicCode, taskCells } from './document';
+import {
+  connectCode,
+  documentCode,
+  isTaskSource,
+  ITaskCell,
+  magicCode,
+  taskCells
+} from './document';
 import { BadgeModel, IBadge, IChannelMessage } from './model';
 
 /** Command ids. */
@@ -313,10 +320,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
       view.title.label = `nbflow: ${title} (${panel.title.label})`;
       view.content.model.clear();
       app.shell.activateById(panel.id);
-      // The document's task cells go with the command: the kernel defines them first,
-      // so cells not executed yet, or edited since, count as the notebook has them.
-      const code = magicCode(line, documentTaskCells(panel));
-      await OutputArea.execute(code, view.content, panel.sessionContext);
+      // The document's task cells go first (silently): the command's %flow line
+      // defines them, so cells not executed yet, or edited since, count as written.
+      const kernel = panel.sessionContext.session?.kernel;
+      if (kernel) {
+        const cells = documentTaskCells(panel);
+        await kernel.requestExecute({ code: documentCode(cells), silent: true, store_history: false })
+          .done;
+      }
+      await OutputArea.execute(magicCode(line), view.content, panel.sessionContext);
       fitPictures(view);
     };
 

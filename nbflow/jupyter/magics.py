@@ -126,6 +126,9 @@ class NbflowMagics(Magics):
         self.cell_id: str | None = None
         self.raw_cell: str | None = None
         self.channel: LabChannel | None = None
+        # The notebook's task cells as the JupyterLab extension sent them for the
+        # command it runs next (``use_document``): the next %flow line defines them.
+        self.document: list[dict[str, str]] | None = None
 
     def cell_of(self, flow: str, task: str) -> str | None:
         """The JupyterLab cell id of the task cell named ``task`` (for the lab badges)."""
@@ -182,7 +185,8 @@ class NbflowMagics(Magics):
         ``%%task`` cell's JupyterLab ``id`` and ``source``, in notebook order), before a
         command of the JupyterLab extension runs: cells not executed yet, or edited
         since, count as written; cells deleted from the document are forgotten. Returns
-        the task names in notebook order."""
+        the task names in notebook order. (The next ``%flow`` line calls it with the
+        document the extension sent just before.)"""
         nb = self.notebook
         ids = [c["id"] for c in cells]
         if not nb.restored:
@@ -233,14 +237,14 @@ class NbflowMagics(Magics):
 
         The same text gets the same name (so its compiled code is reused), mapped to
         the execution count of its latest run (a cell read from the document and not
-        executed keeps the count it had, if any)."""
+        executed keeps the count it had, if any: else its traceback names the file)."""
         assert self.shell is not None
         raw = f"%%task {line}\n{cell}"
         filename = f"<nbflow-cell {hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()}>"
         # Line 1 commented out: tracebacks parse the file, and %%task is not Python.
         cellcode.register_source(filename, "# " + raw)
         names = getattr(self.shell.compile, "_filename_map", None)
-        if isinstance(names, dict) and (executed or filename not in names):
+        if isinstance(names, dict) and executed:
             names[filename] = cell_number(self.shell)
         return filename
 
@@ -359,6 +363,9 @@ class NbflowMagics(Magics):
         forget cells (and results).
         """
         __tracebackhide__ = True
+        document, self.document = self.document, None
+        if document is not None:
+            self.use_document(document)
         words = split(line, "%flow")
         if not words:
             raise UsageError(
@@ -518,10 +525,11 @@ def split_task_cell(shell: Any, source: str) -> tuple[str, str]:
     return str(line), str(body)
 
 
-def use_document(shell: Any, encoded: str) -> list[str]:
-    """What the JupyterLab extension's commands call before their ``%flow`` line:
+def use_document(shell: Any, encoded: str) -> None:
+    """What the JupyterLab extension runs silently before a command's ``%flow`` line:
     ``encoded`` is the base64 of the JSON list of the notebook's task cells (``id``,
-    ``source``). See ``NbflowMagics.use_document``."""
+    ``source``), which that ``%flow`` line defines first (its errors show there, and
+    the command's code stays one readable line). See ``NbflowMagics.use_document``."""
     import base64
     import json
 
@@ -529,8 +537,7 @@ def use_document(shell: Any, encoded: str) -> list[str]:
     if magics is None:
         shell.extension_manager.load_extension("nbflow")
         magics = _loaded[id(shell)]
-    cells = json.loads(base64.b64decode(encoded).decode("utf-8"))
-    return magics.use_document(cells)
+    magics.document = json.loads(base64.b64decode(encoded).decode("utf-8"))
 
 
 def _parse_flow_line(words: list[str]) -> Any:

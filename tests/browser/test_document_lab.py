@@ -114,6 +114,13 @@ def test_run_flow_rerun_failed_and_badges_work_from_the_document(lab, page, shot
     page.wait_for_selector(".nbflow-output-panel .nbflow-widget", timeout=30_000)
     assert all("[ ]" in p or p == "" for p in _execution_counts(page)), _execution_counts(page)
     shot(page, "doc-1-run-flow-fresh-notebook")
+    # Its error is the cell's own, under the command's one line of code.
+    errors = page.locator(".nbflow-output-panel [data-mime-type='application/vnd.jupyter.stderr']")
+    errors.wait_for(state="attached", timeout=30_000)
+    assert "RuntimeError: the check is broken" in errors.text_content()
+    assert "use_document" not in page.locator(".nbflow-output-panel").text_content()
+    errors.scroll_into_view_if_needed()
+    shot(page.locator(".nbflow-output-panel"), "doc-1b-run-flow-error")
 
     # The broken cell is fixed in the editor, not executed: Re-run failed runs the fix.
     _edit(page, 3, FIXED)

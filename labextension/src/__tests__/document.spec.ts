@@ -1,4 +1,12 @@
-import { connectCode, decode, encode, isTaskSource, magicCode, taskCells } from '../document';
+import {
+  connectCode,
+  decode,
+  documentCode,
+  encode,
+  isTaskSource,
+  magicCode,
+  taskCells
+} from '../document';
 
 describe('taskCells', () => {
   it('keeps the %%task code cells, in notebook order, with id and source', () => {
@@ -34,22 +42,23 @@ describe('encode', () => {
 });
 
 describe('magicCode', () => {
-  it('loads the magics, sends the document, then runs the %flow line last', () => {
+  it('loads the magics quietly, then runs the %flow line', () => {
+    expect(magicCode('retry').split('\n')).toEqual([
+      'get_ipython().extension_manager.load_extension("nbflow");',
+      '%flow retry'
+    ]);
+  });
+});
+
+describe('documentCode', () => {
+  it('loads the magics, then hands the kernel the task cells', () => {
     const cells = [{ id: 'c1', source: '%%task\nx = 1' }];
-    const lines = magicCode('retry', cells).split('\n');
+    const lines = documentCode(cells).split('\n');
     expect(lines[0]).toBe('get_ipython().extension_manager.load_extension("nbflow");');
     const sent = /use_document\(get_ipython\(\), "([^"]+)"\)$/.exec(lines[1]);
     expect(sent).not.toBeNull();
     expect(decode(sent![1])).toEqual(cells);
-    expect(lines[2]).toBe('%flow retry');
-    expect(lines).toHaveLength(3);
-  });
-
-  it('without a document runs only the line', () => {
-    expect(magicCode('show').split('\n')).toEqual([
-      'get_ipython().extension_manager.load_extension("nbflow");',
-      '%flow show'
-    ]);
+    expect(lines).toHaveLength(2);
   });
 });
 
