@@ -103,6 +103,11 @@ class NotebookBadges {
   }
 
   private showPictures(): void {
+    // Cheap first: ipywidgets marks its error node; most mutations are typing.
+    const errors = this.panel.content.node.querySelectorAll('.jp-OutputArea-output.jupyter-widgets');
+    if (![...errors].some(node => node.textContent === MODEL_NOT_FOUND)) {
+      return;
+    }
     for (const cell of this.panel.content.widgets) {
       if (cell.model.type !== 'code') {
         continue;

@@ -226,7 +226,8 @@ def page(graph: dict[str, Any], nodes: dict[str, dict[str, Any]], header: dict[s
 
 class FlowPicture:
     """A graph drawn once, coloured by given node states: what ``%flow show`` returns.
-    Displays as the SVG (``text/html``), fitted to the width of its output.
+    Displays as the SVG (``text/html``, and ``image/svg+xml`` for other front ends),
+    fitted to the width of its output.
 
     >>> graph = {"nodes": [{"id": "a", "kind": "task", "x": 80, "y": 33, "w": 150, "h": 58}],
     ...          "edges": [], "width": 160, "height": 66}
@@ -265,4 +266,6 @@ class FlowPicture:
         return counts
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        return {"text/html": self.html, "text/plain": repr(self)}
+        # HTML first (JupyterLab fits it to the output); the bare SVG for the others.
+        drawing = svg(self.graph, self.nodes, title=f"Task graph of {self.flow}")
+        return {"text/html": self.html, "image/svg+xml": drawing, "text/plain": repr(self)}
