@@ -31,6 +31,8 @@ class LogRecord:
     time: float
     level: str
     message: str
+    # A line the task printed (log_prints), not a logger record: shown as printed.
+    printed: bool = False
 
     def __str__(self) -> str:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.time))
@@ -53,11 +55,11 @@ class Capture:
         text = self._partial + text
         *lines, self._partial = text.split("\n")
         now = time.time()
-        self.records.extend(LogRecord(now, "INFO", line) for line in lines)
+        self.records.extend(LogRecord(now, "INFO", line, printed=True) for line in lines)
 
     def close(self) -> None:
         if self._partial:
-            self.records.append(LogRecord(time.time(), "INFO", self._partial))
+            self.records.append(LogRecord(time.time(), "INFO", self._partial, printed=True))
             self._partial = ""
 
 

@@ -14,12 +14,20 @@ import {
   MainAreaWidget,
   showDialog
 } from '@jupyterlab/apputils';
-import { Cell } from '@jupyterlab/cells';
+import { Cell, CodeCell } from '@jupyterlab/cells';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { OutputArea, OutputAreaModel } from '@jupyterlab/outputarea';
 import { Kernel, KernelMessage } from '@jupyterlab/services';
 import { CommandToolbarButton } from '@jupyterlab/ui-components';
 
+import {
+  connectCode,
+  documentCode,
+  isTaskSource,
+  ITaskCell,
+  magicCode,
+  taskCells
+} from './document';
 import { BadgeModel, IBadge, IChannelMessage } from './model';
 
 /** Command ids. */
@@ -35,20 +43,35 @@ export const COMM_TARGET = 'nbflow';
 
 const TASK_CELL = 'nbflow-task-cell';
 const BADGE = 'nbflow-cell-badge';
-
-/** Loads the magics quietly (no "already loaded" output), then runs one `%flow` line. */
-export function magicCode(line: string): string {
-  return `get_ipython().extension_manager.load_extension("nbflow");\n%flow ${line}`;
-}
+const WIDGET_MIME = 'application/vnd.jupyter.widget-view+json';
+/** What ipywidgets writes where a saved widget's model is gone (a reopened notebook). */
+const MODEL_NOT_FOUND = 'Error displaying widget: model not found';
+/** The mark of the static picture nbflow's widget puts in its output's text/html. */
+const PICTURE_MARK = 'class="nbflow-static"';
 
 function isTaskCell(cell: Cell): boolean {
-  return cell.model.type === 'code' && cell.model.sharedModel.getSource().startsWith('%%task');
+  return cell.model.type === 'code' && isTaskSource(cell.model.sharedModel.getSource());
+}
+
+/** The notebook's task cells as the document holds them, in notebook order. */
+export function documentTaskCells(panel: NotebookPanel): ITaskCell[] {
+  const cells = panel.content.model?.cells;
+  if (!cells) {
+    return [];
+  }
+  const all = [];
+  for (let i = 0; i < cells.length; i++) {
+    const cell = cells.get(i);
+    all.push({ id: cell.id, type: cell.type, source: cell.sharedModel.getSource() });
+  }
+  return taskCells(all);
 }
 
 /** Per notebook: the badge model, the comm, and the output panel of its commands. */
 class NotebookBadges {
   readonly model = new BadgeModel();
   output: MainAreaWidget<OutputArea> | null = null;
+  private restoredFor: string | null = null;
 
   constructor(readonly panel: NotebookPanel) {
     panel.sessionContext.kernelChanged.connect((_, change) => this.listen(change.newValue));
@@ -56,6 +79,62 @@ class NotebookBadges {
     panel.content.model?.contentChanged.connect(() => this.markTaskCells());
     panel.content.modelChanged.connect(() => this.markTaskCells());
     this.markTaskCells();
+    this.watchPictures();
+  }
+
+  /**
+   * A reopened notebook whose widget state was not saved: ipywidgets writes "model not
+   * found" where an nbflow widget was. Show the widget's static picture instead (its
+   * output's text/html fallback: the run's final state).
+   */
+  private watchPictures(): void {
+    let queued = false;
+    const observer = new MutationObserver(() => {
+      if (!queued) {
+        queued = true;
+        requestAnimationFrame(() => {
+          queued = false;
+          this.showPictures();
+        });
+      }
+    });
+    observer.observe(this.panel.content.node, { childList: true, subtree: true, characterData: true });
+    this.panel.disposed.connect(() => observer.disconnect());
+  }
+
+  private showPictures(): void {
+    // Cheap first: ipywidgets marks its error node; most mutations are typing.
+    const errors = this.panel.content.node.querySelectorAll('.jp-OutputArea-output.jupyter-widgets');
+    if (![...errors].some(node => node.textContent === MODEL_NOT_FOUND)) {
+      return;
+    }
+    for (const cell of this.panel.content.widgets) {
+      if (cell.model.type !== 'code') {
+        continue;
+      }
+      const area = (cell as CodeCell).outputArea;
+      area.widgets.forEach((child, i) => {
+        const node = child.node.querySelector('.jp-OutputArea-output') as HTMLElement | null;
+        if (!node || node.textContent !== MODEL_NOT_FOUND || i >= area.model.length) {
+          return;
+        }
+        const output = area.model.get(i);
+        const html = output.data['text/html'];
+        if (!(WIDGET_MIME in output.data) || typeof html !== 'string' || !html.includes(PICTURE_MARK)) {
+          return;
+        }
+        const renderer = this.panel.content.rendermime.createRenderer('text/html');
+        node.textContent = '';
+        node.classList.add('nbflow-picture-output');
+        node.appendChild(renderer.node);
+        void renderer.renderModel({
+          data: { 'text/html': html },
+          metadata: {},
+          trusted: output.trusted,
+          setData: () => undefined
+        });
+      });
+    }
   }
 
   private listen(kernel: Kernel.IKernelConnection | null): void {
@@ -69,6 +148,33 @@ class NotebookBadges {
       comm.onMsg = (msg: KernelMessage.ICommMsgMsg) =>
         this.receive(msg.content.data as unknown as IChannelMessage);
     });
+    if (this.restoredFor !== kernel.id) {
+      this.restoredFor = kernel.id; // kernelChanged and ready may both bring it
+      void this.restore(kernel);
+    }
+  }
+
+  /**
+   * Ask the kernel for the latest states of this notebook's task cells (after a page
+   * reload, or on reopening the notebook: from the run history). Silent: nothing shows
+   * in the notebook, and nothing is asked of a notebook without task cells.
+   */
+  private async restore(kernel: Kernel.IKernelConnection): Promise<void> {
+    await this.panel.context.ready;
+    const cells = documentTaskCells(this.panel);
+    if (cells.length === 0 || kernel.isDisposed) {
+      return;
+    }
+    try {
+      await kernel.requestExecute({
+        code: connectCode(cells),
+        silent: true,
+        store_history: false,
+        stop_on_error: false
+      }).done;
+    } catch (reason) {
+      console.warn('nbflow: could not restore the task states', reason);
+    }
   }
 
   private receive(message: IChannelMessage): void {
@@ -146,6 +252,28 @@ class NotebookBadges {
   }
 }
 
+/**
+ * Fit the pictures in a command's panel (Show flow DAG) to the panel's height as well
+ * as its width (the SVG scales with its viewBox), also when the panel is resized.
+ */
+function fitPictures(view: MainAreaWidget<OutputArea>): void {
+  const host = view.content.node;
+  const fit = () => {
+    for (const svg of host.querySelectorAll<SVGSVGElement>('svg.nbflow-picture')) {
+      const top = svg.getBoundingClientRect().top - host.getBoundingClientRect().top + host.scrollTop;
+      svg.style.maxHeight = `${Math.max(120, host.clientHeight - top - 12)}px`;
+    }
+  };
+  fit();
+  requestAnimationFrame(fit); // outputs may still be rendering
+  if (!host.dataset.nbflowFit) {
+    host.dataset.nbflowFit = 'yes';
+    const observer = new ResizeObserver(fit);
+    observer.observe(host);
+    view.disposed.connect(() => observer.disconnect());
+  }
+}
+
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyter-nbflow:plugin',
   description: 'Live nbflow task states on %%task cells, and flow commands.',
@@ -197,7 +325,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
       view.title.label = `nbflow: ${title} (${panel.title.label})`;
       view.content.model.clear();
       app.shell.activateById(panel.id);
+      // The document's task cells go first (silently): the command's %flow line
+      // defines them, so cells not executed yet, or edited since, count as written.
+      const kernel = panel.sessionContext.session?.kernel;
+      if (kernel) {
+        const cells = documentTaskCells(panel);
+        await kernel.requestExecute({ code: documentCode(cells), silent: true, store_history: false })
+          .done;
+      }
       await OutputArea.execute(magicCode(line), view.content, panel.sessionContext);
+      fitPictures(view);
     };
 
     /** Each command runs one `%flow` line; `confirm` asks first; `keys` binds a shortcut. */

@@ -8,6 +8,7 @@ flow, so it lands in the run history under that name with the cells' task names.
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import warnings
 from collections.abc import Callable, Iterable
@@ -201,6 +202,45 @@ class NotebookFlow(CellGraph):
                 )
 
         return undo
+
+    def reorder(self, names: list[str]) -> None:
+        """Put the cells ``names`` in this order (the notebook document's), before any
+        other cell: a cell reads the names bound by the nearest task cell above it in
+        the document, whatever order the cells were run in."""
+        first = [self.cells[n] for n in names if n in self.cells]
+        rest = sorted(
+            (c for n, c in self.cells.items() if n not in set(names)), key=lambda c: c.position
+        )
+        ids = {name: cell_id for cell_id, name in self.cell_ids.items()}
+        moved = []
+        for position, cell in enumerate([*first, *rest]):
+            if cell.position != position:
+                # A new object: the versions worked out for the old order are not reused.
+                self.cells[cell.name] = dataclasses.replace(cell, position=position)
+                moved.append(self.cells[cell.name])
+        if not moved:
+            return
+        try:
+            store = open_cells(self.store_home())
+            for cell in moved:
+                kept = {**cell.options.to_json(), "changes": list(cell.changes)}
+                store.save(
+                    self.name,
+                    StoredCell(
+                        cell.name,
+                        cell.source,
+                        kept,
+                        cell.filename,
+                        cell.position,
+                        ids.get(cell.name),
+                    ),
+                )
+        except Exception as exc:  # a read-only store: this kernel has the right order
+            warnings.warn(
+                f"nbflow cannot keep the order of the task cells in the store ({exc}).",
+                NbflowWarning,
+                stacklevel=2,
+            )
 
     def store_home(self) -> pathlib.Path:
         """The notebook's home folder, created and checked (its file store's folder)."""

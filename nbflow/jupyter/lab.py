@@ -11,11 +11,17 @@ Updates are coalesced per cell and sent at most ten times a second from a
 background thread (the final state of a run always goes out at once), so a run's
 speed does not depend on its display. Without the extension the comm is simply
 not answered; nothing else changes.
+
+When a page connects to the kernel (opened, reloaded, reopened) the extension runs
+``resend`` silently: the latest state of each of its task cells goes out on a new comm
+(opened with ``{"type": "reset"}``), from this kernel's runs or, after a restart,
+from the run history.
 """
 
 from __future__ import annotations
 
 import logging
+import pathlib
 import threading
 import time
 from collections.abc import Callable
@@ -62,8 +68,11 @@ class LabChannel:
     def __init__(self, cell_of: CellLookup, send: Callable[[dict[str, Any]], None] | None = None):
         self._cell_of = cell_of
         self._send = send
+        self._comm: Any = None
+        self._deliver_lock = threading.Lock()
         self._pending: dict[str, Any] = {}  # cell id -> its task run
         self._results: dict[str, str] = {}  # cell id -> key of the result it shows
+        self.shown: dict[str, dict[str, Any]] = {}  # cell id -> the last summary sent
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._urgent = False
@@ -117,19 +126,43 @@ class LabChannel:
         if not batch:
             return
         cells = [summary(cell, tr) for cell, tr in batch.items()]
+        self.shown.update((c["cell_id"], c) for c in cells)
         try:
             self._deliver({"type": "cells", "cells": cells})
         except Exception:
             log.exception("nbflow could not send task states to JupyterLab")
 
-    def _deliver(self, message: dict[str, Any]) -> None:
-        if self._send is None:
-            from comm import create_comm
+    def reconnect(self, cells: list[dict[str, Any]]) -> None:
+        """A page connected (or reloaded): open a new comm (a reloaded page does not
+        know the old one) and send it ``cells``, the latest state of each task cell."""
+        with self._deliver_lock:
+            old, self._comm = self._comm, None
+            if old is not None:
+                try:
+                    old.close()
+                except Exception:
+                    log.debug("nbflow: closing the old JupyterLab comm failed", exc_info=True)
+        try:
+            self._deliver({"type": "cells", "cells": cells}, opening={"type": "reset"})
+        except Exception:
+            log.exception("nbflow could not send task states to JupyterLab")
 
-            comm = create_comm(target_name=COMM_TARGET, data={"type": "reset"})
-            self._send = lambda data: comm.send(data)
-        self._send(message)
-        self.messages += 1
+    def _deliver(self, message: dict[str, Any], opening: dict[str, Any] | None = None) -> None:
+        """Send ``message``, on a comm opened first with ``opening`` if there is none
+        (by default it keeps the badges the page shows: those restored on connect)."""
+        with self._deliver_lock:
+            if self._send is not None:
+                if opening is not None:
+                    self._send(opening)
+                self._send(message)
+            else:
+                if self._comm is None:
+                    from comm import create_comm
+
+                    data = opening or {"type": "cells", "cells": []}
+                    self._comm = create_comm(target_name=COMM_TARGET, data=data)
+                self._comm.send(message)
+            self.messages += 1
 
     def _loop(self) -> None:
         last = 0.0
@@ -148,3 +181,136 @@ class LabChannel:
                 self._urgent = False
             self.flush()
             last = time.monotonic()
+
+
+def _row_summary(
+    cell_id: str, row: dict[str, Any], children: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """What a badge shows of a task run recorded in the history."""
+    done = total = None
+    if row["mapped"]:
+        total = len(children)
+        done = sum(1 for c in children if State(c["state"]).is_finished)
+    start, end = row["start"], row["end"]
+    return {
+        "cell_id": cell_id,
+        "task": row["name"],
+        "state": row["state"],
+        "attempts": row["attempts"],
+        "retries": 0,
+        "duration": round(end - start, 3) if start is not None and end is not None else None,
+        "done": done,
+        "total": total,
+    }
+
+
+def recorded(
+    home: pathlib.Path, flow: str, names: dict[str, str], limit: int = 200
+) -> list[dict[str, Any]]:
+    """The latest recorded state of each cell of ``names`` (cell id -> task name) in the
+    run history of the store at ``home`` (nothing when it has none)."""
+    from nbflow.store.history import open_history
+    from nbflow.store.home import HISTORY_FILE
+
+    if not names or not (home / HISTORY_FILE).exists():
+        return []
+    wanted = {name: cell_id for cell_id, name in names.items()}
+    history = open_history(home)
+    found: dict[str, dict[str, Any]] = {}
+    # A cell reused by a later cell's run is recorded there as "cached": its badge says
+    # how that same result was made (as the live badges do), found in an older run.
+    made: dict[str, str] = {}  # name -> key of a cached result whose making is sought
+    for run in history.runs(limit):
+        if run["flow"] != flow:
+            continue
+        rows = history.load(run["id"])[1]
+        for row in rows:
+            name = row["name"]
+            if row["map_index"] is not None or name not in wanted:
+                continue
+            if name in found:
+                if made.get(name) is None:
+                    continue
+                if row["key"] != made.pop(name) or row["state"] != State.SUCCESS.value:
+                    continue
+            elif row["state"] == State.CACHED.value and row["key"]:
+                made[name] = row["key"]
+            children = [c for c in rows if c["map_index"] is not None and c["node"] == name]
+            found[name] = _row_summary(wanted[name], row, children)
+        if len(found) == len(wanted) and not made:
+            break  # older runs cannot change a cell's latest state
+    return list(found.values())
+
+
+def stored_names(home: pathlib.Path, flow: str) -> dict[str, str]:
+    """Cell id -> task name of the task cells kept in the store at ``home`` for ``flow``."""
+    from nbflow.store.cellstore import open_cells
+    from nbflow.store.home import CELLS_FILE
+
+    if not (home / CELLS_FILE).exists():
+        return {}
+    return {c.cell_id: c.name for c in open_cells(home).load(flow) if c.cell_id}
+
+
+def latest(
+    notebook: Any, ids: list[str], shown: dict[str, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """The badges of the cells ``ids`` of a ``NotebookFlow``: as last sent (``shown``),
+    else from its runs in this kernel, else from the run history (after a restart)."""
+    from nbflow.store.home import home_path
+
+    out: list[dict[str, Any]] = []
+    missing: dict[str, str] = {}
+    home = home_path(notebook.home)
+    stored: dict[str, str] | None = None
+    for cell_id in ids:
+        if shown and cell_id in shown:
+            out.append(shown[cell_id])
+            continue
+        name = notebook.cell_ids.get(cell_id)
+        if name is None:
+            if stored is None:
+                stored = stored_names(home, notebook.name)
+            name = stored.get(cell_id)
+        if name is None:
+            continue
+        status = notebook.status.get(name)
+        if status is not None and status.task_run is not None:
+            out.append(summary(cell_id, status.task_run))
+        else:
+            missing[cell_id] = name
+    return out + recorded(home, notebook.name, missing)
+
+
+def resend(shell: Any, encoded: str) -> None:
+    """What the JupyterLab extension runs (silently) when a page connects to the kernel:
+    send the latest state of the task cells ``encoded`` (base64 of a JSON list of cell
+    ids) on a new comm, so badges come back after a page reload, or after reopening the
+    notebook (from the run history). Loads nothing heavy when nbflow's magics are not
+    loaded in this kernel."""
+    import base64
+    import json
+    import sys
+
+    ids = [str(i) for i in json.loads(base64.b64decode(encoded).decode("utf-8"))]
+    magics_module = sys.modules.get("nbflow.jupyter.magics")
+    magics = getattr(magics_module, "_loaded", {}).get(id(shell))
+    if magics is not None and magics.channel is not None:
+        channel = magics.channel
+        channel.flush()
+        channel.reconnect(latest(magics.notebook, ids, channel.shown))
+        return
+    from nbflow.cells.definitions import flow_name
+    from nbflow.store.home import home_path
+
+    home = home_path()
+    flow = flow_name()
+    names = {i: n for i, n in stored_names(home, flow).items() if i in set(ids)}
+    cells = recorded(home, flow, names)
+    if not cells:
+        return
+    from comm import create_comm
+
+    comm = create_comm(target_name=COMM_TARGET, data={"type": "reset"})
+    comm.send({"type": "cells", "cells": cells})
+    comm.close()

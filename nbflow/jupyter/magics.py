@@ -41,7 +41,7 @@ from nbflow.jupyter.magicio import (
 )
 from nbflow.palette import ICONS
 from nbflow.state import NOT_OK, State
-from nbflow.widget import show_run
+from nbflow.widget import settle, show_run
 
 
 def cell_executor() -> str | None:
@@ -126,6 +126,9 @@ class NbflowMagics(Magics):
         self.cell_id: str | None = None
         self.raw_cell: str | None = None
         self.channel: LabChannel | None = None
+        # The notebook's task cells as the JupyterLab extension sent them for the
+        # command it runs next (``use_document``): the next %flow line defines them.
+        self.document: list[dict[str, str]] | None = None
 
     def cell_of(self, flow: str, task: str) -> str | None:
         """The JupyterLab cell id of the task cell named ``task`` (for the lab badges)."""
@@ -150,12 +153,7 @@ class NbflowMagics(Magics):
         __tracebackhide__ = True
         name, options = parse_task_line(line)
         filename = self._filename(line, cell)
-        assert self.shell is not None
-        # IPython syntax inside the cell (!ls, %time) becomes Python, line for line.
-        body = cell
-        if "!" in cell or "%" in cell:
-            body = self.shell.transform_cell(cell)  # type: ignore[no-untyped-call]
-        source = "\n" + body  # line 1 is the %%task line: keep the cell's line numbers
+        source = self._python(cell)
         path = self._notebook_file()
         if path is not None and not self.notebook.restored:
             # Cells deleted from the saved notebook are not brought back from the store.
@@ -171,6 +169,49 @@ class NbflowMagics(Magics):
             display({"text/plain": f"· {cell_def.name}: defined (--lazy)"}, raw=True)
             return
         self._run([cell_def.name], executor=cell_executor(), target=cell_def.name, undo=undo)
+
+    def _python(self, cell: str) -> str:
+        """The cell's body as Python, with line 1 left for the ``%%task`` line (so the
+        cell's line numbers hold); IPython syntax inside (``!ls``, ``%time``) becomes
+        Python, line for line."""
+        assert self.shell is not None
+        body = cell
+        if "!" in cell or "%" in cell:
+            body = self.shell.transform_cell(cell)  # type: ignore[no-untyped-call]
+        return "\n" + body
+
+    def use_document(self, cells: list[dict[str, str]]) -> list[str]:
+        """Define the task cells as the notebook document has them (``cells``: each
+        ``%%task`` cell's JupyterLab ``id`` and ``source``, in notebook order), before a
+        command of the JupyterLab extension runs: cells not executed yet, or edited
+        since, count as written; cells deleted from the document are forgotten. Returns
+        the task names in notebook order. (The next ``%flow`` line calls it with the
+        document the extension sent just before.)"""
+        nb = self.notebook
+        ids = [c["id"] for c in cells]
+        if not nb.restored:
+            # Stored cells of this notebook that the document no longer has stay gone.
+            nb.saved_ids = set(ids)
+        deleted = [name for cid, name in nb.cell_ids.items() if cid not in set(ids)]
+        if deleted:
+            nb.forget(deleted)
+        names = []
+        for number, cell in enumerate(cells, start=1):
+            try:
+                line, body = split_task_cell(self.shell, cell["source"])
+                name, options = parse_task_line(line)
+                filename = self._filename(line, body, executed=False)
+                before = nb.cell_ids.get(cell["id"])
+                status = nb.status.get(before) if before else None
+                defined = nb.define(name, self._python(body), options, filename, cell["id"])
+                if status is not None and defined.name != before and status.state in NOT_OK:
+                    # Edited so that its task name changed: still the cell that failed.
+                    nb.status.setdefault(defined.name, status)
+                names.append(defined.name)
+            except (UsageError, CellError) as exc:
+                raise UsageError(f"Task cell {number} of the notebook: {exc}") from None
+        nb.reorder(names)
+        return names
 
     def _cell_id(self) -> str | None:
         """The running cell's id: the front end's, else the saved notebook's
@@ -191,18 +232,19 @@ class NbflowMagics(Magics):
         path = settings.notebook() or os.environ.get("JPY_SESSION_NAME")
         return path if path and path.endswith(".ipynb") and os.path.isfile(path) else None
 
-    def _filename(self, line: str, cell: str) -> str:
+    def _filename(self, line: str, cell: str, executed: bool = True) -> str:
         """A file name for the cell's code, shown as ``Cell In[N]`` in tracebacks.
 
         The same text gets the same name (so its compiled code is reused), mapped to
-        the execution count of its latest run."""
+        the execution count of its latest run (a cell read from the document and not
+        executed keeps the count it had, if any: else its traceback names the file)."""
         assert self.shell is not None
         raw = f"%%task {line}\n{cell}"
         filename = f"<nbflow-cell {hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()}>"
         # Line 1 commented out: tracebacks parse the file, and %%task is not Python.
         cellcode.register_source(filename, "# " + raw)
         names = getattr(self.shell.compile, "_filename_map", None)
-        if isinstance(names, dict):
+        if isinstance(names, dict) and executed:
             names[filename] = cell_number(self.shell)
         return filename
 
@@ -226,6 +268,7 @@ class NbflowMagics(Magics):
             rewarn(caught, notebook)
         if not run.done:
             return run
+        settle(run)  # the widget's output keeps the final picture
         if target is not None:
             tr = run[nodes[target]]
             if tr.state is State.CACHED or (tr.children and all(c.cached for c in tr.children)):
@@ -320,6 +363,9 @@ class NbflowMagics(Magics):
         forget cells (and results).
         """
         __tracebackhide__ = True
+        document, self.document = self.document, None
+        if document is not None:
+            self.use_document(document)
         words = split(line, "%flow")
         if not words:
             raise UsageError(
@@ -398,10 +444,10 @@ class NbflowMagics(Magics):
                 flow, _ = nb.build(list(nb.cells), keep_failed=list(nb.cells), drawing=True)
             except CellError as exc:
                 raise UsageError(str(exc)) from None
-            run = nb.last_run
-            return flow.visualize(
-                run if run is not None and run.flow.name == flow.name and _same(run, flow) else None
-            )
+            from nbflow.widget.layout import layout
+            from nbflow.widget.picture import FlowPicture
+
+            return FlowPicture(flow.name, layout(flow), self._latest_nodes(flow))
         if command == "status":
             if nb.last_run is None:
                 raise UsageError("%flow status: nothing has run in this kernel yet.")
@@ -419,10 +465,79 @@ class NbflowMagics(Magics):
             return frame[frame["flow"] == nb.name].reset_index(drop=True)
         return nb.table()
 
+    def _latest_nodes(self, flow: Any) -> dict[str, dict[str, Any]]:
+        """Each cell's latest state, by task name: from its last run in this kernel,
+        else from the run history; a cell's --map helper shows its cell's state."""
+        from nbflow.jupyter.lab import recorded
+        from nbflow.store.home import home_path
+        from nbflow.widget.summary import node_summary
+
+        nb = self.notebook
+        out: dict[str, dict[str, Any]] = {}
+        missing: dict[str, str] = {}
+        names = [flow.name_of(node) for node in flow.tasks]
+        # What the badges show first: a cell reused by a later run keeps how it was made.
+        shown = self.channel.shown if self.channel is not None else {}
+        badges = {nb.cell_ids[c]: b for c, b in shown.items() if c in nb.cell_ids}
+        for name in names:
+            status = nb.status.get(name)
+            if name in badges:
+                out[name] = badges[name]
+            elif status is not None and status.task_run is not None:
+                out[name] = node_summary(status.task_run)
+            elif name in nb.cells:
+                missing[name] = name
+        for found in recorded(home_path(nb.home), nb.name, missing):
+            out[found["cell_id"]] = found
+        for name in names:
+            owner = name.rpartition(":")[0]
+            if name not in out and out.get(owner, {}).get("state") in ("success", "cached"):
+                out[name] = {"state": out[owner]["state"]}
+        return out
+
     # -- hooks --------------------------------------------------------------------
     def pre_run_cell(self, info: Any) -> None:
         self.cell_id = getattr(info, "cell_id", None)
         self.raw_cell = getattr(info, "raw_cell", None)
+
+
+def split_task_cell(shell: Any, source: str) -> tuple[str, str]:
+    """The ``%%task`` line and the body of a task cell's source, split exactly as
+    IPython splits it when the cell is executed (so both give the same definition).
+
+    >>> from IPython.core.inputtransformer2 import TransformerManager
+    >>> class Shell:
+    ...     transform_cell = TransformerManager().transform_cell
+    >>> split_task_cell(Shell(), "%%task load --retries 2\\nx = 1")
+    ('load --retries 2', 'x = 1\\n')
+    """
+    import ast
+
+    code = shell.transform_cell(source)
+    try:
+        (statement,) = ast.parse(code).body
+        assert isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call)
+        magic, line, body = (ast.literal_eval(a) for a in statement.value.args)
+    except (SyntaxError, ValueError, AssertionError):
+        magic = None
+    if magic != "task":
+        raise UsageError(f"expected a cell that starts with %%task, but got {source[:40]!r}.")
+    return str(line), str(body)
+
+
+def use_document(shell: Any, encoded: str) -> None:
+    """What the JupyterLab extension runs silently before a command's ``%flow`` line:
+    ``encoded`` is the base64 of the JSON list of the notebook's task cells (``id``,
+    ``source``), which that ``%flow`` line defines first (its errors show there, and
+    the command's code stays one readable line). See ``NbflowMagics.use_document``."""
+    import base64
+    import json
+
+    magics = _loaded.get(id(shell))
+    if magics is None:
+        shell.extension_manager.load_extension("nbflow")
+        magics = _loaded[id(shell)]
+    magics.document = json.loads(base64.b64decode(encoded).decode("utf-8"))
 
 
 def _parse_flow_line(words: list[str]) -> Any:
@@ -437,11 +552,6 @@ def _parse_flow_line(words: list[str]) -> Any:
         parser.parse_args(words)  # raises the usual "unknown option" error
     args.names = [*args.names, *extra]
     return args
-
-
-def _same(run: FlowRun, flow: Any) -> bool:
-    names = {run.flow.name_of(n) for n in run.flow.tasks}
-    return all(flow.name_of(n) in names for n in flow.tasks)
 
 
 _loaded: dict[int, NbflowMagics] = {}

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 # Runs already shown live (or started with show=False), with the execution count of
 # their cell: a run returned by that same cell displays as text, not a second widget.
 _handled: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+# The widget show_run displayed for a run, to redraw its output when the run is over.
+_shown: weakref.WeakKeyDictionary[Any, FlowWidget] = weakref.WeakKeyDictionary()
 
 
 def in_frontend() -> bool:
@@ -67,7 +69,7 @@ def live_listener(flow: Flow) -> Listener | None:
     from nbflow.widget.model import FlowWidget
 
     widget = FlowWidget(flow)
-    display(widget)  # type: ignore[no-untyped-call]
+    widget.display_handle = display(widget, display_id=True)  # type: ignore[no-untyped-call]
     return widget.listener
 
 
@@ -84,6 +86,9 @@ def start_shown(
     run = start(**options)
     if listener is not None or show is False:
         mark_displayed(run)
+    widget = getattr(listener, "__self__", None)
+    if widget is not None and run.done:
+        widget.settle()  # the output keeps the final picture
     return run
 
 
@@ -113,8 +118,18 @@ def show_run(run: FlowRun) -> FlowWidget | None:
 
     widget = FlowWidget(run)
     mark_displayed(run)
-    display(widget)  # type: ignore[no-untyped-call]
+    widget.display_handle = display(widget, display_id=True)  # type: ignore[no-untyped-call]
+    _shown[run] = widget
     return widget
+
+
+def settle(run: FlowRun) -> None:
+    """Once ``run`` is over, redraw the output of the widget ``show_run`` displayed for
+    it, so its fallback keeps the final picture (what a saved notebook shows where the
+    widget cannot be drawn). Call it in the cell's own thread; elsewhere a no-op."""
+    widget = _shown.get(run)
+    if widget is not None and run.done:
+        widget.settle()
 
 
 def mark_displayed(run: FlowRun) -> None:
@@ -172,6 +187,7 @@ __all__ = [
     "live_listener",
     "mark_displayed",
     "mimebundle",
+    "settle",
     "show_run",
     "start_shown",
 ]

@@ -88,6 +88,7 @@ class FlowWidget(anywidget.AnyWidget):
         self._selected: tuple[str, int | None, int] | None = None
         self._sender: threading.Thread | None = None
         self._unsubscribe: Any = None
+        self.display_handle: Any = None  # IPython's handle of the output showing it
         self.on_msg(self._on_frontend_message)
         if isinstance(source, FlowRun):
             self.follow(source)
@@ -146,6 +147,41 @@ class FlowWidget(anywidget.AnyWidget):
             self._wake.set()  # and the sender stops
         elif not self._wake.is_set():
             self._wake.set()
+
+    def text(self) -> str:
+        """One line for plain-text front ends: the flow, the state and its counts."""
+        from nbflow.widget.picture import legend
+
+        head = self.header or {}
+        state = str(head.get("state", "pending")).replace("_", " ")
+        counts = legend(head.get("counts") or {})
+        run = f" {head['run_id']}" if head.get("run_id") else ""
+        return f"nbflow run{run} of '{head.get('flow', '')}': {state}" + (
+            f" ({counts})" if counts else ""
+        )
+
+    def picture(self) -> str:
+        """The HTML of a static drawing of what the widget shows now (an SVG of the
+        graph coloured by node state): the output's fallback where the live widget
+        cannot be drawn (a reopened notebook, GitHub, nbviewer)."""
+        from nbflow.widget.picture import page
+
+        return page(self.graph, self.nodes, self.header or {})
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, None)
+        data = {**(data or {}), "text/plain": self.text(), "text/html": self.picture()}
+        return data if metadata is None else (data, metadata)
+
+    def settle(self) -> None:
+        """Redraw the output that shows this widget with the final state in its
+        fallback (a finished run's picture is what a saved notebook keeps). Called in
+        the thread of the cell that displayed it, once the run is over."""
+        if self.display_handle is None:
+            return
+        self._send_update()
+        self.display_handle.update(self)
 
     def close(self) -> None:
         """Stop following the run and close the widget."""

@@ -103,7 +103,8 @@ def detail(run: FlowRun, node_id: str, child: int | None, page: int) -> dict[str
         task_run = parent.children[child]
     else:
         child = None
-    logs = [str(r) for r in task_run.logs]
+    # Printed lines read as printed; logger records keep their time and level.
+    logs = [r.message if getattr(r, "printed", False) else str(r) for r in task_run.logs]
     out: dict[str, Any] = {
         "node": node_id,
         "child": child,

@@ -25,6 +25,7 @@ def square(x):
 @task(cache=False)
 def check(rows):
     switch = pathlib.Path("switch.txt").read_text().strip()
+    print(f"checking {len(rows)} rows")
     get_logger().info("the switch reads %r", switch)
     if switch != "on":
         raise RuntimeError(f"the switch is {switch!r}, not 'on'")
@@ -116,7 +117,9 @@ def test_live_widget_shows_running_then_final_states_logs_and_reruns_failed(lab,
     _node(page, "check").click()
     page.wait_for_selector(".nbflow-detail .nbflow-logs", timeout=20_000)
     detail = page.locator(".nbflow-detail").first
-    assert "the switch reads 'off'" in detail.locator(".nbflow-logs").text_content()
+    logs = detail.locator(".nbflow-logs").text_content().splitlines()
+    assert logs[0] == "checking 3 rows"  # a printed line reads as printed
+    assert logs[1].endswith(" INFO the switch reads 'off'")  # a record: time and level
     assert "RuntimeError" in detail.locator(".nbflow-traceback").text_content()
     shot(widget, "lab-3-failed-detail")
 

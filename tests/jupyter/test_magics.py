@@ -432,7 +432,9 @@ def test_flow_list_status_runs_show_and_clear(ip):
     history = ip.run_line_magic("flow", "runs")
     assert len(history) == 2 and set(history["flow"]) == {"notebook"}
     drawing = ip.run_line_magic("flow", "show")
-    assert "[label=values]" in drawing.source  # the edge carries the cell's result
+    # the latest states: values was reused from the cache by capped's run
+    assert drawing.states == {"values": "cached", "capped": "success"}
+    assert ">values</text>" in drawing.html  # the edge carries the cell's result
     run(ip, "%flow clear capped --cache")
     assert list(ip.run_line_magic("flow", "list")["task"]) == ["values"]
     result, _ = run(ip, "%flow clear vals")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -445,3 +446,24 @@ def test_resume_of_a_task_that_does_not_wait_shows_why_in_the_widget():
     assert widget.message.startswith("Resume failed: Task 'double' is not waiting")
     run.cancel()
     assert run.wait(20)
+
+
+@task(cache=False)
+def talkative(x: int) -> int:
+    print(f"processing {x}")
+    print("  indented, as printed")
+    get_logger().warning("careful with %s", x)
+    return x
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads", "processes"])
+def test_the_detail_panel_shows_printed_lines_as_printed_and_log_records_with_time_and_level(
+    executor,
+):
+    with Flow("widget-prints") as flow:
+        talkative(3)
+    widget = FlowWidget(flow.run(show=False, executor=executor))
+    frontend_message(widget, {"type": "select", "node": "talkative"})
+    printed, indented, logged = widget.detail["logs"]
+    assert (printed, indented) == ("processing 3", "  indented, as printed")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} WARNING careful with 3", logged)
