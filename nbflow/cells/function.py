@@ -2,8 +2,9 @@
 
 The cell's body is compiled once per shape into a factory::
 
-    def factory(take, show, capture, copy, __nbflow_ns_a, ...):  # namespace inputs
+    def factory(take, show, capture, copy, timed, __nbflow_ns_a, ...):  # namespace inputs
         def cell(__nbflow_up_0, ..., item):                  # upstream cells' results
+            global g                                          # a name its functions share
             with capture() as out:
                 a = __nbflow_ns_a                             # the prologue binds inputs
                 x = take(__nbflow_up_0, 'x', False)
@@ -16,6 +17,10 @@ Namespace values are closure values, so the task fingerprint follows them exactl
 as it follows a ``@task``'s globals (helpers by source, values by hash). The result
 is a ``CellResult``: the outputs plus the cell's stdout and rich outputs, cached
 together so a cache hit looks the same as a run.
+
+A name that a function of the cell declares ``global`` is a global of the cell
+function too (the notebook's namespace, as for a plain cell): the function sees what
+the cell binds during the run, and what it binds is taken from there.
 """
 
 from __future__ import annotations
@@ -30,11 +35,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from nbflow import logs
-from nbflow.cells.analysis import CellAnalysis
+from nbflow.cells.analysis import TIMED, CellAnalysis
 
 NS = "__nbflow_ns_"
 UP = "__nbflow_up_"
-_HELPERS = ("__nbflow_take", "__nbflow_show", "__nbflow_capture", "__nbflow_copy")
+_HELPERS = ("__nbflow_take", "__nbflow_show", "__nbflow_capture", "__nbflow_copy", TIMED)
 
 _local = threading.local()
 # Set by the magics in the kernel: rich output is recorded and shown live there.
@@ -106,8 +111,16 @@ class _Output(logs.Capture):
             self.text.append(text)
             super().write(text)
 
-    def result(self, scope: dict[str, Any], names: tuple[str, ...]) -> CellResult:
+    def result(
+        self,
+        scope: dict[str, Any],
+        names: tuple[str, ...],
+        shared: dict[str, Any] | None = None,
+        shared_names: tuple[str, ...] = (),
+    ) -> CellResult:
         values = {n: scope[n] for n in names if n in scope}
+        if shared is not None:  # the cell's names that are globals (its functions share them)
+            values.update({n: shared[n] for n in shared_names if n in shared})
         return CellResult(values, "".join(self.text), self.displays)
 
 
@@ -185,6 +198,45 @@ def copy_inputs(values: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(out)
 
 
+@contextmanager
+def timed() -> Iterator[None]:
+    """``%time STATEMENT`` in a cell: the statement runs in the cell, and its times are
+    printed as IPython's ``%time`` prints them.
+
+    >>> import contextlib, io
+    >>> with contextlib.redirect_stdout(io.StringIO()) as out, timed():
+    ...     _ = sum(range(10))
+    >>> out.getvalue().startswith("CPU times: user ")
+    True
+    """
+    import os
+    import sys
+    import time
+
+    before, wall = os.times(), time.perf_counter()
+    yield
+    wall, after = time.perf_counter() - wall, os.times()
+    user, system = after.user - before.user, after.system - before.system
+    sys.stdout.write(
+        f"CPU times: user {_seconds(user)}, sys: {_seconds(system)}, "
+        f"total: {_seconds(user + system)}\nWall time: {_seconds(wall)}\n"
+    )
+
+
+def _seconds(value: float) -> str:
+    """A duration as IPython's ``%time`` writes it.
+
+    >>> _seconds(0.0123), _seconds(2.5), _seconds(0.0)
+    ('12.3 ms', '2.5 s', '0 ns')
+    """
+    if value >= 1:
+        return f"{value:.3g} s"
+    for unit, scale in (("ms", 1e3), ("µs", 1e6), ("ns", 1e9)):
+        if value * scale >= 1 or unit == "ns":
+            return f"{value * scale:.3g} {unit}"
+    return f"{value} s"  # pragma: no cover - the loop always returns
+
+
 def show(value: Any) -> None:
     """Show a cell's last expression, as a notebook does (``display`` in a kernel)."""
     if value is None:
@@ -246,7 +298,9 @@ def make_factory(
     if copied:
         names = ", ".join(copied)
         prologue.append(parse_stmt(f"({names},) = __nbflow_copy(({names},))"))
-    body = list(tree.body)
+    # At the top of a notebook ``global x`` changes nothing; in the cell's function it
+    # would (and after the prologue's ``x = ...`` it could not compile).
+    body = [ast.copy_location(ast.Pass(), s) if isinstance(s, ast.Global) else s for s in tree.body]
     if analysis.last_expression and body:
         last = body[-1]
         assert isinstance(last, ast.Expr)
@@ -254,13 +308,18 @@ def make_factory(
         body[-1] = ast.copy_location(ast.Expr(ast.copy_location(call, last.value)), last)
     params = [*params, *([map_var] if map_var else [])]
     outputs = tuple(analysis.outputs) if outputs is None else outputs
+    shared = [n for n in analysis.shared if n not in params]
+    in_globals = tuple(n for n in outputs if n in shared)
     result = f"__nbflow_out.result(locals(), {outputs!r})"
+    if in_globals:
+        result = f"__nbflow_out.result(locals(), {outputs!r}, globals(), {in_globals!r})"
     if returns is not None:
         result = f"list({result}.values[{returns!r}])"
     skeleton = parse_stmt(
         f"def __nbflow_factory({', '.join([*_HELPERS, *(NS + n for n in namespace)])}):\n"
         f"    def {func_name}({', '.join(params)}):\n"
-        f"        with __nbflow_capture({func_name!r}) as __nbflow_out:\n"
+        + (f"        global {', '.join(shared)}\n" if shared else "")
+        + f"        with __nbflow_capture({func_name!r}) as __nbflow_out:\n"
         f"            pass\n"
         f"        return {result}\n"
         f"    return {func_name}\n"
@@ -268,8 +327,7 @@ def make_factory(
     assert isinstance(skeleton, ast.FunctionDef)
     inner = skeleton.body[0]
     assert isinstance(inner, ast.FunctionDef)
-    with_stmt = inner.body[0]
-    assert isinstance(with_stmt, ast.With)
+    with_stmt = next(s for s in inner.body if isinstance(s, ast.With))
     with_stmt.body = [*prologue, *body] or [ast.Pass()]
     module = ast.Module(body=[skeleton], type_ignores=[])
     ast.fix_missing_locations(module)
@@ -283,7 +341,7 @@ def build(
 ) -> Callable[..., CellResult]:
     """The cell function: ``factory`` run with the notebook's namespace as its globals."""
     make = types.FunctionType(factory, user_ns)
-    fn: Callable[..., CellResult] = make(take, show, capture, copy_inputs, *values)
+    fn: Callable[..., CellResult] = make(take, show, capture, copy_inputs, timed, *values)
     return fn
 
 
