@@ -36,6 +36,7 @@ from nbflow.jupyter.magicio import (
     raise_in_cell,
     replay,
     rewarn,
+    shown_from,
     unpicklable_input,
     user_traceback,
 )
@@ -234,8 +235,9 @@ class NbflowMagics(Magics):
         if failed:
             error = self._failure(run, nodes, target or failed[0], failed)
             if isinstance(error, (UsageError, NbflowError)) and target is not None:
-                raise_in_cell(error, notebook.cells[target].filename)
-            raise error
+                raise_in_cell(error, notebook.cells[target].filename, self.shell)
+            # Shown from the user's own lines: not from the %%task line that ran them.
+            raise shown_from(error, error.__traceback__, self.shell)
         return run
 
     def _start(

@@ -912,3 +912,20 @@ def test_names_read_only_in_a_method_body_are_read_when_it_runs(ip):
     ip.user_ns["factor"] = 100  # the notebook's factor is not the cell's input
     result, _ = run(ip, cell)
     assert result.success and ip.user_ns["scaled"] == 6 and count(ip, "c") == 1
+
+
+def test_a_failing_cells_traceback_shows_the_users_lines_first_not_the_magic_call(ip):
+    run(ip, "%%task\nok = 1")
+    _, out = run(ip, "%%task\nbad = ok + 1\nraise ValueError(f'bad is {bad}')")
+    shown = out.stdout
+    assert "run_cell_magic" not in shown
+    first = shown.index("Cell In[")
+    assert "raise ValueError(f'bad is {bad}')" in shown[first:] and "ValueError: bad is 2" in shown
+    assert shown[first:].splitlines()[0].endswith("line 3, in bad(ok)")
+    # nbflow's own errors too: from the cell's first line.
+    _, out = run(ip, "%%task\ndown = bad + 1")
+    assert "run_cell_magic" not in out.stdout and "UpstreamFailedError" in out.stdout
+    assert "down = bad + 1" in out.stdout
+    # A cell failing in %flow run: its lines, not the %flow line.
+    _, out = run(ip, "%flow run")
+    assert "run_line_magic" not in out.stdout and "ValueError: bad is 2" in out.stdout
