@@ -157,6 +157,17 @@ def test_a_failing_task_gives_exit_1_and_retry_after_the_fix_recomputes_only_it(
     source = history_rows(tmp_path / ".nbflow", "SELECT DISTINCT kind, path FROM run_sources")
     assert source == [("notebook", str(path))]
 
+    # nbflow runs: one row per notebook run, its cell runs inside (oldest first).
+    table = nbflow("runs", "--path", tmp_path, cwd=tmp_path, env=env).stdout.splitlines()
+    groups = [i for i, line in enumerate(table) if line.startswith("notebook run (")]
+    assert len(groups) == 2 and groups[0] == 1, table
+    retried, first = table[groups[0]].split(), table[groups[1]].split()
+    assert retried[4:6] == ["analysis", "success"] and retried[-1] == "0"
+    assert first[4:6] == ["analysis", "failed"] and first[-1] == "2"  # check, total
+    inside = table[groups[1] + 1 :]
+    assert len(inside) == int(first[2].strip("(")) and all(r.startswith("  ") for r in inside)
+    assert [r.split()[1] for r in inside] == ["success", "success", "failed", "failed"]
+
 
 def test_parameters_are_injected_after_the_parameters_cell_and_output_is_signed(
     tmp_path, monkeypatch
