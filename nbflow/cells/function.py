@@ -29,6 +29,7 @@ import ast
 import linecache
 import pickle
 import threading
+import time
 import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -48,8 +49,10 @@ live = False
 
 class CellResult:
     """What a cell run produced: its output ``values``, ``stdout`` and ``displays``
-    (``(data, metadata)`` pairs). Pickled with cloudpickle, so functions and classes
-    a cell defines are cached and travel between processes too.
+    (``(data, metadata)`` pairs), and the ``seconds`` its code took (kept with the
+    result: a cache hit can say what computing it took; None when not known).
+    Pickled with cloudpickle, so functions and classes a cell defines are cached and
+    travel between processes too.
 
     >>> import pickle
     >>> result = CellResult({"square": lambda v: v * v}, "hello", [])
@@ -57,14 +60,19 @@ class CellResult:
     16
     """
 
-    __slots__ = ("displays", "stdout", "values")
+    __slots__ = ("displays", "seconds", "stdout", "values")
 
     def __init__(
-        self, values: dict[str, Any], stdout: str, displays: list[tuple[Any, Any]]
+        self,
+        values: dict[str, Any],
+        stdout: str,
+        displays: list[tuple[Any, Any]],
+        seconds: float | None = None,
     ) -> None:
         self.values = values
         self.stdout = stdout
         self.displays = displays
+        self.seconds = seconds
 
     @property
     def nbytes(self) -> int:
@@ -85,26 +93,46 @@ class CellResult:
     def __reduce__(self) -> tuple[Any, ...]:
         import cloudpickle
 
-        return (_load, (cloudpickle.dumps(self.values, protocol=5), self.stdout, self.displays))
+        values = cloudpickle.dumps(self.values, protocol=5)
+        return (_load, (values, self.stdout, self.displays, self.seconds))
 
     def __repr__(self) -> str:
         return f"<CellResult {sorted(self.values)}>"
 
 
-def _load(data: bytes, stdout: str, displays: list[tuple[Any, Any]]) -> CellResult:
-    return CellResult(pickle.loads(data), stdout, displays)
+def _load(
+    data: bytes, stdout: str, displays: list[tuple[Any, Any]], seconds: float | None = None
+) -> CellResult:
+    # Results cached before they kept their seconds have three arguments.
+    return CellResult(pickle.loads(data), stdout, displays, seconds)
+
+
+def computed_seconds(value: Any) -> float | None:
+    """What computing a cell's result took (a mapped cell's: its children's in all),
+    as kept with it; None when not known.
+
+    >>> computed_seconds(CellResult({}, "", [], 1.5)), computed_seconds(42)
+    (1.5, None)
+    >>> computed_seconds([CellResult({}, "", [], 1.0), CellResult({}, "", [], 0.5)])
+    1.5
+    """
+    if isinstance(value, list):
+        parts = [computed_seconds(v) for v in value]
+        return None if not parts or None in parts else sum(p for p in parts if p is not None)
+    return value.seconds if isinstance(value, CellResult) else None
 
 
 class _Output(logs.Capture):
     """A cell's prints, kept as text (and as log records of its task run)."""
 
-    __slots__ = ("displays", "suspended", "text")
+    __slots__ = ("began", "displays", "suspended", "text")
 
     def __init__(self, name: str, tee: bool) -> None:
         super().__init__(name, True, tee)
         self.text: list[str] = []
         self.displays: list[tuple[Any, Any]] = []
         self.suspended = False
+        self.began = time.perf_counter()
 
     def write(self, text: str) -> None:
         if not self.suspended:
@@ -121,7 +149,8 @@ class _Output(logs.Capture):
         values = {n: scope[n] for n in names if n in scope}
         if shared is not None:  # the cell's names that are globals (its functions share them)
             values.update({n: shared[n] for n in shared_names if n in shared})
-        return CellResult(values, "".join(self.text), self.displays)
+        took = time.perf_counter() - self.began
+        return CellResult(values, "".join(self.text), self.displays, took)
 
 
 @contextmanager
@@ -211,7 +240,6 @@ def timed() -> Iterator[None]:
     """
     import os
     import sys
-    import time
 
     before, wall = os.times(), time.perf_counter()
     yield

@@ -371,13 +371,16 @@ def _show(args: argparse.Namespace) -> int:
     if source is not None:
         lines.append(f"from {source[0]} '{source[1]}'")
     lines.append("")
+    # A cached task's duration is the time of the hit; what computing its result took
+    # is that of the run that computed it, when the history has it.
+    computed = history.computed([t.key for t in run.task_runs if t.cached and t.key])
     rows = [
         (
             t.name,
             t.state.value,
             str(t.attempts),
-            f"{t.duration:.2f}s" if t.duration is not None and not t.cached else "-",
-            "yes" if t.cached else "",
+            f"{t.duration:.2f}s" if t.duration is not None else "-",
+            _cached(t.cached, computed.get(t.key) if t.key else None),
         )
         for t in run.task_runs
     ]
@@ -397,6 +400,17 @@ def _show(args: argparse.Namespace) -> int:
             lines.append(str(t.error))
     _write(lines)
     return 0
+
+
+def _cached(cached: bool, computed: float | None) -> str:
+    """The cached column of ``nbflow show``.
+
+    >>> _cached(True, 2.5), _cached(True, None), _cached(False, None)
+    ('yes, computed in 2.50s', 'yes', '')
+    """
+    if not cached:
+        return ""
+    return "yes" if computed is None else f"yes, computed in {computed:.2f}s"
 
 
 def _resume(args: argparse.Namespace) -> int:

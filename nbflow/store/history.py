@@ -356,6 +356,24 @@ class History:
         return dict(rows)
 
     @_reading
+    def computed(self, keys: list[str]) -> dict[str, float]:
+        """For results ``keys``, the seconds their latest recorded computation took (a
+        task run that was not a cache hit); keys computed in no recorded run are left out."""
+        keys = [k for k in dict.fromkeys(keys) if k]
+        found: dict[str, float] = {}
+        with self._conn_lock:
+            for i in range(0, len(keys), 500):  # within SQLite's limit on parameters
+                part = keys[i : i + 500]
+                rows = self._conn.execute(
+                    "SELECT key, end - start FROM task_runs WHERE key IN "
+                    f"({','.join('?' * len(part))}) AND cached = 0 AND state = 'success' "
+                    "AND start IS NOT NULL AND end IS NOT NULL ORDER BY end",
+                    part,
+                ).fetchall()
+                found.update(rows)
+        return found
+
+    @_reading
     def resolve(self, run_id: str) -> str | None:
         """The id of ``run_id`` ("latest", a full id or a unique prefix), or None."""
         self.flush()

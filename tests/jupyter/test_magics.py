@@ -929,3 +929,20 @@ def test_a_failing_cells_traceback_shows_the_users_lines_first_not_the_magic_cal
     # A cell failing in %flow run: its lines, not the %flow line.
     _, out = run(ip, "%flow run")
     assert "run_line_magic" not in out.stdout and "ValueError: bad is 2" in out.stdout
+
+
+def test_a_cache_hit_shows_its_own_time_and_what_computing_the_cell_took(ip):
+    cell = "%%task\nimport time\ntime.sleep(0.3)\nslept = 1"
+    run(ip, cell)
+    _, out = run(ip, cell)
+    line = out.outputs[-1].data["text/plain"]
+    assert line.startswith("◆ slept: cached") and "computed in " in line
+    hit, computed = line.split(", ")[1], line.rsplit("computed in ", 1)[1]
+    assert float(hit.rstrip("s")) < 0.3 <= float(computed.rstrip("s"))
+    frame = ip.run_line_magic("flow", "status")
+    row = frame[frame["name"] == "slept"].iloc[0]
+    assert row["cached"] and row["duration"] < 0.3 <= row["computed"]
+    # After a restart the time comes with the result from the store.
+    restart(ip)
+    _, out = run(ip, cell)
+    assert "computed in 0.3" in out.outputs[-1].data["text/plain"]
