@@ -109,13 +109,18 @@ def _magic_code(node: ast.AST) -> ast.Module | None:
 
 class _InlineTime(ast.NodeTransformer):
     """``%time y = f(x)`` as a statement: ``with __nbflow_timed(): y = f(x)``, so the
-    names it binds are the cell's (IPython's magic would bind them in the notebook)."""
+    names it binds are the cell's (IPython's magic would bind them in the notebook).
+    ``%time f(x)`` stays IPython's: it binds nothing, and its value is shown."""
 
     def visit_Expr(self, node: ast.Expr) -> ast.AST:
         found = line_magic(node.value)
         code = _magic_code(node.value) if found is not None and found[0] == "time" else None
-        if code is None or not code.body:
-            return node
+        if (
+            code is None
+            or not code.body
+            or (len(code.body) == 1 and isinstance(code.body[0], ast.Expr))
+        ):
+            return node  # an expression binds nothing: IPython's %time shows its value
         for child in ast.walk(code):
             if "lineno" in child._attributes:
                 child.lineno = child.end_lineno = node.lineno  # type: ignore[attr-defined]

@@ -891,11 +891,15 @@ def test_a_dotted_key_in_a_match_mapping_pattern_is_an_input(ip):
 
 def test_a_time_magic_in_a_task_cell_binds_in_the_cell_and_reads_its_inputs(ip):
     run(ip, "%%task\nbase = 4")
-    cell = "%%task\n%time y = base * 10\nz = y + 1\nt = %time base + 1\n%timeit -n 1 -r 1 base"
+    cell = (
+        "%%task\n%time y = base * 10\nz = y + 1\nt = %time base + 1\n"
+        "%timeit -n 1 -r 1 base\n%time z * 2"
+    )
     result, out = run(ip, cell)
     assert result.success, result.error_in_exec
     assert (ip.user_ns["y"], ip.user_ns["z"], ip.user_ns["t"]) == (40, 41, 5)
     assert "Wall time" in out.stdout
+    assert "82" in [o.data["text/plain"] for o in out.outputs]  # the last line's value
     run(ip, "%%task --lazy\nbase = 5")  # stale: the %time cell runs it first
     result, _ = run(ip, cell)
     assert result.success and (ip.user_ns["y"], ip.user_ns["z"], ip.user_ns["t"]) == (50, 51, 6)
