@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import re
 from dataclasses import dataclass
 
 _BUILTINS = frozenset(dir(builtins)) | {"display", "get_ipython", "__file__", "__name__"}
@@ -95,14 +96,26 @@ def line_magic(node: ast.AST) -> tuple[str, str] | None:
     return node.args[0].value, node.args[1].value  # type: ignore[attr-defined]
 
 
+# The options of %timeit before its code (-n 10 -r 3 -o ...).
+_TIMEIT_OPTIONS = re.compile(r"\s*(-[nrpv]\s*\S+|-[tcqo])(?=\s)")
+
+
 def _magic_code(node: ast.AST) -> ast.Module | None:
-    """The Python code a ``%time``/``%timeit`` line runs (None: another magic, or
-    options before the code)."""
+    """The Python code a ``%time``/``%timeit`` line runs (None: another magic).
+
+    >>> line = ast.parse("get_ipython().run_line_magic('timeit', '-n 3 -o f(x)')")
+    >>> ast.unparse(_magic_code(line.body[0].value))
+    'f(x)'
+    """
     found = line_magic(node)
     if found is None or found[0] not in ("time", "timeit"):
         return None
+    code = found[1]
+    if found[0] == "timeit":
+        while (option := _TIMEIT_OPTIONS.match(code)) is not None:
+            code = code[option.end() :]
     try:
-        return ast.parse(found[1])
+        return ast.parse(code.strip())
     except SyntaxError:
         return None
 
