@@ -425,6 +425,20 @@ def test_visualize_draws_the_task_cells_coloured_by_their_latest_states(tmp_path
     assert svg.returncode == 0 and "<svg" in (tmp_path / "dag.svg").read_text()
 
 
+def test_visualize_reads_ipython_syntax_in_task_cells_as_the_kernel_does(tmp_path):
+    cells = [
+        "%load_ext nbflow",
+        "%%task base\nbase = 2",
+        "%%task scaled\n%time scaled = base * 3\nfiles = !ls",
+        "%%task shown\n%timeit -n 1 scaled + 1\nshown = 1",
+    ]
+    nbformat.write(new_notebook(cells=[new_code_cell(c) for c in cells]), tmp_path / "m.ipynb")
+    out = nbflow("visualize", "m.ipynb", "-o", "dag.dot", cwd=tmp_path, env=cli_env(tmp_path))
+    assert out.returncode == 0, out.stderr
+    edges = re.findall(r"^\s*(\w+) -> (\w+)", (tmp_path / "dag.dot").read_text(), re.M)
+    assert edges == [("base", "scaled"), ("scaled", "shown")]
+
+
 def test_visualize_names_the_cell_whose_task_line_is_wrong(tmp_path):
     cells = ["%load_ext nbflow", "%%task a\nx = 1", "%%task b --retries -1\ny = x"]
     book = new_notebook(cells=[new_code_cell(c) for c in cells])
