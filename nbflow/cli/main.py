@@ -302,7 +302,7 @@ def _runs(args: argparse.Namespace) -> int:
                 str(failed),
             )
         )
-        table += [("  " + row[0], "", *row[2:]) for row in map(_run_row, reversed(group))]
+        table += [("  " + row[0], *row[1:]) for row in map(_run_row, reversed(group))]
     _write(_table(("run", "flow", "state", "start", "duration", "tasks", "failed"), table))
     return 0
 

@@ -166,7 +166,12 @@ def test_a_failing_task_gives_exit_1_and_retry_after_the_fix_recomputes_only_it(
     assert first[4:6] == ["analysis", "failed"] and first[-1] == "2"  # check, total
     inside = table[groups[1] + 1 :]
     assert len(inside) == int(first[2].strip("(")) and all(r.startswith("  ") for r in inside)
-    assert [r.split()[1] for r in inside] == ["success", "success", "failed", "failed"]
+    assert [r.split()[1:3] for r in inside] == [
+        ["analysis", "success"],
+        ["analysis", "success"],
+        ["analysis", "failed"],
+        ["analysis", "failed"],
+    ]
 
 
 def test_parameters_are_injected_after_the_parameters_cell_and_output_is_signed(
