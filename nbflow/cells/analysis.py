@@ -100,6 +100,15 @@ def line_magic(node: ast.AST) -> tuple[str, str] | None:
 _TIMEIT_OPTIONS = re.compile(r"\s*(-[nrpv]\s*\S+|-[tcqo])(?=\s)")
 
 
+def _is_magic_call(node: ast.AST) -> bool:
+    """A quick look: ``<something>.run_line_magic(...)``."""
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "run_line_magic"
+    )
+
+
 def _magic_code(node: ast.AST) -> ast.Module | None:
     """The Python code a ``%time``/``%timeit`` line runs (None: another magic).
 
@@ -310,11 +319,13 @@ class _TopLevel:
             self._try(node)  # type: ignore[arg-type]
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             self._def_header(node)
-            self.deferred.update(dict.fromkeys(_free(node)))
-            declared, binds = _globals_of(node)
-            self.shared.update(dict.fromkeys(declared))
-            if binds:
-                self.global_binds.setdefault(node.name, set()).update(binds)
+            saw_global: list[bool] = []
+            self.deferred.update(dict.fromkeys(_free(node, saw_global)))
+            if saw_global:
+                declared, binds = _globals_of(node)
+                self.shared.update(dict.fromkeys(declared))
+                if binds:
+                    self.global_binds.setdefault(node.name, set()).update(binds)
             self.bind(node.name)
         elif isinstance(node, ast.ClassDef):
             for e in (*node.decorator_list, *node.bases, *(k.value for k in node.keywords)):
@@ -421,7 +432,7 @@ class _TopLevel:
             self._def_header(node)
             self.deferred.update(dict.fromkeys(_free(node)))
             return
-        code = _magic_code(node)
+        code = _magic_code(node) if _is_magic_call(node) else None
         if code is not None:  # %timeit f(x), y = %time f(x): IPython runs it with the cell's names
             inner = _TopLevel(set(self.bound))
             inner.stmts(code.body)
@@ -463,8 +474,9 @@ def _walrus_targets(node: ast.AST) -> list[str]:
     return out
 
 
-def _free(scope: ast.AST) -> list[str]:
-    """Names a function, lambda, comprehension or class body looks up outside itself."""
+def _free(scope: ast.AST, saw_global: list[bool] | None = None) -> list[str]:
+    """Names a function, lambda, comprehension or class body looks up outside itself
+    (``saw_global`` gets an item when a ``global`` statement is in it)."""
     local: set[str] = set()
     declared_global: set[str] = set()
     loads: dict[str, None] = {}
@@ -498,6 +510,8 @@ def _free(scope: ast.AST) -> list[str]:
             continue
         if isinstance(node, (ast.Global, ast.Nonlocal)):
             declared_global.update(node.names)
+            if saw_global is not None and isinstance(node, ast.Global):
+                saw_global.append(True)
             continue
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             local.add(node.name)
@@ -508,7 +522,7 @@ def _free(scope: ast.AST) -> list[str]:
                 header += [*node.args.defaults, *(d for d in node.args.kw_defaults if d)]
                 header += _annotations(node)  # evaluated when the def runs
             stack.extend(reversed(header))
-            inner = _free(node)
+            inner = _free(node, saw_global)
             if isinstance(scope, ast.ClassDef):  # methods do not see the class body's names
                 methods_free.update(dict.fromkeys(inner))
             else:
