@@ -9,6 +9,11 @@ cell's scope (a function body runs later, so a name the cell binds anywhere is n
 an input of it). Builtin names read are kept apart (``builtins``): another task cell
 may bind them. Names starting with ``_`` are private to the cell: never outputs.
 
+A name that a function of the cell declares ``global`` is the cell's own name, as at
+the top of a notebook (``shared``); one the function binds is an output when the cell
+calls the function. ``%time STATEMENT`` runs the statement in the cell (timed), and
+the code of ``%time``/``%timeit`` is read like the cell's.
+
 An input the cell *mutates* (a method call on it, an attribute or item assignment or
 deletion, an augmented assignment) is listed in ``mutated``: the cell produces a new
 version of it. No IPython here: pure analysis.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import re
 from dataclasses import dataclass
 
 _BUILTINS = frozenset(dir(builtins)) | {"display", "get_ipython", "__file__", "__name__"}
@@ -46,10 +52,12 @@ class CellAnalysis:
     mutated: tuple[str, ...] = ()  # inputs changed in place (``model.fit(...)``)
     imported: tuple[str, ...] = ()  # outputs whose last binding is an import (modules)
     passed: tuple[tuple[str, str], ...] = ()  # (function, input) for f(x): f may change x
+    shared: tuple[str, ...] = ()  # names its functions declare global: the cell's own
 
 
 def parse(source: str) -> ast.Module:
-    """Parse a cell, refusing what a task cannot hold (top-level await, return, yield)."""
+    """Parse a cell, refusing what a task cannot hold (top-level await, return, yield).
+    A ``%time STATEMENT`` line becomes the statement, run in the cell and timed."""
     try:
         tree = ast.parse(source)
         compile(tree, "<cell>", "exec", dont_inherit=True)
@@ -58,7 +66,91 @@ def parse(source: str) -> ast.Module:
         if "await" in text:
             text += " (a %%task cell runs as a function: move the awaits into an async def)"
         raise CellSyntaxError(f"line {exc.lineno}: {text}") from None
+    if "run_line_magic" in source:
+        tree = _InlineTime().visit(tree)
     return tree
+
+
+TIMED = "__nbflow_timed"  # the helper a ``%time`` statement becomes (cells.function)
+_INTERNAL = "__nbflow_"
+
+
+def line_magic(node: ast.AST) -> tuple[str, str] | None:
+    """``(name, code)`` of ``get_ipython().run_line_magic(name, code)``, else None.
+
+    >>> line_magic(ast.parse("get_ipython().run_line_magic('time', 'y = f(x)')").body[0].value)
+    ('time', 'y = f(x)')
+    """
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+        return None
+    owner = node.func.value
+    if not (
+        node.func.attr == "run_line_magic"
+        and isinstance(owner, ast.Call)
+        and isinstance(owner.func, ast.Name)
+        and owner.func.id == "get_ipython"
+        and len(node.args) == 2
+        and all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in node.args)
+    ):
+        return None
+    return node.args[0].value, node.args[1].value  # type: ignore[attr-defined]
+
+
+# The options of %timeit before its code (-n 10 -r 3 -o ...).
+_TIMEIT_OPTIONS = re.compile(r"\s*(-[nrpv]\s*\S+|-[tcqo])(?=\s)")
+
+
+def _is_magic_call(node: ast.AST) -> bool:
+    """A quick look: ``<something>.run_line_magic(...)``."""
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "run_line_magic"
+    )
+
+
+def _magic_code(node: ast.AST) -> ast.Module | None:
+    """The Python code a ``%time``/``%timeit`` line runs (None: another magic).
+
+    >>> line = ast.parse("get_ipython().run_line_magic('timeit', '-n 3 -o f(x)')")
+    >>> ast.unparse(_magic_code(line.body[0].value))
+    'f(x)'
+    """
+    found = line_magic(node)
+    if found is None or found[0] not in ("time", "timeit"):
+        return None
+    code = found[1]
+    if found[0] == "timeit":
+        while (option := _TIMEIT_OPTIONS.match(code)) is not None:
+            code = code[option.end() :]
+    try:
+        return ast.parse(code.strip())
+    except SyntaxError:
+        return None
+
+
+class _InlineTime(ast.NodeTransformer):
+    """``%time y = f(x)`` as a statement: ``with __nbflow_timed(): y = f(x)``, so the
+    names it binds are the cell's (IPython's magic would bind them in the notebook).
+    ``%time f(x)`` stays IPython's: it binds nothing, and its value is shown."""
+
+    def visit_Expr(self, node: ast.Expr) -> ast.AST:
+        found = line_magic(node.value)
+        code = _magic_code(node.value) if found is not None and found[0] == "time" else None
+        if (
+            code is None
+            or not code.body
+            or (len(code.body) == 1 and isinstance(code.body[0], ast.Expr))
+        ):
+            return node  # an expression binds nothing: IPython's %time shows its value
+        for child in ast.walk(code):
+            if "lineno" in child._attributes:
+                child.lineno = child.end_lineno = node.lineno  # type: ignore[attr-defined]
+                child.col_offset = node.col_offset  # type: ignore[attr-defined]
+                child.end_col_offset = node.end_col_offset  # type: ignore[attr-defined]
+        call = ast.Call(ast.Name(TIMED, ast.Load()), [], [])
+        timed = ast.With([ast.withitem(call, None)], code.body)
+        return ast.fix_missing_locations(ast.copy_location(timed, node))
 
 
 def analyse(source: str | ast.Module, bound: tuple[str, ...] = ()) -> CellAnalysis:
@@ -68,9 +160,14 @@ def analyse(source: str | ast.Module, bound: tuple[str, ...] = ()) -> CellAnalys
     for stmt in tree.body:
         scan.stmt(stmt)
     deferred = [n for n in scan.deferred if n not in scan.ever_bound and n not in scan.inputs]
-    read = [n for n in (*scan.inputs, *deferred) if n not in bound]
+    read = [n for n in (*scan.inputs, *deferred) if n not in bound and not n.startswith(_INTERNAL)]
     inputs = [n for n in read if n not in _BUILTINS]
     outputs = [n for n in scan.outputs if n not in bound and not private(n)]
+    # What a function the cell calls binds in the cell's (global) scope.
+    called = scan.loads | set(scan.deferred)
+    for function, names in scan.global_binds.items():
+        if function in called:
+            outputs += [n for n in names if n not in outputs and n not in bound and not private(n)]
     mutated = [n for n in scan.mutated if n in inputs and not private(n)]
     last = bool(tree.body) and isinstance(tree.body[-1], ast.Expr)
     return CellAnalysis(
@@ -88,6 +185,7 @@ def analyse(source: str | ast.Module, bound: tuple[str, ...] = ()) -> CellAnalys
             and f not in scan.imported
             and (f not in _BUILTINS or f in _CHANGING_BUILTINS or f in scan.ever_bound)
         ),
+        tuple(scan.shared),
     )
 
 
@@ -126,8 +224,12 @@ def normalised(source: str | ast.Module) -> str:
 class _TopLevel:
     """Walks the cell's top-level scope in evaluation order."""
 
-    def __init__(self, bound: set[str]) -> None:
+    def __init__(self, bound: set[str], in_class: bool = False) -> None:
         self.bound = bound
+        self.in_class = in_class
+        self.loads: set[str] = set()  # every name read at this level
+        self.shared: dict[str, None] = {}  # names declared global by its functions
+        self.global_binds: dict[str, set[str]] = {}  # function or class -> globals it binds
         self.ever_bound: set[str] = set(bound)
         self.inputs: dict[str, None] = {}
         self.outputs: dict[str, None] = {}
@@ -138,6 +240,7 @@ class _TopLevel:
 
     # -- names -------------------------------------------------------------------
     def read(self, name: str) -> None:
+        self.loads.add(name)
         if name not in self.bound:
             self.inputs[name] = None
 
@@ -192,6 +295,8 @@ class _TopLevel:
             self.expr(node.value)
             self.target(node.target)
         elif isinstance(node, ast.AnnAssign):
+            if self.in_class and node.simple:
+                self.expr(node.annotation)  # kept in the class's __annotations__
             if node.value is not None:
                 self.expr(node.value)
                 self.target(node.target)
@@ -214,20 +319,29 @@ class _TopLevel:
             self._try(node)  # type: ignore[arg-type]
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             self._def_header(node)
-            self.deferred.update(dict.fromkeys(_free(node)))
+            saw_global: list[bool] = []
+            self.deferred.update(dict.fromkeys(_free(node, saw_global)))
+            if saw_global:
+                declared, binds = _globals_of(node)
+                self.shared.update(dict.fromkeys(declared))
+                if binds:
+                    self.global_binds.setdefault(node.name, set()).update(binds)
             self.bind(node.name)
         elif isinstance(node, ast.ClassDef):
             for e in (*node.decorator_list, *node.bases, *(k.value for k in node.keywords)):
                 self.expr(e)
             # The body runs now, in order, in a scope of its own (``x = x`` reads the
             # cell's x); its methods run later and do not see the class's names.
-            body = _TopLevel(set())
+            body = _TopLevel(set(), in_class=True)
             body.stmts(node.body)
             for name in body.inputs:
                 self.read(name)
             for name in body.mutated:
                 self.mutate(ast.Name(name, ast.Load()))
             self.deferred.update(body.deferred)
+            self.shared.update(body.shared)
+            for names in body.global_binds.values():  # a method binds when the class is used
+                self.global_binds.setdefault(node.name, set()).update(names)
             self.bind(node.name)
         elif isinstance(node, ast.Import):
             for alias in node.names:
@@ -294,8 +408,11 @@ class _TopLevel:
         for child in ast.walk(node):
             if isinstance(child, (ast.MatchAs, ast.MatchStar)) and child.name:
                 self.bind(child.name)
-            elif isinstance(child, ast.MatchMapping) and child.rest:
-                self.bind(child.rest)
+            elif isinstance(child, ast.MatchMapping):
+                for key in child.keys:  # case {Color.RED: v}: a value pattern, read
+                    self.expr(key)
+                if child.rest:
+                    self.bind(child.rest)
             elif isinstance(child, ast.MatchValue):
                 self.expr(child.value)
             elif isinstance(child, ast.MatchClass):
@@ -315,6 +432,12 @@ class _TopLevel:
             self._def_header(node)
             self.deferred.update(dict.fromkeys(_free(node)))
             return
+        code = _magic_code(node) if _is_magic_call(node) else None
+        if code is not None:  # %timeit f(x), y = %time f(x): IPython runs it with the cell's names
+            inner = _TopLevel(set(self.bound))
+            inner.stmts(code.body)
+            for name in (*inner.inputs, *inner.deferred):
+                self.read(name)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             self.mutate(node.func.value)  # x.append(1), model.fit(X), x.a.sort()
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
@@ -351,8 +474,9 @@ def _walrus_targets(node: ast.AST) -> list[str]:
     return out
 
 
-def _free(scope: ast.AST) -> list[str]:
-    """Names a function, lambda, comprehension or class body looks up outside itself."""
+def _free(scope: ast.AST, saw_global: list[bool] | None = None) -> list[str]:
+    """Names a function, lambda, comprehension or class body looks up outside itself
+    (``saw_global`` gets an item when a ``global`` statement is in it)."""
     local: set[str] = set()
     declared_global: set[str] = set()
     loads: dict[str, None] = {}
@@ -386,6 +510,8 @@ def _free(scope: ast.AST) -> list[str]:
             continue
         if isinstance(node, (ast.Global, ast.Nonlocal)):
             declared_global.update(node.names)
+            if saw_global is not None and isinstance(node, ast.Global):
+                saw_global.append(True)
             continue
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             local.add(node.name)
@@ -394,8 +520,9 @@ def _free(scope: ast.AST) -> list[str]:
                 header += [*node.bases, *(k.value for k in node.keywords)]
             else:
                 header += [*node.args.defaults, *(d for d in node.args.kw_defaults if d)]
+                header += _annotations(node)  # evaluated when the def runs
             stack.extend(reversed(header))
-            inner = _free(node)
+            inner = _free(node, saw_global)
             if isinstance(scope, ast.ClassDef):  # methods do not see the class body's names
                 methods_free.update(dict.fromkeys(inner))
             else:
@@ -415,6 +542,10 @@ def _free(scope: ast.AST) -> list[str]:
             for alias in node.names:
                 local.add(alias.asname or alias.name.split(".")[0])
             continue
+        if isinstance(node, ast.AnnAssign) and not isinstance(scope, ast.ClassDef):
+            # A local variable's annotation is never evaluated; a class body's is.
+            stack.extend(reversed([c for c in (node.target, node.value) if c is not None]))
+            continue
         if isinstance(node, ast.ExceptHandler) and node.name:
             local.add(node.name)
         if isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
@@ -428,6 +559,51 @@ def _free(scope: ast.AST) -> list[str]:
     free += [n for n in declared_global if n in local and n not in free]  # global x; x = 1
     free += [n for n in methods_free if n not in free]
     return free
+
+
+def _annotations(node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.expr]:
+    """The annotations of a function's parameters and return."""
+    args = node.args
+    found = [
+        a.annotation
+        for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg)
+        if a is not None and a.annotation is not None
+    ]
+    return [*found, *([node.returns] if node.returns is not None else [])]
+
+
+def _globals_of(node: ast.AST) -> tuple[list[str], list[str]]:
+    """The names the functions in ``node`` (itself included) declare ``global``, and
+    those of them the declaring function binds.
+
+    >>> _globals_of(ast.parse("def f():\\n    global n, m\\n    n = 1\\n    return m").body[0])
+    (['n', 'm'], ['n'])
+    """
+    declared: dict[str, None] = {}
+    binds: dict[str, None] = {}
+    kinds = (ast.FunctionDef, ast.AsyncFunctionDef)
+    for fn in [n for n in ast.walk(node) if isinstance(n, kinds)]:
+        names: dict[str, None] = {}
+        stored: set[str] = set()
+        stack: list[ast.AST] = list(fn.body)
+        while stack:  # this function's own scope: nested scopes are visited on their own
+            child = stack.pop()
+            if isinstance(child, ast.Global):
+                names.update(dict.fromkeys(child.names))
+                continue
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                stored.add(child.name)
+                continue
+            if isinstance(child, (ast.Lambda, *_COMPREHENSIONS)):
+                continue
+            if isinstance(child, ast.Name) and not isinstance(child.ctx, ast.Load):
+                stored.add(child.id)
+            elif isinstance(child, (ast.Import, ast.ImportFrom)):
+                stored.update(a.asname or a.name.split(".")[0] for a in child.names)
+            stack.extend(ast.iter_child_nodes(child))
+        declared.update(names)
+        binds.update(dict.fromkeys(n for n in names if n in stored))
+    return list(declared), list(binds)
 
 
 def _bind_names(target: ast.AST, into: set[str]) -> None:

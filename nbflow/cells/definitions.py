@@ -318,6 +318,8 @@ class CellGraph:
         # What the cell computes: its code and what it maps over, not how it is run
         # (retries, timeout, --lazy ...), as for @task options.
         version = digest(FORMAT, normalised(tree), options.map_var or "", options.map_expr or "")
+        if analysis.shared:  # its functions' globals became the cell's own names
+            version = digest(version, "shared", *analysis.shared)
         old = self.cells.get(name) or (self.cells.get(previous_name) if previous_name else None)
         position = old.position if old else self._positions
         if old is None:
@@ -419,6 +421,7 @@ class CellGraph:
     def arguments(self, cell: CellDef, ups: list[str]) -> list[str]:
         """The names of the arguments that carry the upstream cells' results."""
         taken = {cell.options.map_var} if cell.options.map_var else set()
+        taken.update(cell.analysis.shared)  # globals of the cell's function
         return cellcode.arguments(ups, taken)
 
     def takes(self, cell: CellDef) -> dict[str, str]:

@@ -2,8 +2,9 @@
 
 The cell's body is compiled once per shape into a factory::
 
-    def factory(take, show, capture, copy, __nbflow_ns_a, ...):  # namespace inputs
+    def factory(take, show, capture, copy, timed, __nbflow_ns_a, ...):  # namespace inputs
         def cell(__nbflow_up_0, ..., item):                  # upstream cells' results
+            global g                                          # a name its functions share
             with capture() as out:
                 a = __nbflow_ns_a                             # the prologue binds inputs
                 x = take(__nbflow_up_0, 'x', False)
@@ -16,6 +17,10 @@ Namespace values are closure values, so the task fingerprint follows them exactl
 as it follows a ``@task``'s globals (helpers by source, values by hash). The result
 is a ``CellResult``: the outputs plus the cell's stdout and rich outputs, cached
 together so a cache hit looks the same as a run.
+
+A name that a function of the cell declares ``global`` is a global of the cell
+function too (the notebook's namespace, as for a plain cell): the function sees what
+the cell binds during the run, and what it binds is taken from there.
 """
 
 from __future__ import annotations
@@ -24,17 +29,18 @@ import ast
 import linecache
 import pickle
 import threading
+import time
 import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from nbflow import logs
-from nbflow.cells.analysis import CellAnalysis
+from nbflow.cells.analysis import TIMED, CellAnalysis
 
 NS = "__nbflow_ns_"
 UP = "__nbflow_up_"
-_HELPERS = ("__nbflow_take", "__nbflow_show", "__nbflow_capture", "__nbflow_copy")
+_HELPERS = ("__nbflow_take", "__nbflow_show", "__nbflow_capture", "__nbflow_copy", TIMED)
 
 _local = threading.local()
 # Set by the magics in the kernel: rich output is recorded and shown live there.
@@ -43,8 +49,10 @@ live = False
 
 class CellResult:
     """What a cell run produced: its output ``values``, ``stdout`` and ``displays``
-    (``(data, metadata)`` pairs). Pickled with cloudpickle, so functions and classes
-    a cell defines are cached and travel between processes too.
+    (``(data, metadata)`` pairs), and the ``seconds`` its code took (kept with the
+    result: a cache hit can say what computing it took; None when not known).
+    Pickled with cloudpickle, so functions and classes a cell defines are cached and
+    travel between processes too.
 
     >>> import pickle
     >>> result = CellResult({"square": lambda v: v * v}, "hello", [])
@@ -52,14 +60,19 @@ class CellResult:
     16
     """
 
-    __slots__ = ("displays", "stdout", "values")
+    __slots__ = ("displays", "seconds", "stdout", "values")
 
     def __init__(
-        self, values: dict[str, Any], stdout: str, displays: list[tuple[Any, Any]]
+        self,
+        values: dict[str, Any],
+        stdout: str,
+        displays: list[tuple[Any, Any]],
+        seconds: float | None = None,
     ) -> None:
         self.values = values
         self.stdout = stdout
         self.displays = displays
+        self.seconds = seconds
 
     @property
     def nbytes(self) -> int:
@@ -80,35 +93,64 @@ class CellResult:
     def __reduce__(self) -> tuple[Any, ...]:
         import cloudpickle
 
-        return (_load, (cloudpickle.dumps(self.values, protocol=5), self.stdout, self.displays))
+        values = cloudpickle.dumps(self.values, protocol=5)
+        return (_load, (values, self.stdout, self.displays, self.seconds))
 
     def __repr__(self) -> str:
         return f"<CellResult {sorted(self.values)}>"
 
 
-def _load(data: bytes, stdout: str, displays: list[tuple[Any, Any]]) -> CellResult:
-    return CellResult(pickle.loads(data), stdout, displays)
+def _load(
+    data: bytes, stdout: str, displays: list[tuple[Any, Any]], seconds: float | None = None
+) -> CellResult:
+    # Results cached before they kept their seconds have three arguments.
+    return CellResult(pickle.loads(data), stdout, displays, seconds)
+
+
+def computed_seconds(value: Any) -> float | None:
+    """What computing a cell's result took (a mapped cell's: its children's in all),
+    as kept with it; None when not known.
+
+    >>> computed_seconds(CellResult({}, "", [], 1.5)), computed_seconds(42)
+    (1.5, None)
+    >>> computed_seconds([CellResult({}, "", [], 1.0), CellResult({}, "", [], 0.5)])
+    1.5
+    """
+    if isinstance(value, list):
+        parts = [computed_seconds(v) for v in value]
+        return None if not parts or None in parts else sum(p for p in parts if p is not None)
+    return value.seconds if isinstance(value, CellResult) else None
 
 
 class _Output(logs.Capture):
     """A cell's prints, kept as text (and as log records of its task run)."""
 
-    __slots__ = ("displays", "suspended", "text")
+    __slots__ = ("began", "displays", "suspended", "text")
 
     def __init__(self, name: str, tee: bool) -> None:
         super().__init__(name, True, tee)
         self.text: list[str] = []
         self.displays: list[tuple[Any, Any]] = []
         self.suspended = False
+        self.began = time.perf_counter()
 
     def write(self, text: str) -> None:
         if not self.suspended:
             self.text.append(text)
             super().write(text)
 
-    def result(self, scope: dict[str, Any], names: tuple[str, ...]) -> CellResult:
+    def result(
+        self,
+        scope: dict[str, Any],
+        names: tuple[str, ...],
+        shared: dict[str, Any] | None = None,
+        shared_names: tuple[str, ...] = (),
+    ) -> CellResult:
         values = {n: scope[n] for n in names if n in scope}
-        return CellResult(values, "".join(self.text), self.displays)
+        if shared is not None:  # the cell's names that are globals (its functions share them)
+            values.update({n: shared[n] for n in shared_names if n in shared})
+        took = time.perf_counter() - self.began
+        return CellResult(values, "".join(self.text), self.displays, took)
 
 
 @contextmanager
@@ -185,6 +227,44 @@ def copy_inputs(values: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(out)
 
 
+@contextmanager
+def timed() -> Iterator[None]:
+    """``%time STATEMENT`` in a cell: the statement runs in the cell, and its times are
+    printed as IPython's ``%time`` prints them.
+
+    >>> import contextlib, io
+    >>> with contextlib.redirect_stdout(io.StringIO()) as out, timed():
+    ...     _ = sum(range(10))
+    >>> out.getvalue().startswith("CPU times: user ")
+    True
+    """
+    import os
+    import sys
+
+    before, wall = os.times(), time.perf_counter()
+    yield
+    wall, after = time.perf_counter() - wall, os.times()
+    user, system = after.user - before.user, after.system - before.system
+    sys.stdout.write(
+        f"CPU times: user {_seconds(user)}, sys: {_seconds(system)}, "
+        f"total: {_seconds(user + system)}\nWall time: {_seconds(wall)}\n"
+    )
+
+
+def _seconds(value: float) -> str:
+    """A duration as IPython's ``%time`` writes it.
+
+    >>> _seconds(0.0123), _seconds(2.5), _seconds(0.0)
+    ('12.3 ms', '2.5 s', '0 ns')
+    """
+    if value >= 1:
+        return f"{value:.3g} s"
+    for unit, scale in (("ms", 1e3), ("µs", 1e6), ("ns", 1e9)):
+        if value * scale >= 1 or unit == "ns":
+            return f"{value * scale:.3g} {unit}"
+    return f"{value} s"  # pragma: no cover - the loop always returns
+
+
 def show(value: Any) -> None:
     """Show a cell's last expression, as a notebook does (``display`` in a kernel)."""
     if value is None:
@@ -246,7 +326,9 @@ def make_factory(
     if copied:
         names = ", ".join(copied)
         prologue.append(parse_stmt(f"({names},) = __nbflow_copy(({names},))"))
-    body = list(tree.body)
+    # At the top of a notebook ``global x`` changes nothing; in the cell's function it
+    # would (and after the prologue's ``x = ...`` it could not compile).
+    body = [ast.copy_location(ast.Pass(), s) if isinstance(s, ast.Global) else s for s in tree.body]
     if analysis.last_expression and body:
         last = body[-1]
         assert isinstance(last, ast.Expr)
@@ -254,13 +336,18 @@ def make_factory(
         body[-1] = ast.copy_location(ast.Expr(ast.copy_location(call, last.value)), last)
     params = [*params, *([map_var] if map_var else [])]
     outputs = tuple(analysis.outputs) if outputs is None else outputs
+    shared = [n for n in analysis.shared if n not in params]
+    in_globals = tuple(n for n in outputs if n in shared)
     result = f"__nbflow_out.result(locals(), {outputs!r})"
+    if in_globals:
+        result = f"__nbflow_out.result(locals(), {outputs!r}, globals(), {in_globals!r})"
     if returns is not None:
         result = f"list({result}.values[{returns!r}])"
     skeleton = parse_stmt(
         f"def __nbflow_factory({', '.join([*_HELPERS, *(NS + n for n in namespace)])}):\n"
         f"    def {func_name}({', '.join(params)}):\n"
-        f"        with __nbflow_capture({func_name!r}) as __nbflow_out:\n"
+        + (f"        global {', '.join(shared)}\n" if shared else "")
+        + f"        with __nbflow_capture({func_name!r}) as __nbflow_out:\n"
         f"            pass\n"
         f"        return {result}\n"
         f"    return {func_name}\n"
@@ -268,8 +355,7 @@ def make_factory(
     assert isinstance(skeleton, ast.FunctionDef)
     inner = skeleton.body[0]
     assert isinstance(inner, ast.FunctionDef)
-    with_stmt = inner.body[0]
-    assert isinstance(with_stmt, ast.With)
+    with_stmt = next(s for s in inner.body if isinstance(s, ast.With))
     with_stmt.body = [*prologue, *body] or [ast.Pass()]
     module = ast.Module(body=[skeleton], type_ignores=[])
     ast.fix_missing_locations(module)
@@ -283,7 +369,7 @@ def build(
 ) -> Callable[..., CellResult]:
     """The cell function: ``factory`` run with the notebook's namespace as its globals."""
     make = types.FunctionType(factory, user_ns)
-    fn: Callable[..., CellResult] = make(take, show, capture, copy_inputs, *values)
+    fn: Callable[..., CellResult] = make(take, show, capture, copy_inputs, timed, *values)
     return fn
 
 

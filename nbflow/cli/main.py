@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 from nbflow import settings
 from nbflow.cli.source import UsageError, parse_age
 from nbflow.errors import NbflowError
+from nbflow.state import FAILED_STATES, State
 from nbflow.store.home import CACHE_DIR, HISTORY_FILE
 
 
@@ -273,24 +274,85 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 def _runs(args: argparse.Namespace) -> int:
     history = _history(store_dir(args.path))
-    rows = history.runs(args.limit)
-    if not rows:
+    groups = _run_groups(history, args.limit)
+    if not groups:
         _write(["No runs recorded yet."])
         return 0
-    table = [
-        (
-            r["id"],
-            r["flow"],
-            r["state"] + (" (interrupted)" if r["interrupted"] else ""),
-            _when(r["start"]),
-            _took(r["start"], r["end"]),
-            str(r["tasks"]),
-            str(r["failed"]),
+    table = []
+    for group in groups:
+        if len(group) == 1:
+            table.append(_run_row(group[0]))
+            continue
+        # The cell runs of one notebook run (one kernel): one row, its runs inside.
+        states = history.last_states([r["id"] for r in group])
+        failed = sum(State(v) in FAILED_STATES for v in states.values())
+        start = min(r["start"] for r in group if r["start"] is not None)
+        ends = [r["end"] for r in group]
+        end = None if None in ends else max(ends)
+        notebook = all(r["source"] == "notebook" for r in group)
+        label = "notebook run" if notebook else f"process {group[0]['pid']}"
+        table.append(
+            (
+                f"{label} ({len(group)} runs)",
+                group[0]["flow"],
+                _group_state(group, failed),
+                _when(start),
+                _took(start, end),
+                str(len(states)),
+                str(failed),
+            )
         )
-        for r in rows
-    ]
+        table += [("  " + row[0], *row[1:]) for row in map(_run_row, reversed(group))]
     _write(_table(("run", "flow", "state", "start", "duration", "tasks", "failed"), table))
     return 0
+
+
+def _run_row(r: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        r["id"],
+        r["flow"],
+        r["state"] + (" (interrupted)" if r["interrupted"] else ""),
+        _when(r["start"]),
+        _took(r["start"], r["end"]),
+        str(r["tasks"]),
+        str(r["failed"]),
+    )
+
+
+def _run_groups(history: Any, limit: int) -> list[list[dict[str, Any]]]:
+    """The ``limit`` newest runs, newest first, the runs of one notebook run together.
+
+    A notebook records one run per cell it runs (and per ``%flow run``); the runs one
+    process made of one flow, one after the other, are one notebook run.
+    """
+    fetch = limit * 10
+    while True:
+        rows = history.runs(fetch)
+        groups: list[list[dict[str, Any]]] = []
+        for row in rows:
+            last = groups[-1][-1] if groups else None
+            if (
+                last is not None
+                and row["pid"] is not None
+                and all(row[k] == last[k] for k in ("flow", "pid", "host"))
+            ):
+                groups[-1].append(row)
+            else:
+                groups.append([row])
+        if len(rows) < fetch or len(groups) > limit:
+            return groups[:limit]
+        fetch *= 4
+
+
+def _group_state(group: list[dict[str, Any]], failed: int) -> str:
+    """The state of a notebook run: running while one of its runs is, else failed
+    when the last run of one of its tasks failed, else that of its last run."""
+    if any(r["state"] == "running" for r in group):
+        return "running"
+    if failed:
+        return "failed"
+    interrupted = any(r["interrupted"] for r in group)
+    return str(group[0]["state"]) + (" (interrupted)" if interrupted else "")
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -309,13 +371,16 @@ def _show(args: argparse.Namespace) -> int:
     if source is not None:
         lines.append(f"from {source[0]} '{source[1]}'")
     lines.append("")
+    # A cached task's duration is the time of the hit; what computing its result took
+    # is that of the run that computed it, when the history has it.
+    computed = history.computed([t.key for t in run.task_runs if t.cached and t.key])
     rows = [
         (
             t.name,
             t.state.value,
             str(t.attempts),
-            f"{t.duration:.2f}s" if t.duration is not None and not t.cached else "-",
-            "yes" if t.cached else "",
+            f"{t.duration:.2f}s" if t.duration is not None else "-",
+            _cached(t.cached, computed.get(t.key) if t.key else None),
         )
         for t in run.task_runs
     ]
@@ -335,6 +400,17 @@ def _show(args: argparse.Namespace) -> int:
             lines.append(str(t.error))
     _write(lines)
     return 0
+
+
+def _cached(cached: bool, computed: float | None) -> str:
+    """The cached column of ``nbflow show``.
+
+    >>> _cached(True, 2.5), _cached(True, None), _cached(False, None)
+    ('yes, computed in 2.50s', 'yes', '')
+    """
+    if not cached:
+        return ""
+    return "yes" if computed is None else f"yes, computed in {computed:.2f}s"
 
 
 def _resume(args: argparse.Namespace) -> int:

@@ -33,6 +33,9 @@ def cell_graph(book: Any, label: str) -> CellGraph:
         if not is_task_cell(cell):
             continue
         line, _, body = cell.source.lstrip().partition("\n")
+        if "!" in body or "%" in body:
+            # IPython syntax (!ls, %time) as the kernel turns it into Python.
+            body = _transformer().transform_cell(body)
         try:
             name, options = parse_task_line(line[len("%%task") :])
             graph.define(name, body, options, f"<cell {number}>", cell.get("id"))
@@ -41,6 +44,12 @@ def cell_graph(book: Any, label: str) -> CellGraph:
     if not graph.cells:
         raise UsageError(f"{label} has no %%task cells to draw.")
     return graph
+
+
+def _transformer() -> Any:
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager()  # type: ignore[no-untyped-call]
 
 
 def draw_cells(graph: CellGraph, name: str, states: dict[str, State]) -> graphviz.Digraph:

@@ -3,8 +3,10 @@ with the user's own lines, cache warnings said in terms of cell inputs."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import warnings
+from types import TracebackType
 from typing import Any
 
 from IPython.core.interactiveshell import InteractiveShell
@@ -84,11 +86,32 @@ def cell_number(shell: InteractiveShell) -> int:
     return int(shell.execution_count)
 
 
-def raise_in_cell(error: BaseException, filename: str) -> None:
+def raise_in_cell(error: BaseException, filename: str, shell: Any) -> None:
     """Raise nbflow's own error from the cell's first line, not from nbflow's code."""
     __tracebackhide__ = True
     code = compile("raise __nbflow_error", filename, "exec")
-    exec(code, {"__nbflow_error": error})
+    try:
+        exec(code, {"__nbflow_error": error})
+    except BaseException as exc:
+        tb = exc.__traceback__
+        raise shown_from(exc, tb.tb_next if tb is not None else None, shell) from None
+
+
+def shown_from(error: BaseException, tb: TracebackType | None, shell: Any) -> BaseException:
+    """``error``, which IPython shows with the traceback ``tb`` (the cell's own lines
+    first) rather than from the ``%%task`` line that ran the cell: IPython renders an
+    exception with a ``_render_traceback_`` method that way. It renders it once."""
+
+    def render() -> list[str]:
+        with contextlib.suppress(AttributeError):
+            del error._render_traceback_  # type: ignore[attr-defined]
+        stb: list[str] = shell.InteractiveTB.structured_traceback(
+            type(error), error, tb, tb_offset=0
+        )
+        return stb
+
+    error._render_traceback_ = render  # type: ignore[attr-defined]
+    return error
 
 
 def replay(result: Any) -> None:

@@ -36,6 +36,7 @@ from nbflow.jupyter.magicio import (
     raise_in_cell,
     replay,
     rewarn,
+    shown_from,
     unpicklable_input,
     user_traceback,
 )
@@ -65,12 +66,20 @@ def _status_line(name: str, tr: Any) -> str:
     if attempts:
         parts.append(f"{attempts} attempt{'s' if attempts != 1 else ''}")
     if tr.duration is not None:
-        parts.append(f"{tr.duration:.3f}s" if tr.duration < 10 else f"{tr.duration:.1f}s")
+        parts.append(_seconds(tr.duration))
     if tr.children is not None and tr.children and all(c.cached for c in tr.children):
         parts.append("cached")
+    if tr.cached and tr.state.is_finished:
+        took = cellcode.computed_seconds(tr.value)
+        if took is not None:  # the time above is the hit's; this, what computing it took
+            parts.append(f"computed in {_seconds(took)}")
     if tr.reason and state in ("upstream_failed", "skipped"):
         parts.append(tr.reason)
     return ", ".join(parts)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.3f}s" if value < 10 else f"{value:.1f}s"
 
 
 def _status_text(run: FlowRun, focus: str | None) -> str:
@@ -277,8 +286,9 @@ class NbflowMagics(Magics):
         if failed:
             error = self._failure(run, nodes, target or failed[0], failed)
             if isinstance(error, (UsageError, NbflowError)) and target is not None:
-                raise_in_cell(error, notebook.cells[target].filename)
-            raise error
+                raise_in_cell(error, notebook.cells[target].filename, self.shell)
+            # Shown from the user's own lines: not from the %%task line that ran them.
+            raise shown_from(error, error.__traceback__, self.shell)
         return run
 
     def _start(
@@ -451,7 +461,13 @@ class NbflowMagics(Magics):
         if command == "status":
             if nb.last_run is None:
                 raise UsageError("%flow status: nothing has run in this kernel yet.")
-            frame = nb.last_run.to_pandas()
+            run = nb.last_run
+            frame = run.to_pandas()
+            # A cached cell's duration is the hit's; "computed" is what computing its
+            # result took, as kept with it.
+            frame["computed"] = [
+                cellcode.computed_seconds(tr.value) if tr.cached else None for tr in run.task_runs
+            ]
             # State and name first: a terminal's width keeps them when pandas elides columns.
             first = ["state", "name"]
             return frame[first + [c for c in frame.columns if c not in first]]

@@ -307,22 +307,71 @@ class History:
 
     @_reading
     def runs(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """Past runs, newest first, with counts per task state."""
+        """Past runs, newest first, with counts per task state, the process that made
+        each (``pid``, ``host``) and the kind of file it came from (``source``: a
+        notebook's cell runs under ``nbflow run`` say ``notebook``), or None."""
         self.flush()
         self._mark_interrupted()
         sql = (
             "SELECT r.id, r.flow, r.start, r.end, r.state, r.interrupted, r.executor, "
             "(SELECT COUNT(*) FROM task_runs t WHERE t.run_id = r.id AND t.mapped = 0), "
             "(SELECT COUNT(*) FROM task_runs t WHERE t.run_id = r.id AND t.mapped = 0 AND "
-            f"t.state IN ({_FAILED_SQL})) "
+            f"t.state IN ({_FAILED_SQL})), r.pid, r.host, "
+            "(SELECT s.kind FROM run_sources s WHERE s.run_id = r.id) "
             "FROM runs r ORDER BY r.start DESC"
         )
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         with self._conn_lock:
             rows = self._conn.execute(sql).fetchall()
-        keys = ("id", "flow", "start", "end", "state", "interrupted", "executor", "tasks", "failed")
+        keys = (
+            "id",
+            "flow",
+            "start",
+            "end",
+            "state",
+            "interrupted",
+            "executor",
+            "tasks",
+            "failed",
+            "pid",
+            "host",
+            "source",
+        )
         return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    @_reading
+    def last_states(self, run_ids: list[str]) -> dict[str, str]:
+        """Each task of the runs ``run_ids`` (mapped children left out) with its state in
+        the last of them that ran it (the cells of one notebook run)."""
+        if not run_ids:
+            return {}
+        marks = ",".join("?" * len(run_ids))
+        with self._conn_lock:
+            rows = self._conn.execute(
+                "SELECT t.name, t.state FROM task_runs t JOIN runs r ON r.id = t.run_id "
+                f"WHERE t.run_id IN ({marks}) AND t.map_index IS NULL ORDER BY r.start, t.rowid",
+                run_ids,
+            ).fetchall()
+        return dict(rows)
+
+    @_reading
+    def computed(self, keys: list[str]) -> dict[str, float]:
+        """For results ``keys``, the seconds their latest recorded computation took (a
+        task run that was not a cache hit); keys computed in no recorded run are left out."""
+        keys = [k for k in dict.fromkeys(keys) if k]
+        found: dict[str, float] = {}
+        with self._conn_lock:
+            for i in range(0, len(keys), 500):  # within SQLite's limit on parameters
+                part = keys[i : i + 500]
+                rows = self._conn.execute(
+                    "SELECT key, end - start FROM task_runs WHERE key IN "
+                    f"({','.join('?' * len(part))}) AND cached = 0 AND state = 'success' "
+                    "AND start IS NOT NULL AND end IS NOT NULL ORDER BY end",
+                    part,
+                ).fetchall()
+                found.update(rows)
+        return found
 
     @_reading
     def resolve(self, run_id: str) -> str | None:

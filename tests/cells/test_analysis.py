@@ -180,3 +180,44 @@ def test_an_input_passed_to_a_function_is_noted_unless_the_function_is_a_builtin
     a = analyse("train(model, data=X)\nn = len(rows)\nsetattr(cfg, 'k', 1)\nprint(msg)")
     assert set(a.passed) == {("train", "model"), ("train", "X"), ("setattr", "cfg")}
     assert analyse("import numpy as np\nfrom m import f\nf(x)\nnp.mean(y)").passed == ()
+
+
+def test_annotations_are_read_where_python_evaluates_them():
+    # A nested function's annotations when its outer function runs; a method's when
+    # the class body runs; a class body's annotated names; not a local variable's.
+    src = "def outer():\n    def inner(a: A, *r: R) -> Ret:\n        b: Local = 1\n    return inner"
+    assert io(src) == ({"A", "R", "Ret"}, {"outer"})
+    src = (
+        "class P:\n    x: Unit\n    y: int = 3\n"
+        "    def m(self, a: Arg):\n        def g(b: Inner): pass"
+    )
+    assert io(src) == ({"Unit", "Arg", "Inner"}, {"P"})
+    assert io("x: T = 1") == (set(), {"x"})
+
+
+def test_a_dotted_key_of_a_match_mapping_pattern_is_read():
+    src = "match d:\n    case {keys.name: v, Color.RED: w}:\n        found = v"
+    assert io(src) == ({"d", "keys", "Color"}, {"v", "w", "found"})
+
+
+def test_a_global_of_a_function_is_shared_and_is_an_output_when_the_cell_calls_it():
+    a = analyse("def bump():\n    global counter\n    counter += 1\nbump()")
+    assert a.shared == ("counter",) and a.inputs == ("counter",)
+    assert a.outputs == ("bump", "counter")
+    # Only defined here (called from other cells): the notebook keeps the name.
+    a = analyse("def reset():\n    global state\n    state = {}")
+    assert a.shared == ("state",) and a.outputs == ("reset",)
+    a = analyse("class C:\n    def m(self):\n        global hits\n        hits = 1\nC().m()")
+    assert a.shared == ("hits",) and "hits" in a.outputs
+
+
+def test_the_code_of_time_and_timeit_magics_is_read_and_a_time_statement_binds():
+    a = analyse("\nget_ipython().run_line_magic('time', 'y = f(x)')\nz = y")
+    assert (set(a.inputs), set(a.outputs)) == ({"f", "x"}, {"y", "z"})
+    src = (
+        "t = get_ipython().run_line_magic('time', 'g(u)')\n"
+        "get_ipython().run_line_magic('timeit', 'h(w)')"
+    )
+    assert io(src) == ({"g", "u", "h", "w"}, {"t"})
+    assert io("get_ipython().run_line_magic('matplotlib', 'inline')") == (set(), set())
+    assert io("get_ipython().run_line_magic('timeit', '-n 10 -r 2 h(w)')") == ({"h", "w"}, set())

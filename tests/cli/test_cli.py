@@ -444,3 +444,21 @@ def test_executor_dask_runs_a_files_flow_on_a_local_cluster_and_exits_cleanly(tm
     again = nbflow("run", "flows.py", "--executor", "dask", cwd=tmp_path, env=env)
     assert again.returncode == 0, again.stderr
     assert "6 cached" in again.stdout
+
+
+def test_show_gives_a_cached_tasks_hit_time_and_what_computing_it_took(tmp_path):
+    (tmp_path / "slow.py").write_text(
+        "import time\nfrom nbflow import Flow, task\n\n"
+        "@task\ndef slow():\n    time.sleep(0.4)\n    return 1\n\n"
+        "with Flow('slowflow') as flow:\n    slow()\n"
+    )
+    env = cli_env(tmp_path)
+    assert nbflow("run", "slow.py", cwd=tmp_path, env=env).returncode == 0
+    assert nbflow("run", "slow.py", cwd=tmp_path, env=env).returncode == 0
+    shown = nbflow("show", "latest", cwd=tmp_path, env=env).stdout
+    row = next(line.split(None, 4) for line in shown.splitlines() if line.startswith("slow "))
+    _, state, attempts, duration, cached = row
+    assert (state, attempts) == ("cached", "0")
+    assert float(duration.rstrip("s")) < 0.4  # the hit's own time
+    assert cached.startswith("yes, computed in ")
+    assert 0.4 <= float(cached.split()[-1].rstrip("s")) < 5

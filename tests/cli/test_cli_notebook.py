@@ -157,6 +157,22 @@ def test_a_failing_task_gives_exit_1_and_retry_after_the_fix_recomputes_only_it(
     source = history_rows(tmp_path / ".nbflow", "SELECT DISTINCT kind, path FROM run_sources")
     assert source == [("notebook", str(path))]
 
+    # nbflow runs: one row per notebook run, its cell runs inside (oldest first).
+    table = nbflow("runs", "--path", tmp_path, cwd=tmp_path, env=env).stdout.splitlines()
+    groups = [i for i, line in enumerate(table) if line.startswith("notebook run (")]
+    assert len(groups) == 2 and groups[0] == 1, table
+    retried, first = table[groups[0]].split(), table[groups[1]].split()
+    assert retried[4:6] == ["analysis", "success"] and retried[-1] == "0"
+    assert first[4:6] == ["analysis", "failed"] and first[-1] == "2"  # check, total
+    inside = table[groups[1] + 1 :]
+    assert len(inside) == int(first[2].strip("(")) and all(r.startswith("  ") for r in inside)
+    assert [r.split()[1:3] for r in inside] == [
+        ["analysis", "success"],
+        ["analysis", "success"],
+        ["analysis", "failed"],
+        ["analysis", "failed"],
+    ]
+
 
 def test_parameters_are_injected_after_the_parameters_cell_and_output_is_signed(
     tmp_path, monkeypatch
@@ -412,6 +428,20 @@ def test_visualize_draws_the_task_cells_coloured_by_their_latest_states(tmp_path
     assert "peripheries=2" in dot  # the mapped cell
     svg = nbflow("visualize", path, "-o", "dag.svg", cwd=tmp_path, env=env)
     assert svg.returncode == 0 and "<svg" in (tmp_path / "dag.svg").read_text()
+
+
+def test_visualize_reads_ipython_syntax_in_task_cells_as_the_kernel_does(tmp_path):
+    cells = [
+        "%load_ext nbflow",
+        "%%task base\nbase = 2",
+        "%%task scaled\n%time scaled = base * 3\nfiles = !ls",
+        "%%task shown\n%timeit -n 1 scaled + 1\nshown = 1",
+    ]
+    nbformat.write(new_notebook(cells=[new_code_cell(c) for c in cells]), tmp_path / "m.ipynb")
+    out = nbflow("visualize", "m.ipynb", "-o", "dag.dot", cwd=tmp_path, env=cli_env(tmp_path))
+    assert out.returncode == 0, out.stderr
+    edges = re.findall(r"^\s*(\w+) -> (\w+)", (tmp_path / "dag.dot").read_text(), re.M)
+    assert edges == [("base", "scaled"), ("scaled", "shown")]
 
 
 def test_visualize_names_the_cell_whose_task_line_is_wrong(tmp_path):

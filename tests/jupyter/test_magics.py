@@ -839,3 +839,116 @@ def test_a_no_cache_cell_runs_again_whenever_it_is_run(ip):
     second = ip.user_ns["r"]
     run(ip, "%flow run")
     assert len({first, second, ip.user_ns["r"]}) == 3
+
+
+# -- cell analysis through real cells: each of these gave a stale or wrong value ------
+def test_an_annotation_in_a_nested_function_is_read_when_the_outer_function_runs(ip):
+    run(ip, "%%task\nunit = int")
+    cell = (
+        "%%task\ndef make():\n    def f(v: unit) -> None:\n        return v\n    return f\n"
+        "kind = make().__annotations__['v']"
+    )
+    run(ip, cell)
+    assert ip.user_ns["kind"] is int
+    run(ip, "%%task --lazy\nunit = str")  # redefined, not run: stale
+    result, _ = run(ip, cell)
+    assert result.success and ip.user_ns["kind"] is str
+    assert ip.nbflow.notebook.upstream_of(ip.nbflow.notebook.cells["make"]) == ["unit"]
+
+
+def test_a_function_declaring_a_global_sees_what_the_cell_binds_in_this_run(ip):
+    under = "def under(v):\n    global limit\n    return v < limit\nok = under(3)"
+    run(ip, "%%task\nlimit = 5\n" + under)
+    assert ip.user_ns["ok"] is True
+    run(ip, "%%task\nlimit = 2\n" + under)
+    assert ip.user_ns["ok"] is False and ip.user_ns["limit"] == 2
+    # A global the function binds is the cell's output, read by the cells below.
+    run(ip, "%%task\ncounter = 10")
+    bump = "%%task\ndef bump():\n    global counter\n    counter += 1\nbump()\nafter = counter"
+    result, _ = run(ip, bump)
+    assert result.success and ip.user_ns["after"] == 11 and ip.user_ns["counter"] == 11
+    run(ip, "%%task\nseen = counter")
+    assert ip.user_ns["seen"] == 11
+    # Run again unchanged: a cache hit, the same value (the cell above keeps its 10).
+    result, out = run(ip, bump)
+    assert result.success and ip.user_ns["after"] == 11
+    assert "cached" in out.outputs[-1].data["text/plain"]
+    # A top-level global statement changes nothing, as at the top of a notebook.
+    result, _ = run(ip, "%%task\nglobal counter\nnext_one = counter + 1")
+    assert result.success and ip.user_ns["next_one"] == 12
+
+
+def test_a_dotted_key_in_a_match_mapping_pattern_is_an_input(ip):
+    run(ip, "%%task\nimport types\nkeys = types.SimpleNamespace(name='a')")
+    cell = (
+        "%%task\nmatch {'a': 1, 'b': 2}:\n    case {keys.name: v}:\n        found = v\n"
+        "    case _:\n        found = None"
+    )
+    run(ip, cell)
+    assert ip.user_ns["found"] == 1
+    run(ip, "%%task --lazy\nimport types\nkeys = types.SimpleNamespace(name='b')")
+    result, _ = run(ip, cell)
+    assert result.success and ip.user_ns["found"] == 2
+
+
+def test_a_time_magic_in_a_task_cell_binds_in_the_cell_and_reads_its_inputs(ip):
+    run(ip, "%%task\nbase = 4")
+    cell = (
+        "%%task\n%time y = base * 10\nz = y + 1\nt = %time base + 1\n"
+        "%timeit -n 1 -r 1 base\n%time z * 2"
+    )
+    result, out = run(ip, cell)
+    assert result.success, result.error_in_exec
+    assert (ip.user_ns["y"], ip.user_ns["z"], ip.user_ns["t"]) == (40, 41, 5)
+    assert "Wall time" in out.stdout
+    assert "82" in [o.data["text/plain"] for o in out.outputs]  # the last line's value
+    run(ip, "%%task --lazy\nbase = 5")  # stale: the %time cell runs it first
+    result, _ = run(ip, cell)
+    assert result.success and (ip.user_ns["y"], ip.user_ns["z"], ip.user_ns["t"]) == (50, 51, 6)
+    assert ip.nbflow.notebook.upstream_of(ip.nbflow.notebook.cells["y"]) == ["base"]
+
+
+def test_names_read_only_in_a_method_body_are_read_when_it_runs(ip):
+    run(ip, COUNT)
+    cell = (
+        "%%task\nbump('c')\nclass Scaler:\n    def apply(self, v):\n        return v * factor\n"
+        "factor = 3\nscaled = Scaler().apply(2)"
+    )
+    run(ip, cell)
+    ip.user_ns["factor"] = 100  # the notebook's factor is not the cell's input
+    result, _ = run(ip, cell)
+    assert result.success and ip.user_ns["scaled"] == 6 and count(ip, "c") == 1
+
+
+def test_a_failing_cells_traceback_shows_the_users_lines_first_not_the_magic_call(ip):
+    run(ip, "%%task\nok = 1")
+    _, out = run(ip, "%%task\nbad = ok + 1\nraise ValueError(f'bad is {bad}')")
+    shown = out.stdout
+    assert "run_cell_magic" not in shown
+    first = shown.index("Cell In[")
+    assert "raise ValueError(f'bad is {bad}')" in shown[first:] and "ValueError: bad is 2" in shown
+    assert shown[first:].splitlines()[0].endswith("line 3, in bad(ok)")
+    # nbflow's own errors too: from the cell's first line.
+    _, out = run(ip, "%%task\ndown = bad + 1")
+    assert "run_cell_magic" not in out.stdout and "UpstreamFailedError" in out.stdout
+    assert "down = bad + 1" in out.stdout
+    # A cell failing in %flow run: its lines, not the %flow line.
+    _, out = run(ip, "%flow run")
+    assert "run_line_magic" not in out.stdout and "ValueError: bad is 2" in out.stdout
+
+
+def test_a_cache_hit_shows_its_own_time_and_what_computing_the_cell_took(ip):
+    cell = "%%task\nimport time\ntime.sleep(0.3)\nslept = 1"
+    run(ip, cell)
+    _, out = run(ip, cell)
+    line = out.outputs[-1].data["text/plain"]
+    assert line.startswith("◆ slept: cached") and "computed in " in line
+    hit, computed = line.split(", ")[1], line.rsplit("computed in ", 1)[1]
+    assert float(hit.rstrip("s")) < 0.3 <= float(computed.rstrip("s"))
+    frame = ip.run_line_magic("flow", "status")
+    row = frame[frame["name"] == "slept"].iloc[0]
+    assert row["cached"] and row["duration"] < 0.3 <= row["computed"]
+    # After a restart the time comes with the result from the store.
+    restart(ip)
+    _, out = run(ip, cell)
+    assert "computed in 0.3" in out.outputs[-1].data["text/plain"]
