@@ -36,21 +36,45 @@ def column_means(frame: Any) -> list[float]:
     return [float(v) for v in frame.mean()]
 
 
+@task
+def step(x: int) -> int:
+    return x + 1
+
+
+@task
+def blob(i: int, size: int) -> bytes:
+    return bytes([i % 256]) * size
+
+
+@task
+def grow(data: bytes, size: int) -> bytes:
+    return data[:1] * size
+
+
 def bench_w4(cfg: Config) -> Result:
-    """Re-running a fully cached 1,000-task flow."""
+    """Re-running a fully cached 1,000-task flow: independent tasks, and a chain."""
     import diskcache
     import joblib
 
     n = 1000
     with Flow("w4") as flow:
         nodes = [square(i) for i in range(n)]
-    first = flow.run()
-    check(first.ok, "W4 first run")
+    with Flow("w4-chain") as chain:
+        links = [step(0)]
+        for _ in range(n - 1):
+            links.append(step(links[-1]))
+    check(flow.run().ok and chain.run().ok, "W4 first runs")
 
     def c_nbflow() -> float:
         dt, run = timed(flow.run)
         check(run.ok and run.counts() == {"cached": n}, f"W4 all cached: {run.counts()}")
         check(run.result(nodes[7]) == 49, "W4 value")
+        return dt
+
+    def c_chain() -> float:
+        dt, run = timed(chain.run)
+        check(run.ok and run.counts() == {"cached": n}, f"W4 chain all cached: {run.counts()}")
+        check(run.result(links[-1]) == n, "W4 chain value")
         return dt
 
     tmp = tempfile.mkdtemp(prefix="nbflow-w4-")
@@ -74,25 +98,74 @@ def bench_w4(cfg: Config) -> Result:
         return dt
 
     samples = measure(
-        {"nbflow": c_nbflow, "diskcache": c_diskcache, "joblib": c_joblib}, cfg.repeats
+        {"nbflow": c_nbflow, "chain": c_chain, "diskcache": c_diskcache, "joblib": c_joblib},
+        cfg.repeats,
     )
-    nb, dc, jm = (median(samples[k]) for k in ("nbflow", "diskcache", "joblib"))
+    nb, ch, dc, jm = (median(samples[k]) for k in ("nbflow", "chain", "diskcache", "joblib"))
+    base = {"diskcache.get loop": dc, "joblib.Memory": jm}
+    rows = [
+        limit_row("W4", "fully cached re-run, 1,000 independent tasks", "s", nb, 0.010, base),
+        limit_row("W4", "fully cached re-run, 1,000-task chain", "s", ch, 0.010, base),
+        ratio_row(
+            "W4", "cached re-run (independent) / raw diskcache.get loop", "x", nb, "x", dc, 0.5
+        ),
+        ratio_row("W4", "cached re-run (chain) / raw diskcache.get loop", "x", ch, "x", dc, 0.5),
+        ratio_row("W4", "cached re-run / joblib.Memory hits", "x", nb, "x", jm, 99),
+    ]
+    for row in rows[2:]:
+        row.nbflow, row.baselines = None, {}
+    rows[-1].target, rows[-1].passed = "", None
+    rows[2].note = "nbflow also builds the run: states, events, history"
+    lazy_rows, lazy = _lazy_reads(cfg)
+    return rows + lazy_rows, {"samples_s": samples, "lazy": lazy}
+
+
+def _bytes_read() -> int:
+    """Bytes this process has read so far (Linux: /proc/self/io, rchar)."""
+    with open("/proc/self/io") as fh:
+        for line in fh:
+            if line.startswith("rchar:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _lazy_reads(cfg: Config) -> tuple[list[Row], dict[str, Any]]:
+    """A cached re-run of a chain whose intermediate results total 1 GB (100 MB with
+    --quick) reads almost nothing until a result is asked for."""
+    from nbflow.store.cache import ResultStore
+
+    links, size = 10, (10 if cfg.quick else 100) * 2**20
+    tmp = tempfile.mkdtemp(prefix="nbflow-w4-lazy-")
+    store = ResultStore(os.path.join(tmp, "store"))
+    try:
+        with Flow("w4-lazy") as flow:
+            last = blob(0, size)
+            for _ in range(links - 1):
+                last = grow(last, size)
+        check(flow.run(store=store).ok, "W4 lazy first run")
+        before = _bytes_read()
+        run = flow.run(store=store)
+        rerun_read = _bytes_read() - before
+        check(run.counts() == {"cached": links}, f"W4 lazy: {run.counts()}")
+        before = _bytes_read()
+        check(len(run.result(last)) == size, "W4 lazy value")
+        asked_read = _bytes_read() - before
+    finally:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    total_mb = links * size / 2**20
     rows = [
         limit_row(
             "W4",
-            "fully cached re-run of 1,000 tasks (total)",
-            "s",
-            nb,
-            0.2,
-            {"diskcache.get loop": dc, "joblib.Memory": jm},
-        ),
-        ratio_row("W4", "cached re-run / raw diskcache.get loop", "x", nb / dc, "x", 1.0, 99),
-        ratio_row("W4", "cached re-run / joblib.Memory hits", "x", nb / jm, "x", 1.0, 99),
+            f"cached re-run of a chain of {total_mb:.0f} MB of results: bytes read",
+            "MB",
+            rerun_read / 2**20,
+            1.0,
+            {"asking for the last result": asked_read / 2**20},
+        )
     ]
-    for row in rows[1:]:
-        row.target, row.passed, row.nbflow, row.baselines = "", None, None, {}
-    rows[1].note = "nbflow also builds the run: states, events, history"
-    return rows, {"samples_s": samples}
+    return rows, {"rerun_bytes": rerun_read, "asked_bytes": asked_read, "total_mb": total_mb}
 
 
 def bench_w5(cfg: Config) -> Result:
@@ -168,3 +241,38 @@ def bench_w5(cfg: Config) -> Result:
         ),
     ]
     return rows_out, {"samples_s": samples, "key_us": key_times, "frame_mb": size_mb}
+
+
+def bench_w7(cfg: Config) -> Result:
+    """A large DataFrame handed from one task to the next on threads, with no store."""
+    import numpy as np  # noqa: F401 - imported here so the timing below excludes it
+    import pandas as pd  # noqa: F401
+
+    rows_n = 800_000 if cfg.quick else 4_700_000  # x 8 float64 columns: ~50 / ~300 MB
+    with Flow("w7") as flow:
+        out = column_means(make_frame(rows_n))
+
+    def c_nbflow() -> float:
+        dt, run = timed(lambda: flow.run(executor="threads", max_workers=2, store=False))
+        check(run.ok and len(run.result(out)) == 8, "W7 nbflow")
+        return dt
+
+    def c_plain() -> float:
+        dt, means = timed(lambda: column_means.fn(make_frame.fn(rows_n)))
+        check(len(means) == 8, "W7 plain")
+        return dt
+
+    samples = measure({"nbflow": c_nbflow, "plain": c_plain}, max(3, cfg.repeats // 2))
+    nb, plain = median(samples["nbflow"]), median(samples["plain"])
+    size = "50 MB" if cfg.quick else "300 MB"
+    return [
+        ratio_row(
+            "W7",
+            f"{size} DataFrame between two tasks, threads, store=False / plain calls",
+            "s",
+            nb,
+            "plain calls",
+            plain,
+            1.2,
+        )
+    ], {"samples_s": samples}

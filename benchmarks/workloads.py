@@ -1,7 +1,8 @@
 """The workloads: each ``bench_*`` measures nbflow and its baselines and returns rows.
 
 Task functions live at module level so worker processes can import them by name.
-Tasks use ``cache=False``: the result cache is measured elsewhere.
+Tasks use ``cache=False`` except in the rows that say "results written" (the defaults,
+each run to a store of its own); a cached re-run is measured in ``cache_workloads``.
 """
 
 from __future__ import annotations
@@ -9,18 +10,21 @@ from __future__ import annotations
 import gc
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
 import baselines as bl
-from cache_workloads import bench_w4, bench_w5
+from cache_workloads import bench_w4, bench_w5, bench_w7
 from harness import Config, Row, check, limit_row, measure, median, ratio_row, timed
 
 from nbflow import Flow, task
+from nbflow.store.base import open_store
 
 Result = tuple[list[Row], dict[str, Any]]  # rows, raw samples for the JSON file
 
@@ -59,6 +63,8 @@ total_t = task(cache=False, name="total")(total)
 # The same without print capture, to tell its cost apart.
 inc_bare = task(cache=False, name="inc", log_prints=False)(inc)
 total_bare = task(cache=False, name="total", log_prints=False)(total)
+inc_cached = task(name="inc")(inc)  # results written: the default
+total_cached = task(name="total")(total)
 ident_t = task(cache=False, name="tiny")(ident)
 burn_t = task(cache=False, name="burn")(burn)
 
@@ -66,8 +72,16 @@ burn_t = task(cache=False, name="burn")(burn)
 # -- flows ----------------------------------------------------------------------------
 
 
-def chain_flow(n: int, bare: bool = False) -> tuple[Flow, Any]:
-    inc_ = inc_bare if bare else inc_t
+def _tasks(kind: str | bool) -> tuple[Any, Any]:
+    """inc and total as tasks: "bare" (no print capture), "cached" (the defaults:
+    results written), else cache=False."""
+    if kind == "cached":
+        return inc_cached, total_cached
+    return (inc_bare, total_bare) if kind else (inc_t, total_t)
+
+
+def chain_flow(n: int, bare: str | bool = False) -> tuple[Flow, Any]:
+    inc_ = _tasks(bare)[0]
     with Flow("bench-chain") as flow:
         x = inc_(0)
         for _ in range(n - 1):
@@ -75,8 +89,8 @@ def chain_flow(n: int, bare: bool = False) -> tuple[Flow, Any]:
     return flow, x
 
 
-def fan_flow(n: int, bare: bool = False) -> tuple[Flow, Any]:
-    inc_, total_ = (inc_bare, total_bare) if bare else (inc_t, total_t)
+def fan_flow(n: int, bare: str | bool = False) -> tuple[Flow, Any]:
+    inc_, total_ = _tasks(bare)
     with Flow("bench-fan") as flow:
         out = total_([inc_(i) for i in range(n)])
     return flow, out
@@ -145,10 +159,10 @@ def _dag_workload(
     graph: Callable[[], bl.Graph],
     graph_key: Any,
     dask_build: Callable[[], Any],
-    build: Callable[[int, bool], tuple[Flow, Any]],
+    build: Callable[[int, Any], tuple[Flow, Any]],
     cfg: Config,
 ) -> Result:
-    def flow(bare: bool = False) -> tuple[Flow, Any]:
+    def flow(bare: str | bool = False) -> tuple[Flow, Any]:
         return build(n, bare)
 
     def c_plain() -> float:
@@ -166,6 +180,17 @@ def _dag_workload(
         fl, out = flow()
         t_run, run = timed(lambda: fl.run(executor="threads", max_workers=WORKERS, store=False))
         check(run.ok and run.result(out) == expected, f"{wid} nbflow store=False: {run.state}")
+        return t_run
+
+    def c_written() -> float:
+        # The defaults: every result written, to a store of its own each time.
+        fl, out = flow(bare="cached")
+        store = open_store(tempfile.mkdtemp(prefix=f"nbflow-{wid}-"))
+        store.get_many(["warm"])  # open its database before the clock starts
+        t_run, run = timed(lambda: fl.run(executor="threads", max_workers=WORKERS, store=store))
+        check(run.ok and run.result(out) == expected, f"{wid} nbflow written: {run.state}")
+        check(run.counts() == {"success": tasks}, f"{wid} written: {run.counts()}")
+        shutil.rmtree(store.path, ignore_errors=True)
         return t_run
 
     def c_bare() -> float:
@@ -196,6 +221,7 @@ def _dag_workload(
         "plain": c_plain,
         "nbflow_threads": c_threads,
         "nbflow_nostore": c_nostore,
+        "nbflow_written": c_written,
         "nbflow_bare": c_bare,
         "nbflow_sequential": c_sequential,
         "hand": c_hand,
@@ -233,13 +259,23 @@ def _dag_workload(
             dask_total,
             0.25,
         ),
-        Row(
+        ratio_row(
             wid,
-            "threads run, store=False (no result store, no history)",
+            "threads run, results written (the defaults) / hand-written",
+            "us/task",
+            us["nbflow_written"],
+            "hand",
+            us["hand"],
+            2.0,
+        ),
+        ratio_row(
+            wid,
+            "threads run, store=False (no result store, no history) / hand-written",
             "us/task",
             us["nbflow_nostore"],
-            {"hand": us["hand"]},
-            us["nbflow_nostore"] / us["hand"],
+            "hand",
+            us["hand"],
+            1.3,
         ),
         Row(
             wid,
@@ -249,11 +285,12 @@ def _dag_workload(
             {"hand": us["hand"]},
             us["nbflow_bare"] / us["hand"],
         ),
-        Row(
+        limit_row(
             wid,
-            "sequential executor run",
+            "sequential executor run, cache=False",
             "us/task",
             us["nbflow_sequential"],
+            10.0,
             {"plain": us["plain"]},
         ),
     ]
@@ -679,6 +716,7 @@ WORKLOADS: dict[str, Callable[[Config], Result]] = {
     "W3": bench_w3,
     "W4": bench_w4,
     "W5": bench_w5,
+    "W7": bench_w7,
 }
 
 

@@ -93,6 +93,26 @@ def _execute_with_alarm(attempt: Attempt, timeout: float) -> Outcome:
 
 
 _STOP = None
+_PARK: Any = object()  # the pool shut down: wait for the next one, warm
+
+# Threads of pools that were shut down, waiting for a new pool (like loky's reusable
+# executor): a run does not start threads of its own, and a thread keeps its malloc
+# arena, so a large result does not pay its page faults again in every run.
+_parked: list[_Worker] = []
+_parked_lock = threading.Lock()
+_parked_changed = threading.Condition(_parked_lock)
+_MAX_PARKED = 32
+_PARKED_FOR = 300.0  # seconds an unused thread waits before it ends
+
+
+def _adopt(pool: ThreadExecutor) -> _Worker | None:
+    """A parked thread, now working for ``pool`` (None if there is none)."""
+    with _parked_lock:
+        if not _parked:
+            return None
+        worker = _parked.pop()
+    worker.inbox.put(pool)
+    return worker
 
 
 class _Worker(threading.Thread):
@@ -102,8 +122,32 @@ class _Worker(threading.Thread):
         self.capturing = False
         self.slot: tuple[Attempt, Promise] | None = None
         self.abandoned = False
+        self.inbox: queue.SimpleQueue[ThreadExecutor] = queue.SimpleQueue()
 
     def run(self) -> None:
+        while self._serve():
+            if not self._park():
+                return
+
+    def _park(self) -> bool:
+        """Wait for a new pool; False when none came in time (the thread then ends)."""
+        with _parked_lock:
+            if len(_parked) >= _MAX_PARKED:
+                return False
+            _parked.append(self)
+            _parked_changed.notify_all()
+        try:
+            self.pool = self.inbox.get(timeout=_PARKED_FOR)
+        except queue.Empty:
+            with _parked_lock:
+                if self in _parked:
+                    _parked.remove(self)
+                    return False
+            self.pool = self.inbox.get()  # adopted just now
+        return True
+
+    def _serve(self) -> bool:
+        """Run the pool's attempts until it stops (False) or parks its threads (True)."""
         pool = self.pool
         get = pool._queue.get
         while True:
@@ -111,7 +155,9 @@ class _Worker(threading.Thread):
             if item is None:
                 item = get()
                 if item is _STOP:
-                    return
+                    return False
+                if item is _PARK:
+                    return True
             self.slot = None
             attempt, future = item
             if future.done():  # cancelled while it waited
@@ -126,7 +172,7 @@ class _Worker(threading.Thread):
                     attempt.label,
                     time.time() - outcome.start - (attempt.timeout or 0),
                 )
-                return
+                return False
             # Completing the future runs the scheduler's callback in this thread; the
             # first attempt it submits lands in self.slot and runs next, right here.
             self.capturing = True
@@ -176,6 +222,10 @@ class ThreadExecutor:
         with self._lock:
             if len(self._workers) >= self.max_workers:
                 return
+            worker = _adopt(self)
+            if worker is not None:
+                self._workers.append(worker)
+                return
             self._spawned += 1
             worker = _Worker(self, self._spawned)
             self._workers.append(worker)
@@ -211,7 +261,8 @@ class ThreadExecutor:
         self._timer.call_at(time.monotonic() + attempt.timeout, expire)
 
     def shutdown(self, cancel: bool = False) -> None:
-        """Stop the threads (they finish their current attempt); the pool can be reused."""
+        """Let the threads go (they finish their current attempt, then wait, warm, for
+        the next pool); the pool can be reused."""
         with self._lock:
             workers, self._workers = self._workers, []
         if cancel:
@@ -220,10 +271,19 @@ class ThreadExecutor:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is not _STOP:
+                if item is not _STOP and item is not _PARK:
                     item[1].cancel()
         for _ in workers:
-            self._queue.put(_STOP)
+            self._queue.put(_PARK)
+        if not cancel:
+            # Idle threads park at once: wait (briefly) so the next run finds them.
+            deadline = time.monotonic() + 0.2
+            with _parked_changed:
+                while not all(w in _parked or not w.is_alive() for w in workers):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    _parked_changed.wait(left)
         if self._timer is not None:
             self._timer.stop()
             self._timer = None

@@ -636,3 +636,25 @@ def test_a_worker_process_ignores_sigint_so_only_the_runs_process_decides():
         out = interrupted_by_the_terminal(1)
     run = run_on(flow, "processes", max_workers=1)
     assert run.result(out) == 2
+
+
+def test_runs_on_threads_reuse_warm_worker_threads():
+    seen: list[tuple[int, str]] = []
+
+    @task(cache=False)
+    def where(i):
+        time.sleep(0.02)  # long enough that both threads take a share
+        seen.append((threading.get_ident(), threading.current_thread().name))
+        return i
+
+    with Flow("warm") as flow:
+        for i in range(6):
+            where(i)
+    first = flow.run(executor="threads", max_workers=2, store=False)
+    first_threads = set(seen)
+    seen.clear()
+    second = flow.run(executor="threads", max_workers=2, store=False)
+    assert first.ok and second.ok
+    assert all(name.startswith("nbflow-worker-") for _, name in first_threads)
+    # The second run started no thread: it ran on the first run's, parked between runs.
+    assert set(seen) <= first_threads
