@@ -2,7 +2,7 @@
 
     python benchmarks/run.py                 # everything (about 80 s)
     python benchmarks/run.py --quick         # smaller and fewer repeats (about 30 s)
-    python benchmarks/run.py --only W1,W3    # some workloads (IMPORT, W1, W2, W3, W6)
+    python benchmarks/run.py --only W1,W3    # some workloads (IMPORT, W1, W2, W3, W4, W5, W6, W7)
     python benchmarks/run.py --only DASK     # W2, W6, W5 on Dask distributed (dask_workloads.py)
 
 Each measure is the median of several interleaved repeats; baselines run in the same
