@@ -34,6 +34,7 @@ log = logging.getLogger("nbflow")
 
 LAZY: Any = object()  # a settled task's value, left in the store
 _ALL_OK = NAMED["all_successful"]
+_MISSING: Any = object()
 
 
 class _Presumed:
@@ -51,7 +52,7 @@ class _Presumed:
 class Lookahead:
     """Settles one run's cache hits before its first task is submitted."""
 
-    __slots__ = ("_keys", "_lookup", "_plans", "_runs", "_store", "absent")
+    __slots__ = ("_by_node", "_keys", "_lookup", "_plans", "_runs", "_store", "absent")
 
     def __init__(
         self,
@@ -69,6 +70,7 @@ class Lookahead:
         # Keys looked up and not stored: a task run with one of them has nothing to
         # look up when it is dispatched (a first run asks the store once, not per task).
         self.absent: set[str] = set()
+        self._by_node: dict[Node, tuple[int, NodePlan]] | None = None
 
     def settle(self) -> dict[Node, tuple[str, Any]]:
         """The tasks that end cached without running, in plan order: their key and
@@ -146,41 +148,40 @@ class Lookahead:
     # -- reading a lazy value ------------------------------------------------------
     def load(self, run: TaskRun) -> Any:
         """The value of a task run settled lazily: read from the store, or, when its
-        entry has gone, computed again (after the lazy values it needs, upstream first,
-        so a long chain is never a deep recursion)."""
-        plan_of = {p.node: p for p in self._plans}
-        chain: list[TaskRun] = []
+        entry has gone, computed again from its inputs."""
+        assert run.key is not None
+        value = self._store.get(run.key, _MISSING)
+        if value is not _MISSING:
+            return value
+        log.info("nbflow: the cached result of '%s' has gone; computing it again", run.name)
+        index = self._index()
+        above: list[TaskRun] = []
         seen: set[int] = set()
-        work = [run]
-        while work:  # the lazy task runs above ``run`` (and ``run``), depth first
+        work = [self._runs[up] for up in index[run.node][1].whole]
+        while work:  # the lazy task runs above ``run``
             current = work.pop()
             if id(current) in seen or type(current._value) is not Lazy:
                 continue
             seen.add(id(current))
-            chain.append(current)
-            work.extend(self._runs[up] for up in plan_of[current.node].whole)
-        order = {p.node: i for i, p in enumerate(self._plans)}
-        chain.sort(key=lambda r: order[r.node])
-        stored = self._store.sizes([r.key for r in chain if r.key is not None])
-        for current in chain:
-            if current is run:
-                break
-            if current.key in stored:
-                continue  # read when the task below reads it
+            above.append(current)
+            work.extend(self._runs[up] for up in index[current.node][1].whole)
+        # Those gone too are computed first, upstream first, so that a long chain is
+        # never a deep recursion; the others are read as the inputs are built.
+        above.sort(key=lambda r: index[r.node][0])
+        stored = self._store.sizes([r.key for r in above if r.key is not None])
+        for current in above:
             lazy = current._value
-            if type(lazy) is Lazy:
+            if current.key not in stored and type(lazy) is Lazy:
                 lazy.get()
-        return self._read_or_compute(run, plan_of[run.node])
-
-    def _read_or_compute(self, run: TaskRun, plan: NodePlan) -> Any:
-        missing = object()
-        assert run.key is not None
-        value = self._store.get(run.key, missing)
-        if value is not missing:
-            return value
-        log.info("nbflow: the cached result of '%s' has gone; computing it again", run.name)
+        plan = index[run.node][1]
         args, kwargs = inputs(plan, self._runs, {}, None)
         task = plan.node.task
         value = task.fn(*args, **kwargs)
         self._store.set(run.key, value, task=task.name, expire=task.cache_expire)
         return value
+
+    def _index(self) -> dict[Node, tuple[int, NodePlan]]:
+        """Each node's place in plan order and its plan (made on the first recovery)."""
+        if self._by_node is None:
+            self._by_node = {p.node: (i, p) for i, p in enumerate(self._plans)}
+        return self._by_node
