@@ -302,8 +302,6 @@ class Engine:
             return
         now = time.time()
         runs = self.runs
-        events = self._outbox.events if self.bus else None
-        watched = bool(self.flow.on_state_change)
         for plan in self.plans:  # upstream first, as a run that went task by task
             hit = found.get(plan.node)
             if hit is None:
@@ -312,12 +310,7 @@ class Engine:
             run.key, value = hit
             run._value = Lazy(run, lookahead.load) if value is LAZY else value
             run.cached = True
-            if watched or plan.node.task.on_state_change or events is None:
-                self._set(run, State.CACHED, now)
-            else:  # what _set does for a task run nobody watches but the event stream
-                run.state = State.CACHED
-                run.start = run.end = now
-                events.append(Event(TASK_STATE, self.run_id, now, State.CACHED, run, self.owner))
+            self._set(run, State.CACHED, now)
             for consumer in plan.consumers:
                 if consumer.node in found:
                     runs[consumer.node]._waiting -= 1  # settled here too
@@ -330,8 +323,6 @@ class Engine:
     def _activate(self, plan: NodePlan) -> None:
         """Every upstream of ``plan`` is done: run it, or expand it into children."""
         run = self.runs[plan.node]
-        if run.state.is_finished:  # settled before the run started
-            return
         if not plan.mapped:
             self._gate(plan, run)
             return
