@@ -651,7 +651,8 @@ class FileStore:
                 if not self._gone():
                     raise
                 # Removed between the check and the write: once more, in a new one.
-                self._current().set(key, value, expire=expire, retry=True, tag=task)
+                cache = self._current()
+                cache.set(key, value, expire=expire, retry=True, tag=task)
             self._cull(cache, every=1.0)
         except (sqlite3.Error, OSError) as exc:  # full disk, read-only store, locked database
             self._disable(exc)
@@ -689,12 +690,13 @@ class FileStore:
             if not self._gone():
                 self._disable(exc)
                 return [False] * len(items)
-            # Removed meanwhile: each once more, in a new one.
-            return [self.set(k, v, task=t, expire=e) for k, v, t, e in items]
-        if self._gone():  # removed while the batch was written: it went nowhere
-            return [self.set(k, v, task=t, expire=e) for k, v, t, e in items]
-        self._cull(cache, every=1.0)
-        return kept
+        else:
+            if not self._gone():
+                self._cull(cache, every=1.0)
+                return kept
+        # Removed before or while the batch was written (it went nowhere): each once
+        # more, in a new one.
+        return [self.set(k, v, task=t, expire=e) for k, v, t, e in items]
 
     def _cull(self, cache: Any, every: float) -> None:
         """Drop the least recently used entries while the store is over its size limit
