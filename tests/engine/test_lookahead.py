@@ -11,20 +11,16 @@ import sys
 import textwrap
 from pathlib import Path
 
+from marks import executed
+from marks import mark as _mark
+
 from nbflow import Flow, State, task
 from nbflow.store.file import FileStore
 
 
-def _mark(log: Path, name: str) -> None:
-    with open(log, "a") as fh:
-        fh.write(f"{name}\n")
-
-
 def _executed(log: Path) -> list[str]:
     """The names marked since the last call, in order (the log is emptied)."""
-    lines = log.read_text().split() if log.exists() else []
-    log.unlink(missing_ok=True)
-    return lines
+    return executed(log, ordered=True)
 
 
 def _chain(log: Path, n: int) -> tuple[Flow, list]:

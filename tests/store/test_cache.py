@@ -25,23 +25,13 @@ import warnings
 from pathlib import Path
 
 import pytest
+from marks import executed as _executed
+from marks import mark as _mark
 
 from nbflow import Flow, State, task
 from nbflow.store.cache import CacheWarning, ResultStore, UnsafeStoreError, open_store
 
 # -- helpers -------------------------------------------------------------------------
-
-
-def _mark(log: Path, name: str) -> None:
-    with open(log, "a") as fh:
-        fh.write(f"{name}\n")
-
-
-def _executed(log: Path) -> list[str]:
-    """The names marked since the last call, sorted (the log is emptied)."""
-    lines = log.read_text().split() if log.exists() else []
-    log.unlink(missing_ok=True)
-    return sorted(lines)
 
 
 def _run(flow: Flow, **options):
