@@ -185,3 +185,36 @@ def shot():
         return path
 
     return save
+
+
+# -- driving JupyterLab ------------------------------------------------------------
+
+
+def idle(page) -> None:
+    """Wait until the status bar says the kernel is idle."""
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.jp-StatusBar-TextItem')]"
+        ".some(e => /Idle/.test(e.textContent))",
+        timeout=60_000,
+    )
+
+
+def open_notebook(page, url: str) -> None:
+    """Open a notebook and wait for its cells and an idle kernel (a cell run sent
+    before can be dropped)."""
+    page.goto(url)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    idle(page)
+    page.wait_for_timeout(1000)
+
+
+def palette(page, label: str) -> None:
+    """Run a command by its label from JupyterLab's command palette."""
+    page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+Shift+C")
+    search = page.locator(".lm-CommandPalette-input")
+    search.wait_for(timeout=10_000)
+    search.fill(label)
+    item = page.locator(".lm-CommandPalette-item", has_text=label).first
+    item.wait_for(timeout=10_000)
+    item.click()

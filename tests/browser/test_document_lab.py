@@ -9,6 +9,10 @@ import urllib.request
 
 import pytest
 
+from conftest import idle as _idle
+from conftest import open_notebook as _open
+from conftest import palette as _palette
+
 pytestmark = pytest.mark.browser
 
 CELLS = [
@@ -18,33 +22,6 @@ CELLS = [
     "%%task check\nraise RuntimeError('the check is broken')\nchecked = total * 2",
 ]
 FIXED = "%%task check\nchecked = total * 2"
-
-
-def _idle(page) -> None:
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('.jp-StatusBar-TextItem')]"
-        ".some(e => /Idle/.test(e.textContent))",
-        timeout=60_000,
-    )
-
-
-def _open(page, url: str) -> None:
-    page.goto(url)
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-    _idle(page)
-    page.wait_for_timeout(1000)
-
-
-def _palette(page, label: str) -> None:
-    """Run a command by its label from JupyterLab's command palette."""
-    page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
-    page.keyboard.press("Control+Shift+C")
-    search = page.locator(".lm-CommandPalette-input")
-    search.wait_for(timeout=10_000)
-    search.fill(label)
-    item = page.locator(".lm-CommandPalette-item", has_text=label).first
-    item.wait_for(timeout=10_000)
-    item.click()
 
 
 BADGES = (

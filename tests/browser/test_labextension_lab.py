@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 from conftest import Lab, serve_lab
+from conftest import idle as _idle
+from conftest import open_notebook as _open
+from conftest import palette as _palette
 from nbflow.palette import COLOURS
 from nbflow.state import State
 
@@ -65,37 +68,6 @@ def wheel_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 def _rgb(hex_colour: str) -> str:
     r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
     return f"rgb({r}, {g}, {b})"
-
-
-def _open(page, url: str) -> None:
-    page.goto(url)
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('.jp-StatusBar-TextItem')]"
-        ".some(e => /Idle/.test(e.textContent))",
-        timeout=60_000,
-    )
-    page.wait_for_timeout(1000)
-
-
-def _palette(page, label: str) -> None:
-    """Run a command by its label from JupyterLab's command palette."""
-    page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
-    page.keyboard.press("Control+Shift+C")
-    search = page.locator(".lm-CommandPalette-input")
-    search.wait_for(timeout=10_000)
-    search.fill(label)
-    item = page.locator(".lm-CommandPalette-item", has_text=label).first
-    item.wait_for(timeout=10_000)
-    item.click()
-
-
-def _idle(page) -> None:
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('.jp-StatusBar-TextItem')]"
-        ".some(e => /Idle/.test(e.textContent))",
-        timeout=60_000,
-    )
 
 
 def _badges(page) -> list[str | None]:
