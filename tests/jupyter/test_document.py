@@ -13,6 +13,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.testing import globalipapp
 from IPython.utils.capture import capture_output
+from kernelhelp import kernel_messages
 
 from nbflow.jupyter import lab
 from nbflow.jupyter import magics as nbmagics
@@ -203,53 +204,19 @@ def test_rerun_failed_runs_a_failed_cell_whose_edit_changed_its_task_name(ip):
 
 def test_a_new_kernel_sends_the_recorded_states_without_loading_the_magics(tmp_path):
     """What a reopened notebook's page gets: a fresh kernel, nothing executed in it."""
-    import os
-    import queue
-    import time
-
-    from jupyter_client.manager import KernelManager
-
     env = {
-        **os.environ,
         "NBFLOW_HOME": str(tmp_path / "store"),
         "JPY_SESSION_NAME": str(tmp_path / "reopened.ipynb"),
     }
 
-    def kernel(cells: list[tuple[str, str]]) -> tuple[list[dict[str, Any]], str]:
-        km = KernelManager(kernel_name="python3")
-        km.start_kernel(cwd=str(tmp_path), env=env)
-        kc = km.client()
-        kc.start_channels()
-        comm: list[dict[str, Any]] = []
-        try:
-            kc.wait_for_ready(timeout=60)
-            for cell_id, code in cells:
-                content = {"code": code, "silent": cell_id == "", "store_history": True}
-                msg = kc.session.msg("execute_request", content, metadata={"cellId": cell_id})
-                kc.shell_channel.send(msg)
-                while (
-                    kc.get_shell_msg(timeout=60)["parent_header"].get("msg_id")
-                    != (msg["header"]["msg_id"])
-                ):
-                    pass
-            deadline = time.monotonic() + 2
-            while time.monotonic() < deadline:
-                try:
-                    m = kc.get_iopub_msg(timeout=0.2)
-                except queue.Empty:
-                    continue
-                if m["msg_type"] in ("comm_open", "comm_msg"):
-                    comm.append(m)
-            reply = kc.execute_interactive(
-                "import sys",
-                user_expressions={"magics": "'nbflow.jupyter.magics' in sys.modules"},
-                timeout=30,
-            )
-            magics = reply["content"]["user_expressions"]["magics"]["data"]["text/plain"]
-        finally:
-            kc.stop_channels()
-            km.shutdown_kernel(now=True)
-        return comm, magics
+    def kernel(cells: list[tuple[str, str]]) -> tuple[list[dict[str, Any]], str | None]:
+        return kernel_messages(
+            tmp_path,
+            cells,
+            env=env,
+            settle=2,
+            probe="'nbflow.jupyter.magics' in __import__('sys').modules",
+        )
 
     kernel(
         [

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+from kernelhelp import kernel_messages
 
 from nbflow import Flow, task
 from nbflow.jupyter.lab import INTERVAL, LabChannel
@@ -163,46 +164,8 @@ def test_a_failing_sender_is_logged_and_the_run_is_unaffected(
 def _kernel_messages(tmp_path: Any, cells: list[tuple[str, str]]) -> list[dict[str, Any]]:
     """Run ``(cell_id, code)`` cells in a real kernel as JupyterLab sends them; return
     the iopub messages of the ``nbflow`` comm."""
-    import os
-    import queue
-
-    from jupyter_client.manager import KernelManager
-
-    env = {**os.environ, "NBFLOW_HOME": str(tmp_path / "store")}
-    km = KernelManager(kernel_name="python3")
-    km.start_kernel(cwd=str(tmp_path), env=env)
-    kc = km.client()
-    kc.start_channels()
-    comm: list[dict[str, Any]] = []
-    try:
-        kc.wait_for_ready(timeout=60)
-        for cell_id, code in cells:
-            content = {
-                "code": code,
-                "silent": False,
-                "store_history": True,
-                "user_expressions": {},
-                "allow_stdin": False,
-                "stop_on_error": False,
-            }
-            msg = kc.session.msg("execute_request", content, metadata={"cellId": cell_id})
-            kc.shell_channel.send(msg)
-            while True:
-                reply = kc.get_shell_msg(timeout=60)
-                if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
-                    break
-        deadline = time.monotonic() + 3  # the last batch leaves within an interval
-        while time.monotonic() < deadline:
-            try:
-                m = kc.get_iopub_msg(timeout=0.2)
-            except queue.Empty:
-                continue
-            if m["msg_type"] in ("comm_open", "comm_msg"):
-                comm.append(m)
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
-    return comm
+    messages, _ = kernel_messages(tmp_path, cells, env={"NBFLOW_HOME": str(tmp_path / "store")})
+    return messages
 
 
 def test_a_kernel_sends_task_states_by_jupyterlab_cell_id(tmp_path: Any) -> None:
