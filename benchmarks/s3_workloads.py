@@ -52,7 +52,7 @@ def bench_s3(cfg: Config) -> Result:
     except ImportError as exc:
         return [Row("S3", f"skipped: {exc}", "", None)], {}
 
-    from nbflow.store.s3 import S3ResultStore
+    from nbflow.store.remote import RemoteStore
 
     server, endpoint = _server()
     env = {
@@ -68,7 +68,7 @@ def bench_s3(cfg: Config) -> Result:
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="nbflow-bench")
         url = "s3://nbflow-bench/bench"
         rows, data = _rerun(cfg, url)
-        big_rows, big_data = _large(cfg, url, obstore, np, S3ResultStore)
+        big_rows, big_data = _large(cfg, url, obstore, np, RemoteStore)
         return rows + big_rows, {**data, **big_data}
     finally:
         for key, value in saved.items():
@@ -111,9 +111,9 @@ def _rerun(cfg: Config, url: str) -> Result:
 
     import obstore
 
-    from nbflow.store.s3 import PARALLEL, S3ResultStore
+    from nbflow.store.remote import PARALLEL, RemoteStore
 
-    client = S3ResultStore(url).client
+    client = RemoteStore(url).client
     pool = ThreadPoolExecutor(PARALLEL)
 
     def c_client() -> float:

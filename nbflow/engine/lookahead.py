@@ -98,7 +98,10 @@ class Lookahead:
         present = getattr(self._store, "present", None)
         # A store that cannot say which entries will read back (one that checks each
         # entry's signature as it reads it) has every settled value read now.
-        stored = present(keys) if present is not None else self._store.sizes(keys)
+        if present is not None:
+            stored = present(keys, {node.task.name for node in presumed})
+        else:
+            stored = self._store.sizes(keys)
         if present is None or getattr(self._store, "present_is_complete", False):
             self.absent = {k for k in keys if k not in stored}
         settled: dict[Node, NodePlan] = {}

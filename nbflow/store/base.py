@@ -55,10 +55,12 @@ class ResultStore(Protocol):
     warns with ``CacheWarning``). A store given to a Dask run travels to its workers,
     so it must pickle (the file store pickles as its folder).
 
-    Optional: ``present(keys) -> set[str]``, the keys whose entries will read back,
-    found without reading a value. A store that has it gets lazy cache hits (a run
-    settles them all at once and reads a value only when it is needed); any other
-    store has each hit's value read when the run settles it. A store whose
+    Optional: ``present(keys, tasks) -> set[str]``, the keys whose entries will read
+    back, found without reading a value (``tasks``: the names of the tasks whose
+    results the keys are, which a store may use to narrow a listing). A store that
+    has it gets lazy cache hits (a run settles them all at once and reads a value only
+    when it is needed); any other store has each hit's value read when the run
+    settles it. A store whose
     ``present`` leaves out only keys it does not have sets ``present_is_complete``:
     a run then skips the lookup of a task whose key was not there when it started.
     """
@@ -102,9 +104,10 @@ Opener = Callable[[str], ResultStore]
 
 # "file" comes first and opens plain paths too. Its opener is a path, imported on
 # first use, so that this seam does not load diskcache.
-# "s3" is built in the same way (the client, obstore, loads with the store).
+# "s3", "gs" and "az" are built in the same way (the client, obstore, loads with the store).
+_REMOTE = "nbflow.store.remote:open_remote_store"
 _openers: Registry[Opener | str] = Registry(
-    {"file": "nbflow.store.file:open_file_store", "s3": "nbflow.store.s3:open_s3_store"}
+    {"file": "nbflow.store.file:open_file_store", "s3": _REMOTE, "gs": _REMOTE, "az": _REMOTE}
 )
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 

@@ -27,6 +27,7 @@ import time
 import urllib.parse
 import urllib.request
 import warnings
+from collections.abc import Iterable
 from typing import Any
 
 from nbflow import settings
@@ -606,7 +607,7 @@ class FileStore:
     # ``present`` lists every key stored: one it leaves out needs no lookup later.
     present_is_complete = True
 
-    def present(self, keys: list[str]) -> set[str]:
+    def present(self, keys: list[str], tasks: Iterable[str] = ()) -> set[str]:
         """Those of ``keys`` stored and not expired, without reading a value: a cache
         hit can be settled on this, its value read when needed (a value found damaged
         then is a miss, computed again)."""

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import pathlib
+from collections.abc import Iterable
 from typing import Any
 
 from nbflow.store.file import FileStore, open_file_store
-from nbflow.store.s3 import S3ResultStore
+from nbflow.store.remote import RemoteStore
 
 log = logging.getLogger("nbflow")
 
@@ -23,9 +24,11 @@ _MISS: Any = object()
 class TieredStore:
     """``local`` (a file store) in front of ``remote`` (a bucket)."""
 
-    def __init__(self, local: FileStore, remote: S3ResultStore) -> None:
+    def __init__(self, local: FileStore, remote: RemoteStore) -> None:
         self.local = local
         self.remote = remote
+        # Whether the last ``present`` left out only keys neither tier has.
+        self.present_is_complete = False
 
     @property
     def path(self) -> pathlib.Path:
@@ -40,7 +43,7 @@ class TieredStore:
         return {"local": str(self.local.path), "remote": self.remote.url}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(open_file_store(state["local"]), S3ResultStore(state["remote"]))  # type: ignore[misc]
+        self.__init__(open_file_store(state["local"]), RemoteStore(state["remote"]))  # type: ignore[misc]
 
     def __repr__(self) -> str:
         return f"TieredStore('{self.local.path}' in front of '{self.remote.url}')"
@@ -83,12 +86,20 @@ class TieredStore:
             found.update(self.remote.sizes(missing))
         return found
 
-    def present(self, keys: list[str]) -> set[str]:
-        """Those of ``keys`` in the local tier. An entry only the bucket has is not
-        settled on sight: it is trusted only once read and its signature checked."""
-        return self.local.present(keys)
+    def present(self, keys: list[str], tasks: Iterable[str] = ()) -> set[str]:
+        """Those of ``keys`` (results of ``tasks``) in the local tier, or in the bucket
+        signed by a trusted key (by its markers: one listing per task, no entry read).
+        A bucket entry settled this way is read, and its signature checked, when its
+        value is needed; one that fails the check is a miss then, computed again."""
+        found = self.local.present(keys)
+        missing = [k for k in keys if k not in found]
+        if not missing:
+            self.present_is_complete = True
+            return found
+        listed, self.present_is_complete = self.remote.present(missing, tasks)
+        return found | listed
 
-    def worker_store(self) -> S3ResultStore:
+    def worker_store(self) -> RemoteStore:
         """What an executor's workers read and write themselves: the remote tier (a
         worker may run on a machine without this one's local folder)."""
         return self.remote.for_workers()

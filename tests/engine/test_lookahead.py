@@ -52,9 +52,10 @@ class CountingStore(FileStore):
         self.reads += len(keys)
         return super().get_many(keys)
 
-    def present(self, keys):
+    def present(self, keys, tasks=()):
         self.lookups += 1
-        return super().present(keys)
+        self.tasks = set(tasks)
+        return super().present(keys, tasks)
 
 
 def test_a_cached_rerun_is_one_lookup_and_reads_only_what_is_asked_for(tmp_path):
@@ -70,6 +71,7 @@ def test_a_cached_rerun_is_one_lookup_and_reads_only_what_is_asked_for(tmp_path)
     assert run.counts() == {"cached": 50}
     assert _executed(log) == []
     assert store.lookups == 1
+    assert store.tasks == {n.task.name for n in nodes}  # the store may narrow its listing
     assert store.reads == 0  # nothing ran, so no value was needed
     assert run.result(nodes[-1]) == 50
     assert run.result(nodes[10]) == 11
@@ -162,8 +164,8 @@ class EvictingStore(FileStore):
 
     victim: str | None = None
 
-    def present(self, keys):
-        found = super().present(keys)
+    def present(self, keys, tasks=()):
+        found = super().present(keys, tasks)
         if self.victim is not None:
             self.delete(self.victim)
         return found

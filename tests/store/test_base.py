@@ -108,16 +108,16 @@ def test_a_file_url_with_a_host_is_refused(tmp_path):
 def test_an_unknown_scheme_names_the_known_ones():
     with pytest.raises(
         NbflowError,
-        match=r"Cannot open the result store 'gs://bucket/results': no opener is registered "
-        r"for 'gs://'\. Known schemes: file, s3\. Give a folder path, or register an opener "
-        r"with nbflow\.store\.base\.register_store\('gs', opener\)\.",
+        match=r"Cannot open the result store 'hdfs://bucket/results': no opener is registered "
+        r"for 'hdfs://'\. Known schemes: file, s3, gs, az\. Give a folder path, or register an "
+        r"opener with nbflow\.store\.base\.register_store\('hdfs', opener\)\.",
     ):
-        open_store("gs://bucket/results")
+        open_store("hdfs://bucket/results")
 
 
 def test_an_unknown_scheme_close_to_a_known_one_is_suggested(memory):
     with pytest.raises(
-        NbflowError, match=r"Did you mean 'memory'\? Known schemes: file, s3, memory"
+        NbflowError, match=r"Did you mean 'memory'\? Known schemes: file, s3, gs, az, memory"
     ):
         open_store("memroy://x")
 
@@ -166,7 +166,7 @@ def test_a_scheme_is_registered_once_unless_replaced(memory):
         register_store("memory", MemoryStore)
     register_store("memory", MemoryStore, replace=True)
     assert isinstance(open_store("memory://fresh"), MemoryStore)
-    assert store_schemes() == ("file", "s3", "memory")
+    assert store_schemes() == ("file", "s3", "gs", "az", "memory")
 
 
 def test_the_file_scheme_cannot_be_unregistered_nor_a_bad_scheme_registered():

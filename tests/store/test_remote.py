@@ -13,7 +13,7 @@ import pytest
 
 from nbflow import Flow, State, cache_info, clear_cache, task
 from nbflow.store.base import open_store
-from nbflow.store.s3 import (
+from nbflow.store.remote import (
     RemoteStoreWarning,
     StoreUnavailableError,
     UnsignedEntryWarning,
@@ -83,7 +83,8 @@ def test_a_run_writes_each_result_to_both_tiers(s3):
     assert run.ok
     keys = sorted(r.key for r in run.task_runs)
     assert _objects(s3) == sorted(
-        [f"results/r/{k}" for k in keys] + [f"results/t/{r.name}/{r.key}" for r in run.task_runs]
+        [f"results/r/{k}" for k in keys]
+        + [f"results/t/{r.name}/alice/{r.key}" for r in run.task_runs]
     )
     local = open_store(s3.url).local
     assert sorted(local.get_many(keys)) == keys

@@ -1,42 +1,37 @@
-"""Results on S3-compatible object storage: ``s3://bucket/prefix``.
+"""Results on object storage: ``s3://``, ``gs://`` and ``az://`` buckets.
 
-``open_s3_store(url)`` (the opener of the ``s3`` scheme) gives a ``TieredStore``: the
-local file store (the home folder) in front of an ``S3ResultStore``. The client is
-configured the standard way: ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` (or
-``AWS_PROFILE`` and the ``~/.aws`` files, read with boto3 when it is installed),
-``AWS_REGION``/``AWS_DEFAULT_REGION``, and ``AWS_ENDPOINT_URL`` for an S3-compatible
-server.
+``open_remote_store(url)`` (the opener of those schemes) gives a ``TieredStore``: the
+local file store (the home folder) in front of a ``RemoteStore``. Each cloud's client
+is configured the way its own tools are (``clouds.py``).
 
 The client is obstore (Rust, ``object_store``), imported on first use. Measured over
 loopback against a moto server on this project's machines: a small object's put/get
 took about 5 ms with obstore and 16/28 ms with s3fs, a 100 MB get 0.6 s against 2.3 s;
 s3fs also pulls in aiobotocore.
 
-Layout under the prefix: ``r/<cache key>`` holds a signed entry (``signing.py``),
-``t/<task>/<cache key>`` is an empty marker that lets ``info`` and ``clear`` count and
-select entries per task without reading them. An entry's size and creation time are
-the object's. Results of tasks with ``cache_expire`` stay in the local tier only (an
-object has no expiry of its own).
+Layout under the prefix: ``r/<cache key>`` holds a signed entry (``signing.py``);
+``t/<task>/<signer>/<cache key>`` is an empty marker that lets ``info`` and ``clear``
+count and select entries per task, and a run find the entries of its tasks signed by
+keys it trusts, with one listing per task instead of a request per key. An entry's
+size and creation time are the object's. Results of tasks with ``cache_expire`` stay
+in the local tier only (an object has no expiry of its own).
 """
 
 from __future__ import annotations
 
-import configparser
 import logging
-import os
-import pathlib
 import pickle
-import re
 import threading
 import urllib.parse
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from typing import Any, TypeVar
 
 from nbflow import settings
 from nbflow.errors import NbflowError
+from nbflow.store.clouds import cloud_of
 from nbflow.store.file import CacheWarning
 from nbflow.store.signing import SignatureError, Verifier, seal, unseal
 
@@ -81,64 +76,34 @@ class UnsignedEntryWarning(CacheWarning):
     """A remote entry was not read: unsigned, damaged or signed by an untrusted key."""
 
 
-_URL = re.compile(r"^s3://([^/?#]+)/?([^?#]*)$", re.IGNORECASE)
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
-
 def parse_url(url: str) -> tuple[str, str]:
-    """The bucket and prefix (no trailing slash) of ``s3://bucket/prefix``.
+    """The bucket (or container) and prefix, without a trailing slash, of a store URL.
 
     >>> parse_url("s3://team-results/projects/churn/")
     ('team-results', 'projects/churn')
     """
-    match = _URL.match(url.strip())
-    if match is None or not _BUCKET.match(match.group(1)):
-        raise NbflowError(
-            f"Cannot open the result store '{url}': expected s3://BUCKET/PREFIX, with a bucket "
-            "name of 3-63 lowercase letters, digits, '.' or '-' (e.g. s3://team-results/churn)."
-        )
-    return match.group(1), match.group(2).strip("/")
+    return cloud_of(url).parse(url)
 
 
-def _quote(task: str) -> str:
-    return urllib.parse.quote(task, safe="")
+def _quote(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
 
 
-def _has_credentials() -> bool:
-    """Whether the standard AWS places name credentials (no request is made)."""
-    env = os.environ
-    if env.get("AWS_ACCESS_KEY_ID") or env.get("AWS_WEB_IDENTITY_TOKEN_FILE"):
-        return True
-    if env.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") or env.get(
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI"
-    ):
-        return True
-    return _profile_file() is not None
+def _marker(task: str, signer: str, key: str) -> str:
+    return f"t/{_quote(task)}/{_quote(signer)}/{key}"
 
 
-def _profile_file() -> pathlib.Path | None:
-    """The shared credentials or config file that names this profile's keys, if any."""
-    profile = os.environ.get("AWS_PROFILE") or "default"
-    named = "default" if profile == "default" else f"profile {profile}"
-    for var, default, section in (
-        ("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials", profile),
-        ("AWS_CONFIG_FILE", "~/.aws/config", named),
-    ):
-        path = pathlib.Path(os.environ.get(var) or default).expanduser()
-        parser = configparser.ConfigParser()
-        try:
-            parser.read(path)
-        except configparser.Error:
-            continue
-        if parser.has_option(section, "aws_access_key_id") or parser.has_option(
-            section, "sso_session"
-        ):
-            return path
-    return None
+def _parse_marker(path: str) -> tuple[str, str | None, str]:
+    """(task, signer, key) of a marker's path (its signer is None in a marker written
+    before markers named their signer: ``t/<task>/<key>``)."""
+    rest = path.split("/")[1:]  # paths are listed relative to the store's prefix
+    task = urllib.parse.unquote(rest[0])
+    signer = urllib.parse.unquote(rest[1]) if len(rest) == 3 else None
+    return task, signer, rest[-1]
 
 
-class S3ResultStore:
-    """Signed task results in an S3 bucket, by cache key (the remote tier).
+class RemoteStore:
+    """Signed task results in a bucket, by cache key (the remote tier).
 
     Reads only entries signed by a trusted key (``NBFLOW_TRUSTED_KEYS`` and the
     writer's own ``NBFLOW_SIGNING_KEY``); writes only with a signing key. A request
@@ -148,8 +113,9 @@ class S3ResultStore:
     """
 
     def __init__(self, url: str) -> None:
-        self.bucket, self.prefix = parse_url(url)
-        self.url = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        self.cloud = cloud_of(url)
+        self.bucket, self.prefix = self.cloud.parse(url)
+        self.url = f"{self.cloud.scheme}://{self.bucket}/{self.prefix}".rstrip("/")
         self._client: Any = None
         self._lock = threading.Lock()
         self.disabled: str | None = None
@@ -160,6 +126,8 @@ class S3ResultStore:
         # not one per entry (a colleague's untrusted key can sign thousands).
         self._refused: set[tuple[str, str | None]] = set()
         self._uploads: set[Any] = set()  # writes still on their way (futures)
+        # Requests made, by kind (get, head, put, list, delete), counted where made.
+        self.requests: Counter[str] = Counter()
 
     def __getstate__(self) -> dict[str, Any]:
         if self.shipped:
@@ -172,32 +140,21 @@ class S3ResultStore:
             self.signer, self.trusted = state["keys"]
             self.shipped = True
 
-    def for_workers(self) -> S3ResultStore:
+    def for_workers(self) -> RemoteStore:
         """This store as an executor's workers use it: it pickles with this process's
         signing and trusted keys, so workers sign and check entries as this run does
-        (their own environment supplies the AWS credentials)."""
-        copy = S3ResultStore(self.url)
+        (their own environment supplies the cloud's credentials)."""
+        copy = RemoteStore(self.url)
         copy.signer, copy.trusted, copy.shipped = self.signer, self.trusted, True
         return copy
 
     def __repr__(self) -> str:
-        return f"S3ResultStore('{self.url}')"
+        return f"RemoteStore('{self.url}')"
 
     # -- the client ---------------------------------------------------------------
 
     def _config(self) -> tuple[str | None, ...]:
-        env = os.environ
-        names = (
-            "AWS_ENDPOINT_URL",
-            "AWS_ENDPOINT_URL_S3",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_SESSION_TOKEN",
-            "AWS_PROFILE",
-            "AWS_REGION",
-            "AWS_DEFAULT_REGION",
-        )
-        return (self.bucket, self.prefix, *(env.get(name) for name in names))
+        return (self.cloud.scheme, self.bucket, self.prefix, *self.cloud.config())
 
     @property
     def client(self) -> Any:
@@ -213,55 +170,25 @@ class S3ResultStore:
 
     def _connect(self) -> Any:
         try:
-            from obstore.store import S3Store
+            import obstore  # noqa: F401
         except ImportError:
             raise StoreUnavailableError(
-                f"The result store '{self.url}' needs the S3 client obstore, which is not "
-                "installed. Install it with: pip install 'nbflow[s3]'."
+                f"The result store '{self.url}' needs the object storage client obstore, "
+                "which is not installed. Install it with: pip install 'jupyter-nbflow[s3]'."
             ) from None
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        options: Any = {"connect_timeout": "5s", "timeout": "600s"}
-        if endpoint and endpoint.lower().startswith("http://"):
-            options["allow_http"] = True  # a local S3-compatible server (MinIO, moto)
-        kwargs: dict[str, Any] = {}
-        if endpoint:
-            kwargs["endpoint"] = endpoint
-        if not os.environ.get("AWS_ACCESS_KEY_ID") and _profile_file() is not None:
-            kwargs.update(self._profile_credentials())
-        return S3Store(
-            self.bucket,
-            prefix=self.prefix or None,
-            client_options=options,
-            retry_config={
-                "max_retries": 2,
-                "retry_timeout": timedelta(seconds=10),
-                "backoff": {
-                    "init_backoff": timedelta(milliseconds=100),
-                    "max_backoff": timedelta(seconds=2),
-                    "base": 2,
-                },
-            },
-            **kwargs,
-        )
-
-    def _profile_credentials(self) -> dict[str, Any]:
-        # obstore reads the AWS_* variables itself; the ~/.aws files need boto3.
         try:
-            import boto3
-            from obstore.auth.boto3 import Boto3CredentialProvider
-        except ImportError:
+            return self.cloud.connect(self.bucket, self.prefix, self.url)
+        except StoreUnavailableError:
+            raise
+        except Exception as exc:  # a setting the client refuses (a malformed key, say)
             raise StoreUnavailableError(
-                f"The result store '{self.url}' has credentials only in the ~/.aws files, "
-                "which are read with boto3. Install it (pip install boto3) or set "
-                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY."
-            ) from None
-        session = boto3.Session()
-        found: dict[str, Any] = {"credential_provider": Boto3CredentialProvider(session)}
-        if session.region_name and not (
-            os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        ):
-            found["region"] = session.region_name
-        return found
+                f"The result store '{self.url}' cannot be opened: {str(exc).splitlines()[0]}. "
+                f"Check {self.cloud.credentials_fix()}."
+            ) from exc
+
+    def _count(self, kind: str, n: int = 1) -> None:
+        with self._lock:
+            self.requests[kind] += n
 
     # -- checks and faults --------------------------------------------------------
 
@@ -274,15 +201,13 @@ class S3ResultStore:
         config = self._config()
         if time.monotonic() - _checked.get(config, -1e9) < again_after:
             return
-        if not _has_credentials():
-            raise StoreUnavailableError(
-                f"The result store '{self.url}' has no credentials: set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE with ~/.aws/credentials), and "
-                "AWS_ENDPOINT_URL for a server other than AWS."
-            )
+        missing = self.cloud.missing_credentials(self.url)
+        if missing is not None:
+            raise StoreUnavailableError(missing)
         import obstore
 
         try:
+            self._count("list")
             obstore.list(self.client, prefix="r/", chunk_size=1).collect()
         except StoreUnavailableError:
             raise
@@ -293,34 +218,39 @@ class S3ResultStore:
 
     def _diagnose(self, exc: BaseException) -> str:
         text = str(exc)
-        where = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        server = f"the endpoint {where}" if where else "AWS S3"
+        cloud = self.cloud
+        server = cloud.server()
         short = text.splitlines()[0][:300] if text else type(exc).__name__
-        if "NoSuchBucket" in text:
+        word = cloud.bucket_word
+        if any(w in text for w in cloud.missing_words):
             return (
-                f"The result store '{self.url}' cannot be used: the bucket '{self.bucket}' does "
-                f"not exist at {server}. Create it (aws s3 mb s3://{self.bucket}) or fix the "
-                "bucket name in the URL (NBFLOW_STORE or store=...)."
+                f"The result store '{self.url}' cannot be used: the {word} '{self.bucket}' "
+                f"does not exist at {server}. Create it ({cloud.make_bucket(self.bucket)}) "
+                f"or fix the {word} name in the URL (NBFLOW_STORE or store=...)."
             )
         if any(
-            word in text
-            for word in (
+            w in text
+            for w in (
                 "InvalidAccessKeyId",
                 "SignatureDoesNotMatch",
                 "AccessDenied",
+                "AuthenticationFailed",
+                "AuthorizationFailure",
                 "credential",
                 "Forbidden",
+                "Unauthorized",
+                "401",
                 "403",
             )
         ):
             return (
                 f"The result store '{self.url}' refused the credentials ({short}). Check "
-                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and that they may "
-                f"list and write s3://{self.bucket}."
+                f"{cloud.credentials_fix()} and that they may list and write "
+                f"{cloud.scheme}://{self.bucket}."
             )
         return (
             f"The result store '{self.url}' cannot be reached at {server} ({short}). Check "
-            "AWS_ENDPOINT_URL and AWS_REGION and the network, or run without it: "
+            f"{cloud.server_fix()} and the network, or run without it: "
             "store=None (the local .nbflow folder)."
         )
 
@@ -362,6 +292,7 @@ class S3ResultStore:
         import obstore
 
         try:
+            self._count("get")
             found = obstore.get(self.client, f"r/{key}")
             size = int(found.meta["size"])
             verifier: Verifier | None = None
@@ -467,6 +398,7 @@ class S3ResultStore:
 
         def head(key: str) -> int | None:
             try:
+                self._count("head")
                 size = int(obstore.head(self.client, f"r/{key}")["size"])
             except FileNotFoundError:
                 return None
@@ -508,6 +440,7 @@ class S3ResultStore:
         import obstore
 
         blob = seal(key, parts, task=task, signer=self.signer)
+        signer = self.signer[0]
         small = sum(len(b) for b in blob) < STREAM_FROM
         # A small entry goes as one buffer (one request); a large one streams its
         # parts as they are.
@@ -518,8 +451,9 @@ class S3ResultStore:
             if self.disabled:
                 return False
             try:
+                self._count("put", 2)
                 obstore.put(client, f"r/{key}", body)
-                obstore.put(client, f"t/{_quote(task)}/{key}", b"")
+                obstore.put(client, _marker(task, signer, key), b"")
             except Exception as exc:
                 self._fail("writing", exc)
                 return False
@@ -549,29 +483,80 @@ class S3ResultStore:
         for future in pending:
             future.result()
 
-    def delete(self, key: str) -> None:
-        self._delete_keys([key])
-
     # -- listing ------------------------------------------------------------------
 
-    def _list(self, prefix: str) -> Iterable[Any]:
+    def _list(self, prefix: str, pages: int | None = None) -> Iterable[Any]:
+        """The objects under ``prefix``, a page (one request) of up to 1,000 at a time;
+        at most ``pages`` pages."""
         import obstore
 
-        for chunk in obstore.list(self.client, prefix=prefix, chunk_size=1000):
+        self._count("list")
+        for n, chunk in enumerate(obstore.list(self.client, prefix=prefix, chunk_size=1000)):
+            if n:
+                self._count("list")  # the next page
             yield from chunk
+            if pages is not None and n + 1 >= pages:
+                return
+
+    def present(self, keys: list[str], tasks: Iterable[str]) -> tuple[frozenset[str], bool]:
+        """Those of ``keys`` (results of ``tasks``) whose entries are signed by a
+        trusted key, found from the tasks' markers without reading an entry: one
+        listing per task, in parallel, of about ``len(keys) / PARALLEL`` pages in all
+        (what reading each key would cost). Also whether the answer is complete: False
+        when a listing stopped there, or failed.
+
+        An entry is still checked when it is read (a marker does not prove the
+        signature), and a read that is refused is a miss, computed again."""
+        names = sorted(set(tasks))
+        if self.disabled or not keys or not names:
+            return frozenset(), False
+        wanted = set(keys)
+        budget = max(2, len(keys) // PARALLEL // len(names) + 1)
+        trusted = self.trusted
+
+        def listed(task: str) -> tuple[set[str], bool]:
+            found: set[str] = set()
+            seen, complete = 0, True
+            for meta in self._list(f"t/{_quote(task)}/", pages=budget):
+                seen += 1
+                _, signer, key = _parse_marker(meta["path"])
+                if key not in wanted:
+                    continue
+                if signer in trusted:
+                    found.add(key)
+                elif signer is None:  # an older marker: the entry is looked up when due
+                    complete = False
+                else:  # said once per signer, as a read of the entry would
+                    self._refuse(
+                        SignatureError(
+                            f"entry '{key}' is signed by key '{signer}', which is not trusted",
+                            "untrusted",
+                            signer,
+                        )
+                    )
+            return found, complete and seen < budget * 1000
+
+        results = self._parallel(listed, names, "listing")
+        found = frozenset().union(*(r[0] for r in results if r is not None))
+        complete = not self.disabled and all(r is not None and r[1] for r in results)
+        return found, complete
 
     def listing(self) -> list[dict[str, Any]]:
-        """Every entry: ``key``, ``task``, ``size`` (bytes) and ``created`` (Unix time)."""
+        """Every entry: ``key``, ``task``, ``size`` (bytes), ``created`` (Unix time) and
+        its ``markers`` (paths)."""
         tasks: dict[str, str] = {}
+        markers: dict[str, list[str]] = {}
         for meta in self._list("t/"):
-            _, task, key = meta["path"].rsplit("/", 2)
-            tasks[key] = urllib.parse.unquote(task)
+            task, _, key = _parse_marker(meta["path"])
+            tasks[key] = task
+            markers.setdefault(key, []).append(meta["path"])
         return [
             {
                 "key": key,
                 "task": tasks.get(key, "?"),
                 "size": int(meta["size"]),
                 "created": meta["last_modified"].timestamp(),
+                "markers": markers.get(key, []),
             }
             for meta in self._list("r/")
             for key in [meta["path"].rsplit("/", 1)[-1]]
@@ -606,47 +591,47 @@ class S3ResultStore:
             if (task is None or row["task"] == task)
             and (older_than is None or row["created"] < now - older_than)
         ]
-        self._delete_keys([row["key"] for row in chosen], {r["key"]: r["task"] for r in chosen})
+        self._delete(
+            [f"r/{row['key']}" for row in chosen] + [m for r in chosen for m in r["markers"]]
+        )
         return len(chosen)
 
-    def _delete_keys(self, keys: list[str], tasks: dict[str, str] | None = None) -> None:
-        if not keys:
+    def delete(self, key: str) -> None:
+        """Remove the entry of ``key`` and its markers."""
+        markers = [m["path"] for m in self._list("t/") if m["path"].rsplit("/", 1)[-1] == key]
+        self._delete([f"r/{key}", *markers])
+
+    def _delete(self, paths: list[str]) -> None:
+        if not paths:
             return
         import obstore
 
-        if tasks is None:
-            wanted = set(keys)
-            tasks = {}
-            for meta in self._list("t/"):
-                _, task, key = meta["path"].rsplit("/", 2)
-                if key in wanted:
-                    tasks[key] = urllib.parse.unquote(task)
-        paths = [f"r/{k}" for k in keys] + [f"t/{_quote(t)}/{k}" for k, t in tasks.items()]
         try:
             for start in range(0, len(paths), 1000):  # the most one request deletes
+                self._count("delete")
                 obstore.delete(self.client, paths[start : start + 1000])
         except Exception as exc:
             raise StoreUnavailableError(
                 f"Could not delete entries from the result store '{self.url}' "
                 f"({str(exc).splitlines()[0][:300]}). Check that the credentials may delete "
-                f"in s3://{self.bucket}."
+                f"in {self.cloud.scheme}://{self.bucket}."
             ) from exc
 
 
-def open_s3_store(url: str) -> Any:
-    """The ``s3://bucket/prefix`` store: the home folder's file store in front of the
-    bucket (``TieredStore``)."""
+def open_remote_store(url: str) -> Any:
+    """The ``s3://``, ``gs://`` or ``az://`` store: the home folder's file store in front
+    of the bucket (``TieredStore``)."""
     from nbflow.store.file import open_file_store
     from nbflow.store.tiered import TieredStore
 
-    return TieredStore(open_file_store(None), S3ResultStore(url))
+    return TieredStore(open_file_store(None), RemoteStore(url))
 
 
 __all__ = [
+    "RemoteStore",
     "RemoteStoreWarning",
-    "S3ResultStore",
     "StoreUnavailableError",
     "UnsignedEntryWarning",
-    "open_s3_store",
+    "open_remote_store",
     "parse_url",
 ]
