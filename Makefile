@@ -19,6 +19,11 @@ $(PY):
 $(NPM_OK): labextension/package-lock.json | sysdeps
 	cd labextension && npm ci --no-audit --no-fund --loglevel=error
 
+# Servers the tests start on 127.0.0.1 (Azurite, for az:// stores), from the lock file.
+SERVERS := tests/servers/node_modules/.package-lock.json
+$(SERVERS): tests/servers/package-lock.json | sysdeps
+	cd tests/servers && npm ci --no-audit --no-fund --loglevel=error
+
 # Installing the package builds the extension once (hatch-jupyter-builder) if it is missing.
 $(STAMP): pyproject.toml $(NPM_OK) | $(PY)
 	$(PY) -m pip install --quiet -e '.[test,dask,s3]'
@@ -60,7 +65,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: $(STAMP) sysdeps $(LABEXT) lint
+test: $(STAMP) sysdeps $(LABEXT) $(SERVERS) lint
 	cd labextension && npx --no-install jest --silent
 	$(VENV)/bin/pytest -p no:cacheprovider; rc=$$?; if [ $$rc = 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
