@@ -64,6 +64,18 @@ def _threads() -> ThreadPoolExecutor:
         return _pool
 
 
+_hashers: ThreadPoolExecutor | None = None
+
+
+def _hasher() -> ThreadPoolExecutor:
+    """Threads that check large entries' signatures while their bytes arrive."""
+    global _hashers
+    with _pool_lock:
+        if _hashers is None:
+            _hashers = ThreadPoolExecutor(4, thread_name_prefix="nbflow-verify")
+        return _hashers
+
+
 class StoreUnavailableError(NbflowError):
     """A remote result store cannot be used: the message says which and how to fix it."""
 
@@ -303,15 +315,22 @@ class RemoteStore:
                 # unpickled in place (the one copy the client would make anyway).
                 # The signature is checked as the bytes arrive (hashing overlaps the
                 # download), and an untrusted signer is refused at the first chunk.
+                # The hashing of one chunk runs on its own thread (hashlib lets go of
+                # the GIL) while the next chunk is received.
                 buffer = bytearray(size)
                 blob, at = memoryview(buffer), 0
+                hashing: Any = None
                 try:
                     for chunk in found.stream(min_chunk_size=8 * 2**20):
                         blob[at : at + len(chunk)] = chunk
                         at += len(chunk)
                         if verifier is None:
                             verifier = Verifier(key, blob[:at], self.trusted)
-                        verifier.feed(blob, at)
+                        if hashing is not None:
+                            hashing.result()
+                        hashing = _hasher().submit(verifier.feed, blob, at)
+                    if hashing is not None:
+                        hashing.result()
                 except SignatureError as exc:
                     self._refuse(exc)
                     return None
