@@ -69,6 +69,9 @@ class Cloud:
     # The variables that configure a client: a client is shared by the stores of a
     # process while they are the same.
     variables: tuple[str, ...] = ()
+    # Whether a listing can start after a given name on the server (S3's start-after,
+    # GCS's startOffset; Azure lists from the start and filters).
+    lists_from_offset = True
     # Words in a failed request's message that say the bucket is not there.
     missing_words: tuple[str, ...] = ("does not exist",)
 
@@ -294,6 +297,7 @@ class _Azure(Cloud):
     scheme = "az"
     product = "Azure Blob Storage"
     bucket_word = "container"
+    lists_from_offset = False
     bucket_name = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
     bucket_rule = "3-63 lowercase letters, digits or single '-'"
     variables = (

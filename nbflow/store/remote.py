@@ -97,6 +97,15 @@ def parse_url(url: str) -> tuple[str, str]:
     return cloud_of(url).parse(url)
 
 
+# Ranges of names listed at once: keys are hex digests, so each holds about 1/16 of
+# them (a name that is not hex still falls in exactly one range).
+_HEX = "0123456789abcdef"
+_RANGES: list[tuple[str | None, str | None]] = [
+    (None if i == 0 else _HEX[i - 1] + "\uffff", None if i == 15 else c + "\uffff")
+    for i, c in enumerate(_HEX)
+]
+
+
 def _quote(name: str) -> str:
     return urllib.parse.quote(name, safe="")
 
@@ -563,12 +572,23 @@ class RemoteStore:
     def listing(self) -> list[dict[str, Any]]:
         """Every entry: ``key``, ``task``, ``size`` (bytes), ``created`` (Unix time) and
         its ``markers`` (paths)."""
+        import obstore
+
+        self._count("list")
+        folders = obstore.list_with_delimiter(self.client, prefix="t/")["common_prefixes"]
+        # Entries in 16 ranges of their (hex) keys, markers by task: listed at once.
+        ranges = _RANGES if self.cloud.lists_from_offset else [(None, None)]
+        jobs = [("r/", low, high) for low, high in ranges] + [
+            (f"{f}/", None, None) for f in folders
+        ]
+        parts = list(_threads().map(lambda job: self._list_range(*job), jobs))
         tasks: dict[str, str] = {}
         markers: dict[str, list[str]] = {}
-        for meta in self._list("t/"):
-            task, _, key = _parse_marker(meta["path"])
-            tasks[key] = task
-            markers.setdefault(key, []).append(meta["path"])
+        for part in parts[len(ranges) :]:
+            for meta in part:
+                task, _, key = _parse_marker(meta["path"])
+                tasks[key] = task
+                markers.setdefault(key, []).append(meta["path"])
         return [
             {
                 "key": key,
@@ -577,9 +597,28 @@ class RemoteStore:
                 "created": meta["last_modified"].timestamp(),
                 "markers": markers.get(key, []),
             }
-            for meta in self._list("r/")
+            for part in parts[: len(ranges)]
+            for meta in part
             for key in [meta["path"].rsplit("/", 1)[-1]]
         ]
+
+    def _list_range(self, prefix: str, low: str | None, high: str | None) -> list[Any]:
+        """The objects under ``prefix`` whose names after it are above ``low`` and at
+        most ``high`` (None: no bound); object stores list in name order."""
+        import obstore
+
+        offset: Any = {"offset": prefix + low} if low is not None else {}
+        found: list[Any] = []
+        self._count("list")
+        listed = obstore.list(self.client, prefix=prefix, chunk_size=1000, **offset)
+        for n, chunk in enumerate(listed):
+            if n:
+                self._count("list")
+            for meta in chunk:
+                if high is not None and meta["path"] > prefix + high:
+                    return found
+                found.append(meta)
+        return found
 
     def info(self) -> dict[str, Any]:
         """Entries, bytes, entries per task, and the oldest and newest creation times."""

@@ -119,12 +119,29 @@ def test_entries_listed_without_a_signer_in_their_marker_are_still_read(s3, tmp_
     first = flow.run(store=s3.url)
     client = s3.client()
     # Markers as an earlier layout wrote them: t/<task>/<key>.
-    for r in first.task_runs:
-        client.delete_object(Bucket=s3.bucket, Key=f"results/t/{r.name}/alice/{r.key}")
-        client.put_object(Bucket=s3.bucket, Key=f"results/t/{r.name}/{r.key}", Body=b"")
+    listed = client.list_objects_v2(Bucket=s3.bucket, Prefix="results/t/")["Contents"]
+    assert len(listed) == N + 2
+    for marker in listed:
+        _, _, name, signer, key = marker["Key"].split("/")
+        assert signer == "alice"
+        client.delete_object(Bucket=s3.bucket, Key=marker["Key"])
+        client.put_object(Bucket=s3.bucket, Key=f"results/t/{name}/{key}", Body=b"")
     _home(tmp_path, monkeypatch, "second")
     run = flow.run(store=s3.url)
     assert run.counts() == {"cached": N + 2}
     assert run.result(end) == first.result(end)
     info = open_store(s3.url).remote.info()
     assert info["per_task"] == {"square": N, "add": 1, "describe": 1}
+
+
+def test_cache_info_lists_every_entry_once_across_its_parallel_ranges(s3):
+    store = open_store(s3.url).remote
+    store.begin_run()
+    names = ["0", "0f", "1", "9z", "A", "big", "e", "effff", "f", "ff", "~tilde", "-dash"]
+    names += [f"{i:032x}" for i in range(0, 2**128, 2**124)]  # one key per range edge
+    for name in names:
+        assert store.set(name, name.upper(), task="odd names")
+    store.flush()
+    listed = [row["key"] for row in store.listing()]
+    assert sorted(listed) == sorted(names)
+    assert store.info()["per_task"] == {"odd names": len(names)}
