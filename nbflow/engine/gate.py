@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from nbflow.engine.plan import NodePlan, materialize
-from nbflow.engine.records import TaskRun
+from nbflow.engine.records import LazyItems, TaskRun
 from nbflow.errors import UpstreamFailedError
 from nbflow.graph.flow import Node
 from nbflow.graph.triggers import Trigger
@@ -85,7 +85,7 @@ def first_bad_upstream(plan: NodePlan, runs: Runs, index: int | None) -> str:
 
 
 def inputs(
-    plan: NodePlan, runs: Runs, sources: Mapping[Node, list[Any]], index: int | None
+    plan: NodePlan, runs: Runs, sources: Mapping[Node, Any], index: int | None
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The arguments a unit is called with: upstream nodes replaced by their values,
     mapped inputs by item ``index``. ``sources`` holds the lists of the upstream values
@@ -95,11 +95,15 @@ def inputs(
         return call.args, call.kwargs
     values: dict[Node, Any] = {}
     for up in plan.whole:
-        values[up] = value_of(runs[up])
+        if up not in plan.sources:  # a list mapped over is taken from ``sources``
+            values[up] = value_of(runs[up])
     for up in plan.elementwise:
         values[up] = _ChildValues(runs[up].children)  # type: ignore[arg-type]
     for up in plan.sources:
-        values[up] = sources[up]
+        items = sources[up]
+        if type(items) is LazyItems and up in plan.held:
+            items = items.load()
+        values[up] = items
     args = tuple(materialize(a, values, index) for a in call.args)
     kwargs = {k: materialize(v, values, index) for k, v in call.kwargs.items()}
     return args, kwargs

@@ -23,6 +23,7 @@ from typing import Any
 
 from nbflow.engine.gate import blocked, inputs
 from nbflow.engine.keys import Keys
+from nbflow.engine.mapping import Lengths
 from nbflow.engine.plan import NodePlan
 from nbflow.engine.records import Lazy, TaskRun
 from nbflow.graph.flow import Node
@@ -52,7 +53,16 @@ class _Presumed:
 class Lookahead:
     """Settles one run's cache hits before its first task is submitted."""
 
-    __slots__ = ("_by_node", "_keys", "_lookup", "_plans", "_runs", "_store", "absent")
+    __slots__ = (
+        "_by_node",
+        "_keys",
+        "_lengths",
+        "_lookup",
+        "_plans",
+        "_runs",
+        "_store",
+        "absent",
+    )
 
     def __init__(
         self,
@@ -61,8 +71,10 @@ class Lookahead:
         keys: Keys,
         store: ResultStore,
         lookup: Callable[[list[str]], dict[str, Any]],
+        lengths: Lengths | None = None,
     ) -> None:
         self._plans = plans
+        self._lengths = lengths
         self._runs = runs
         self._keys = keys
         self._store = store
@@ -123,12 +135,19 @@ class Lookahead:
         settled task), in one lookup per round; a value that cannot be read unsettles
         its task and what is settled below it."""
         values: dict[Node, Any] = {}
+        counted = set() if everything else self._counted(settled, presumed)
         while True:
             frontier = [
                 node
                 for node, plan in settled.items()
                 if node not in values
-                and (everything or any(c.node not in settled for c in plan.consumers))
+                and (
+                    everything
+                    or any(
+                        c.node not in settled and self._takes(c, node, counted)
+                        for c in plan.consumers
+                    )
+                )
             ]
             if not frontier:
                 return values
@@ -147,6 +166,29 @@ class Lookahead:
                 if plan is not None:
                     values.pop(node, None)
                     work.extend(c.node for c in plan.consumers)
+
+    def _counted(self, settled: dict[Node, NodePlan], presumed: dict[Node, _Presumed]) -> set[Node]:
+        """The settled lists that mapped tasks iterate over whose lengths are stored (a
+        mapped task then expands without reading them)."""
+        if self._lengths is None:
+            return set()
+        mapped_over = [
+            node
+            for node, plan in settled.items()
+            if any(c.mapped and node in c.sources for c in plan.consumers)
+        ]
+        if not mapped_over:
+            return set()
+        known = self._lengths.prefetch([presumed[n].key for n in mapped_over])
+        return {n for n in mapped_over if presumed[n].key in known}
+
+    @staticmethod
+    def _takes(consumer: NodePlan, node: Node, counted: set[Node]) -> bool:
+        """Whether ``consumer``, which runs, needs ``node``'s value now: not when it only
+        maps over it and its length is known (its items are read if a child runs)."""
+        if consumer.mapped and node in counted and node in consumer.sources:
+            return node in consumer.held
+        return True
 
     # -- reading a lazy value ------------------------------------------------------
     def load(self, run: TaskRun) -> Any:

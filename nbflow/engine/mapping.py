@@ -4,6 +4,10 @@ A mapped task expands once every upstream it waits for as a whole has ended: int
 child per item of its mapped inputs (zipped), each an ordinary unit for the scheduler.
 The node of a ``flatten`` expands into one child per element of its upstream's lists,
 each taking its element, or the state of the upstream child it comes from.
+
+The length of a list mapped over is stored beside its cache entry (``Lengths``): a
+re-run whose list is a cache hit expands the mapped task without reading the list,
+and reads it only if a child is no cache hit and runs.
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from nbflow.engine.plan import NodePlan
-from nbflow.engine.records import TaskRun
+from nbflow.engine.records import Lazy, LazyItems, TaskRun
 from nbflow.graph.control import check_flattenable, flat_items
 from nbflow.graph.flow import Node
 from nbflow.graph.hashing import digest
 from nbflow.state import State
+from nbflow.store.cache import ResultStore
 
 
 class Element(NamedTuple):
@@ -36,6 +41,45 @@ class Unmappable(NamedTuple):
     error: BaseException | None = None
 
 
+LENGTH = ":len"
+
+
+def length_key(key: str) -> str:
+    """The store key of the length of the list stored under ``key``."""
+    return key + LENGTH
+
+
+class Lengths:
+    """The lengths of lists mapped over, kept in the run's store beside their entries."""
+
+    __slots__ = ("_known", "_store")
+
+    def __init__(self, store: ResultStore) -> None:
+        self._store = store
+        self._known: dict[str, int] = {}
+
+    def prefetch(self, keys: list[str]) -> set[str]:
+        """Look up the lengths of the lists stored under ``keys`` at once; the keys whose
+        length is known."""
+        found = self._store.get_many([length_key(k) for k in keys])
+        for key in keys:
+            n = found.get(length_key(key))
+            if type(n) is int:
+                self._known[key] = n
+        return {k for k in keys if k in self._known}
+
+    def get(self, key: str) -> int | None:
+        n = self._known.get(key)
+        if n is None:
+            n = self._store.get(length_key(key), None)
+        return n if type(n) is int else None
+
+    def put(self, key: str, n: int, task: str) -> None:
+        if self._known.get(key) != n:
+            self._known[key] = n
+            self._store.set(length_key(key), n, task=task)
+
+
 class Mapper:
     """One run's mapped tasks: their children, the values they map over, children done.
 
@@ -43,13 +87,19 @@ class Mapper:
     items of a list mapped over are needed here, to count and index them).
     """
 
-    __slots__ = ("_done", "_fetch", "_flat", "_runs", "values")
+    __slots__ = ("_done", "_fetch", "_flat", "_lengths", "_runs", "values")
 
-    def __init__(self, runs: Mapping[Node, TaskRun], fetch: Callable[[Any], Any]) -> None:
+    def __init__(
+        self,
+        runs: Mapping[Node, TaskRun],
+        fetch: Callable[[Any], Any],
+        lengths: Lengths | None = None,
+    ) -> None:
         self._runs = runs
         self._fetch = fetch
+        self._lengths = lengths
         # The lists of upstream values (of tasks not mapped) that mapped tasks iterate.
-        self.values: dict[Node, list[Any]] = {}
+        self.values: dict[Node, Any] = {}  # a list, or LazyItems
         self._done: dict[Node, int] = {}
         # Per flatten node: (upstream task run, element, index in its list) per child.
         self._flat: dict[Node, list[tuple[TaskRun, Any, int]]] = {}
@@ -76,7 +126,7 @@ class Mapper:
                     src_run = runs[source]
                     if source in self.values or source in plan.sources:
                         if source not in self.values:
-                            self.values[source] = list(self._fetch(src_run.value))
+                            self.values[source] = self._items(src_run)
                         lengths[f"{source.name}"] = len(self.values[source])
                     elif src_run.children is None:
                         return Unmappable(
@@ -98,6 +148,19 @@ class Mapper:
             )
             return Unmappable(State.FAILED, str(verror), verror)
         return next(iter(lengths.values()), 0)
+
+    def _items(self, run: TaskRun) -> Any:
+        """The items of ``run``'s list: not read yet when it is a cache hit not read
+        and its length is stored; else read (and its length stored)."""
+        book, key = self._lengths, run.key
+        if book is not None and key is not None and type(run._value) is Lazy:
+            n = book.get(key)
+            if n is not None:
+                return LazyItems(run, n, self._fetch)
+        items = list(self._fetch(run.value))
+        if book is not None and key is not None and run.state.is_successful:
+            book.put(key, len(items), run.node.task.name)
+        return items
 
     def _flatten(self, plan: NodePlan, src: Node) -> int | Unmappable:
         """Count the elements the node of a ``flatten`` gets from ``src`` (and keep them)."""

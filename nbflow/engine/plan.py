@@ -23,6 +23,8 @@ class NodePlan:
     elementwise: list[Node] = field(default_factory=list)
     # Upstream nodes (not mapped) whose value this mapped node iterates over.
     sources: list[Node] = field(default_factory=list)
+    # Those of ``sources`` also passed whole (``unmapped(xs)`` beside ``xs`` mapped).
+    held: list[Node] = field(default_factory=list)
     consumers: list[NodePlan] = field(default_factory=list)
     elem_consumers: list[NodePlan] = field(default_factory=list)
     # True when arguments hold no node and no MapSource: they are passed as they are.
@@ -75,6 +77,7 @@ def compile_plan(flow: Flow) -> list[NodePlan]:
             if src in _whole_uses(call, src) or src in whole:
                 whole[src] = None
         plan.whole = list(whole)
+        plan.held = [s for s in plan.sources if s in _whole_uses(call, s)]
         plan.elementwise = [s for s in dict.fromkeys(mapped_sources) if s not in whole]
         plan.literal = not any(
             isinstance(v, MapSource) or any(True for _ in iter_nodes(v))

@@ -44,6 +44,42 @@ class Lazy:
         return "<not read yet>"
 
 
+class LazyItems:
+    """The items of a cached list a mapped task iterates over, not read yet: its length
+    is known (stored beside its entry), the items are read on first use."""
+
+    __slots__ = ("_fetch", "_items", "_lock", "n", "run")
+
+    def __init__(self, run: TaskRun, n: int, fetch: Callable[[Any], Any]) -> None:
+        self.run = run
+        self.n = n
+        self._fetch = fetch
+        self._items: list[Any] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._items is not None
+
+    def load(self) -> list[Any]:
+        with self._lock:
+            if self._items is None:
+                self._items = list(self._fetch(self.run.value))
+            return self._items
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> Any:
+        return self.load()[index]
+
+    def __repr__(self) -> str:
+        return f"<{self.n} items, not read yet>"
+
+
+DEFERRED: Any = object()  # inputs built when the unit is submitted (it was no cache hit)
+
+
 class AttemptRecord(NamedTuple):
     """One attempt of a task run (a named tuple)."""
 

@@ -26,12 +26,12 @@ from nbflow.engine.dispatch import Dispatcher
 from nbflow.engine.gate import blocked, inputs
 from nbflow.engine.keys import Keys, children_key
 from nbflow.engine.lookahead import LAZY, Lookahead
-from nbflow.engine.mapping import Mapper, Unmappable, parent_state
+from nbflow.engine.mapping import Lengths, Mapper, Unmappable, parent_state
 from nbflow.engine.outbox import Outbox, call_hook
 from nbflow.engine.outcome import SUCCEEDED, flow_state, retry_wait, verdict
 from nbflow.engine.pause import Pauses
 from nbflow.engine.plan import NodePlan, compile_plan
-from nbflow.engine.records import AttemptRecord, Lazy, TaskRun
+from nbflow.engine.records import DEFERRED, AttemptRecord, Lazy, LazyItems, TaskRun
 from nbflow.engine.reuse import Reuse
 from nbflow.errors import SUCCESS, CancelledError, WorkerDiedError
 from nbflow.events import RUN_FINISHED, RUN_STARTED, TASK_STATE, Event, EventBus
@@ -83,7 +83,8 @@ class Engine:
         self._reuse = Reuse(
             self.prior, self.runs, self._dispatcher.lookup if store is not None else None
         )
-        self._mapper = Mapper(self.runs, self._dispatcher.fetch)
+        self._lengths = Lengths(store) if store is not None and not refresh else None
+        self._mapper = Mapper(self.runs, self._dispatcher.fetch, self._lengths)
         self._plan_of: dict[Node, NodePlan] = {p.node: p for p in self.plans}
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
@@ -267,17 +268,16 @@ class Engine:
         if stop is not None:
             self._end_unit(plan, unit, stop[0], now, stop[1])
             return
-        try:
-            args, kwargs = inputs(plan, self.runs, self._mapper.values, unit.map_index)
-        except Exception as exc:  # an upstream value that cannot be indexed, etc.
-            unit.error = exc
-            self._end_unit(plan, unit, State.FAILED, now, f"could not build its inputs: {exc}")
+        sources = self._mapper.values
+        if any(type(sources[up]) is LazyItems and not sources[up].loaded for up in plan.sources):
+            # A cached list not read: the unit may be a cache hit, which needs no item.
+            unit._inputs = DEFERRED
+        elif not self._build_inputs(plan, unit, now):
             return
         if trigger.pauses and unit.name not in self._pauses.resumed:
             self._set(unit, State.PAUSED, now, self._pauses.reason(unit.name))
             self._pauses.hold(plan, unit)
             return
-        unit._inputs = (args, kwargs)
         if self.store is not None:
             unit.key = self._keys.key(plan, unit.map_index)
         if self.prior:
@@ -288,13 +288,23 @@ class Engine:
                 return
         self._ready.append(unit)
 
+    def _build_inputs(self, plan: NodePlan, unit: TaskRun, now: float) -> bool:
+        """Set ``unit``'s inputs; False when they cannot be built (then it has failed)."""
+        try:
+            unit._inputs = inputs(plan, self.runs, self._mapper.values, unit.map_index)
+        except Exception as exc:  # an upstream value that cannot be indexed, etc.
+            unit.error = exc
+            self._end_unit(plan, unit, State.FAILED, now, f"could not build its inputs: {exc}")
+            return False
+        return True
+
     def _settle_cached(self) -> None:
         """End, before anything runs, every task whose cached result stands (one store
         query for the whole graph; values are read only where a task that runs needs
         them, the rest on first use)."""
         assert self.store is not None
         lookahead = Lookahead(
-            self.plans, self.runs, self._keys, self.store, self._dispatcher.lookup
+            self.plans, self.runs, self._keys, self.store, self._dispatcher.lookup, self._lengths
         )
         found = lookahead.settle()
         self._dispatcher.absent = lookahead.absent
@@ -437,6 +447,10 @@ class Engine:
                             unit._value = hits[unit.key]
                             unit.cached = True
                             self._end_unit(self._plan_of[unit.node], unit, State.CACHED, now)
+                            continue
+                        if unit._inputs is DEFERRED and not self._build_inputs(
+                            self._plan_of[unit.node], unit, now
+                        ):
                             continue
                         unit.attempts += 1
                         self._set(unit, State.RUNNING, now)

@@ -746,8 +746,10 @@ class FileStore:
         try:
             cache = self.cache
             with cache.transact(retry=True):
+                # The lengths of lists kept beside their entries are not entries.
                 rows = cache._sql(
-                    "SELECT tag, COUNT(*), SUM(size) FROM Cache GROUP BY tag"
+                    "SELECT tag, COUNT(*), SUM(size) FROM Cache WHERE key NOT LIKE '%:len' "
+                    "GROUP BY tag"
                 ).fetchall()
             volume = cache.volume()
         except sqlite3.DatabaseError as exc:

@@ -623,7 +623,8 @@ class RemoteStore:
     def info(self) -> dict[str, Any]:
         """Entries, bytes, entries per task, and the oldest and newest creation times."""
         self.check()  # a clear error rather than a failed listing
-        rows = self.listing()
+        # The lengths of lists kept beside their entries are not entries.
+        rows = [row for row in self.listing() if not row["key"].endswith(":len")]
         per_task: dict[str, int] = {}
         for row in rows:
             per_task[row["task"]] = per_task.get(row["task"], 0) + 1
