@@ -28,6 +28,7 @@ import urllib.parse
 import urllib.request
 import warnings
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from nbflow import settings
@@ -372,6 +373,19 @@ def _connect_read_only(db: pathlib.Path) -> sqlite3.Connection:
 _MISS = object()
 # Keys per statement of a lookup: under SQLite's oldest limit of 999 parameters.
 _CHUNK = 900
+_touch_pool: ThreadPoolExecutor | None = None
+_touch_lock = threading.Lock()
+
+
+def _toucher() -> ThreadPoolExecutor:
+    """The thread that marks settled cache hits used (a run does not wait for it)."""
+    global _touch_pool
+    with _touch_lock:
+        if _touch_pool is None:
+            _touch_pool = ThreadPoolExecutor(1, thread_name_prefix="nbflow-touch")
+        return _touch_pool
+
+
 _open: dict[str, FileStore] = {}
 _open_lock = threading.Lock()
 
@@ -610,8 +624,31 @@ class FileStore:
     def present(self, keys: list[str], tasks: Iterable[str] = ()) -> set[str]:
         """Those of ``keys`` stored and not expired, without reading a value: a cache
         hit can be settled on this, its value read when needed (a value found damaged
-        then is a miss, computed again)."""
-        return set(self.sizes(keys))
+        then is a miss, computed again). The entries found are marked used, as a read
+        would mark them, in the background."""
+        found = set(self.sizes(keys))
+        if found:
+            _toucher().submit(self._touch, list(found))
+        return found
+
+    def _touch(self, keys: list[str]) -> None:
+        """Mark ``keys`` used now: entries are evicted least recently used first, and a
+        hit settled without being read is in use as much as one that was read."""
+        try:
+            cache = self._current()
+            if isinstance(cache, _ReadOnlyCache):
+                return
+            now = time.time()
+            with cache.transact(retry=True):
+                for i in range(0, len(keys), _CHUNK):
+                    chunk = keys[i : i + _CHUNK]
+                    cache._sql(
+                        "UPDATE Cache SET access_time = ? WHERE raw = 1"
+                        f" AND key IN ({','.join('?' * len(chunk))})",
+                        (now, *chunk),
+                    )
+        except Exception:  # only the eviction order is at stake
+            log.debug("nbflow: could not mark cache hits used in %s", self.path, exc_info=True)
 
     def sizes(self, keys: list[str]) -> dict[str, int]:
         """For each of ``keys`` stored and not expired: the size of its value's own file,

@@ -4,10 +4,10 @@ length is stored beside its entry. Real file stores; the store counts what is re
 from __future__ import annotations
 
 import pytest
+from marks import executed, mark
 
 from nbflow import Flow, task, unmapped
 from nbflow.store.file import FileStore
-from tests.marks import executed, mark
 
 
 class ReadCounting(FileStore):

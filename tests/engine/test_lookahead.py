@@ -257,3 +257,26 @@ def test_two_processes_share_a_store_while_one_reads_lazily(tmp_path, monkeypatc
     assert len(_executed(log)) == 20
     assert [run.result(n) for n in nodes] == [i * i for i in range(20)]
     assert _executed(log) == []  # read from the other process's entries, not computed
+
+
+def test_hits_settled_without_being_read_are_marked_used_for_eviction(tmp_path):
+    import time
+
+    log = tmp_path / "log"
+    flow, nodes = _chain(log, 5)
+    store = FileStore(tmp_path / "store")
+    first = flow.run(store=store)
+    key = first[nodes[1]].key
+
+    def used() -> float:
+        sql = "SELECT access_time FROM Cache WHERE key = ?"
+        return store.cache._sql(sql, (key,)).fetchone()[0]
+
+    before = used()
+    time.sleep(0.05)
+    again = flow.run(store=store)
+    assert again.counts() == {"cached": 5}
+    deadline = time.monotonic() + 10
+    while used() == before and time.monotonic() < deadline:  # marked in the background
+        time.sleep(0.01)
+    assert used() > before  # as if read: the least recently used go first
