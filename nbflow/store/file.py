@@ -28,7 +28,6 @@ import urllib.parse
 import urllib.request
 import warnings
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from nbflow import settings
@@ -46,6 +45,7 @@ from nbflow.store.home import (
     mark_untrusted,
     prepare_home,
 )
+from nbflow.store.pools import pool
 
 log = logging.getLogger("nbflow")
 
@@ -373,17 +373,6 @@ def _connect_read_only(db: pathlib.Path) -> sqlite3.Connection:
 _MISS = object()
 # Keys per statement of a lookup: under SQLite's oldest limit of 999 parameters.
 _CHUNK = 900
-_touch_pool: ThreadPoolExecutor | None = None
-_touch_lock = threading.Lock()
-
-
-def _toucher() -> ThreadPoolExecutor:
-    """The thread that marks settled cache hits used (a run does not wait for it)."""
-    global _touch_pool
-    with _touch_lock:
-        if _touch_pool is None:
-            _touch_pool = ThreadPoolExecutor(1, thread_name_prefix="nbflow-touch")
-        return _touch_pool
 
 
 _open: dict[str, FileStore] = {}
@@ -628,7 +617,8 @@ class FileStore:
         would mark them, in the background."""
         found = set(self.sizes(keys))
         if found:
-            _toucher().submit(self._touch, list(found))
+            # One thread marks them (a run does not wait for it).
+            pool("touch", 1).submit(self._touch, list(found))
         return found
 
     def _touch(self, keys: list[str]) -> None:

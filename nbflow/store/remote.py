@@ -33,6 +33,7 @@ from nbflow import settings
 from nbflow.errors import NbflowError
 from nbflow.store.clouds import cloud_of
 from nbflow.store.file import CacheWarning
+from nbflow.store.pools import pool
 from nbflow.store.signing import SignatureError, Verifier, seal, unseal
 
 log = logging.getLogger("nbflow")
@@ -43,8 +44,7 @@ _MISS: Any = object()
 # Requests in flight at once when many keys are read (a step's cache hits): the server,
 # not this process, is what waits, so more threads than cores pay off.
 PARALLEL = 32
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
+_clients_lock = threading.Lock()
 # Clients by what configures them, shared by the stores of a process: a new client
 # pays for its first connection (about 0.2 s against a local server), every run would.
 _clients: dict[tuple[str | None, ...], Any] = {}
@@ -57,23 +57,13 @@ STREAM_FROM = 2**20
 
 
 def _threads() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="nbflow-s3")
-        return _pool
-
-
-_hashers: ThreadPoolExecutor | None = None
+    """Threads for requests to buckets."""
+    return pool("remote", PARALLEL)
 
 
 def _hasher() -> ThreadPoolExecutor:
     """Threads that check large entries' signatures while their bytes arrive."""
-    global _hashers
-    with _pool_lock:
-        if _hashers is None:
-            _hashers = ThreadPoolExecutor(4, thread_name_prefix="nbflow-verify")
-        return _hashers
+    return pool("verify", 4)
 
 
 class StoreUnavailableError(NbflowError):
@@ -181,7 +171,7 @@ class RemoteStore:
     def client(self) -> Any:
         if self._client is None:
             config = self._config()
-            with self._lock, _pool_lock:
+            with self._lock, _clients_lock:
                 if self._client is None:
                     client = _clients.get(config)
                     if client is None:

@@ -106,20 +106,26 @@ def test_a_wrong_account_key_is_named_as_refused_credentials(azure, monkeypatch)
         _flow(2)[0].run(store=azure.url)
 
 
-def test_an_az_store_without_an_account_says_what_to_set(monkeypatch):
-    for name in (
-        "AZURE_STORAGE_CONNECTION_STRING",
-        "AZURE_STORAGE_ACCOUNT_NAME",
-        "AZURE_STORAGE_USE_EMULATOR",
-    ):
+def _refused(monkeypatch, unset: tuple[str, ...], url: str, match: str) -> None:
+    """A run on ``url`` with the variables ``unset`` stops before it starts."""
+    for name in unset:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NBFLOW_SIGNING_KEY", "alice:alice-secret-0123456789")
-    with pytest.raises(
-        StoreUnavailableError,
-        match=r"'az://team/churn' does not name a storage account: set "
-        r"AZURE_STORAGE_CONNECTION_STRING",
-    ):
-        _flow(2)[0].run(store="az://team/churn")
+    with pytest.raises(StoreUnavailableError, match=match):
+        _flow(2)[0].run(store=url)
+
+
+def test_an_az_store_without_an_account_says_what_to_set(monkeypatch):
+    _refused(
+        monkeypatch,
+        (
+            "AZURE_STORAGE_CONNECTION_STRING",
+            "AZURE_STORAGE_ACCOUNT_NAME",
+            "AZURE_STORAGE_USE_EMULATOR",
+        ),
+        "az://team/churn",
+        r"'az://team/churn' does not name a storage account: set AZURE_STORAGE_CONNECTION_STRING",
+    )
 
 
 # -- URLs and settings of every cloud ------------------------------------------------------
@@ -155,19 +161,17 @@ def test_a_malformed_cloud_url_says_what_the_url_looks_like(url, expected):
 
 
 def test_a_gs_store_without_credentials_says_what_to_set(tmp_path, monkeypatch):
-    for name in (
-        "GOOGLE_APPLICATION_CREDENTIALS",
-        "GOOGLE_SERVICE_ACCOUNT",
-        "GOOGLE_SERVICE_ACCOUNT_PATH",
-        "GOOGLE_SERVICE_ACCOUNT_KEY",
-        "GOOGLE_BEARER_TOKEN",
-    ):
-        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))  # no login file there
-    monkeypatch.setenv("NBFLOW_SIGNING_KEY", "alice:alice-secret-0123456789")
-    with pytest.raises(
-        StoreUnavailableError,
-        match=r"'gs://team-results/churn' has no credentials: set "
+    _refused(
+        monkeypatch,
+        (
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "GOOGLE_SERVICE_ACCOUNT",
+            "GOOGLE_SERVICE_ACCOUNT_PATH",
+            "GOOGLE_SERVICE_ACCOUNT_KEY",
+            "GOOGLE_BEARER_TOKEN",
+        ),
+        "gs://team-results/churn",
+        r"'gs://team-results/churn' has no credentials: set "
         r"GOOGLE_APPLICATION_CREDENTIALS .* gcloud auth application-default login",
-    ):
-        _flow(2)[0].run(store="gs://team-results/churn")
+    )
