@@ -70,7 +70,8 @@ def bench_s3(cfg: Config) -> Result:
         url = "s3://nbflow-bench/bench"
         rows, data = _rerun(cfg, url)
         big_rows, big_data = _large(cfg, url, obstore, np, RemoteStore)
-        return rows + big_rows, {**data, **big_data}
+        many_rows = _listing(cfg, RemoteStore)
+        return rows + big_rows + many_rows, {**data, **big_data}
     finally:
         for key, value in saved.items():
             if value is None:
@@ -163,6 +164,48 @@ def _rerun(cfg: Config, url: str) -> Result:
     ]
     rows[-1].nbflow, rows[-1].baselines = None, {}
     return rows, {"rerun_samples_s": samples}
+
+
+def _listing(cfg: Config, store_class: Any) -> list[Row]:
+    """``cache info`` over 100,000 entries (10,000 with --quick): what this side does
+    with a listing that size, against obstore's local file system store (moto answers
+    each page of a large bucket in time that grows with the bucket, so it cannot say)."""
+    import hashlib
+    import shutil
+
+    from obstore.store import LocalStore
+
+    from nbflow.store.clouds import AZURE
+
+    n = 10_000 if cfg.quick else 100_000
+    root = tempfile.mkdtemp(prefix="nbflow-s3-listing-")
+    try:
+        os.makedirs(os.path.join(root, "r"))
+        for i in range(n):
+            key = hashlib.sha256(b"%d" % i).hexdigest()[:32]
+            with open(os.path.join(root, "r", key), "wb") as fh:
+                fh.write(b"x" * 100)
+            folder = os.path.join(root, "t", f"task{i % 20}", "bench")
+            os.makedirs(folder, exist_ok=True)
+            open(os.path.join(folder, key), "wb").close()
+        remote = store_class("s3://nbflow-bench/listing")
+        remote._client = LocalStore(root)
+        remote.cloud = AZURE  # one listing in name order: the local store lists unsorted
+        remote.check = lambda **_: None
+        dt, info = timed(remote.info)
+        check(info["entries"] == n and len(info["per_task"]) == 20, "S3 listing")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return [
+        limit_row(
+            "S3",
+            f"cache info over {n:,} entries (and their markers), this side only",
+            "s",
+            dt,
+            10.0,
+            note="a bucket adds one round trip per 1,000 objects, 16 key ranges at once",
+        )
+    ]
 
 
 def _large(cfg: Config, url: str, obstore: Any, np: Any, store_class: Any) -> Result:
