@@ -129,3 +129,57 @@ def test_the_length_entry_is_not_counted_as_an_entry(tmp_path, marks):
     flow, _, _ = _flow(marks, 3)
     flow.run(store=store)
     assert store.info()["per_task"] == {"items": 1, "measure": 3, "total": 1}
+
+
+def test_a_cached_list_mapped_over_and_also_passed_whole_is_read_for_its_whole_use(tmp_path, marks):
+    @task(name="words")
+    def words():
+        mark(marks, "words")
+        return ["a", "bb", "ccc"]
+
+    @task(name="share")
+    def share(word, everything):
+        mark(marks, "share")
+        return len(word) / sum(len(w) for w in everything)
+
+    with Flow("held") as flow:
+        ws = words()
+        parts = share.map(ws, unmapped(ws))
+    store = FileStore(tmp_path / "store")
+    first = flow.run(store=store)
+    assert first.result(parts) == [1 / 6, 2 / 6, 3 / 6]
+    store.delete(first["share"].children[1].key)
+    executed(marks)
+    again = flow.run(store=store)
+    assert again.result(parts) == [1 / 6, 2 / 6, 3 / 6]
+    assert executed(marks) == ["share"]
+
+
+def test_a_flatten_and_a_second_map_over_a_cached_list(tmp_path, marks):
+    from nbflow import flatten
+
+    @task(name="nested")
+    def nested():
+        mark(marks, "nested")
+        return [[1, 2], [3]]
+
+    @task(name="double")
+    def double(x):
+        mark(marks, "double")
+        return 2 * x
+
+    @task(name="count")
+    def count(xs):
+        return len(xs)
+
+    with Flow("flat") as flow:
+        lists = nested()
+        doubled = double.map(flatten(lists))
+        sizes = count.map(lists)
+    store = FileStore(tmp_path / "store")
+    first = flow.run(store=store)
+    assert first.result(doubled) == [2, 4, 6] and first.result(sizes) == [2, 1]
+    executed(marks)
+    again = flow.run(store=store)
+    assert again.result(doubled) == [2, 4, 6] and again.result(sizes) == [2, 1]
+    assert executed(marks) == []

@@ -325,6 +325,29 @@ def test_cache_hits_on_the_second_run_and_large_values_are_loaded_by_the_workers
     assert second.result(again) == [100_000, 200_000]
 
 
+@task
+def word_list(n):
+    return [f"w{i}" * (i + 1) for i in range(n)]
+
+
+@task
+def word_length(word):
+    return len(word)
+
+
+def test_a_cached_list_expands_its_map_on_dask_and_a_child_that_runs_gets_its_item(dask, tmp_path):
+    with Flow("dask-cached-map") as flow:
+        lengths = word_length.map(word_list(4))
+    store = open_store(str(tmp_path / "store"))
+    first = flow.run(executor=dask, store=store)
+    expected = [len(f"w{i}" * (i + 1)) for i in range(4)]
+    assert first.result(lengths) == expected
+    store.delete(first[lengths].children[2].key)
+    again = flow.run(executor=dask, store=store)
+    assert again.result(lengths) == expected
+    assert [c.cached for c in again[lengths].children] == [True, True, False, True]
+
+
 def test_retry_of_a_recorded_run_reuses_a_large_result_without_bringing_it_here(dask, tmp_path):
     import nbflow
 
