@@ -137,6 +137,7 @@ class RemoteStore:
         # not one per entry (a colleague's untrusted key can sign thousands).
         self._refused: set[tuple[str, str | None]] = set()
         self._uploads: set[Any] = set()  # writes still on their way (futures)
+        self._unsent: dict[str, str] = {}  # writes that failed: key -> task
         # Requests made, by kind (get, head, put, list, delete), counted where made.
         self.requests: Counter[str] = Counter()
 
@@ -432,7 +433,10 @@ class RemoteStore:
     def set(self, key: str, value: Any, *, task: str, expire: float | None = None) -> bool:
         """Keep ``value`` signed under ``key``; False when there is no signing key, the
         store failed or the value cannot be pickled (then a warning)."""
-        if self.disabled or self.signer is None or expire is not None:
+        if self.signer is None or expire is not None:
+            return False
+        if self.disabled:
+            self._owe(key, task)
             return False
         buffers: list[pickle.PickleBuffer] = []
         try:
@@ -453,7 +457,10 @@ class RemoteStore:
     def put_parts(self, key: str, parts: list[Any], *, task: str) -> bool:
         """Keep an already pickled value (the pickle, then its out-of-band buffers):
         the entry, then its task marker."""
-        if self.disabled or self.signer is None:
+        if self.signer is None:
+            return False
+        if self.disabled:
+            self._owe(key, task)
             return False
         import obstore
 
@@ -467,6 +474,7 @@ class RemoteStore:
 
         def upload() -> bool:
             if self.disabled:
+                self._owe(key, task)
                 return False
             try:
                 self._count("put", 2)
@@ -474,6 +482,7 @@ class RemoteStore:
                 obstore.put(client, _marker(task, signer, key), b"")
             except Exception as exc:
                 self._fail("writing", exc)
+                self._owe(key, task)
                 return False
             return True
 
@@ -489,6 +498,18 @@ class RemoteStore:
             self._uploads.add(future)
         future.add_done_callback(self._uploaded)
         return True
+
+    def _owe(self, key: str, task: str) -> None:
+        """``key`` could not be written because the store failed: the tier in front
+        keeps it, and writes it here in a later run (``take_unsent``)."""
+        with self._lock:
+            self._unsent[key] = task
+
+    def take_unsent(self) -> dict[str, str]:
+        """The entries (key: task) this store failed to write since the last call."""
+        with self._lock:
+            found, self._unsent = self._unsent, {}
+        return found
 
     def _uploaded(self, future: Any) -> None:
         with self._lock:

@@ -8,8 +8,12 @@ run goes on with the local tier, which keeps everything the run finishes.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import pathlib
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -110,13 +114,48 @@ class TieredStore:
         return kept or shared
 
     def flush(self) -> None:
-        """Wait until the results written so far are in the bucket."""
+        """Wait until the results written so far are in the bucket; those it failed to
+        take are noted in the local tier, for a later run to write."""
         self.remote.flush()
+        owed = self.remote.take_unsent()
+        if owed:
+            try:
+                with open(self._owed_file(), "a", encoding="utf-8") as fh:
+                    fh.writelines(json.dumps([k, t]) + "\n" for k, t in owed.items())
+            except OSError:
+                log.debug("nbflow: could not note the results owed to %s", self.url, exc_info=True)
 
     def begin_run(self) -> None:
-        """Both tiers start a run; the remote checks it answers (raising if not)."""
+        """Both tiers start a run; the remote checks it answers (raising if not), then
+        is given the results an earlier run kept only locally when it failed (in the
+        background: the run's end waits for them)."""
         self.local.begin_run()
         self.remote.begin_run()
+        self._repay()
+
+    def _owed_file(self) -> pathlib.Path:
+        digest = hashlib.sha256(self.remote.url.encode()).hexdigest()[:16]
+        return self.local.path / f"remote-owed-{digest}.jsonl"
+
+    def _repay(self) -> None:
+        """Write to the bucket the results noted as owed to it. The note is taken first
+        (renamed), so two runs never both write them; what fails again is noted again."""
+        path = self._owed_file()
+        taken = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}")
+        try:
+            os.replace(path, taken)
+        except OSError:
+            return  # nothing owed
+        try:
+            owed = dict(json.loads(line) for line in taken.read_text("utf-8").splitlines() if line)
+        except (OSError, ValueError):
+            owed = {}
+        log.info("nbflow: writing %d results kept locally to %s", len(owed), self.url)
+        for key, task in owed.items():  # one value in memory at a time
+            value = self.local.get(key, _MISS)
+            if value is not _MISS:
+                self.remote.set(key, value, task=task)
+        taken.unlink(missing_ok=True)
 
     def delete(self, key: str) -> None:
         self.local.delete(key)

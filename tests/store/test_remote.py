@@ -256,7 +256,8 @@ def after(x, i):
     return x + i
 
 
-def test_a_remote_failing_mid_run_warns_once_and_the_run_finishes_locally(s3, monkeypatch):
+def _run_that_loses_the_bucket(s3, monkeypatch):
+    """A run during which the bucket's endpoint goes away: its results and warnings."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)  # restored after the test
     store = open_store(s3.url)
     _broken[:] = [store]
@@ -265,6 +266,11 @@ def test_a_remote_failing_mid_run_warns_once_and_the_run_finishes_locally(s3, mo
         for i in range(5):
             after(b, i)
     run, caught = _run(flow, store=store, executor="sequential")
+    return run, caught, store
+
+
+def test_a_remote_failing_mid_run_warns_once_and_the_run_finishes_locally(s3, monkeypatch):
+    run, caught, store = _run_that_loses_the_bucket(s3, monkeypatch)
     assert run.state is State.SUCCESS
     remote = [w for w in caught if issubclass(w.category, RemoteStoreWarning)]
     assert len(remote) == 1
@@ -273,6 +279,23 @@ def test_a_remote_failing_mid_run_warns_once_and_the_run_finishes_locally(s3, mo
     keys = [r.key for r in run.task_runs]
     assert len(keys) == 6
     assert sorted(store.local.get_many(keys)) == sorted(keys)
+    assert not [k for k in _objects(s3) if "/r/" in k]  # none reached the bucket
+
+
+def test_a_later_run_writes_to_the_bucket_what_a_failed_remote_left_local(
+    s3, tmp_path, monkeypatch
+):
+    _new_home(tmp_path, monkeypatch, "laptop")
+    first, _, _ = _run_that_loses_the_bucket(s3, monkeypatch)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)  # the bucket answers again
+    again = _flow(3).run(store=s3.url)  # any later run pays the bucket back first
+    assert again.ok
+    stored = {k.rsplit("/", 1)[-1] for k in _objects(s3) if "/r/" in k}
+    assert stored == {r.key for r in first.task_runs} | {r.key for r in again.task_runs}
+    # A colleague now finds the first run's results in the bucket.
+    _new_home(tmp_path, monkeypatch, "colleague")
+    found = open_store(s3.url).get_many(sorted(r.key for r in first.task_runs))
+    assert sorted(found.values()) == sorted(first.result(r.node) for r in first.task_runs)
 
 
 # -- item 5: cache info and clear --------------------------------------------------------
