@@ -75,9 +75,11 @@ class Lengths:
         return n if type(n) is int else None
 
     def put(self, key: str, n: int, task: str) -> None:
-        if self._known.get(key) != n:
-            self._known[key] = n
+        """Keep the length ``n`` of the list under ``key`` (a read first: a list read
+        on every run has its length written once)."""
+        if self.get(key) != n:
             self._store.set(length_key(key), n, task=task)
+        self._known[key] = n
 
 
 class Mapper:
