@@ -373,8 +373,6 @@ def _connect_read_only(db: pathlib.Path) -> sqlite3.Connection:
 _MISS = object()
 # Keys per statement of a lookup: under SQLite's oldest limit of 999 parameters.
 _CHUNK = 900
-
-
 _open: dict[str, FileStore] = {}
 _open_lock = threading.Lock()
 

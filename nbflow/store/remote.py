@@ -524,16 +524,28 @@ class RemoteStore:
 
     # -- listing ------------------------------------------------------------------
 
-    def _list(self, prefix: str, pages: int | None = None) -> Iterable[Any]:
-        """The objects under ``prefix``, a page (one request) of up to 1,000 at a time;
-        at most ``pages`` pages."""
+    def _list(
+        self,
+        prefix: str,
+        pages: int | None = None,
+        low: str | None = None,
+        high: str | None = None,
+    ) -> Iterable[Any]:
+        """The objects under ``prefix``, a page (one request) of up to 1,000 at a time:
+        at most ``pages`` pages, of names after the prefix above ``low`` and at most
+        ``high`` (None: no bound; object stores list in name order)."""
         import obstore
 
+        offset: Any = {"offset": prefix + low} if low is not None else {}
         self._count("list")
-        for n, chunk in enumerate(obstore.list(self.client, prefix=prefix, chunk_size=1000)):
+        listed = obstore.list(self.client, prefix=prefix, chunk_size=1000, **offset)
+        for n, chunk in enumerate(listed):
             if n:
                 self._count("list")  # the next page
-            yield from chunk
+            for meta in chunk:
+                if high is not None and meta["path"] > prefix + high:
+                    return
+                yield meta
             if pages is not None and n + 1 >= pages:
                 return
 
@@ -592,7 +604,9 @@ class RemoteStore:
         jobs = [("r/", low, high) for low, high in ranges] + [
             (f"{f}/", None, None) for f in folders
         ]
-        parts = list(_threads().map(lambda job: self._list_range(*job), jobs))
+        parts = list(
+            _threads().map(lambda job: list(self._list(job[0], low=job[1], high=job[2])), jobs)
+        )
         tasks: dict[str, str] = {}
         markers: dict[str, list[str]] = {}
         for part in parts[len(ranges) :]:
@@ -612,24 +626,6 @@ class RemoteStore:
             for meta in part
             for key in [meta["path"].rsplit("/", 1)[-1]]
         ]
-
-    def _list_range(self, prefix: str, low: str | None, high: str | None) -> list[Any]:
-        """The objects under ``prefix`` whose names after it are above ``low`` and at
-        most ``high`` (None: no bound); object stores list in name order."""
-        import obstore
-
-        offset: Any = {"offset": prefix + low} if low is not None else {}
-        found: list[Any] = []
-        self._count("list")
-        listed = obstore.list(self.client, prefix=prefix, chunk_size=1000, **offset)
-        for n, chunk in enumerate(listed):
-            if n:
-                self._count("list")
-            for meta in chunk:
-                if high is not None and meta["path"] > prefix + high:
-                    return found
-                found.append(meta)
-        return found
 
     def info(self) -> dict[str, Any]:
         """Entries, bytes, entries per task, and the oldest and newest creation times."""
