@@ -69,6 +69,8 @@ class Cloud:
     # The variables that configure a client: a client is shared by the stores of a
     # process while they are the same.
     variables: tuple[str, ...] = ()
+    # Variables any one of which gives credentials.
+    credential_variables: tuple[str, ...] = ()
     # Whether a listing can start after a given name on the server (S3's start-after,
     # GCS's startOffset; Azure lists from the start and filters).
     lists_from_offset = True
@@ -88,6 +90,10 @@ class Cloud:
 
     def config(self) -> tuple[str | None, ...]:
         return tuple(os.environ.get(name) for name in self.variables)
+
+    def named_credentials(self) -> bool:
+        """Whether a variable that gives credentials is set."""
+        return any(os.environ.get(name) for name in self.credential_variables)
 
     def missing_credentials(self, url: str) -> str | None:
         """What to set, when no credentials are configured; None when some are (no
@@ -135,6 +141,12 @@ class _S3(Cloud):
         "AWS_REGION",
         "AWS_DEFAULT_REGION",
     )
+    credential_variables = (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    )
     missing_words = ("NoSuchBucket",)
 
     @staticmethod
@@ -146,14 +158,7 @@ class _S3(Cloud):
         return f"the endpoint {where}" if where else self.product
 
     def missing_credentials(self, url: str) -> str | None:
-        env = os.environ
-        named = (
-            "AWS_ACCESS_KEY_ID",
-            "AWS_WEB_IDENTITY_TOKEN_FILE",
-            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        )
-        if any(env.get(name) for name in named) or profile_file() is not None:
+        if self.named_credentials() or profile_file() is not None:
             return None
         if not self.endpoint() and _on_machine_of("Amazon EC2"):
             return None  # the instance's own role
@@ -238,14 +243,14 @@ class _GCS(Cloud):
     product = "Google Cloud Storage"
     bucket_name = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
     bucket_rule = "3-63 lowercase letters, digits, '.', '_' or '-'"
-    variables = (
+    credential_variables = (
         "GOOGLE_APPLICATION_CREDENTIALS",
         "GOOGLE_SERVICE_ACCOUNT",
         "GOOGLE_SERVICE_ACCOUNT_PATH",
         "GOOGLE_SERVICE_ACCOUNT_KEY",
         "GOOGLE_BEARER_TOKEN",
-        "GOOGLE_BASE_URL",
     )
+    variables = (*credential_variables, "GOOGLE_BASE_URL")
 
     @staticmethod
     def default_credentials() -> pathlib.Path:
@@ -258,7 +263,7 @@ class _GCS(Cloud):
         return f"the endpoint {where}" if where else self.product
 
     def missing_credentials(self, url: str) -> str | None:
-        if any(os.environ.get(name) for name in self.variables[:5]):
+        if self.named_credentials():
             return None
         if self.default_credentials().is_file() or _on_machine_of("Google"):
             return None
@@ -271,7 +276,7 @@ class _GCS(Cloud):
         from obstore.store import GCSStore
 
         kwargs: dict[str, Any] = {}
-        if not any(os.environ.get(name) for name in self.variables[:5]):
+        if not self.named_credentials():
             path = self.default_credentials()
             if path.is_file():
                 kwargs["application_credentials"] = str(path)
@@ -300,9 +305,7 @@ class _Azure(Cloud):
     lists_from_offset = False
     bucket_name = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
     bucket_rule = "3-63 lowercase letters, digits or single '-'"
-    variables = (
-        "AZURE_STORAGE_CONNECTION_STRING",
-        "AZURE_STORAGE_ACCOUNT_NAME",
+    credential_variables = (
         "AZURE_STORAGE_ACCOUNT_KEY",
         "AZURE_STORAGE_SAS_KEY",
         "AZURE_STORAGE_SAS_TOKEN",
@@ -312,6 +315,11 @@ class _Azure(Cloud):
         "AZURE_TENANT_ID",
         "AZURE_FEDERATED_TOKEN_FILE",
         "AZURE_USE_AZURE_CLI",
+    )
+    variables = (
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AZURE_STORAGE_ACCOUNT_NAME",
+        *credential_variables,
         "AZURE_STORAGE_USE_EMULATOR",
         "AZURE_STORAGE_ENDPOINT",
     )
@@ -375,7 +383,7 @@ class _Azure(Cloud):
             )
         if given.get("account_key") or given.get("sas_key"):
             return None
-        if any(env.get(name) for name in self.variables[2:11]) or _on_machine_of("Microsoft"):
+        if self.named_credentials() or _on_machine_of("Microsoft"):
             return None
         return (
             f"The result store '{url}' has no credentials: set AZURE_STORAGE_ACCOUNT_KEY (or "
