@@ -197,14 +197,20 @@ def test_a_reader_without_a_signing_key_reads_but_writes_only_locally(s3, tmp_pa
 # -- item 4: bad input and faults ---------------------------------------------------------
 
 
-def _free_port() -> int:
+@pytest.fixture(scope="module")
+def dead_port():
+    """A port held bound and never listened on: connecting to it is refused, and no
+    other socket (another process's server, an outgoing connection's own end) can take
+    it while the tests use it, as one freed at once could be."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        yield int(sock.getsockname()[1])
 
 
-def test_an_unreachable_endpoint_stops_the_run_at_its_start_naming_the_store(s3, monkeypatch):
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+def test_an_unreachable_endpoint_stops_the_run_at_its_start_naming_the_store(
+    s3, monkeypatch, dead_port
+):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{dead_port}")
     with pytest.raises(
         StoreUnavailableError,
         match=r"The result store 's3://nbflow-test-\d+/results' cannot be reached at the "
@@ -256,21 +262,23 @@ def after(x, i):
     return x + i
 
 
-def _run_that_loses_the_bucket(s3, monkeypatch):
+def _run_that_loses_the_bucket(s3, monkeypatch, dead_port):
     """A run during which the bucket's endpoint goes away: its results and warnings."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)  # restored after the test
     store = open_store(s3.url)
     _broken[:] = [store]
     with Flow("faulty") as flow:
-        b = break_endpoint(_free_port())
+        b = break_endpoint(dead_port)
         for i in range(5):
             after(b, i)
     run, caught = _run(flow, store=store, executor="sequential")
     return run, caught, store
 
 
-def test_a_remote_failing_mid_run_warns_once_and_the_run_finishes_locally(s3, monkeypatch):
-    run, caught, store = _run_that_loses_the_bucket(s3, monkeypatch)
+def test_a_remote_failing_mid_run_warns_once_and_the_run_finishes_locally(
+    s3, monkeypatch, dead_port
+):
+    run, caught, store = _run_that_loses_the_bucket(s3, monkeypatch, dead_port)
     assert run.state is State.SUCCESS
     remote = [w for w in caught if issubclass(w.category, RemoteStoreWarning)]
     assert len(remote) == 1
@@ -283,10 +291,10 @@ def test_a_remote_failing_mid_run_warns_once_and_the_run_finishes_locally(s3, mo
 
 
 def test_a_later_run_writes_to_the_bucket_what_a_failed_remote_left_local(
-    s3, tmp_path, monkeypatch
+    s3, tmp_path, monkeypatch, dead_port
 ):
     _new_home(tmp_path, monkeypatch, "laptop")
-    first, _, _ = _run_that_loses_the_bucket(s3, monkeypatch)
+    first, _, _ = _run_that_loses_the_bucket(s3, monkeypatch, dead_port)
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)  # the bucket answers again
     again = _flow(3).run(store=s3.url)  # any later run pays the bucket back first
     assert again.ok
@@ -369,10 +377,12 @@ def test_nbflow_run_store_and_cache_info_clear_store_work_on_the_bucket(s3, tmp_
     assert "Give --store URL or --path DIR, not both." in capsys.readouterr().err
 
 
-def test_nbflow_cache_info_names_an_unreachable_store_and_the_fix(s3, monkeypatch, capsys):
+def test_nbflow_cache_info_names_an_unreachable_store_and_the_fix(
+    s3, monkeypatch, capsys, dead_port
+):
     from nbflow.cli.main import main
 
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{dead_port}")
     assert main(["cache", "info", "--store", s3.url]) == 2
     err = capsys.readouterr().err
     assert f"nbflow: error: The result store '{s3.url}' cannot be reached" in err
