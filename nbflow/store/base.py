@@ -60,9 +60,9 @@ class ResultStore(Protocol):
     results the keys are, which a store may use to narrow a listing). A store that
     has it gets lazy cache hits (a run settles them all at once and reads a value only
     when it is needed); any other store has each hit's value read when the run
-    settles it. A store whose
-    ``present`` leaves out only keys it does not have sets ``present_is_complete``:
-    a run then skips the lookup of a task whose key was not there when it started.
+    settles it. A store whose ``present`` leaves out only keys it does not have sets
+    ``present_is_complete``: a run then skips the lookup of a task whose key was not
+    there when it started.
     """
 
     def get(self, key: str, default: Any = None) -> Any:
