@@ -94,7 +94,7 @@ def history_rows(home, sql, args=()):
 
 def task_states(home, run_id):
     rows = history_rows(
-        home, "SELECT name, state FROM task_runs WHERE run_id = ? AND mapped = 0", (run_id,)
+        home, "SELECT name, state FROM task_rows WHERE run_id = ? AND mapped = 0", (run_id,)
     )
     return dict(rows)
 

@@ -43,7 +43,21 @@ CREATE TABLE IF NOT EXISTS run_sources (
     run_id TEXT PRIMARY KEY, kind TEXT NOT NULL, path TEXT NOT NULL, command TEXT
 );
 CREATE TABLE IF NOT EXISTS run_plans (run_id TEXT PRIMARY KEY, tasks TEXT NOT NULL);
+CREATE VIEW IF NOT EXISTS task_rows AS
+    SELECT rowid AS row_id, 0 AS seq, run_id, name, node, map_index, mapped, state,
+        attempts, error_type, error, traceback, logs, history, start, end, key, cached, reason
+    FROM task_runs WHERE mapped < 2
+    UNION ALL
+    SELECT t.rowid, h.key, t.run_id, json_extract(h.value, '$[0]'),
+        json_extract(h.value, '$[1]'), NULL, 0, 'cached', 0, NULL, NULL, NULL, NULL, NULL,
+        t.start, t.end, json_extract(h.value, '$[2]'), 1, NULL
+    FROM task_runs t, json_each(t.history) h WHERE t.mapped = 2;
 """
+# task_rows: every task run, one row each; read it rather than task_runs. Plain cache
+# hits settled together (a cached re-run settles its whole graph at one instant) are
+# written as one row of task_runs, mapped = 2 and map_index = -1, whose ``history`` is
+# a JSON list of [name, node, key]: a fully cached run of 1,000 tasks writes one row,
+# not 1,000. The view expands it; ``row_id`` and ``seq`` order the rows as written.
 # run_plans: the tasks a run set out to run (a JSON list of names), written when it
 # starts. A task of a run whose process was killed has no row in task_runs; the plan
 # tells it apart from a task the run never meant to run, so a retry runs it again.
@@ -58,6 +72,7 @@ _KEEP_AT_MOST = 100_000  # records kept for a later try; the oldest go first
 # The task states counted as failed in `runs()`, as SQL literals (enum values, not input).
 _FAILED_SQL = ", ".join(f"'{s.value}'" for s in sorted(FAILED_STATES))
 _INSERT_TASK = "INSERT INTO task_runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_GROUP = 2  # task_runs.mapped of a row that holds several plain cache hits
 _open: weakref.WeakValueDictionary[str, History] = weakref.WeakValueDictionary()
 _open_lock = threading.Lock()
 
@@ -115,10 +130,23 @@ def _reading(
 
 
 def _as_row(item: Any) -> Any:
-    """A queued record as it is written: a finished task becomes its row at once, so a
-    record kept for a later try holds no task run or result."""
+    """A queued record as it is written: a finished task becomes its row at once (a
+    plain cache hit, its name, node and key), so a record kept for a later try holds no
+    task run or result."""
     if item[0] == "task":
-        return ("row", _task_row(item[1], item[2], item[3]))
+        _, run_id, tr, run = item
+        if (
+            tr.cached
+            and tr.state is State.CACHED
+            and tr.map_index is None
+            and tr.children is None
+            and tr.start == tr.end
+            and tr.key is not None
+            and not (tr.attempts or tr.logs or tr.history or tr.reason)
+        ):
+            node = run.flow.name_of(tr.node) if run is not None else tr.node.name
+            return ("hit", (run_id, tr.start), (tr.name, node, tr.key))
+        return ("row", _task_row(run_id, tr, run))
     return item
 
 
@@ -253,13 +281,21 @@ class History:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 tasks: list[tuple[Any, ...]] = []
+                hits: dict[tuple[str, float], list[Any]] = {}
                 for item in batch:
                     if item[0] == "row":
                         tasks.append(item[1])
                         continue
+                    if item[0] == "hit":
+                        group = hits.get(item[1])
+                        if group is None:
+                            group = hits[item[1]] = []
+                            tasks.append((item[1], group))  # its place among the rows
+                        group.append(item[2])
+                        continue
                     if tasks:  # keep the order of starts, tasks and ends
-                        conn.executemany(_INSERT_TASK, tasks)
-                        tasks = []
+                        conn.executemany(_INSERT_TASK, _rows(tasks))
+                        tasks, hits = [], {}
                     if item[0] == "start":
                         _, run_id, flow, start, executor, plan = item
                         conn.execute(
@@ -284,7 +320,7 @@ class History:
                             "UPDATE runs SET end = ?, state = ? WHERE id = ?", (end, state, run_id)
                         )
                 if tasks:
-                    conn.executemany(_INSERT_TASK, tasks)
+                    conn.executemany(_INSERT_TASK, _rows(tasks))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -314,7 +350,9 @@ class History:
         self._mark_interrupted()
         sql = (
             "SELECT r.id, r.flow, r.start, r.end, r.state, r.interrupted, r.executor, "
-            "(SELECT COUNT(*) FROM task_runs t WHERE t.run_id = r.id AND t.mapped = 0), "
+            "(SELECT COALESCE(SUM(CASE t.mapped WHEN 0 THEN 1 ELSE json_array_length(t.history) "
+            "END), 0) "
+            "FROM task_runs t WHERE t.run_id = r.id AND t.mapped IN (0, 2)), "
             "(SELECT COUNT(*) FROM task_runs t WHERE t.run_id = r.id AND t.mapped = 0 AND "
             f"t.state IN ({_FAILED_SQL})), r.pid, r.host, "
             "(SELECT s.kind FROM run_sources s WHERE s.run_id = r.id) "
@@ -349,8 +387,9 @@ class History:
         marks = ",".join("?" * len(run_ids))
         with self._conn_lock:
             rows = self._conn.execute(
-                "SELECT t.name, t.state FROM task_runs t JOIN runs r ON r.id = t.run_id "
-                f"WHERE t.run_id IN ({marks}) AND t.map_index IS NULL ORDER BY r.start, t.rowid",
+                "SELECT t.name, t.state FROM task_rows t JOIN runs r ON r.id = t.run_id "
+                f"WHERE t.run_id IN ({marks}) AND t.map_index IS NULL "
+                "ORDER BY r.start, t.row_id, t.seq",
                 run_ids,
             ).fetchall()
         return dict(rows)
@@ -393,8 +432,8 @@ class History:
         """Each task of ``flow`` (mapped children left out) with its latest state."""
         with self._conn_lock:
             rows = self._conn.execute(
-                "SELECT t.name, t.state FROM task_runs t JOIN runs r ON r.id = t.run_id "
-                "WHERE r.flow = ? AND t.map_index IS NULL ORDER BY r.start, t.rowid",
+                "SELECT t.name, t.state FROM task_rows t JOIN runs r ON r.id = t.run_id "
+                "WHERE r.flow = ? AND t.map_index IS NULL ORDER BY r.start, t.row_id, t.seq",
                 (flow,),
             ).fetchall()
         return dict(rows)
@@ -416,7 +455,8 @@ class History:
             run = _dicts(self._conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)))[0]
             tasks = _dicts(
                 self._conn.execute(
-                    "SELECT * FROM task_runs WHERE run_id = ? ORDER BY start", (run_id,)
+                    "SELECT * FROM task_rows WHERE run_id = ? ORDER BY start, row_id, seq",
+                    (run_id,),
                 )
             )
         return run, tasks
@@ -435,7 +475,7 @@ class History:
             done = {
                 name
                 for (name,) in self._conn.execute(
-                    "SELECT name FROM task_runs WHERE run_id = ? AND map_index IS NULL",
+                    "SELECT name FROM task_rows WHERE run_id = ? AND map_index IS NULL",
                     (run_id,),
                 )
             }
@@ -480,12 +520,30 @@ class History:
             marks = ",".join("?" * len(runs))
             tasks = _dicts(
                 self._conn.execute(
-                    f"SELECT rowid, * FROM task_runs WHERE rowid > ? AND run_id IN ({marks}) "
-                    "ORDER BY rowid",
+                    f"SELECT row_id AS rowid, * FROM task_rows WHERE row_id > ? AND run_id IN "
+                    f"({marks}) ORDER BY row_id, seq",
                     (after, *(r["id"] for r in runs)),
                 )
             )
         return runs, tasks
+
+
+def _rows(tasks: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Rows of task_runs: task rows as they are, and each group of cache hits settled
+    at one instant (``((run_id, when), [[name, node, key], ...])``) as one row."""
+    rows = []
+    for row in tasks:
+        if len(row) == 2:
+            (run_id, when), group = row
+            if len(group) == 1:
+                name, node, key = group[0]
+                row = (run_id, name, node, None, 0, "cached", 0, None, None, None, None, None)
+                row += (when, when, key, 1, None)
+            else:
+                row = (run_id, "", "", -1, _GROUP, "cached", 0, None, None, None, None)
+                row += (json.dumps(group), when, when, None, 1, None)
+        rows.append(row)
+    return rows
 
 
 def _dicts(cur: sqlite3.Cursor) -> list[dict[str, Any]]:

@@ -91,7 +91,7 @@ def _text(cell):
 def _rows_since(home, since):
     return history_rows(
         home,
-        "SELECT t.name, t.state FROM task_runs t JOIN runs r ON r.id = t.run_id "
+        "SELECT t.name, t.state FROM task_rows t JOIN runs r ON r.id = t.run_id "
         "WHERE r.start >= ? AND t.mapped = 0",
         (since,),
     )

@@ -332,3 +332,60 @@ def test_a_loaded_run_retries_with_show_as_flow_run_does(_private_store):
     assert again.ok and again.result(node) == "ok"
     with pytest.raises(nbflow.NbflowError, match="Expected show to be True, False or None"):
         nbflow.load_run("latest").retry(flow=flow, show="yes")
+
+
+def test_a_fully_cached_run_is_one_row_and_reads_back_task_by_task(_private_store):
+    import sqlite3
+
+    from nbflow.store.history import open_history
+
+    @task
+    def leaf(i):
+        return i
+
+    @task
+    def join(*xs):
+        return sum(xs)
+
+    @task(cache=False)
+    def fresh(x):
+        return -x
+
+    with Flow("grouped") as flow:
+        leaves = [leaf(i) for i in range(50)]
+        total = join(*leaves)
+        fresh(total)
+    first = flow.run(executor="sequential")
+    again = flow.run(executor="sequential")
+    assert again.counts() == {"cached": 51, "success": 1}
+    history = open_history(_private_store)
+    history.flush()
+    with sqlite3.connect(_private_store / "history.sqlite") as db:
+        stored = db.execute(
+            "SELECT COUNT(*) FROM task_runs WHERE run_id = ?", (again.id,)
+        ).fetchone()[0]
+        expanded = db.execute(
+            "SELECT name, state, key FROM task_rows WHERE run_id = ? ORDER BY row_id, seq",
+            (again.id,),
+        ).fetchall()
+    assert stored == 2  # the 51 hits settled at once, and the task that ran
+    names = [n for n, _, _ in expanded]
+    assert sorted(names) == sorted(t.name for t in again.task_runs)
+    assert names.index("join") > max(names.index(n) for n in ("leaf", "leaf-50"))
+    keys = {n: k for n, _, k in expanded}
+    assert keys == {t.name: t.key for t in again.task_runs}
+    assert {s for n, s, _ in expanded if n != "fresh"} == {"cached"}
+
+    past = nbflow.load_run(again.id)
+    assert past["join"].state is State.CACHED and past["join"].key == again["join"].key
+    assert past["fresh"].state is State.SUCCESS
+    assert len(past.task_runs) == 52 and not past.failed
+    table = nbflow.runs()
+    assert list(table["id"][:2]) == [again.id, first.id]
+    assert list(table["tasks"][:2]) == [52, 52]
+    assert history.unfinished(again.id) == []
+    runs, rows = history.activity(os.getpid(), again.start)
+    assert [r["id"] for r in runs] == [again.id]
+    assert [r["name"] for r in rows] == names
+    assert [r["rowid"] for r in rows] == sorted(r["rowid"] for r in rows)
+    assert history.activity(os.getpid(), again.start, after=rows[-1]["rowid"])[1] == []
