@@ -171,7 +171,17 @@ class History:
         self._failing = False
         self._lock = threading.Lock()
         self._conn_lock = threading.Lock()
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Records wait in ``_items`` (a plain list: appending costs little) until the
+        # writer thread takes them, or a caller of ``flush`` writes them itself; taking
+        # and writing happen under ``_writing``, so rows are written in the order they
+        # were recorded. ``_wake`` tells the writer that records are waiting.
+        self._items: list[Any] = []
+        self._items_lock = threading.Lock()
+        self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._writing = threading.Lock()
+        # Records that could not be written (a full disk, a read-only or vanished
+        # folder), as plain rows, tried again with the next batch or within a second.
+        self._pending: list[Any] = []
         self._thread: threading.Thread | None = None
 
     # -- recording ------------------------------------------------------------------
@@ -180,7 +190,7 @@ class History:
         kind = event.kind
         if kind == TASK_STATE:
             if event.state.is_finished:
-                self._queue.put(("task", event.run_id, event.task_run, event.run))
+                self._put(("task", event.run_id, event.task_run, event.run))
             return
         if kind == RUN_STARTED:
             run = event.run
@@ -198,60 +208,66 @@ class History:
                         target=self._write_loop, name="nbflow-history", daemon=True
                     )
                     self._thread.start()
-        self._queue.put(item)
+        self._put(item)
         if kind == RUN_FINISHED:
             self.flush()
 
+    def _put(self, item: Any) -> None:
+        with self._items_lock:
+            self._items.append(item)
+            first = len(self._items) == 1
+        if first:
+            self._wake.put(None)
+
     def flush(self, timeout: float = 30) -> None:
-        """Wait until everything recorded so far is written."""
+        """Write everything recorded so far, in this thread (waiting at most ``timeout``
+        seconds for a batch the writer thread is writing)."""
         if self._thread is None:
             return
-        done = threading.Event()
-        self._queue.put(("flush", done))
-        done.wait(timeout)
+        if self._writing.acquire(timeout=timeout):
+            try:
+                self._write_waiting()
+            finally:
+                self._writing.release()
 
     def _write_loop(self) -> None:
-        # Records that could not be written (a full disk, a read-only or vanished folder)
-        # are kept, as plain rows, and written with the next batch or within a second;
-        # one warning says so, and one more when writing works again.
-        pending: list[Any] = []
         while True:
-            try:
-                batch = [self._queue.get(timeout=_RETRY_EVERY if pending else None)]
-            except queue.Empty:
-                batch = []
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            items = pending + [_as_row(item) for item in batch if item[0] != "flush"]
-            try:
-                self._reopen_if_gone()
-                self._write(items)
-            except Exception as exc:
-                pending = items[-_KEEP_AT_MOST:]
-                if not self._failing:
-                    self._failing = True
-                    log.warning(
-                        "nbflow: could not write the run history %s (%s: %s); keeping its "
-                        "records in memory and trying again every %gs.",
-                        self.path,
-                        type(exc).__name__,
-                        exc,
-                        _RETRY_EVERY,
-                    )
-            else:
-                pending = []
-                if self._failing:
-                    self._failing = False
-                    log.warning("nbflow: the run history %s is written again.", self.path)
-            for item in batch:
-                if item[0] == "flush":
-                    item[1].set()
-            # Drop references now: a batch holds task runs, their runs and results, which
-            # must not outlive the run while this thread waits for the next one.
-            del batch, items
+            with contextlib.suppress(queue.Empty):  # a second passed: try pending again
+                self._wake.get(timeout=_RETRY_EVERY if self._pending else None)
+            with self._writing:
+                self._write_waiting()
+
+    def _write_waiting(self) -> None:
+        """``_writing`` held: write the records waiting, and those kept from a failed
+        write; one warning says when writing fails, and one more when it works again."""
+        with self._items_lock:
+            batch, self._items = self._items, []
+        if not batch and not self._pending:
+            return
+        items = self._pending + [_as_row(item) for item in batch]
+        # Drop references now: a batch holds task runs, their runs and results, which
+        # must not outlive the run while this waits for the next one.
+        del batch
+        try:
+            self._reopen_if_gone()
+            self._write(items)
+        except Exception as exc:
+            self._pending = items[-_KEEP_AT_MOST:]
+            if not self._failing:
+                self._failing = True
+                log.warning(
+                    "nbflow: could not write the run history %s (%s: %s); keeping its "
+                    "records in memory and trying again every %gs.",
+                    self.path,
+                    type(exc).__name__,
+                    exc,
+                    _RETRY_EVERY,
+                )
+        else:
+            self._pending = []
+            if self._failing:
+                self._failing = False
+                log.warning("nbflow: the run history %s is written again.", self.path)
 
     def _reopen_if_gone(self) -> None:
         """Open the file again if it was deleted or replaced since it was opened (writes
