@@ -93,6 +93,24 @@ class Keys:
             keys[up] = _Keyed(f"{run.key}[{index}]")
         return self._assemble(plan, fp, keys, index)
 
+    def of_upstream(self, plan: NodePlan, upstream: tuple[str, ...]) -> str | None:
+        """The key of ``plan``'s task run (not mapped) if its upstream tasks, ``plan.whole``
+        in order, end ok and not skipped with the keys ``upstream``: ``key`` for a graph
+        whose tasks have not run yet, without records to stand in for them."""
+        task = plan.node.task
+        fp = self._fingerprints.get(id(task), "")
+        if fp == "":
+            fp = self.fingerprint(task)
+        if fp is None:
+            return None
+        memo = plan.key_memo  # set only for frozen arguments
+        if memo is not None and memo[1] == upstream and memo[0] == fp:
+            return memo[2]
+        key = self._assemble(plan, fp, dict(zip(plan.whole, upstream, strict=True)), None)
+        if key is not None and (plan.frozen if plan.frozen is not None else _freeze(plan)):
+            plan.key_memo = (fp, upstream, key)
+        return key
+
     def _assemble(
         self, plan: NodePlan, fp: str, keys: dict[Node, Any], index: int | None
     ) -> str | None:

@@ -89,19 +89,20 @@ class Lookahead:
         their value (``LAZY`` for a value no task of this run needs)."""
         presumed: dict[Node, _Presumed] = {}
         seen: Mapping[Node, Any] = presumed  # what the triggers read as the upstream runs
+        key_of = self._keys.of_upstream
         for plan in self._plans:
+            if plan.mapped or not plan.node.task.cache or plan.trigger.pauses:
+                continue
+            try:
+                upstream = tuple([presumed[up].key for up in plan.whole])
+            except KeyError:
+                continue  # an upstream task that may run: this one is keyed when it ends
             if (
-                plan.mapped
-                or not plan.node.task.cache
-                or plan.trigger.pauses
-                or any(up not in presumed for up in plan.whole)
-                or (
-                    plan.trigger is not _ALL_OK  # met when every upstream task is cached
-                    and blocked(plan, seen, None, plan.trigger) is not None
-                )
+                plan.trigger is not _ALL_OK  # met when every upstream task is cached
+                and blocked(plan, seen, None, plan.trigger) is not None
             ):
                 continue
-            key = self._keys.key(plan, None, presumed)
+            key = key_of(plan, upstream)
             if key is not None:
                 presumed[plan.node] = _Presumed(key)
         if not presumed:
@@ -119,11 +120,12 @@ class Lookahead:
         settled: dict[Node, NodePlan] = {}
         for plan in self._plans:
             found = presumed.get(plan.node)
-            if (
-                found is not None
-                and found.key in stored
-                and all(up in settled for up in plan.whole)
-            ):
+            if found is None or found.key not in stored:
+                continue
+            for up in plan.whole:
+                if up not in settled:
+                    break
+            else:
                 settled[plan.node] = plan
         values = self._read_frontier(settled, presumed, everything=present is None)
         return {node: (presumed[node].key, values.get(node, LAZY)) for node in settled}
@@ -136,19 +138,19 @@ class Lookahead:
         its task and what is settled below it."""
         values: dict[Node, Any] = {}
         counted = set() if everything else self._counted(settled, presumed)
+        takes = self._takes
         while True:
-            frontier = [
-                node
-                for node, plan in settled.items()
-                if node not in values
-                and (
-                    everything
-                    or any(
-                        c.node not in settled and self._takes(c, node, counted)
-                        for c in plan.consumers
-                    )
-                )
-            ]
+            frontier = []
+            for node, plan in settled.items():
+                if node in values:
+                    continue
+                if everything:
+                    frontier.append(node)
+                    continue
+                for c in plan.consumers:
+                    if c.node not in settled and takes(c, node, counted):
+                        frontier.append(node)
+                        break
             if not frontier:
                 return values
             hits = self._lookup([presumed[n].key for n in frontier])
@@ -162,10 +164,10 @@ class Lookahead:
             work = list(gone)
             while work:
                 node = work.pop()
-                plan = settled.pop(node, None)
-                if plan is not None:
+                dropped = settled.pop(node, None)
+                if dropped is not None:
                     values.pop(node, None)
-                    work.extend(c.node for c in plan.consumers)
+                    work.extend(c.node for c in dropped.consumers)
 
     def _counted(self, settled: dict[Node, NodePlan], presumed: dict[Node, _Presumed]) -> set[Node]:
         """The settled lists that mapped tasks iterate over whose lengths are stored (a

@@ -312,15 +312,28 @@ class Engine:
             return
         now = time.time()
         runs = self.runs
+        load = lookahead.load
+        cached = State.CACHED
+        # What _set does, without its checks: a pending task becomes cached, with no
+        # reason; hooks on state changes take the long way.
+        events = self._outbox.events if self.bus else None
+        hooked = bool(self.flow.on_state_change)
         for plan in self.plans:  # upstream first, as a run that went task by task
             hit = found.get(plan.node)
             if hit is None:
                 continue
             run = runs[plan.node]
             run.key, value = hit
-            run._value = Lazy(run, lookahead.load) if value is LAZY else value
+            run._value = Lazy(run, load) if value is LAZY else value
             run.cached = True
-            self._set(run, State.CACHED, now)
+            if hooked or plan.node.task.on_state_change:
+                self._set(run, cached, now)
+            else:
+                run.state = cached
+                run.start = run.end = now
+                run._inputs = None
+                if events is not None:
+                    events.append(Event(TASK_STATE, self.run_id, now, cached, run, self.owner))
             for consumer in plan.consumers:
                 if consumer.node in found:
                     runs[consumer.node]._waiting -= 1  # settled here too
