@@ -373,6 +373,8 @@ def _connect_read_only(db: pathlib.Path) -> sqlite3.Connection:
 _MISS = object()
 # Keys per statement of a lookup: under SQLite's oldest limit of 999 parameters.
 _CHUNK = 900
+_TOUCH_EVERY = 60.0  # seconds: a hit settled unread is marked used at most this often
+_TOUCHED_KEPT = 1_000_000  # keys whose last marking is remembered
 _open: dict[str, FileStore] = {}
 _open_lock = threading.Lock()
 
@@ -459,6 +461,9 @@ class FileStore:
         self._inode: int | None = None
         self._db = str(self.path / CACHE_DIR / "cache.db")
         self._culled = 0.0  # when the store last dropped entries over its size limit
+        # When this process last marked each key used (``present``): marked again only
+        # after _TOUCH_EVERY seconds, eviction needs no finer order than that.
+        self._touched: dict[str, float] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": str(self.path)}
@@ -614,9 +619,16 @@ class FileStore:
         then is a miss, computed again). The entries found are marked used, as a read
         would mark them, in the background."""
         found = set(self.sizes(keys))
-        if found:
+        now = time.monotonic()
+        touched = self._touched
+        stale = [k for k in found if now - touched.get(k, -_TOUCH_EVERY) >= _TOUCH_EVERY]
+        if stale:
+            if len(touched) > _TOUCHED_KEPT:
+                touched.clear()
+            for key in stale:
+                touched[key] = now
             # One thread marks them (a run does not wait for it).
-            pool("touch", 1).submit(self._touch, list(found))
+            pool("touch", 1).submit(self._touch, stale)
         return found
 
     def _touch(self, keys: list[str]) -> None:
@@ -758,7 +770,9 @@ class FileStore:
                 self._cache.close()
                 self._cache = None
         elif self._cache is not None:
-            self._cull(self._cache, every=0.0)
+            # In the background: dropping what is over the size limit (and expired)
+            # takes milliseconds, and a run needs nothing of it.
+            pool("cull", 1).submit(self._cull, self._cache, 0.0)
 
     def delete(self, key: str) -> None:
         try:
