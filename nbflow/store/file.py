@@ -235,6 +235,71 @@ def _make_disk() -> Any:
     return ResultDisk
 
 
+_INSERT = (
+    "INSERT INTO Cache(key, raw, store_time, expire_time, access_time, access_count, tag, "
+    "size, mode, filename, value) VALUES (?, 1, ?, ?, ?, 0, ?, ?, ?, ?, ?)"
+)
+
+
+def _insert_new(cache: Any, items: list[tuple[str, Any, str, float | None]]) -> list[bool]:
+    """In ``cache``'s open transaction: store ``items``, whether each was kept. Keys not
+    stored yet (a run's new results) go in with one statement, as ``cache.set`` would
+    write them (diskcache's triggers count entries and bytes); a key already stored,
+    or twice in ``items``, is set the usual way, which removes its old value file."""
+    keys = [item[0] for item in items]
+    stored: set[str] = set()
+    for i in range(0, len(keys), _CHUNK):
+        chunk = keys[i : i + _CHUNK]
+        stored.update(
+            key
+            for (key,) in cache._sql(
+                f"SELECT key FROM Cache WHERE raw = 1 AND key IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+        )
+    disk = cache._disk
+    now = time.time()
+    rows: list[tuple[Any, ...]] = []
+    files: list[str] = []
+    later: list[int] = []
+    kept: list[bool] = []
+    for i, (key, value, task, expire) in enumerate(items):
+        if key in stored or type(key) is not str:
+            later.append(i)
+            kept.append(True)
+            continue
+        stored.add(key)
+        try:
+            size, mode, filename, db_value = disk.store(value, False, key=key)
+        except (sqlite3.Error, OSError):
+            raise
+        except Exception as exc:  # this value cannot be pickled
+            _warn_unpicklable(task, value, exc)
+            kept.append(False)
+            continue
+        if filename is not None:
+            files.append(filename)
+        expire_time = None if expire is None else now + expire
+        rows.append((key, now, expire_time, now, task, size, mode, filename, db_value))
+        kept.append(True)
+    try:
+        cache._con.executemany(_INSERT, rows)
+    except BaseException:
+        for filename in files:  # written for rows that are not
+            disk.remove(filename)
+        raise
+    for i in later:
+        key, value, task, expire = items[i]
+        try:
+            cache.set(key, value, expire=expire, retry=True, tag=task)
+        except (sqlite3.Error, OSError):
+            raise
+        except Exception as exc:
+            _warn_unpicklable(task, value, exc)
+            kept[i] = False
+    return kept
+
+
 def _open_new(full_path: str) -> Any:
     """Open a new value file, creating its directory (another process may remove it)."""
     for attempt in range(10):
@@ -714,16 +779,7 @@ class FileStore:
                 self._warn_read_only()
                 return [False] * len(items)
             with cache.transact(retry=True):
-                for key, value, task, expire in items:
-                    try:
-                        cache.set(key, value, expire=expire, retry=True, tag=task)
-                    except (sqlite3.Error, OSError):
-                        raise
-                    except Exception as exc:  # this value cannot be pickled
-                        _warn_unpicklable(task, value, exc)
-                        kept.append(False)
-                    else:
-                        kept.append(True)
+                kept = _insert_new(cache, items)
         except (sqlite3.Error, OSError) as exc:
             if not self._gone():
                 self._disable(exc)

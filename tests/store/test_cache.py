@@ -832,3 +832,39 @@ def test_a_group_writable_directory_deep_in_the_store_is_refused(_private_store)
     os.chmod(deepest, 0o770)
     with pytest.raises(UnsafeStoreError, match="nbflow cache clear"):
         ResultStore(_private_store / "deep")
+
+
+def test_a_batch_of_results_keeps_the_stores_counts_and_replaces_old_values(tmp_path):
+    """set_many writes new keys with one statement: entries and bytes are counted as
+    one set at a time would count them; a key stored before, or twice in the batch, is
+    replaced (its old value file removed); an unpicklable value costs only itself."""
+    from nbflow.store.file import FILE_THRESHOLD, open_file_store
+
+    store = open_file_store(tmp_path / "home")
+    big = b"x" * (FILE_THRESHOLD + 10)
+    store.set("old", big + b"old", task="t")
+    cache = store.cache
+    old_files = {p for p in (tmp_path / "home").rglob("*.val")}
+    assert len(old_files) == 1
+    with pytest.warns(CacheWarning, match="cannot be pickled"):
+        kept = store.set_many(
+            [
+                ("a", 1, "t", None),
+                ("old", big + b"new", "t", None),
+                ("b", threading.Lock(), "t", None),
+                ("c", big, "u", 60.0),
+                ("a", 2, "t", None),
+            ]
+        )
+    assert kept == [True, True, False, True, True]
+    assert store.get("a") == 2 and store.get("old") == big + b"new" and store.get("c") == big
+    assert store.get("b", "missing") == "missing"
+    assert not any(p.exists() for p in old_files)
+    assert len(cache) == 3  # diskcache's own count of entries
+    on_disk = sum(p.stat().st_size for p in (tmp_path / "home").rglob("*.val"))
+    assert cache.reset("size") == cache._sql("SELECT SUM(size) FROM Cache").fetchone()[0]
+    assert cache.reset("size") == on_disk
+    info = store.info()
+    assert info["entries"] == 3 and info["per_task"] == {"t": 2, "u": 1}
+    (expire,) = cache._sql("SELECT expire_time FROM Cache WHERE key = 'c'").fetchone()
+    assert 50 < expire - time.time() <= 60
