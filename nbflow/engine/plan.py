@@ -52,13 +52,26 @@ def compile_plan(flow: Flow) -> list[NodePlan]:
     if cached is not None and cached[0] == flow.version:
         return cached[1]
     plans: dict[Node, NodePlan] = {}
+    checked: set[tuple[int, int, tuple[str, ...]]] = set()  # calls that bind, by shape
+    all_ok = NAMED["all_successful"]
     for node in flow.sorted():
         call = flow.call(node)
         name = flow.name_of(node)
-        _check_complete(name, node, call)
-        plan = NodePlan(node, call, call.mapped, name, trigger=as_trigger(node.task.trigger))
+        task = node.task
+        shape = (id(task), len(call.args), tuple(call.kwargs))
+        if shape not in checked:
+            _check_complete(name, node, call)  # whether it binds depends on the shape only
+            checked.add(shape)
+        trigger = task.trigger
+        plan = NodePlan(
+            node,
+            call,
+            call.mapped,
+            name,
+            trigger=all_ok if trigger == "all_successful" else as_trigger(trigger),
+        )
         mapped_sources: list[Node] = []
-        for _, value in call.mapped_inputs():
+        for _, value in call.mapped_inputs() if call.mapped or call.over else ():
             if isinstance(value.source, Node):
                 src = value.source
                 if value.flat:
@@ -77,8 +90,10 @@ def compile_plan(flow: Flow) -> list[NodePlan]:
             if src in _whole_uses(call, src) or src in whole:
                 whole[src] = None
         plan.whole = list(whole)
-        plan.held = [s for s in plan.sources if s in _whole_uses(call, s)]
-        plan.elementwise = [s for s in dict.fromkeys(mapped_sources) if s not in whole]
+        if plan.sources:
+            plan.held = [s for s in plan.sources if s in _whole_uses(call, s)]
+        if mapped_sources:
+            plan.elementwise = [s for s in dict.fromkeys(mapped_sources) if s not in whole]
         plan.literal = not any(
             isinstance(v, MapSource) or any(True for _ in iter_nodes(v))
             for v in (*call.args, *call.kwargs.values())

@@ -570,8 +570,36 @@ class Flow:
         return tuple(self._down[self.node(node)])
 
     def sorted(self) -> tuple[Node, ...]:
-        """The nodes in an order where every node comes after its upstream nodes."""
+        """The nodes in an order where every node comes after its upstream nodes: in
+        waves, each the nodes whose upstream nodes are all in earlier waves, in the
+        order they were added (raises graphlib.CycleError for a cycle)."""
         order = {n: i for i, n in enumerate(self._calls)}
+        up, down = self._up, self._down
+        waiting: dict[Node, int] = {}
+        wave: list[Node] = []
+        for n in self._calls:
+            count = len(up[n])
+            if count:
+                waiting[n] = count
+            else:
+                wave.append(n)
+        out: list[Node] = []
+        while wave:
+            out.extend(wave)
+            ready: list[Node] = []
+            for n in wave:
+                for d in down[n]:
+                    left = waiting[d] - 1
+                    waiting[d] = left
+                    if not left:
+                        ready.append(d)
+            ready.sort(key=order.__getitem__)
+            wave = ready
+        if len(out) == len(order):
+            return tuple(out)
+        return self._sorted_by_graphlib(order)  # a cycle: graphlib names it
+
+    def _sorted_by_graphlib(self, order: dict[Node, int]) -> tuple[Node, ...]:
         sorter: graphlib.TopologicalSorter[Node] = graphlib.TopologicalSorter()
         for n in self._calls:
             sorter.add(n, *self._up[n])
