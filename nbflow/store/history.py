@@ -18,6 +18,7 @@ import queue
 import socket
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -43,21 +44,26 @@ CREATE TABLE IF NOT EXISTS run_sources (
     run_id TEXT PRIMARY KEY, kind TEXT NOT NULL, path TEXT NOT NULL, command TEXT
 );
 CREATE TABLE IF NOT EXISTS run_plans (run_id TEXT PRIMARY KEY, tasks TEXT NOT NULL);
-CREATE VIEW IF NOT EXISTS task_rows AS
+"""
+# task_rows: every task run, one row each; read it rather than task_runs. Plain task
+# runs recorded one after another (ended ok in one clean attempt or as a cache hit, no
+# logs, no reason) are written as one row of task_runs, mapped = 2 and map_index = -1,
+# whose ``history`` is a JSON list of [name, node, map_index, state, attempts, start,
+# end, key, cached]: a run of 1,000 such tasks writes a row or a few, not 1,000 (a
+# commit and an index entry cost far more than a row of JSON). The view expands them;
+# ``row_id`` and ``seq`` order its rows as they were recorded.
+VIEW = """
+CREATE VIEW task_rows AS
     SELECT rowid AS row_id, 0 AS seq, run_id, name, node, map_index, mapped, state,
         attempts, error_type, error, traceback, logs, history, start, end, key, cached, reason
     FROM task_runs WHERE mapped < 2
     UNION ALL
     SELECT t.rowid, h.key, t.run_id, json_extract(h.value, '$[0]'),
-        json_extract(h.value, '$[1]'), NULL, 0, 'cached', 0, NULL, NULL, NULL, NULL, NULL,
-        t.start, t.end, json_extract(h.value, '$[2]'), 1, NULL
-    FROM task_runs t, json_each(t.history) h WHERE t.mapped = 2;
-"""
-# task_rows: every task run, one row each; read it rather than task_runs. Plain cache
-# hits settled together (a cached re-run settles its whole graph at one instant) are
-# written as one row of task_runs, mapped = 2 and map_index = -1, whose ``history`` is
-# a JSON list of [name, node, key]: a fully cached run of 1,000 tasks writes one row,
-# not 1,000. The view expands it; ``row_id`` and ``seq`` order the rows as written.
+        json_extract(h.value, '$[1]'), json_extract(h.value, '$[2]'), 0,
+        json_extract(h.value, '$[3]'), json_extract(h.value, '$[4]'), NULL, NULL, NULL,
+        NULL, NULL, json_extract(h.value, '$[5]'), json_extract(h.value, '$[6]'),
+        json_extract(h.value, '$[7]'), json_extract(h.value, '$[8]'), NULL
+    FROM task_runs t, json_each(t.history) h WHERE t.mapped = 2"""
 # run_plans: the tasks a run set out to run (a JSON list of names), written when it
 # starts. A task of a run whose process was killed has no row in task_runs; the plan
 # tells it apart from a task the run never meant to run, so a retry runs it again.
@@ -68,11 +74,12 @@ CREATE VIEW IF NOT EXISTS task_rows AS
 log = logging.getLogger("nbflow")
 _RETRY_EVERY = 1.0  # seconds between tries while the history cannot be written
 _KEEP_AT_MOST = 100_000  # records kept for a later try; the oldest go first
+_GATHER = 0.05  # seconds the writer waits for more records before it writes a batch
 
 # The task states counted as failed in `runs()`, as SQL literals (enum values, not input).
 _FAILED_SQL = ", ".join(f"'{s.value}'" for s in sorted(FAILED_STATES))
 _INSERT_TASK = "INSERT INTO task_runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-_GROUP = 2  # task_runs.mapped of a row that holds several plain cache hits
+_GROUP = 2  # task_runs.mapped of a row that holds several plain task runs
 _open: weakref.WeakValueDictionary[str, History] = weakref.WeakValueDictionary()
 _open_lock = threading.Lock()
 
@@ -82,6 +89,11 @@ def _connect(path: pathlib.Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(SCHEMA)
+    found = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'task_rows'").fetchone()
+    if found is None or found[0] != VIEW.strip():
+        # Made, or made again as this version reads the table, in one transaction:
+        # another process reading the view never finds it missing.
+        conn.executescript(f"BEGIN IMMEDIATE; DROP VIEW IF EXISTS task_rows; {VIEW}; COMMIT;")
     return conn
 
 
@@ -131,21 +143,23 @@ def _reading(
 
 def _as_row(item: Any) -> Any:
     """A queued record as it is written: a finished task becomes its row at once (a
-    plain cache hit, its name, node and key), so a record kept for a later try holds no
-    task run or result."""
+    plain one, its entry in a group), so a record kept for a later try holds no task
+    run or result."""
     if item[0] == "task":
         _, run_id, tr, run = item
+        state = tr.state
         if (
-            tr.cached
-            and tr.state is State.CACHED
-            and tr.map_index is None
+            (state is State.SUCCESS or state is State.CACHED)
             and tr.children is None
-            and tr.start == tr.end
-            and tr.key is not None
-            and not (tr.attempts or tr.logs or tr.history or tr.reason)
+            and tr.attempts <= 1
+            and tr.error is None
+            and not (tr.logs or tr.reason or tr.traceback)
+            and (not tr.history or (len(tr.history) == 1 and tr.history[0].error is None))
         ):
             node = run.flow.name_of(tr.node) if run is not None else tr.node.name
-            return ("hit", (run_id, tr.start), (tr.name, node, tr.key))
+            entry = [tr.name, node, tr.map_index, state.value, tr.attempts, tr.start, tr.end]
+            entry += (tr.key, int(bool(tr.cached)))
+            return ("plain", run_id, entry)
         return ("row", _task_row(run_id, tr, run))
     return item
 
@@ -234,6 +248,10 @@ class History:
         while True:
             with contextlib.suppress(queue.Empty):  # a second passed: try pending again
                 self._wake.get(timeout=_RETRY_EVERY if self._pending else None)
+            # Records that come within _GATHER go in the same transaction: a commit costs
+            # far more than a row, and tasks of a microsecond or two each finish many
+            # to a millisecond. The end of a run writes at once (``flush``).
+            time.sleep(_GATHER)
             with self._writing:
                 self._write_waiting()
 
@@ -297,21 +315,20 @@ class History:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 tasks: list[tuple[Any, ...]] = []
-                hits: dict[tuple[str, float], list[Any]] = {}
                 for item in batch:
                     if item[0] == "row":
                         tasks.append(item[1])
                         continue
-                    if item[0] == "hit":
-                        group = hits.get(item[1])
-                        if group is None:
-                            group = hits[item[1]] = []
-                            tasks.append((item[1], group))  # its place among the rows
-                        group.append(item[2])
+                    if item[0] == "plain":
+                        last = tasks[-1] if tasks else None
+                        if last is not None and len(last) == 2 and last[0] == item[1]:
+                            last[1].append(item[2])  # the group the run's last row began
+                        else:
+                            tasks.append((item[1], [item[2]]))
                         continue
                     if tasks:  # keep the order of starts, tasks and ends
                         conn.executemany(_INSERT_TASK, _rows(tasks))
-                        tasks, hits = [], {}
+                        tasks = []
                     if item[0] == "start":
                         _, run_id, flow, start, executor, plan = item
                         conn.execute(
@@ -420,7 +437,7 @@ class History:
             for i in range(0, len(keys), 500):  # within SQLite's limit on parameters
                 part = keys[i : i + 500]
                 rows = self._conn.execute(
-                    "SELECT key, end - start FROM task_runs WHERE key IN "
+                    "SELECT key, end - start FROM task_rows WHERE key IN "
                     f"({','.join('?' * len(part))}) AND cached = 0 AND state = 'success' "
                     "AND start IS NOT NULL AND end IS NOT NULL ORDER BY end",
                     part,
@@ -545,19 +562,22 @@ class History:
 
 
 def _rows(tasks: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Rows of task_runs: task rows as they are, and each group of cache hits settled
-    at one instant (``((run_id, when), [[name, node, key], ...])``) as one row."""
+    """Rows of task_runs: task rows as they are, and each group of plain task runs
+    recorded one after another (``(run_id, [entry, ...])``) as one row."""
     rows = []
     for row in tasks:
         if len(row) == 2:
-            (run_id, when), group = row
+            run_id, group = row
             if len(group) == 1:
-                name, node, key = group[0]
-                row = (run_id, name, node, None, 0, "cached", 0, None, None, None, None, None)
-                row += (when, when, key, 1, None)
+                name, node, index, state, attempts, start, end, key, cached = group[0]
+                row = (run_id, name, node, index, 0, state, attempts, None, None, None, None)
+                row += (None, start, end, key, cached, None)
             else:
-                row = (run_id, "", "", -1, _GROUP, "cached", 0, None, None, None, None)
-                row += (json.dumps(group), when, when, None, 1, None)
+                starts = [e[5] for e in group if e[5] is not None]
+                ends = [e[6] for e in group if e[6] is not None]
+                row = (run_id, "", "", -1, _GROUP, "", 0, None, None, None, None)
+                row += (json.dumps(group), min(starts, default=None), max(ends, default=None))
+                row += (None, 0, None)
         rows.append(row)
     return rows
 
