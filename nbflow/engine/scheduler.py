@@ -38,9 +38,14 @@ from nbflow.events import RUN_FINISHED, RUN_STARTED, TASK_STATE, Event, EventBus
 from nbflow.executor import Executor
 from nbflow.executor.worker import Outcome
 from nbflow.graph.flow import Flow, Node
+from nbflow.graph.triggers import NAMED
 from nbflow.logs import LogRecord
 from nbflow.state import FINISHED, State
 from nbflow.store.cache import ResultStore
+
+
+_ALL_OK = NAMED["all_successful"]
+_SUCCESS, _CACHED = State.SUCCESS, State.CACHED
 
 
 class Engine:
@@ -264,12 +269,15 @@ class Engine:
             self._end_unit(plan, unit, state, now, reason)
             return
         trigger = plan.trigger
-        stop = blocked(plan, self.runs, unit.map_index, trigger)
-        if stop is not None:
-            self._end_unit(plan, unit, stop[0], now, stop[1])
-            return
+        if not (trigger is _ALL_OK and unit.map_index is None and self._all_succeeded(plan)):
+            stop = blocked(plan, self.runs, unit.map_index, trigger)
+            if stop is not None:
+                self._end_unit(plan, unit, stop[0], now, stop[1])
+                return
         sources = self._mapper.values
-        if any(type(sources[up]) is LazyItems and not sources[up].loaded for up in plan.sources):
+        if plan.sources and any(
+            type(sources[up]) is LazyItems and not sources[up].loaded for up in plan.sources
+        ):
             # A cached list not read: the unit may be a cache hit, which needs no item.
             unit._inputs = DEFERRED
         elif not self._build_inputs(plan, unit, now):
@@ -287,6 +295,17 @@ class Engine:
                 self._end_unit(plan, unit, state, now, reason)
                 return
         self._ready.append(unit)
+
+    def _all_succeeded(self, plan: NodePlan) -> bool:
+        """Whether every upstream task of ``plan`` succeeded and is not mapped (then the
+        default trigger is met and nothing is skipped or cancelled: no more to check)."""
+        runs = self.runs
+        for up in plan.whole:
+            run = runs[up]
+            state = run.state
+            if (state is not _SUCCESS and state is not _CACHED) or run.children is not None:
+                return False
+        return True
 
     def _build_inputs(self, plan: NodePlan, unit: TaskRun, now: float) -> bool:
         """Set ``unit``'s inputs; False when they cannot be built (then it has failed)."""

@@ -1,5 +1,6 @@
 """Results written in batches: a process killed half-way has lost no result it reported
-finished, and a retry computes exactly what it did not report.
+finished, and a retry computes only what it did not report (a result made durable in
+the last moments before the kill, whose history row was not written yet, is read back).
 
 A real flow in a real process, killed with SIGKILL; the history and the store on disk
 are what the next process finds.
@@ -15,6 +16,8 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+
+from nbflow import State
 
 FLOW = textwrap.dedent(
     """
@@ -42,7 +45,7 @@ def _finished(home: Path) -> set[str]:
     with sqlite3.connect(home / "history.sqlite") as db:
         (run_id,) = db.execute("SELECT id FROM runs ORDER BY start DESC LIMIT 1").fetchone()
         rows = db.execute(
-            "SELECT name FROM task_runs WHERE run_id = ? AND state = 'success'", (run_id,)
+            "SELECT name FROM task_rows WHERE run_id = ? AND state = 'success'", (run_id,)
         ).fetchall()
     return {name for (name,) in rows}
 
@@ -88,5 +91,9 @@ def test_a_run_killed_half_way_lost_nothing_it_reported_and_a_retry_runs_only_th
     index_of = {retry[n].name: str(i) for i, n in enumerate(nodes)}
     again = {name for name, i in index_of.items() if i in ran_again}
     assert again.isdisjoint(reported)  # nothing reported finished was lost
-    assert again | reported == set(index_of)  # and everything else ran
+    # Everything else ran, but results made durable in the last moments, whose history
+    # rows the kill took, which are read back from the store.
+    for name in set(index_of) - reported - again:
+        assert retry[name].state is State.CACHED, name
+    assert again, "the kill left work to do"
     assert [retry.result(n) for n in nodes] == [i * i for i in range(300)]
