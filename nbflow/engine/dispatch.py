@@ -15,6 +15,7 @@ from typing import Any
 
 from nbflow.engine.records import TaskRun
 from nbflow.executor import Executor, OutcomeFuture
+from nbflow.executor.local import SequentialExecutor
 from nbflow.executor.worker import Attempt, Outcome
 from nbflow.store.batch import GroupWriter
 from nbflow.store.cache import CacheWarning, ResultStore
@@ -38,6 +39,7 @@ class Dispatcher:
         "_fetch",
         "_load",
         "_name",
+        "_run",
         "_timer",
         "_writer",
         "absent",
@@ -69,6 +71,13 @@ class Dispatcher:
         self._fetch: Callable[[list[Any]], list[Any]] | None = getattr(executor, "fetch", None)
         self._load: Callable[[ResultStore, str], Any] | None = getattr(executor, "load", None)
         self._timer: Timer | None = None
+        # The sequential executor, unless a subclass submits its own way: attempts run
+        # here and return their outcomes directly.
+        self._run: Callable[[Attempt], Outcome] | None = (
+            executor.run  # type: ignore[attr-defined]
+            if getattr(type(executor), "submit", None) is SequentialExecutor.submit
+            else None
+        )
         self.absent: set[str] = set()  # keys known not to be stored (no lookup needed)
         self._writer: GroupWriter | None = None
         if store is not None and durable is not None and not executor.inline and not self._fetch:
@@ -143,14 +152,20 @@ class Dispatcher:
         )
 
     def submit(self, attempts: list[tuple[TaskRun, Attempt]]) -> None:
+        run = self._run
+        if run is not None:  # runs each attempt here: no future to wait on
+            for unit, attempt in attempts:
+                self._ended(unit, run(attempt))
+            return
         for unit, attempt in attempts:
             future = self.executor.submit(attempt)
             future.add_done_callback(partial(self._done, unit))
 
     def _done(self, unit: TaskRun, future: OutcomeFuture) -> None:
-        if future.cancelled():
-            return
-        outcome: Outcome = future.result()
+        if not future.cancelled():
+            self._ended(unit, future.result())
+
+    def _ended(self, unit: TaskRun, outcome: Outcome) -> None:
         task = unit.node.task
         if outcome.warning is not None:
             warnings.warn(outcome.warning, CacheWarning, stacklevel=2)

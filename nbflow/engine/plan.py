@@ -94,10 +94,7 @@ def compile_plan(flow: Flow) -> list[NodePlan]:
             plan.held = [s for s in plan.sources if s in _whole_uses(call, s)]
         if mapped_sources:
             plan.elementwise = [s for s in dict.fromkeys(mapped_sources) if s not in whole]
-        plan.literal = not any(
-            isinstance(v, MapSource) or any(True for _ in iter_nodes(v))
-            for v in (*call.args, *call.kwargs.values())
-        )
+        plan.literal = _literal(call)
         for up in plan.whole:
             plans[up].consumers.append(plan)
         for up in plan.elementwise:
@@ -106,6 +103,19 @@ def compile_plan(flow: Flow) -> list[NodePlan]:
     result = list(plans.values())
     _plans[flow] = (flow.version, result)
     return result
+
+
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+def _literal(call: Call) -> bool:
+    """Whether ``call``'s arguments hold no node and no MapSource (passed as they are)."""
+    for value in (*call.args, *call.kwargs.values()):
+        if isinstance(value, (Node, MapSource)):
+            return False
+        if type(value) in _CONTAINERS and any(True for _ in iter_nodes(value)):
+            return False
+    return True
 
 
 def _whole_uses(call: Call, src: Node) -> set[Node]:

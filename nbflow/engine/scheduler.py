@@ -43,7 +43,6 @@ from nbflow.logs import LogRecord
 from nbflow.state import FINISHED, State
 from nbflow.store.cache import ResultStore
 
-
 _ALL_OK = NAMED["all_successful"]
 _SUCCESS, _CACHED = State.SUCCESS, State.CACHED
 

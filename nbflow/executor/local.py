@@ -44,6 +44,11 @@ class SequentialExecutor:
 
     def submit(self, attempt: Attempt) -> Promise:
         future = Promise()
+        future.set_result(self.run(attempt))
+        return future
+
+    def run(self, attempt: Attempt) -> Outcome:
+        """Run ``attempt`` here and now: its outcome (what ``submit``'s future holds)."""
         if attempt.timeout is None:
             outcome = execute(attempt)
         elif threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
@@ -61,8 +66,7 @@ class SequentialExecutor:
                     outcome.start,
                     timed_out=True,
                 )
-        future.set_result(outcome)
-        return future
+        return outcome
 
     def shutdown(self, cancel: bool = False) -> None:
         pass
