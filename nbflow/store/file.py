@@ -75,6 +75,9 @@ class UncheckedEntryError(ValueError):
 _CHECK_TAG = b"nbf1"
 
 
+_OVERLAP = 4 << 20  # bytes: a buffer this large is hashed while it is written
+
+
 def _new_hash(data: bytes = b"") -> Any:
     return hashlib.sha1(data, usedforsecurity=False)
 
@@ -93,9 +96,17 @@ class _HashingWriter:
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
-        self.hash.update(view)
         self.length += len(view)
-        return int(self.fh.write(view))
+        if len(view) < _OVERLAP:
+            self.hash.update(view)
+            return int(self.fh.write(view))
+        # A large buffer (an array's data): hashed on another thread while it is written
+        # here; both let go of the interpreter, so the two take the time of the longer.
+        hashed = pool("hash", 1).submit(self.hash.update, view)
+        try:
+            return int(self.fh.write(view))
+        finally:
+            hashed.result()  # the buffer is the caller's again only once it is hashed
 
     def checksum(self) -> Any:
         return _checksum(self.length, self.hash.digest())
