@@ -28,6 +28,10 @@ class State(str, Enum):
     UPSTREAM_FAILED = "upstream_failed"
     CANCELLED = "cancelled"
 
+    # Hashed as its value, as it compares (a str): in C, where Enum's own hash is a
+    # Python call, which every test of membership in the groups below would pay.
+    __hash__ = str.__hash__
+
     def __str__(self) -> str:
         return self.value
 

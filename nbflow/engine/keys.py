@@ -116,9 +116,20 @@ class Keys:
     ) -> str | None:
         call = plan.call
         try:
+            args = []
+            for a in call.args:  # _shape, with its two common cases first
+                kind = type(a)
+                if kind is Node:
+                    found = keys[a]
+                    args.append(("@node", found.key if type(found) is _Keyed else found))
+                elif kind in _PLAIN_LEAVES:
+                    args.append(a)
+                else:
+                    args.append(_shape(a, keys, index))
+            kwargs = call.kwargs
             shape = (
-                tuple(_shape(a, keys, index) for a in call.args),
-                tuple((k, _shape(v, keys, index)) for k, v in call.kwargs.items()),
+                tuple(args),
+                tuple([(k, _shape(v, keys, index)) for k, v in kwargs.items()]) if kwargs else (),
             )
             return digest(fp.encode(), pickle.dumps(shape, protocol=4))
         except Unhashable as exc:

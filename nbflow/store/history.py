@@ -49,9 +49,10 @@ CREATE TABLE IF NOT EXISTS run_plans (run_id TEXT PRIMARY KEY, tasks TEXT NOT NU
 # runs recorded one after another (ended ok in one clean attempt or as a cache hit, no
 # logs, no reason) are written as one row of task_runs, mapped = 2 and map_index = -1,
 # whose ``history`` is a JSON list of [name, node, map_index, state, attempts, start,
-# end, key, cached]: a run of 1,000 such tasks writes a row or a few, not 1,000 (a
-# commit and an index entry cost far more than a row of JSON). The view expands them;
-# ``row_id`` and ``seq`` order its rows as they were recorded.
+# end, key, cached], start and end in whole microseconds after the row's start (a
+# float costs three times an int to write as JSON): a run of 1,000 such tasks writes
+# a row or a few, not 1,000 (a commit and an index entry cost far more than a row of
+# JSON). The view expands them; ``row_id`` and ``seq`` order its rows as recorded.
 VIEW = """
 CREATE VIEW task_rows AS
     SELECT rowid AS row_id, 0 AS seq, run_id, name, node, map_index, mapped, state,
@@ -61,7 +62,8 @@ CREATE VIEW task_rows AS
     SELECT t.rowid, h.key, t.run_id, json_extract(h.value, '$[0]'),
         json_extract(h.value, '$[1]'), json_extract(h.value, '$[2]'), 0,
         json_extract(h.value, '$[3]'), json_extract(h.value, '$[4]'), NULL, NULL, NULL,
-        NULL, NULL, json_extract(h.value, '$[5]'), json_extract(h.value, '$[6]'),
+        NULL, NULL, t.start + json_extract(h.value, '$[5]') / 1e6,
+        t.start + json_extract(h.value, '$[6]') / 1e6,
         json_extract(h.value, '$[7]'), json_extract(h.value, '$[8]'), NULL
     FROM task_runs t, json_each(t.history) h WHERE t.mapped = 2"""
 # run_plans: the tasks a run set out to run (a JSON list of names), written when it
@@ -573,13 +575,18 @@ def _rows(tasks: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
                 row = (run_id, name, node, index, 0, state, attempts, None, None, None, None)
                 row += (None, start, end, key, cached, None)
             else:
-                starts = [e[5] for e in group if e[5] is not None]
-                ends = [e[6] for e in group if e[6] is not None]
+                base = min([e[5] for e in group if e[5] is not None], default=0.0)
+                entries = [
+                    [*e[:5], _micros(e[5], base), _micros(e[6], base), e[7], e[8]] for e in group
+                ]
                 row = (run_id, "", "", -1, _GROUP, "", 0, None, None, None, None)
-                row += (json.dumps(group), min(starts, default=None), max(ends, default=None))
-                row += (None, 0, None)
+                row += (json.dumps(entries), base, None, None, 0, None)
         rows.append(row)
     return rows
+
+
+def _micros(when: float | None, base: float) -> int | None:
+    return None if when is None else round((when - base) * 1e6)
 
 
 def _dicts(cur: sqlite3.Cursor) -> list[dict[str, Any]]:

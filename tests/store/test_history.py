@@ -292,6 +292,12 @@ import time; time.sleep(1.5)
 rows = nbflow.runs()
 print("STATES", " ".join(rows["state"]))
 print("IDS", run.id in set(rows["id"]))
+past = nbflow.load_run(run.id)  # written after a failed try: the times are the run's
+children = run["step"].children
+print("TIMES", len(children) == 50 and all(
+    abs(past[c.name].start - c.start) < 1e-5 and abs(past[c.name].end - c.end) < 1e-5
+    for c in children
+))
 """
 
 
@@ -312,7 +318,7 @@ def test_a_full_disk_keeps_history_records_warns_once_and_writes_them_later(tmp_
     assert "RUN success" in out
     assert out.count("could not write the run history") == 1, out
     assert "is written again" in out
-    assert "STATES success success" in out and "IDS True" in out
+    assert "STATES success success" in out and "IDS True" in out and "TIMES True" in out
 
 
 def test_a_loaded_run_retries_with_show_as_flow_run_does(_private_store):
@@ -378,6 +384,9 @@ def test_plain_task_runs_are_written_together_and_read_back_one_by_one(_private_
 
     past = nbflow.load_run(again.id)
     assert past["join"].state is State.CACHED and past["join"].key == again["join"].key
+    for name in ("join", "fresh", "leaf-50"):
+        assert abs(past[name].start - again[name].start) < 1e-5
+        assert abs(past[name].end - again[name].end) < 1e-5
     assert past["fresh"].state is State.SUCCESS
     assert len(past.task_runs) == 52 and not past.failed
     table = nbflow.runs()
