@@ -916,3 +916,29 @@ def test_an_argument_nested_as_deep_as_allowed_runs():
         node = depth_of(_nested(333))
     run = flow.run(executor="sequential", store=False, show=False)
     assert run.result(node) == 333
+
+
+def test_nodes_sort_in_waves_in_the_order_they_were_added_on_random_graphs():
+    """The topological order is graphlib's, wave by wave in the order nodes were added,
+    also with edges added later that point back to earlier nodes."""
+    import random
+
+    @task(cache=False)
+    def node(*xs):
+        return 0
+
+    rng = random.Random(7)
+    for trial in range(40):
+        flow = Flow(f"random-{trial}")
+        nodes = [flow.add_task(node, new=True) for _ in range(rng.randint(1, 30))]
+        order = list(range(len(nodes)))
+        rng.shuffle(order)  # a hidden order that keeps the graph acyclic
+        rank = {n: order[i] for i, n in enumerate(nodes)}
+        for _ in range(rng.randint(0, 60)):
+            a, b = rng.sample(nodes, 2) if len(nodes) > 1 else (nodes[0], nodes[0])
+            if a is not b and rank[a] < rank[b] and a not in flow.upstream(b):
+                flow.add_edge(a, b)
+        expected = flow._sorted_by_graphlib({n: i for i, n in enumerate(nodes)})
+        assert flow.sorted() == expected
+        placed = {n: i for i, n in enumerate(flow.sorted())}
+        assert all(placed[e.upstream] < placed[e.downstream] for e in flow.edges)
