@@ -3,43 +3,70 @@
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass, field
 from typing import Any
 
 from nbflow.errors import TaskDefinitionError
 from nbflow.graph.flow import Call, Flow, MapSource, Node, iter_nodes
 from nbflow.graph.triggers import NAMED, Trigger, as_trigger
 
+_ALL_OK = NAMED["all_successful"]
 
-@dataclass(eq=False)
+
 class NodePlan:
-    node: Node
-    call: Call
-    mapped: bool
-    name: str
-    # Upstream nodes needed as a whole (for a mapped upstream: all its children).
-    whole: list[Node] = field(default_factory=list)
-    # Mapped upstream nodes this mapped node iterates over child by child.
-    elementwise: list[Node] = field(default_factory=list)
-    # Upstream nodes (not mapped) whose value this mapped node iterates over.
-    sources: list[Node] = field(default_factory=list)
-    # Those of ``sources`` also passed whole (``unmapped(xs)`` beside ``xs`` mapped).
-    held: list[Node] = field(default_factory=list)
-    consumers: list[NodePlan] = field(default_factory=list)
-    elem_consumers: list[NodePlan] = field(default_factory=list)
-    # True when arguments hold no node and no MapSource: they are passed as they are.
-    literal: bool = True
-    # The task's trigger as an object, resolved once here rather than per task run.
-    trigger: Trigger = NAMED["all_successful"]
-    # The last cache key computed for this node and what it was computed from (the
-    # fingerprint and the upstream keys), when its arguments cannot change otherwise.
-    key_memo: tuple[str, tuple[Any, ...], str] | None = None
-    # Whether the arguments hold only nodes and immutable plain values (None: not
-    # checked yet), so that the key follows from the fingerprint and the upstream keys.
-    frozen: bool | None = None
-    # For the node of a ``flatten``: the upstream whose lists it flattens (waited for
-    # as a whole); its children take their elements without running.
-    flat: Node | None = None
+    """One node of a flow compiled for running (a plain class with slots: a run of a new
+    flow makes one per node, and a dataclass's generated init costs twice as much)."""
+
+    __slots__ = (
+        "call",
+        "consumers",
+        "elem_consumers",
+        "elementwise",
+        "flat",
+        "frozen",
+        "held",
+        "key_memo",
+        "literal",
+        "mapped",
+        "name",
+        "node",
+        "sources",
+        "trigger",
+        "whole",
+    )
+
+    def __init__(
+        self, node: Node, call: Call, mapped: bool, name: str, trigger: Trigger = _ALL_OK
+    ) -> None:
+        self.node = node
+        self.call = call
+        self.mapped = mapped
+        self.name = name
+        # Upstream nodes needed as a whole (for a mapped upstream: all its children).
+        self.whole: list[Node] = []
+        # Mapped upstream nodes this mapped node iterates over child by child.
+        self.elementwise: list[Node] = []
+        # Upstream nodes (not mapped) whose value this mapped node iterates over.
+        self.sources: list[Node] = []
+        # Those of ``sources`` also passed whole (``unmapped(xs)`` beside ``xs`` mapped).
+        self.held: list[Node] = []
+        self.consumers: list[NodePlan] = []
+        self.elem_consumers: list[NodePlan] = []
+        # True when arguments hold no node and no MapSource: they are passed as they are.
+        self.literal = True
+        # The task's trigger as an object, resolved once here rather than per task run.
+        self.trigger = trigger
+        # The last cache key computed for this node and what it was computed from (the
+        # fingerprint and the upstream keys), when its arguments cannot change otherwise.
+        self.key_memo: tuple[str, tuple[Any, ...], str] | None = None
+        # Whether the arguments hold only nodes and immutable plain values (None: not
+        # checked yet), so that the key follows from the fingerprint and the upstream keys.
+        self.frozen: bool | None = None
+        # For the node of a ``flatten``: the upstream whose lists it flattens (waited for
+        # as a whole); its children take their elements without running.
+        self.flat: Node | None = None
+
+    def __repr__(self) -> str:
+        return f"<NodePlan '{self.name}'>"
 
 
 # A flow's plans, kept while the flow lives and recompiled when its version changes.
@@ -53,7 +80,6 @@ def compile_plan(flow: Flow) -> list[NodePlan]:
         return cached[1]
     plans: dict[Node, NodePlan] = {}
     checked: set[tuple[int, int, tuple[str, ...]]] = set()  # calls that bind, by shape
-    all_ok = NAMED["all_successful"]
     for node in flow.sorted():
         call = flow.call(node)
         name = flow.name_of(node)
@@ -68,7 +94,7 @@ def compile_plan(flow: Flow) -> list[NodePlan]:
             call,
             call.mapped,
             name,
-            trigger=all_ok if trigger == "all_successful" else as_trigger(trigger),
+            trigger=_ALL_OK if trigger == "all_successful" else as_trigger(trigger),
         )
         mapped_sources: list[Node] = []
         for _, value in call.mapped_inputs() if call.mapped or call.over else ():
