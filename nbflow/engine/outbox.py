@@ -47,6 +47,10 @@ class Outbox:
     def flush(self) -> None:
         """Deliver what was recorded. Serialised, so events reach listeners in the order
         they happened, whichever thread recorded them."""
+        if not (self.events or self.hooks or self._pending):
+            # Nothing to tell (read without the lock: whoever records an event or a hook
+            # flushes after it, and a held event comes with a release that flushes).
+            return
         with self._order:
             with self._lock:
                 if self.holding or self._pending:

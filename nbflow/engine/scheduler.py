@@ -223,9 +223,9 @@ class Engine:
             now = time.time()
             for run in self.runs.values():
                 for unit in run.children or ():
-                    if not unit.state.is_finished:
+                    if unit.state not in FINISHED:
                         self._set(unit, State.CANCELLED, now, "the run was cancelled")
-                if not run.state.is_finished:
+                if run.state not in FINISHED:
                     self._set(run, State.CANCELLED, now, "the run was cancelled")
             self._ready.clear()
             self._work.clear()
@@ -247,7 +247,7 @@ class Engine:
                 self._outbox.hooks.append((hook, (task, unit, old, state)))
         if reason is not None:
             unit.reason = reason
-        if state.is_finished:
+        if state in FINISHED:
             unit.end = now
             unit._inputs = None  # do not keep inputs alive once they cannot be needed
             if unit.start is None:
@@ -389,7 +389,7 @@ class Engine:
     def _decrement(self, plan: NodePlan) -> None:
         run = self.runs[plan.node]
         run._waiting -= 1
-        if run._waiting == 0 and not run.state.is_finished:
+        if run._waiting == 0 and run.state not in FINISHED:
             self._work.append(partial(self._activate, plan))
 
     def _end_unit(
@@ -407,10 +407,10 @@ class Engine:
             if crun.children is not None:
                 child = crun.children[i]
                 child._waiting -= 1
-                if child._waiting == 0 and not child.state.is_finished:
+                if child._waiting == 0 and child.state not in FINISHED:
                     self._work.append(partial(self._gate, consumer, child))
         parent = self.runs[plan.node]
-        if all_ended and not parent.state.is_finished:
+        if all_ended and parent.state not in FINISHED:
             self._end_node(plan, parent, parent_state(parent.children or []), now)
 
     def _end_node(
@@ -472,7 +472,7 @@ class Engine:
                 with self._lock:
                     now = time.time()
                     for unit in batch:
-                        if unit.state.is_finished:
+                        if unit.state in FINISHED:
                             continue
                         if unit.key in hits and unit.attempts == 0 and unit.node.task.cache:
                             unit._value = hits[unit.key]
@@ -510,7 +510,7 @@ class Engine:
         task = unit.node.task
         with self._lock:
             self._inflight -= 1
-            if unit.state.is_finished or self.finished.is_set():
+            if unit.state in FINISHED or self.finished.is_set():
                 return
             if outcome.logs:
                 unit.logs.extend(outcome.logs)
