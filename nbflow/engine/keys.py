@@ -17,8 +17,10 @@ from nbflow.engine.records import TaskRun
 from nbflow.graph.flow import MapSource, Node
 from nbflow.graph.hashing import Unhashable, digest, fingerprint, hash_value
 from nbflow.graph.task import Task
-from nbflow.state import State
+from nbflow.state import OK, State
 from nbflow.store.cache import CacheWarning
+
+_SKIPPED = State.SKIPPED
 
 
 class Keys:
@@ -60,7 +62,10 @@ class Keys:
         fingerprint, then the arguments with upstream nodes standing as their keys.
         ``runs`` (anything with ``key``, ``state`` and ``children`` per node) stands in
         for the run's records, to compute keys before the upstream tasks have ended."""
-        fp = self.fingerprint(plan.node.task)
+        task = plan.node.task
+        fp = self._fingerprints.get(id(task), "")
+        if fp == "":
+            fp = self.fingerprint(task)
         if fp is None:
             return None
         if runs is None:
@@ -68,9 +73,10 @@ class Keys:
         keys: dict[Node, Any] = {}
         for up in plan.whole:
             run = runs[up]
-            if run.key is None or not run.state.is_ok:
+            key, state = run.key, run.state
+            if key is None or state not in OK:
                 return None
-            keys[up] = run.key if run.state is not State.SKIPPED else "skipped:" + run.key
+            keys[up] = key if state is not _SKIPPED else "skipped:" + key
         if index is None and (plan.frozen if plan.frozen is not None else _freeze(plan)):
             # Arguments that cannot change: the key follows from what it was made of.
             upstream = tuple(keys.values())
