@@ -48,11 +48,13 @@ CREATE TABLE IF NOT EXISTS run_plans (run_id TEXT PRIMARY KEY, tasks TEXT NOT NU
 # task_rows: every task run, one row each; read it rather than task_runs. Plain task
 # runs recorded one after another (ended ok in one clean attempt or as a cache hit, no
 # logs, no reason) are written as one row of task_runs, mapped = 2 and map_index = -1,
-# whose ``history`` is a JSON list of [name, node, map_index, state, attempts, start,
-# end, key, cached], start and end in whole microseconds after the row's start (a
-# float costs three times an int to write as JSON): a run of 1,000 such tasks writes
-# a row or a few, not 1,000 (a commit and an index entry cost far more than a row of
-# JSON). The view expands them; ``row_id`` and ``seq`` order its rows as recorded.
+# whose ``history`` is a JSON list of entries [name, key, node, map_index, state,
+# attempts, start, end, cached], start and end in whole microseconds after the row's
+# start (a float costs three times an int to write as JSON). Trailing fields may be
+# left out: their defaults describe a cache hit at the row's start, the node is the
+# task's name unless given (a mapped child names its node). A run of 1,000 such tasks
+# writes a row or a few, not 1,000 (a commit and an index entry cost far more than a
+# row of JSON). The view expands them; ``row_id`` and ``seq`` order its rows as recorded.
 VIEW = """
 CREATE VIEW task_rows AS
     SELECT rowid AS row_id, 0 AS seq, run_id, name, node, map_index, mapped, state,
@@ -60,11 +62,13 @@ CREATE VIEW task_rows AS
     FROM task_runs WHERE mapped < 2
     UNION ALL
     SELECT t.rowid, h.key, t.run_id, json_extract(h.value, '$[0]'),
-        json_extract(h.value, '$[1]'), json_extract(h.value, '$[2]'), 0,
-        json_extract(h.value, '$[3]'), json_extract(h.value, '$[4]'), NULL, NULL, NULL,
-        NULL, NULL, t.start + json_extract(h.value, '$[5]') / 1e6,
-        t.start + json_extract(h.value, '$[6]') / 1e6,
-        json_extract(h.value, '$[7]'), json_extract(h.value, '$[8]'), NULL
+        COALESCE(json_extract(h.value, '$[2]'), json_extract(h.value, '$[0]')),
+        json_extract(h.value, '$[3]'), 0,
+        COALESCE(json_extract(h.value, '$[4]'), 'cached'),
+        COALESCE(json_extract(h.value, '$[5]'), 0), NULL, NULL, NULL, NULL, NULL,
+        t.start + COALESCE(json_extract(h.value, '$[6]'), 0) / 1e6,
+        t.start + COALESCE(json_extract(h.value, '$[7]'), 0) / 1e6,
+        json_extract(h.value, '$[1]'), COALESCE(json_extract(h.value, '$[8]'), 1), NULL
     FROM task_runs t, json_each(t.history) h WHERE t.mapped = 2"""
 # run_plans: the tasks a run set out to run (a JSON list of names), written when it
 # starts. A task of a run whose process was killed has no row in task_runs; the plan
@@ -158,10 +162,12 @@ def _as_row(item: Any) -> Any:
             and not (tr.logs or tr.reason or tr.traceback)
             and (not tr.history or (len(tr.history) == 1 and tr.history[0].error is None))
         ):
-            node = run.flow.name_of(tr.node) if run is not None else tr.node.name
-            entry = [tr.name, node, tr.map_index, state.value, tr.attempts, tr.start, tr.end]
-            entry += (tr.key, int(bool(tr.cached)))
-            return ("plain", run_id, entry)
+            index = tr.map_index
+            node = None  # an unmapped task run is named as its node
+            if index is not None:
+                node = run.flow.name_of(tr.node) if run is not None else tr.node.name
+            entry = (tr.name, tr.key, node, index, state, tr.attempts, tr.start, tr.end)
+            return ("plain", run_id, (*entry, tr.cached))
         return ("row", _task_row(run_id, tr, run))
     return item
 
@@ -571,22 +577,47 @@ def _rows(tasks: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         if len(row) == 2:
             run_id, group = row
             if len(group) == 1:
-                name, node, index, state, attempts, start, end, key, cached = group[0]
-                row = (run_id, name, node, index, 0, state, attempts, None, None, None, None)
-                row += (None, start, end, key, cached, None)
+                name, key, node, index, state, attempts, start, end, cached = group[0]
+                row = (run_id, name, node if node is not None else name, index, 0, state.value)
+                row += (attempts, None, None, None, None, None, start, end, key, int(bool(cached)))
+                row += (None,)
             else:
-                base = min([e[5] for e in group if e[5] is not None], default=0.0)
-                entries = [
-                    [*e[:5], _micros(e[5], base), _micros(e[6], base), e[7], e[8]] for e in group
-                ]
+                base = min([e[6] for e in group if e[6] is not None], default=0.0)
                 row = (run_id, "", "", -1, _GROUP, "", 0, None, None, None, None)
-                row += (json.dumps(entries), base, None, None, 0, None)
+                row += (json.dumps([_entry(e, base) for e in group]), base, None, None, 0, None)
         rows.append(row)
     return rows
 
 
 def _micros(when: float | None, base: float) -> int | None:
     return None if when is None else round((when - base) * 1e6)
+
+
+def _entry(e: tuple[Any, ...], base: float) -> list[Any]:
+    """A plain task run's entry in a group row, with what it shares with a cache hit at
+    ``base`` left out (see SCHEMA)."""
+    name, key, node, index, state, attempts, start, end, cached = e
+    if (
+        state is State.CACHED
+        and not attempts
+        and start == base
+        and end == base
+        and cached
+        and index is None
+        and node is None
+    ):
+        return [name, key]
+    return [
+        name,
+        key,
+        node,
+        index,
+        state.value,
+        attempts,
+        _micros(start, base),
+        _micros(end, base),
+        int(bool(cached)),
+    ]
 
 
 def _dicts(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
