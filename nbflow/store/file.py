@@ -736,16 +736,17 @@ class FileStore:
         try:
             cache = self._current()
             now = time.time()
-            with cache.transact(retry=True):
-                for i in range(0, len(keys), _CHUNK):
-                    chunk = keys[i : i + _CHUNK]
-                    sql = (
-                        "SELECT key, size FROM Cache WHERE raw = 1"
-                        " AND (expire_time IS NULL OR expire_time > ?)"
-                        f" AND key IN ({','.join('?' * len(chunk))})"
-                    )
-                    for key, size in cache._sql(sql, (now, *chunk)).fetchall():
-                        found[key] = int(size or 0)
+            # Plain reads, no transaction: one would take the store's write lock, and
+            # wait for (or hold up) a writer, for a question each statement answers.
+            for i in range(0, len(keys), _CHUNK):
+                chunk = keys[i : i + _CHUNK]
+                sql = (
+                    "SELECT key, size FROM Cache WHERE raw = 1"
+                    " AND (expire_time IS NULL OR expire_time > ?)"
+                    f" AND key IN ({','.join('?' * len(chunk))})"
+                )
+                for key, size in cache._sql(sql, (now, *chunk)).fetchall():
+                    found[key] = int(size or 0)
         except Exception as exc:
             self._disable(exc)
         return found
@@ -836,10 +837,11 @@ class FileStore:
             with self._lock:
                 self._cache.close()
                 self._cache = None
-        elif self._cache is not None:
-            # In the background: dropping what is over the size limit (and expired)
-            # takes milliseconds, and a run needs nothing of it.
-            pool("cull", 1).submit(self._cull, self._cache, 0.0)
+        elif self._cache is not None and time.monotonic() - self._culled >= 1.0:
+            # In the background (dropping what is over the size limit, and expired, takes
+            # milliseconds, and a run needs nothing of it), at most once a second, as
+            # after writes: a cell re-run in a loop does not check the size each time.
+            pool("cull", 1).submit(self._cull, self._cache, 1.0)
 
     def delete(self, key: str) -> None:
         try:
