@@ -81,25 +81,26 @@ class EventBus:
     """
 
     def __init__(self) -> None:
-        self._listeners: tuple[Listener, ...] = ()
+        # The subscribers, in order (read it to ask "is anyone listening?" without a call).
+        self.listeners: tuple[Listener, ...] = ()
         self._lock = threading.Lock()
 
     def __bool__(self) -> bool:
-        return bool(self._listeners)
+        return bool(self.listeners)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(event)`` for every event; returns a function that unsubscribes."""
         with self._lock:
-            self._listeners = (*self._listeners, listener)
+            self.listeners = (*self.listeners, listener)
 
         def unsubscribe() -> None:
             with self._lock:
-                self._listeners = tuple(x for x in self._listeners if x is not listener)
+                self.listeners = tuple(x for x in self.listeners if x is not listener)
 
         return unsubscribe
 
     def emit(self, event: Event) -> None:
-        for listener in self._listeners:
+        for listener in self.listeners:
             try:
                 listener(event)
             except Exception:

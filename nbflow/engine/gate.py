@@ -10,13 +10,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from nbflow.engine.plan import NodePlan, materialize
-from nbflow.engine.records import LazyItems, TaskRun
+from nbflow.engine.records import Lazy, LazyItems, TaskRun
 from nbflow.errors import UpstreamFailedError
 from nbflow.graph.flow import Node
 from nbflow.graph.triggers import Trigger
 from nbflow.state import FAILED_STATES, OK, State
 
 Runs = Mapping[Node, TaskRun]
+_SUCCESS, _CACHED = State.SUCCESS, State.CACHED
 
 
 def upstream_states(plan: NodePlan, runs: Runs, index: int | None) -> tuple[list[State], bool]:
@@ -96,7 +97,13 @@ def inputs(
     values: dict[Node, Any] = {}
     for up in plan.whole:
         if up not in plan.sources:  # a list mapped over is taken from ``sources``
-            values[up] = value_of(runs[up])
+            run = runs[up]
+            state = run.state
+            if (state is _SUCCESS or state is _CACHED) and run.children is None:
+                value = run._value  # what value_of gives, without its calls
+                values[up] = value.get() if type(value) is Lazy else value
+            else:
+                values[up] = value_of(run)
     for up in plan.elementwise:
         values[up] = _ChildValues(runs[up].children)  # type: ignore[arg-type]
     for up in plan.sources:
@@ -104,7 +111,9 @@ def inputs(
         if type(items) is LazyItems and up in plan.held:
             items = items.load()
         values[up] = items
-    args = tuple(materialize(a, values, index) for a in call.args)
+    args = tuple(
+        [values[a] if type(a) is Node else materialize(a, values, index) for a in call.args]
+    )
     kwargs = {k: materialize(v, values, index) for k, v in call.kwargs.items()}
     return args, kwargs
 

@@ -99,6 +99,7 @@ class Engine:
         self._remaining = len(self.plans)
         self._driver: threading.Thread | None = None
         self.finished = threading.Event()  # every task has ended
+        self._over = False  # finished.is_set(), read without a call on the hot path
         self.closed = threading.Event()  # and hooks ran, the executor is shut down
         self.cancelled = False
         self.background = False
@@ -210,7 +211,7 @@ class Engine:
         if self.state is not State.CANCELLED or flow.on_failure:
             for hook in hooks:
                 call_hook(hook, flow, self.owner)
-        if self.bus:
+        if self.bus.listeners:
             self.bus.emit(Event(RUN_FINISHED, self.run_id, time.time(), self.state, run=self.owner))
         self.closed.set()
 
@@ -235,7 +236,7 @@ class Engine:
 
     # -- state changes (lock held) -----------------------------------------------
     def _emit_run(self, kind: str, state: State) -> None:
-        if self.bus:
+        if self.bus.listeners:
             self._outbox.events.append(Event(kind, self.run_id, time.time(), state, run=self.owner))
 
     def _set(self, unit: TaskRun, state: State, now: float, reason: str | None = None) -> None:
@@ -252,7 +253,7 @@ class Engine:
             unit._inputs = None  # do not keep inputs alive once they cannot be needed
             if unit.start is None:
                 unit.start = now
-        if self.bus:
+        if self.bus.listeners:
             self._outbox.events.append(Event(TASK_STATE, self.run_id, now, state, unit, self.owner))
 
     def _drain(self) -> None:
@@ -334,7 +335,7 @@ class Engine:
         cached = State.CACHED
         # What _set does, without its checks: a pending task becomes cached, with no
         # reason; hooks on state changes take the long way.
-        events = self._outbox.events if self.bus else None
+        events = self._outbox.events if self.bus.listeners else None
         hooked = bool(self.flow.on_state_change)
         for plan in self.plans:  # upstream first, as a run that went task by task
             hit = found.get(plan.node)
@@ -443,6 +444,7 @@ class Engine:
             return
         self.end = time.time()
         self.state = flow_state(self.flow, self.cancelled, self.runs)
+        self._over = True
         self.finished.set()
         self._cond.notify_all()
 
@@ -491,7 +493,8 @@ class Engine:
                         attempts.append((unit, attempt))
                     self._inflight += len(attempts)
                     self._drain()
-                    self._check_stall()
+                    if self._pauses.waiting:
+                        self._check_stall()
                 self._outbox.flush()
                 self._dispatcher.submit(attempts)
             finally:
@@ -510,7 +513,7 @@ class Engine:
         task = unit.node.task
         with self._lock:
             self._inflight -= 1
-            if unit.state in FINISHED or self.finished.is_set():
+            if unit.state in FINISHED or self._over:
                 return
             if outcome.logs:
                 unit.logs.extend(outcome.logs)
@@ -553,11 +556,13 @@ class Engine:
             else:
                 self._end_unit(plan, unit, state, now, judged.reason)
                 if state is State.SUCCESS:
-                    self._hook(task.on_success, unit)
+                    if task.on_success:
+                        self._hook(task.on_success, unit)
                 elif state is not State.SKIPPED:
                     self._hook(task.on_failure, unit)
             self._drain()
-            self._check_stall()
+            if self._pauses.waiting:
+                self._check_stall()
         self._outbox.flush()
         self._kick()
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from nbflow.events import RUN_FINISHED, RUN_STARTED, TASK_STATE, Event
-from nbflow.state import FAILED_STATES, State
+from nbflow.state import FAILED_STATES, FINISHED, State
 from nbflow.store.home import HISTORY_FILE, DamagedStoreError, is_damaged
 
 SCHEMA = """
@@ -211,7 +211,7 @@ class History:
         """An event listener: queue what should be written (about a microsecond)."""
         kind = event.kind
         if kind == TASK_STATE:
-            if event.state.is_finished:
+            if event.state in FINISHED:
                 self._put(("task", event.run_id, event.task_run, event.run))
             return
         if kind == RUN_STARTED:
@@ -589,10 +589,6 @@ def _rows(tasks: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return rows
 
 
-def _micros(when: float | None, base: float) -> int | None:
-    return None if when is None else round((when - base) * 1e6)
-
-
 def _entry(e: tuple[Any, ...], base: float) -> list[Any]:
     """A plain task run's entry in a group row, with what it shares with a cache hit at
     ``base`` left out (see SCHEMA)."""
@@ -612,12 +608,15 @@ def _entry(e: tuple[Any, ...], base: float) -> list[Any]:
         key,
         node,
         index,
-        state.value,
+        _VALUES[state],
         attempts,
-        _micros(start, base),
-        _micros(end, base),
+        None if start is None else round((start - base) * 1e6),
+        None if end is None else round((end - base) * 1e6),
         int(bool(cached)),
     ]
+
+
+_VALUES = {state: state.value for state in State}  # without the enum's descriptor call
 
 
 def _dicts(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
