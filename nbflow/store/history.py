@@ -172,6 +172,20 @@ def _as_row(item: Any) -> Any:
     return item
 
 
+# A flow's task names as run_plans keeps them, while the flow lives and is unchanged: a
+# cached re-run of the same flow does not list and encode its tasks again.
+_plans: weakref.WeakKeyDictionary[Any, tuple[int, str]] = weakref.WeakKeyDictionary()
+
+
+def _plan_of(flow: Any) -> str:
+    found = _plans.get(flow)
+    if found is not None and found[0] == flow.version:
+        return found[1]
+    plan = json.dumps([flow.name_of(node) for node in flow.tasks])
+    _plans[flow] = (flow.version, plan)
+    return plan
+
+
 def _pid_alive(pid: int | None, host: str | None) -> bool:
     if pid is None or host != socket.gethostname():
         return True  # cannot tell: assume it still runs
@@ -217,7 +231,7 @@ class History:
         if kind == RUN_STARTED:
             run = event.run
             flow = run.flow
-            plan = json.dumps([flow.name_of(node) for node in flow.tasks])
+            plan = _plan_of(flow)
             item: Any = ("start", event.run_id, flow.name, run.start, _executor_name(run), plan)
         elif kind == RUN_FINISHED:
             item = ("end", event.run_id, event.run.end, event.state.value)

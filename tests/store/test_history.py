@@ -432,3 +432,26 @@ def test_task_runs_with_errors_logs_or_children_keep_rows_of_their_own(_private_
     assert all(c.state is State.SUCCESS and c.attempts == 1 for c in past["double"].children)
     assert [c.key for c in past["double"].children] == [c.key for c in run["double"].children]
     assert int(nbflow.runs()["tasks"].iloc[0]) == 22  # the children, not their parent
+
+
+def test_a_runs_plan_lists_the_tasks_of_the_flow_as_it_is_when_it_runs(_private_store):
+    import json
+    import sqlite3
+
+    from nbflow.store.history import open_history
+
+    @task(cache=False)
+    def one():
+        return 1
+
+    with Flow("growing") as flow:
+        one()
+    before = flow.run(executor="sequential")
+    with flow:
+        one()
+    after = flow.run(executor="sequential")
+    open_history(_private_store).flush()
+    with sqlite3.connect(_private_store / "history.sqlite") as db:
+        plans = dict(db.execute("SELECT run_id, tasks FROM run_plans").fetchall())
+    assert json.loads(plans[before.id]) == ["one"]
+    assert json.loads(plans[after.id]) == ["one", "one-2"]
