@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import re
 import threading
 import urllib.parse
 import warnings
@@ -68,6 +69,21 @@ def _hasher() -> ThreadPoolExecutor:
 
 class StoreUnavailableError(NbflowError):
     """A remote result store cannot be used: the message says which and how to fix it."""
+
+
+# What a server says when it refuses the credentials. The status codes only as numbers
+# of their own: "after 244.764019ms" holds "401" and is no refusal.
+_REFUSED = (
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "AuthenticationFailed",
+    "AuthorizationFailure",
+    "credential",
+    "Forbidden",
+    "Unauthorized",
+)
+_REFUSED_STATUS = re.compile(r"(?<![\w.])40[13](?![\w.])")
 
 
 class RemoteStoreWarning(CacheWarning):
@@ -240,21 +256,7 @@ class RemoteStore:
                 f"does not exist at {server}. Create it ({cloud.make_bucket(self.bucket)}) "
                 f"or fix the {word} name in the URL (NBFLOW_STORE or store=...)."
             )
-        if any(
-            w in text
-            for w in (
-                "InvalidAccessKeyId",
-                "SignatureDoesNotMatch",
-                "AccessDenied",
-                "AuthenticationFailed",
-                "AuthorizationFailure",
-                "credential",
-                "Forbidden",
-                "Unauthorized",
-                "401",
-                "403",
-            )
-        ):
+        if any(w in text for w in _REFUSED) or _REFUSED_STATUS.search(text):
             return (
                 f"The result store '{self.url}' refused the credentials ({short}). Check "
                 f"{cloud.credentials_fix()} and that they may list and write "

@@ -175,3 +175,25 @@ def test_a_gs_store_without_credentials_says_what_to_set(tmp_path, monkeypatch):
         r"'gs://team-results/churn' has no credentials: set "
         r"GOOGLE_APPLICATION_CREDENTIALS .* gcloud auth application-default login",
     )
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (
+            "Error performing GET http://127.0.0.1:42853/b?list-type=2 in 244.764019ms, "
+            "after 2 retries, max_retries: 2 - HTTP error: error sending request",
+            "cannot be reached",
+        ),
+        ("tcp connect error: Connection refused (os error 111), port 14013", "cannot be reached"),
+        (
+            "Client error with status 403: <Error><Code>Nope</Code></Error>",
+            "refused the credentials",
+        ),
+        ("Received status 401 from the server", "refused the credentials"),
+        ("<Code>SignatureDoesNotMatch</Code>", "refused the credentials"),
+    ],
+)
+def test_a_failure_is_told_apart_by_what_the_server_said_not_by_digits_in_it(message, expected):
+    remote = open_store("s3://team-results/x").remote
+    assert expected in remote._diagnose(RuntimeError(message))
