@@ -62,10 +62,7 @@ class Keys:
         fingerprint, then the arguments with upstream nodes standing as their keys.
         ``runs`` (anything with ``key``, ``state`` and ``children`` per node) stands in
         for the run's records, to compute keys before the upstream tasks have ended."""
-        task = plan.node.task
-        fp = self._fingerprints.get(id(task), "")
-        if fp == "":
-            fp = self.fingerprint(task)
+        fp = self.fingerprint(plan.node.task)
         if fp is None:
             return None
         if runs is None:
@@ -77,16 +74,8 @@ class Keys:
             if key is None or state not in OK:
                 return None
             keys[up] = key if state is not _SKIPPED else "skipped:" + key
-        if index is None and (plan.frozen if plan.frozen is not None else _freeze(plan)):
-            # Arguments that cannot change: the key follows from what it was made of.
-            upstream = tuple(keys.values())
-            memo = plan.key_memo
-            if memo is not None and memo[0] == fp and memo[1] == upstream:
-                return memo[2]
-            key = self._assemble(plan, fp, keys, index)
-            if key is not None:
-                plan.key_memo = (fp, upstream, key)
-            return key
+        if index is None and _frozen_args(plan):
+            return self._from_upstream(plan, fp, tuple(keys.values()))
         for up in plan.elementwise:
             child = runs[up].children[index]  # type: ignore[index]
             if child.key is None or not child.state.is_ok:
@@ -103,17 +92,21 @@ class Keys:
         """The key of ``plan``'s task run (not mapped) if its upstream tasks, ``plan.whole``
         in order, end ok and not skipped with the keys ``upstream``: ``key`` for a graph
         whose tasks have not run yet, without records to stand in for them."""
-        task = plan.node.task
-        fp = self._fingerprints.get(id(task), "")
-        if fp == "":
-            fp = self.fingerprint(task)
+        fp = self.fingerprint(plan.node.task)
         if fp is None:
             return None
+        return self._from_upstream(plan, fp, upstream)
+
+    def _from_upstream(self, plan: NodePlan, fp: str, upstream: tuple[str, ...]) -> str | None:
+        """The key of ``plan``'s task run (not mapped) from its fingerprint and its upstream
+        keys in ``plan.whole`` order. With arguments that cannot change, the key follows
+        from what it was made of: it is remembered on the plan and reused while they
+        are the same."""
         memo = plan.key_memo  # set only for frozen arguments
         if memo is not None and memo[1] == upstream and memo[0] == fp:
             return memo[2]
         key = self._assemble(plan, fp, dict(zip(plan.whole, upstream, strict=True)), None)
-        if key is not None and (plan.frozen if plan.frozen is not None else _freeze(plan)):
+        if key is not None and _frozen_args(plan):
             plan.key_memo = (fp, upstream, key)
         return key
 
@@ -167,6 +160,11 @@ class _Keyed:
 
 
 _PLAIN_LEAVES = (int, float, str, bytes, bool, type(None))
+
+
+def _frozen_args(plan: NodePlan) -> bool:
+    """Whether ``plan``'s arguments cannot change between runs (checked once per plan)."""
+    return plan.frozen if plan.frozen is not None else _freeze(plan)
 
 
 def _freeze(plan: NodePlan) -> bool:
