@@ -40,6 +40,18 @@ def upstream_states(plan: NodePlan, runs: Runs, index: int | None) -> tuple[list
     return states, skipped
 
 
+def all_succeeded(plan: NodePlan, runs: Runs) -> bool:
+    """Whether every upstream task of ``plan`` succeeded and is not mapped: then a unit
+    of it (not a mapped child) is not ``blocked`` under the default trigger, with no
+    more to check."""
+    for up in plan.whole:
+        run = runs[up]
+        state = run.state
+        if (state is not _SUCCESS and state is not _CACHED) or run.children is not None:
+            return False
+    return True
+
+
 def blocked(
     plan: NodePlan, runs: Runs, index: int | None, trigger: Trigger
 ) -> tuple[State, str] | None:
@@ -97,13 +109,7 @@ def inputs(
     values: dict[Node, Any] = {}
     for up in plan.whole:
         if up not in plan.sources:  # a list mapped over is taken from ``sources``
-            run = runs[up]
-            state = run.state
-            if (state is _SUCCESS or state is _CACHED) and run.children is None:
-                value = run._value  # what value_of gives, without its calls
-                values[up] = value.get() if type(value) is Lazy else value
-            else:
-                values[up] = value_of(run)
+            values[up] = value_of(runs[up])
     for up in plan.elementwise:
         values[up] = _ChildValues(runs[up].children)  # type: ignore[arg-type]
     for up in plan.sources:
@@ -120,11 +126,12 @@ def inputs(
 
 def value_of(run: TaskRun) -> Any:
     """The value a downstream task receives from ``run``."""
+    state = run.state
+    if (state is _SUCCESS or state is _CACHED) and run.children is None:
+        value = run._value  # run.value, without its call (once per input of every task)
+        return value.get() if type(value) is Lazy else value
     if run.children is not None:
         return [value_of(c) for c in run.children]
-    state = run.state
-    if state.is_successful:
-        return run.value
     if state is State.SKIPPED:
         return None
     if run.error is not None:

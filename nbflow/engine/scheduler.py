@@ -23,7 +23,7 @@ from functools import partial
 from typing import Any
 
 from nbflow.engine.dispatch import Dispatcher
-from nbflow.engine.gate import blocked, inputs
+from nbflow.engine.gate import all_succeeded, blocked, inputs
 from nbflow.engine.keys import Keys, children_key
 from nbflow.engine.lookahead import LAZY, Lookahead
 from nbflow.engine.mapping import Lengths, Mapper, Unmappable, parent_state
@@ -44,7 +44,6 @@ from nbflow.state import FINISHED, State
 from nbflow.store.cache import ResultStore
 
 _ALL_OK = NAMED["all_successful"]
-_SUCCESS, _CACHED = State.SUCCESS, State.CACHED
 
 
 class Engine:
@@ -269,7 +268,7 @@ class Engine:
             self._end_unit(plan, unit, state, now, reason)
             return
         trigger = plan.trigger
-        if not (trigger is _ALL_OK and unit.map_index is None and self._all_succeeded(plan)):
+        if not (trigger is _ALL_OK and unit.map_index is None and all_succeeded(plan, self.runs)):
             stop = blocked(plan, self.runs, unit.map_index, trigger)
             if stop is not None:
                 self._end_unit(plan, unit, stop[0], now, stop[1])
@@ -295,17 +294,6 @@ class Engine:
                 self._end_unit(plan, unit, state, now, reason)
                 return
         self._ready.append(unit)
-
-    def _all_succeeded(self, plan: NodePlan) -> bool:
-        """Whether every upstream task of ``plan`` succeeded and is not mapped (then the
-        default trigger is met and nothing is skipped or cancelled: no more to check)."""
-        runs = self.runs
-        for up in plan.whole:
-            run = runs[up]
-            state = run.state
-            if (state is not _SUCCESS and state is not _CACHED) or run.children is not None:
-                return False
-        return True
 
     def _build_inputs(self, plan: NodePlan, unit: TaskRun, now: float) -> bool:
         """Set ``unit``'s inputs; False when they cannot be built (then it has failed)."""
