@@ -27,14 +27,13 @@ from nbflow.engine.mapping import Lengths
 from nbflow.engine.plan import NodePlan
 from nbflow.engine.records import Lazy, TaskRun
 from nbflow.graph.flow import Node
-from nbflow.graph.triggers import NAMED
+from nbflow.graph.triggers import ALL_SUCCESSFUL
 from nbflow.state import State
 from nbflow.store.cache import ResultStore
 
 log = logging.getLogger("nbflow")
 
 LAZY: Any = object()  # a settled task's value, left in the store
-_ALL_OK = NAMED["all_successful"]
 _MISSING: Any = object()
 
 
@@ -98,7 +97,7 @@ class Lookahead:
             except KeyError:
                 continue  # an upstream task that may run: this one is keyed when it ends
             if (
-                plan.trigger is not _ALL_OK  # met when every upstream task is cached
+                plan.trigger is not ALL_SUCCESSFUL  # met when every upstream task is cached
                 and blocked(plan, seen, None, plan.trigger) is not None
             ):
                 continue

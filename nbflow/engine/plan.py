@@ -7,9 +7,7 @@ from typing import Any
 
 from nbflow.errors import TaskDefinitionError
 from nbflow.graph.flow import Call, Flow, MapSource, Node, iter_nodes
-from nbflow.graph.triggers import NAMED, Trigger, as_trigger
-
-_ALL_OK = NAMED["all_successful"]
+from nbflow.graph.triggers import ALL_SUCCESSFUL, Trigger, as_trigger
 
 
 class NodePlan:
@@ -35,7 +33,7 @@ class NodePlan:
     )
 
     def __init__(
-        self, node: Node, call: Call, mapped: bool, name: str, trigger: Trigger = _ALL_OK
+        self, node: Node, call: Call, mapped: bool, name: str, trigger: Trigger = ALL_SUCCESSFUL
     ) -> None:
         self.node = node
         self.call = call
@@ -88,14 +86,7 @@ def compile_plan(flow: Flow) -> list[NodePlan]:
         if shape not in checked:
             _check_complete(name, node, call)  # whether it binds depends on the shape only
             checked.add(shape)
-        trigger = task.trigger
-        plan = NodePlan(
-            node,
-            call,
-            call.mapped,
-            name,
-            trigger=_ALL_OK if trigger == "all_successful" else as_trigger(trigger),
-        )
+        plan = NodePlan(node, call, call.mapped, name, trigger=as_trigger(task.trigger))
         mapped_sources: list[Node] = []
         for _, value in call.mapped_inputs() if call.mapped or call.over else ():
             if isinstance(value.source, Node):

@@ -38,12 +38,10 @@ from nbflow.events import RUN_FINISHED, RUN_STARTED, TASK_STATE, Event, EventBus
 from nbflow.executor import Executor
 from nbflow.executor.worker import Outcome
 from nbflow.graph.flow import Flow, Node
-from nbflow.graph.triggers import NAMED
+from nbflow.graph.triggers import ALL_SUCCESSFUL
 from nbflow.logs import LogRecord
 from nbflow.state import FINISHED, State
 from nbflow.store.cache import ResultStore
-
-_ALL_OK = NAMED["all_successful"]
 
 
 class Engine:
@@ -268,7 +266,9 @@ class Engine:
             self._end_unit(plan, unit, state, now, reason)
             return
         trigger = plan.trigger
-        if not (trigger is _ALL_OK and unit.map_index is None and all_succeeded(plan, self.runs)):
+        if not (
+            trigger is ALL_SUCCESSFUL and unit.map_index is None and all_succeeded(plan, self.runs)
+        ):
             stop = blocked(plan, self.runs, unit.map_index, trigger)
             if stop is not None:
                 self._end_unit(plan, unit, stop[0], now, stop[1])

@@ -113,6 +113,7 @@ NAMED: dict[str, Trigger] = {
         _AllOk("manual_only", _NOT_OK, State.UPSTREAM_FAILED, pauses=True),
     )
 }
+ALL_SUCCESSFUL = NAMED["all_successful"]  # the default trigger
 TRIGGERS = tuple(NAMED)  # the names @task(trigger=...) and %%task --trigger accept
 
 
