@@ -252,22 +252,25 @@ _INSERT = (
 )
 
 
+def _by_keys(cache: Any, sql: str, keys: list[str], *params: Any) -> list[Any]:
+    """The rows of ``sql`` (a statement whose WHERE clause goes on) ``AND key IN`` each run
+    of at most _CHUNK of ``keys``, within SQLite's limit on parameters; ``params`` are
+    the statement's own, before the keys."""
+    rows: list[Any] = []
+    for i in range(0, len(keys), _CHUNK):
+        chunk = keys[i : i + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        rows += cache._sql(f"{sql} AND key IN ({marks})", (*params, *chunk)).fetchall()
+    return rows
+
+
 def _insert_new(cache: Any, items: list[tuple[str, Any, str, float | None]]) -> list[bool]:
     """In ``cache``'s open transaction: store ``items``, whether each was kept. Keys not
     stored yet (a run's new results) go in with one statement, as ``cache.set`` would
     write them (diskcache's triggers count entries and bytes); a key already stored,
     or twice in ``items``, is set the usual way, which removes its old value file."""
     keys = [item[0] for item in items]
-    stored: set[str] = set()
-    for i in range(0, len(keys), _CHUNK):
-        chunk = keys[i : i + _CHUNK]
-        stored.update(
-            key
-            for (key,) in cache._sql(
-                f"SELECT key FROM Cache WHERE raw = 1 AND key IN ({','.join('?' * len(chunk))})",
-                chunk,
-            ).fetchall()
-        )
+    stored = {key for (key,) in _by_keys(cache, "SELECT key FROM Cache WHERE raw = 1", keys)}
     disk = cache._disk
     now = time.time()
     rows: list[tuple[Any, ...]] = []
@@ -716,13 +719,7 @@ class FileStore:
                 return
             now = time.time()
             with cache.transact(retry=True):
-                for i in range(0, len(keys), _CHUNK):
-                    chunk = keys[i : i + _CHUNK]
-                    cache._sql(
-                        "UPDATE Cache SET access_time = ? WHERE raw = 1"
-                        f" AND key IN ({','.join('?' * len(chunk))})",
-                        (now, *chunk),
-                    )
+                _by_keys(cache, "UPDATE Cache SET access_time = ? WHERE raw = 1", keys, now)
         except Exception:  # only the eviction order is at stake
             log.debug("nbflow: could not mark cache hits used in %s", self.path, exc_info=True)
 
@@ -738,15 +735,12 @@ class FileStore:
             now = time.time()
             # Plain reads, no transaction: one would take the store's write lock, and
             # wait for (or hold up) a writer, for a question each statement answers.
-            for i in range(0, len(keys), _CHUNK):
-                chunk = keys[i : i + _CHUNK]
-                sql = (
-                    "SELECT key, size FROM Cache WHERE raw = 1"
-                    " AND (expire_time IS NULL OR expire_time > ?)"
-                    f" AND key IN ({','.join('?' * len(chunk))})"
-                )
-                for key, size in cache._sql(sql, (now, *chunk)).fetchall():
-                    found[key] = int(size or 0)
+            sql = (
+                "SELECT key, size FROM Cache WHERE raw = 1"
+                " AND (expire_time IS NULL OR expire_time > ?)"
+            )
+            for key, size in _by_keys(cache, sql, keys, now):
+                found[key] = int(size or 0)
         except Exception as exc:
             self._disable(exc)
         return found
