@@ -45,7 +45,7 @@ from nbflow.store.home import (
     mark_untrusted,
     prepare_home,
 )
-from nbflow.store.pools import pool
+from nbflow.store.pools import hashing, pool
 
 log = logging.getLogger("nbflow")
 
@@ -102,7 +102,7 @@ class _HashingWriter:
             return int(self.fh.write(view))
         # A large buffer (an array's data): hashed on another thread while it is written
         # here; both let go of the interpreter, so the two take the time of the longer.
-        hashed = pool("hash", 1).submit(self.hash.update, view)
+        hashed = hashing().submit(self.hash.update, view)
         try:
             return int(self.fh.write(view))
         finally:

@@ -21,3 +21,9 @@ def pool(name: str, workers: int) -> ThreadPoolExecutor:
         if found is None:
             found = _pools[name] = ThreadPoolExecutor(workers, thread_name_prefix=f"nbflow-{name}")
         return found
+
+
+def hashing() -> ThreadPoolExecutor:
+    """Threads that hash large values while their bytes are written or arrive (hashlib
+    lets go of the interpreter): a value file's checksum, a remote entry's signature."""
+    return pool("hash", 4)

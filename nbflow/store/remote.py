@@ -34,7 +34,7 @@ from nbflow import settings
 from nbflow.errors import NbflowError
 from nbflow.store.clouds import cloud_of
 from nbflow.store.file import CacheWarning
-from nbflow.store.pools import pool
+from nbflow.store.pools import hashing, pool
 from nbflow.store.signing import SignatureError, Verifier, seal, unseal
 
 log = logging.getLogger("nbflow")
@@ -60,11 +60,6 @@ STREAM_FROM = 2**20
 def _threads() -> ThreadPoolExecutor:
     """Threads for requests to buckets."""
     return pool("remote", PARALLEL)
-
-
-def _hasher() -> ThreadPoolExecutor:
-    """Threads that check large entries' signatures while their bytes arrive."""
-    return pool("verify", 4)
 
 
 class StoreUnavailableError(NbflowError):
@@ -321,18 +316,18 @@ class RemoteStore:
                 # the GIL) while the next chunk is received.
                 buffer = bytearray(size)
                 blob, at = memoryview(buffer), 0
-                hashing: Any = None
+                fed: Any = None  # the verifier's work on the bytes before this chunk
                 try:
                     for chunk in found.stream(min_chunk_size=8 * 2**20):
                         blob[at : at + len(chunk)] = chunk
                         at += len(chunk)
                         if verifier is None:
                             verifier = Verifier(key, blob[:at], self.trusted)
-                        if hashing is not None:
-                            hashing.result()
-                        hashing = _hasher().submit(verifier.feed, blob, at)
-                    if hashing is not None:
-                        hashing.result()
+                        if fed is not None:
+                            fed.result()
+                        fed = hashing().submit(verifier.feed, blob, at)
+                    if fed is not None:
+                        fed.result()
                 except SignatureError as exc:
                     self._refuse(exc)
                     return None
