@@ -27,6 +27,7 @@ class NodePlan:
         "mapped",
         "name",
         "node",
+        "plain",
         "sources",
         "trigger",
         "whole",
@@ -62,6 +63,9 @@ class NodePlan:
         # For the node of a ``flatten``: the upstream whose lists it flattens (waited for
         # as a whole); its children take their elements without running.
         self.flat: Node | None = None
+        # Set by compile_plan: a node that is not mapped, under the default trigger. Once
+        # its upstream tasks have all succeeded, it is ready with nothing else to decide.
+        self.plain = False
 
     def __repr__(self) -> str:
         return f"<NodePlan '{self.name}'>"
@@ -112,6 +116,9 @@ def compile_plan(flow: Flow) -> list[NodePlan]:
         if mapped_sources:
             plan.elementwise = [s for s in dict.fromkeys(mapped_sources) if s not in whole]
         plan.literal = _literal(call)
+        plan.plain = not (plan.mapped or plan.sources or plan.elementwise) and (
+            plan.flat is None and plan.trigger is ALL_SUCCESSFUL
+        )
         for up in plan.whole:
             plans[up].consumers.append(plan)
         for up in plan.elementwise:

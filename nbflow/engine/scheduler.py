@@ -43,6 +43,8 @@ from nbflow.logs import LogRecord
 from nbflow.state import FINISHED, State
 from nbflow.store.cache import ResultStore
 
+_SUCCESS = State.SUCCESS
+
 
 class Engine:
     """Runs one flow once. Created and driven by ``FlowRun``; not public API."""
@@ -379,6 +381,24 @@ class Engine:
         run = self.runs[plan.node]
         run._waiting -= 1
         if run._waiting == 0 and run.state not in FINISHED:
+            if (
+                plan.plain
+                and not self._work  # nothing before it: taking it now keeps the order
+                and not self.prior
+                and all_succeeded(plan, self.runs)
+            ):
+                # What _activate and _gate decide, for a node with nothing to decide: it
+                # is ready once its inputs are built (if they cannot be, the long way
+                # ends it failed, with the reason).
+                try:
+                    run._inputs = inputs(plan, self.runs, self._mapper.values, None)
+                except Exception:
+                    self._work.append(partial(self._activate, plan))
+                    return
+                if self.store is not None:
+                    run.key = self._keys.key(plan, None)
+                self._ready.append(run)
+                return
             self._work.append(partial(self._activate, plan))
 
     def _end_unit(
@@ -541,6 +561,24 @@ class Engine:
                     unit,
                     retry_wait(judged.delay, task.retry_backoff, task.retry_jitter, unit.attempts),
                 )
+            elif (
+                state is _SUCCESS
+                and plan.plain
+                and not (task.on_state_change or task.on_success or self.flow.on_state_change)
+            ):
+                # _end_node and _set for a plain success, without their other cases.
+                unit.state = state
+                unit.end = now
+                unit._inputs = None
+                if self.bus.listeners:
+                    self._outbox.events.append(
+                        Event(TASK_STATE, self.run_id, now, state, unit, self.owner)
+                    )
+                for consumer in plan.consumers:
+                    self._decrement(consumer)
+                self._remaining -= 1
+                if self._remaining == 0:
+                    self._finish_run()
             else:
                 self._end_unit(plan, unit, state, now, judged.reason)
                 if state is State.SUCCESS:
