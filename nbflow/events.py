@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from nbflow.state import State
+from nbflow.state import FINISHED, State
 
 log = logging.getLogger("nbflow")
 
@@ -83,24 +83,34 @@ class EventBus:
     def __init__(self) -> None:
         # The subscribers, in order (read it to ask "is anyone listening?" without a call).
         self.listeners: tuple[Listener, ...] = ()
+        # Those that also want the states a task run passes through (running, retrying,
+        # paused), not only where it ends: a run makes those events only for them.
+        self.every_state: tuple[Listener, ...] = ()
         self._lock = threading.Lock()
 
     def __bool__(self) -> bool:
         return bool(self.listeners)
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener(event)`` for every event; returns a function that unsubscribes."""
+    def subscribe(self, listener: Listener, *, ends_only: bool = False) -> Callable[[], None]:
+        """Call ``listener(event)`` for every event (``ends_only``: of a task run, only
+        the event of the state it ends in); returns a function that unsubscribes."""
         with self._lock:
             self.listeners = (*self.listeners, listener)
+            if not ends_only:
+                self.every_state = (*self.every_state, listener)
 
         def unsubscribe() -> None:
             with self._lock:
                 self.listeners = tuple(x for x in self.listeners if x is not listener)
+                self.every_state = tuple(x for x in self.every_state if x is not listener)
 
         return unsubscribe
 
     def emit(self, event: Event) -> None:
-        for listener in self.listeners:
+        listeners = self.listeners
+        if event.kind == TASK_STATE and event.state not in FINISHED:
+            listeners = self.every_state
+        for listener in listeners:
             try:
                 listener(event)
             except Exception:

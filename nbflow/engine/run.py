@@ -354,12 +354,12 @@ def start_run(
             if event.kind == RUN_FINISHED:
                 flush()
 
-        bus.subscribe(flushed)
+        bus.subscribe(flushed, ends_only=True)
     if results is not None and not echo:
         home: Any = "the home folder"
         try:
             home = home_of(results)
-            bus.subscribe(open_history(home).record)
+            bus.subscribe(open_history(home).record, ends_only=True)
         except Exception as exc:  # a read-only or broken store: run without history
             warnings.warn(
                 # nbflow's own errors already say where and how to fix it.

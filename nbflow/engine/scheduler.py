@@ -252,7 +252,8 @@ class Engine:
             unit._inputs = None  # do not keep inputs alive once they cannot be needed
             if unit.start is None:
                 unit.start = now
-        if self.bus.listeners:
+        bus = self.bus
+        if bus.every_state if state not in FINISHED else bus.listeners:
             self._outbox.events.append(Event(TASK_STATE, self.run_id, now, state, unit, self.owner))
 
     def _drain(self) -> None:

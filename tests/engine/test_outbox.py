@@ -47,3 +47,41 @@ def test_call_hook_passes_its_arguments():
     got: list[tuple[int, int]] = []
     call_hook(lambda a, b: got.append((a, b)), 1, 2)
     assert got == [(1, 2)]
+
+
+def test_a_listener_of_ends_only_hears_runs_and_the_states_task_runs_end_in():
+    """The history subscribes for ends only: it hears no state a task run passes
+    through (running, retrying), while a listener of every state hears them all."""
+    from nbflow import Flow, task
+    from nbflow.engine.scheduler import Engine
+    from nbflow.events import RUN_FINISHED, RUN_STARTED
+    from nbflow.executor.local import SequentialExecutor
+
+    @task(retries=1, log_prints=False)
+    def flaky(calls: list[int]) -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("once")
+        return len(calls)
+
+    def run(bus: EventBus) -> None:
+        with Flow("ends-only") as flow:
+            flaky([])
+        engine = Engine(flow, SequentialExecutor(), "r1", bus=bus)
+        engine.drive()
+        assert engine.state is State.SUCCESS
+
+    ends: list[tuple[str, str]] = []
+    every: list[tuple[str, str]] = []
+    bus = EventBus()
+    unsubscribe = bus.subscribe(lambda e: ends.append((e.kind, e.state.value)), ends_only=True)
+    assert bus.every_state == ()
+    run(bus)
+    assert ends == [(RUN_STARTED, "running"), (TASK_STATE, "success"), (RUN_FINISHED, "success")]
+    bus.subscribe(lambda e: every.append((e.kind, e.state.value)))
+    ends.clear()
+    run(bus)
+    assert [s for k, s in every if k == TASK_STATE] == ["running", "retrying", "running", "success"]
+    assert ends == [(RUN_STARTED, "running"), (TASK_STATE, "success"), (RUN_FINISHED, "success")]
+    unsubscribe()
+    assert len(bus.listeners) == len(bus.every_state) == 1
