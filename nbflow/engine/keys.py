@@ -10,6 +10,7 @@ from __future__ import annotations
 import pickle
 import warnings
 from collections.abc import Mapping
+from hashlib import blake2b
 from typing import Any
 
 from nbflow.engine.plan import NodePlan
@@ -62,7 +63,10 @@ class Keys:
         fingerprint, then the arguments with upstream nodes standing as their keys.
         ``runs`` (anything with ``key``, ``state`` and ``children`` per node) stands in
         for the run's records, to compute keys before the upstream tasks have ended."""
-        fp = self.fingerprint(plan.node.task)
+        task = plan.node.task
+        fp = self._fingerprints.get(id(task), "")
+        if fp == "":
+            fp = self.fingerprint(task)
         if fp is None:
             return None
         if runs is None:
@@ -74,8 +78,8 @@ class Keys:
             if key is None or state not in OK:
                 return None
             keys[up] = key if state is not _SKIPPED else "skipped:" + key
-        if index is None and _frozen_args(plan):
-            return self._from_upstream(plan, fp, tuple(keys.values()))
+        if index is None and (plan.frozen if plan.frozen is not None else _freeze(plan)):
+            return self._from_upstream(plan, fp, tuple(keys.values()), keys)
         for up in plan.elementwise:
             child = runs[up].children[index]  # type: ignore[index]
             if child.key is None or not child.state.is_ok:
@@ -97,15 +101,23 @@ class Keys:
             return None
         return self._from_upstream(plan, fp, upstream)
 
-    def _from_upstream(self, plan: NodePlan, fp: str, upstream: tuple[str, ...]) -> str | None:
+    def _from_upstream(
+        self,
+        plan: NodePlan,
+        fp: str,
+        upstream: tuple[str, ...],
+        keys: dict[Node, Any] | None = None,
+    ) -> str | None:
         """The key of ``plan``'s task run (not mapped) from its fingerprint and its upstream
-        keys in ``plan.whole`` order. With arguments that cannot change, the key follows
-        from what it was made of: it is remembered on the plan and reused while they
-        are the same."""
+        keys in ``plan.whole`` order (``keys``: the same by node, if at hand). With
+        arguments that cannot change, the key follows from what it was made of: it is
+        remembered on the plan and reused while they are the same."""
         memo = plan.key_memo  # set only for frozen arguments
         if memo is not None and memo[1] == upstream and memo[0] == fp:
             return memo[2]
-        key = self._assemble(plan, fp, dict(zip(plan.whole, upstream, strict=True)), None)
+        if keys is None:
+            keys = dict(zip(plan.whole, upstream, strict=True))
+        key = self._assemble(plan, fp, keys, None)
         if key is not None and _frozen_args(plan):
             plan.key_memo = (fp, upstream, key)
         return key
@@ -130,7 +142,13 @@ class Keys:
                 tuple(args),
                 tuple([(k, _shape(v, keys, index)) for k, v in kwargs.items()]) if kwargs else (),
             )
-            return digest(fp.encode(), pickle.dumps(shape, protocol=4))
+            # digest(fp.encode(), pickle.dumps(shape)) in one call: each part after its length.
+            head = fp.encode()
+            data = pickle.dumps(shape, protocol=4)
+            framed = b"".join(
+                (len(head).to_bytes(8, "little"), head, len(data).to_bytes(8, "little"), data)
+            )
+            return blake2b(framed, digest_size=16).hexdigest()
         except Unhashable as exc:
             if id(plan) not in self._warned:
                 self._warned.add(id(plan))
