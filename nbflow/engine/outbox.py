@@ -25,7 +25,7 @@ class Outbox:
     listener or hook never blocks the run.
     """
 
-    __slots__ = ("_bus", "_lock", "_order", "_pending", "events", "holding", "hooks")
+    __slots__ = ("_bus", "_lock", "_order", "_pending", "_released", "events", "holding", "hooks")
 
     def __init__(self, bus: EventBus, lock: AbstractContextManager[Any]) -> None:
         self._bus = bus
@@ -37,22 +37,25 @@ class Outbox:
         # once it is, and every later event waits behind it, so events keep their order.
         self.holding: set[int] = set()
         self._pending: deque[Event] = deque()
+        self._released = False  # a release since the last flush: held events may go
 
     def release(self, units: list[Any]) -> None:
         """These task runs' results are durable: their ends may be told."""
         with self._lock:
             for unit in units:
                 self.holding.discard(id(unit))
+            self._released = True
 
     def flush(self) -> None:
         """Deliver what was recorded. Serialised, so events reach listeners in the order
         they happened, whichever thread recorded them."""
-        if not (self.events or self.hooks or self._pending):
-            # Nothing to tell (read without the lock: whoever records an event or a hook
-            # flushes after it, and a held event comes with a release that flushes).
+        if not (self.events or self.hooks or self._released):
+            # Nothing can be told (read without the lock: whoever records an event or a
+            # hook flushes after it; events held back wait for a release, which flushes).
             return
         with self._order:
             with self._lock:
+                self._released = False
                 if self.holding or self._pending:
                     pending = self._pending
                     pending.extend(self.events)
