@@ -72,11 +72,21 @@ burn_t = task(cache=False, name="burn")(burn)
 # -- flows ----------------------------------------------------------------------------
 
 
+_versions = iter(range(1 << 62))
+
+
 def _tasks(kind: str | bool) -> tuple[Any, Any]:
     """inc and total as tasks: "bare" (no print capture), "cached" (the defaults:
-    results written), else cache=False."""
+    results written), "new" (the defaults, with a cache version never used before, so
+    every key is new to a store that has been used), else cache=False."""
     if kind == "cached":
         return inc_cached, total_cached
+    if kind == "new":
+        version = f"v{next(_versions)}"
+        return (
+            task(name="inc", cache_version=version)(inc),
+            task(name="total", cache_version=version)(total),
+        )
     return (inc_bare, total_bare) if kind else (inc_t, total_t)
 
 
@@ -182,14 +192,25 @@ def _dag_workload(
         check(run.ok and run.result(out) == expected, f"{wid} nbflow store=False: {run.state}")
         return t_run
 
+    # The defaults, every result written: to a store already in use (its history
+    # open), as a first run of new work meets it, each time with keys never seen.
+    used = open_store(tempfile.mkdtemp(prefix=f"nbflow-{wid}-used-"))
+
     def c_written() -> float:
-        # The defaults: every result written, to a store of its own each time.
+        fl, out = flow(bare="new")
+        t_run, run = timed(lambda: fl.run(executor="threads", max_workers=WORKERS, store=used))
+        check(run.ok and run.result(out) == expected, f"{wid} nbflow written: {run.state}")
+        check(run.counts() == {"success": tasks}, f"{wid} written: {run.counts()}")
+        return t_run
+
+    def c_new_store() -> float:
+        # The same to a store of its own each time: its run history is created first.
         fl, out = flow(bare="cached")
         store = open_store(tempfile.mkdtemp(prefix=f"nbflow-{wid}-"))
         store.get_many(["warm"])  # open its database before the clock starts
         t_run, run = timed(lambda: fl.run(executor="threads", max_workers=WORKERS, store=store))
-        check(run.ok and run.result(out) == expected, f"{wid} nbflow written: {run.state}")
-        check(run.counts() == {"success": tasks}, f"{wid} written: {run.counts()}")
+        check(run.ok and run.result(out) == expected, f"{wid} nbflow new store: {run.state}")
+        check(run.counts() == {"success": tasks}, f"{wid} new store: {run.counts()}")
         shutil.rmtree(store.path, ignore_errors=True)
         return t_run
 
@@ -222,6 +243,7 @@ def _dag_workload(
         "nbflow_threads": c_threads,
         "nbflow_nostore": c_nostore,
         "nbflow_written": c_written,
+        "nbflow_new_store": c_new_store,
         "nbflow_bare": c_bare,
         "nbflow_sequential": c_sequential,
         "hand": c_hand,
@@ -229,7 +251,10 @@ def _dag_workload(
     has_dask = bl.dask_version() is not None
     if has_dask:
         contenders["dask"] = c_dask
-    samples = measure(contenders, cfg.repeats)
+    try:
+        samples = measure(contenders, cfg.repeats)
+    finally:
+        shutil.rmtree(used.path, ignore_errors=True)
     us = {k: median(v) * 1e6 / tasks for k, v in samples.items()}
     nb_run = us["nbflow_threads.run"]
     nb_total = nb_run + us["nbflow_threads.build"]
@@ -267,6 +292,15 @@ def _dag_workload(
             "hand",
             us["hand"],
             2.0,
+            note="to a store in use, every key new",
+        ),
+        Row(
+            wid,
+            "threads run, results written to a new store (its history created)",
+            "us/task",
+            us["nbflow_new_store"],
+            {"hand": us["hand"]},
+            us["nbflow_new_store"] / us["hand"],
         ),
         ratio_row(
             wid,
