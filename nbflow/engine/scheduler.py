@@ -501,7 +501,8 @@ class Engine:
                             attempt = attempt._replace(loop=unit._loop)
                         attempts.append((unit, attempt))
                     self._inflight += len(attempts)
-                    self._drain()
+                    if self._work:
+                        self._drain()
                     if self._pauses.waiting:
                         self._check_stall()
                 self._outbox.flush()
@@ -587,11 +588,15 @@ class Engine:
                         self._hook(task.on_success, unit)
                 elif state is not State.SKIPPED:
                     self._hook(task.on_failure, unit)
-            self._drain()
+            if self._work:
+                self._drain()
             if self._pauses.waiting:
                 self._check_stall()
         self._outbox.flush()
-        self._kick()
+        if not self._dispatching or self._pauses.waiting:
+            # (A thread dispatching takes what became ready: it looks again before it
+            # stops, and the outcome of an attempt run inline comes within its dispatch.)
+            self._kick()
 
     def _record_lost(self, unit: TaskRun, lost: list[tuple[float, float, str]]) -> None:
         """Lock held: runs of an attempt lost with their worker count as failed attempts."""
