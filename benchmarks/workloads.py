@@ -294,13 +294,11 @@ def _dag_workload(
             2.0,
             note="to a store in use, every key new",
         ),
-        Row(
+        _against_hand(
             wid,
             "threads run, results written to a new store (its history created)",
-            "us/task",
-            us["nbflow_new_store"],
-            {"hand": us["hand"]},
-            us["nbflow_new_store"] / us["hand"],
+            us,
+            "nbflow_new_store",
         ),
         ratio_row(
             wid,
@@ -311,14 +309,7 @@ def _dag_workload(
             us["hand"],
             1.3,
         ),
-        Row(
-            wid,
-            "threads run, store=False and log_prints=False",
-            "us/task",
-            us["nbflow_bare"],
-            {"hand": us["hand"]},
-            us["nbflow_bare"] / us["hand"],
-        ),
+        _against_hand(wid, "threads run, store=False and log_prints=False", us, "nbflow_bare"),
         limit_row(
             wid,
             "sequential executor run, cache=False",
@@ -333,6 +324,11 @@ def _dag_workload(
         scaling[0].baselines["dask delayed"] = us["dask.build"]
     rows += scaling
     return rows, {"samples_s": samples, "build_scaling_s": scaling_samples}
+
+
+def _against_hand(wid: str, what: str, us: dict[str, float], name: str) -> Row:
+    """A row of us/task with its ratio to the hand-written scheduler, and no target."""
+    return Row(wid, what, "us/task", us[name], {"hand": us["hand"]}, us[name] / us["hand"])
 
 
 def _build_scaling(
