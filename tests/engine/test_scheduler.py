@@ -279,6 +279,40 @@ def test_failed_upstream_makes_a_default_task_upstream_failed(executor):
     assert not run.ok
 
 
+@task(cache=False)
+def listed() -> list[int]:
+    return [1, 2]
+
+
+@task(cache=False)
+def size(items: frozenset[object]) -> int:
+    return len(items)
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads"])
+def test_a_task_whose_inputs_cannot_be_built_fails_with_the_reason_and_its_downstream_does_not_run(
+    executor,
+):
+    # A list cannot go in a frozenset: building the inputs raises, after the upstream
+    # task succeeded (the node is plain, and made ready where its upstream ends).
+    with Flow("inputs-fail") as flow:
+        up = listed()
+        bad = size(frozenset([up]))
+        after = inc(bad)
+        fine = inc(inc(1))
+    run = run_on(flow, executor)
+
+    assert run[up].state is State.SUCCESS
+    assert run[bad].state is State.FAILED
+    assert run[bad].attempts == 0
+    assert run[bad].reason.startswith("could not build its inputs: ")
+    assert "unhashable type: 'list'" in run[bad].reason
+    assert isinstance(run[bad].error, TypeError)
+    assert run[after].state is State.UPSTREAM_FAILED
+    assert run.result(fine) == 3
+    assert run.state is State.FAILED
+
+
 @pytest.mark.parametrize("executor", EXECUTORS)
 def test_all_finished_task_receives_the_upstream_exception(executor):
     with Flow("all-finished") as flow:
