@@ -868,3 +868,22 @@ def test_a_batch_of_results_keeps_the_stores_counts_and_replaces_old_values(tmp_
     assert info["entries"] == 3 and info["per_task"] == {"t": 2, "u": 1}
     (expire,) = cache._sql("SELECT expire_time FROM Cache WHERE key = 'c'").fetchone()
     assert 50 < expire - time.time() <= 60
+
+
+@pytest.mark.parametrize("n", [1, 99, 100, 237])
+def test_a_large_batch_goes_in_many_rows_to_a_statement_and_every_row_reads_back(tmp_path, n):
+    """Rows go in 100 to a statement, the rest in powers of two: whatever the count,
+    every result reads back, with its task and expiry, and the counts are right."""
+    from nbflow.store.file import open_file_store
+
+    store = open_file_store(tmp_path / "home")
+    items = [(f"k{i}", {"i": i}, f"t{i % 3}", 60.0 if i % 2 else None) for i in range(n)]
+    assert store.set_many(items) == [True] * n
+    assert store.get_many([k for k, *_ in items]) == {f"k{i}": {"i": i} for i in range(n)}
+    cache = store.cache
+    assert len(cache) == n
+    assert cache.reset("size") == cache._sql("SELECT SUM(size) FROM Cache").fetchone()[0]
+    tags = dict(cache._sql("SELECT key, tag FROM Cache").fetchall())
+    assert tags == {f"k{i}": f"t{i % 3}" for i in range(n)}
+    expiring = {k for (k,) in cache._sql("SELECT key FROM Cache WHERE expire_time IS NOT NULL")}
+    assert expiring == {f"k{i}" for i in range(n) if i % 2}
