@@ -82,9 +82,7 @@ def compile_plan(flow: Flow) -> list[NodePlan]:
         return cached[1]
     plans: dict[Node, NodePlan] = {}
     checked: set[tuple[int, int, tuple[str, ...]]] = set()  # calls that bind, by shape
-    for node in flow.sorted():
-        call = flow.call(node)
-        name = flow.name_of(node)
+    for node, call, name, upstream in flow.wiring():
         task = node.task
         shape = (id(task), len(call.args), tuple(call.kwargs))
         if shape not in checked:
@@ -103,7 +101,7 @@ def compile_plan(flow: Flow) -> list[NodePlan]:
                 elif src not in plan.sources:
                     plan.sources.append(src)
         whole: dict[Node, None] = {}
-        for up in flow.upstream(node):
+        for up in upstream:
             if up not in mapped_sources:
                 whole[up] = None
         # A mapped source also used whole (e.g. unmapped(xs)) is waited for as a whole.

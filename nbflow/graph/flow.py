@@ -565,6 +565,13 @@ class Flow:
         """The nodes ``node`` depends on."""
         return tuple(self._up[self.node(node)])
 
+    def wiring(self) -> Iterator[tuple[Node, Call, str, Iterable[Node]]]:
+        """Each node in ``sorted`` order with its call, its name and the nodes it
+        depends on: what planning a run reads, without a lookup per question."""
+        calls, names, up = self._calls, self._names, self._up
+        for n in self.sorted():
+            yield n, calls[n], names.get(n, n.name), up[n]
+
     def downstream(self, node: Node | Task[Any, Any] | str) -> tuple[Node, ...]:
         """The nodes that depend on ``node``."""
         return tuple(self._down[self.node(node)])
