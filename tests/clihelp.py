@@ -119,8 +119,11 @@ def in_terminal(*args, cwd, env, timeout=120):
     os.close(follower)
     chunks = []
     deadline = time.time() + timeout
+    # poll, not select: a long test session may hold more than 1024 descriptors.
+    poller = select.poll()
+    poller.register(leader, select.POLLIN)
     while time.time() < deadline:
-        ready, _, _ = select.select([leader], [], [], 1)
+        ready = poller.poll(1000)
         if not ready:
             if proc.poll() is not None:
                 break
