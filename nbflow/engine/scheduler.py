@@ -106,6 +106,7 @@ class Engine:
             run_id, store if not echo else None, self._lock, self.finished, self.resume
         )
         self._inflight = 0
+        self._local = threading.local()  # .following: submitting an attempt from _on_outcome
         self._retries_waiting = 0
         self._stalled = False
         self.state = State.PENDING
@@ -521,6 +522,7 @@ class Engine:
         ``held``: its result is being written, so its end is told once it is)."""
         plan = self._plan_of[unit.node]
         task = unit.node.task
+        follow = None  # the attempt of a unit this makes ready, submitted from here
         with self._lock:
             self._inflight -= 1
             if unit.state in FINISHED or self._over:
@@ -576,11 +578,14 @@ class Engine:
                     self._outbox.events.append(
                         Event(TASK_STATE, self.run_id, now, state, unit, self.owner)
                     )
+                waited = len(self._ready)
                 for consumer in plan.consumers:
                     self._decrement(consumer)
                 self._remaining -= 1
                 if self._remaining == 0:
                     self._finish_run()
+                elif waited == 0 and len(self._ready) == 1:
+                    follow = self._follow()
             else:
                 self._end_unit(plan, unit, state, now, judged.reason)
                 if state is State.SUCCESS:
@@ -593,10 +598,48 @@ class Engine:
             if self._pauses.waiting:
                 self._check_stall()
         self._outbox.flush()
+        if follow is not None:
+            # An executor that ran the attempt here, against its word (not ``inline``),
+            # would come back in: then this thread takes no further attempt this way.
+            local = self._local
+            local.following = True
+            try:
+                self._dispatcher.submit([follow])
+            finally:
+                local.following = False
         if not self._dispatching or self._pauses.waiting:
             # (A thread dispatching takes what became ready: it looks again before it
             # stops, and the outcome of an attempt run inline comes within its dispatch.)
             self._kick()
+
+    def _follow(self) -> tuple[TaskRun, Any] | None:
+        """Lock held, one unit ready and nothing else waiting: its attempt, to submit
+        from here at once, as ``_dispatch`` would (a chain goes on without a dispatch
+        round), when there is nothing for ``_dispatch`` to decide: it is a first
+        attempt with its inputs, on an executor that runs it elsewhere, and the store
+        has nothing to look up for it. None: ``_dispatch`` takes it."""
+        unit = self._ready[0]
+        key = unit.key
+        if (
+            self.executor.inline
+            or getattr(self._local, "following", False)
+            or unit.attempts
+            or unit._inputs is DEFERRED
+            or unit._loop is not None
+            or not (
+                key is None
+                or self.store is None
+                or self.refresh
+                or key in self._dispatcher.absent
+                or not unit.node.task.cache
+            )
+        ):
+            return None
+        self._ready.clear()
+        unit.attempts = 1
+        self._set(unit, State.RUNNING, time.time())
+        self._inflight += 1
+        return unit, self._dispatcher.attempt(unit)
 
     def _record_lost(self, unit: TaskRun, lost: list[tuple[float, float, str]]) -> None:
         """Lock held: runs of an attempt lost with their worker count as failed attempts."""

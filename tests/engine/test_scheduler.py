@@ -700,3 +700,58 @@ def test_hook_that_raises_is_logged_and_does_not_change_the_outcome(executor, ca
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("nbflow")]
     assert any("broken_hook" in m for m in messages), messages
     assert any("broken_flow_hook" in m for m in messages), messages
+
+
+class _RunsInSubmit:
+    """An executor that runs each attempt inside ``submit`` though it says it is not
+    inline (against the protocol): the engine must still not recurse per task."""
+
+    name = "runs-in-submit"
+    inline = False
+
+    def submit(self, attempt):
+        from nbflow.executor.worker import Promise, execute
+
+        future = Promise()
+        future.set_result(execute(attempt))
+        return future
+
+    def shutdown(self, cancel: bool = False) -> None:
+        pass
+
+
+def test_a_long_chain_on_an_executor_that_runs_attempts_in_submit_does_not_recurse():
+    import sys
+
+    n = sys.getrecursionlimit() * 3
+    with Flow("runs-in-submit") as flow:
+        x = inc(0)
+        for _ in range(n - 1):
+            x = inc(x)
+    run = flow.run(executor=_RunsInSubmit(), store=False)
+    assert run.ok
+    assert run.result(x) == n
+    assert run.counts() == {"success": n}
+
+
+def test_a_chain_on_threads_tells_each_task_running_then_finished_in_order():
+    """A task made ready by the end of its only upstream task is submitted from the
+    thread that ended it: each still reports running before it ends, one attempt each,
+    and each starts after its upstream task ended."""
+    seen: list[tuple[str, str]] = []
+    with Flow("chain-follows") as flow:
+        nodes = [inc(0)]
+        for _ in range(49):
+            nodes.append(inc(nodes[-1]))
+    run = flow.run(
+        executor="threads",
+        max_workers=2,
+        store=False,
+        listeners=[lambda e: e.task_run and seen.append((e.task_run.name, e.state.value))],
+    )
+    assert run.ok and run.result(nodes[-1]) == 50
+    names = [run[n].name for n in nodes]
+    assert seen == [(name, s) for name in names for s in ("running", "success")]
+    assert all(run[n].attempts == 1 and len(run[n].history) == 1 for n in nodes)
+    for before, after in pairwise(nodes):
+        assert run[before].end <= run[after].start
