@@ -470,15 +470,20 @@ class Engine:
                 self._cond.notify_all()
 
     def _dispatch(self) -> None:
-        """Submit ready units (cache hits end at once). One thread dispatches at a time."""
-        while True:
-            with self._lock:
-                if self._dispatching or not self._ready:
-                    return
-                self._dispatching = True
-                batch = list(self._ready)
-                self._ready.clear()
-            try:
+        """Submit ready units (cache hits end at once). One thread dispatches at a time,
+        until nothing is ready (it looks, and stops, under the lock)."""
+        with self._lock:
+            if self._dispatching or not self._ready:
+                return
+            self._dispatching = True
+        try:
+            while True:
+                with self._lock:
+                    if not self._ready:
+                        self._dispatching = False
+                        return
+                    batch = list(self._ready)
+                    self._ready.clear()
                 hits = self._dispatcher.hits(batch)
                 attempts = []
                 with self._lock:
@@ -508,9 +513,10 @@ class Engine:
                         self._check_stall()
                 self._outbox.flush()
                 self._dispatcher.submit(attempts)
-            finally:
-                with self._lock:
-                    self._dispatching = False
+        except BaseException:
+            with self._lock:
+                self._dispatching = False
+            raise
 
     def _durable(self, units: list[Any]) -> None:
         """The group writer has written these task runs' results: tell their ends."""
@@ -584,7 +590,7 @@ class Engine:
                 self._remaining -= 1
                 if self._remaining == 0:
                     self._finish_run()
-                elif waited == 0 and len(self._ready) == 1:
+                elif waited == 0 and len(self._ready) == 1 and not self.executor.inline:
                     follow = self._follow()
             else:
                 self._end_unit(plan, unit, state, now, judged.reason)
@@ -616,13 +622,13 @@ class Engine:
         """Lock held, one unit ready and nothing else waiting: its attempt, to submit
         from here at once, as ``_dispatch`` would (a chain goes on without a dispatch
         round), when there is nothing for ``_dispatch`` to decide: it is a first
-        attempt with its inputs, on an executor that runs it elsewhere, and the store
-        has nothing to look up for it. None: ``_dispatch`` takes it."""
+        attempt with its inputs and the store has nothing to look up for it. Only for
+        an executor that runs attempts elsewhere (not ``inline``: the caller checks).
+        None: ``_dispatch`` takes it."""
         unit = self._ready[0]
         key = unit.key
         if (
-            self.executor.inline
-            or getattr(self._local, "following", False)
+            getattr(self._local, "following", False)
             or unit.attempts
             or unit._inputs is DEFERRED
             or unit._loop is not None
