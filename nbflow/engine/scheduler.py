@@ -613,9 +613,10 @@ class Engine:
                 self._dispatcher.submit([follow])
             finally:
                 local.following = False
-        if not self._dispatching or self._pauses.waiting:
-            # (A thread dispatching takes what became ready: it looks again before it
-            # stops, and the outcome of an attempt run inline comes within its dispatch.)
+        if (self._ready and not self._dispatching) or self._pauses.waiting:
+            # (Nothing ready: nothing to dispatch. A thread dispatching takes what became
+            # ready: it looks again before it stops, and the outcome of an attempt run
+            # inline comes within its dispatch.)
             self._kick()
 
     def _follow(self) -> tuple[TaskRun, Any] | None:
