@@ -10,7 +10,6 @@ from __future__ import annotations
 import pickle
 import warnings
 from collections.abc import Mapping
-from hashlib import blake2b
 from typing import Any
 
 from nbflow.engine.plan import NodePlan
@@ -63,10 +62,7 @@ class Keys:
         fingerprint, then the arguments with upstream nodes standing as their keys.
         ``runs`` (anything with ``key``, ``state`` and ``children`` per node) stands in
         for the run's records, to compute keys before the upstream tasks have ended."""
-        task = plan.node.task
-        fp = self._fingerprints.get(id(task), "")
-        if fp == "":
-            fp = self.fingerprint(task)
+        fp = self.fingerprint(plan.node.task)
         if fp is None:
             return None
         if runs is None:
@@ -142,13 +138,7 @@ class Keys:
                 tuple(args),
                 tuple([(k, _shape(v, keys, index)) for k, v in kwargs.items()]) if kwargs else (),
             )
-            # digest(fp.encode(), pickle.dumps(shape)) in one call: each part after its length.
-            head = fp.encode()
-            data = pickle.dumps(shape, protocol=4)
-            framed = b"".join(
-                (len(head).to_bytes(8, "little"), head, len(data).to_bytes(8, "little"), data)
-            )
-            return blake2b(framed, digest_size=16).hexdigest()
+            return digest(fp.encode(), pickle.dumps(shape, protocol=4))
         except Unhashable as exc:
             if id(plan) not in self._warned:
                 self._warned.add(id(plan))
