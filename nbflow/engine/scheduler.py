@@ -389,17 +389,10 @@ class Engine:
                 and not self.prior
                 and all_succeeded(plan, self.runs)
             ):
-                # What _activate and _gate decide, for a node with nothing to decide: it
-                # is ready once its inputs are built (if they cannot be, the long way
-                # ends it failed, with the reason).
-                try:
-                    run._inputs = inputs(plan, self.runs, self._mapper.values, None)
-                except Exception:
-                    self._work.append(partial(self._activate, plan))
-                    return
-                if self.store is not None:
-                    run.key = self._keys.key(plan, None)
-                self._ready.append(run)
+                # Gated at once: a plain node whose upstream tasks all succeeded is not
+                # blocked, so it becomes ready (or fails, if its inputs cannot be built:
+                # its own consumers then go through the work list, never recursion).
+                self._gate(plan, run)
                 return
             self._work.append(partial(self._activate, plan))
 
