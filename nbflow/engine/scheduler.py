@@ -564,32 +564,14 @@ class Engine:
                     unit,
                     retry_wait(judged.delay, task.retry_backoff, task.retry_jitter, unit.attempts),
                 )
-            elif (
-                state is _SUCCESS
-                and plan.plain
-                and not (task.on_state_change or task.on_success or self.flow.on_state_change)
-            ):
-                # _end_node and _set for a plain success, without their other cases.
-                unit.state = state
-                unit.end = now
-                unit._inputs = None
-                if self.bus.listeners:
-                    self._outbox.events.append(
-                        Event(TASK_STATE, self.run_id, now, state, unit, self.owner)
-                    )
-                waited = len(self._ready)
-                for consumer in plan.consumers:
-                    self._decrement(consumer)
-                self._remaining -= 1
-                if self._remaining == 0:
-                    self._finish_run()
-                elif waited == 0 and len(self._ready) == 1 and not self.executor.inline:
-                    follow = self._follow()
             else:
+                waited = len(self._ready)
                 self._end_unit(plan, unit, state, now, judged.reason)
-                if state is State.SUCCESS:
+                if state is _SUCCESS:
                     if task.on_success:
                         self._hook(task.on_success, unit)
+                    if waited == 0 and len(self._ready) == 1 and not self.executor.inline:
+                        follow = self._follow()
                 elif state is not State.SKIPPED:
                     self._hook(task.on_failure, unit)
             if self._work:
