@@ -89,13 +89,21 @@ class Dispatcher:
         there is no store or the run recomputes everything)."""
         if self.store is None or self.refresh:
             return {}
-        absent = self.absent
-        keys = [
-            u.key
-            for u in batch
-            if u.key is not None and u.attempts == 0 and u.node.task.cache and u.key not in absent
-        ]
+        keys = [u.key for u in batch if u.key is not None and self.looks_up(u)]
         return self.lookup(keys) if keys else {}
+
+    def looks_up(self, unit: TaskRun) -> bool:
+        """Whether dispatching ``unit`` asks the store for its key: a first attempt of a
+        cached task, whose key is not known to be absent."""
+        key = unit.key
+        return (
+            key is not None
+            and self.store is not None
+            and not self.refresh
+            and unit.attempts == 0
+            and unit.node.task.cache
+            and key not in self.absent
+        )
 
     def lookup(self, keys: list[str]) -> dict[str, Any]:
         """Cache hits by key. With an executor that can ``load`` a stored value where

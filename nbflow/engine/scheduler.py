@@ -602,19 +602,12 @@ class Engine:
         an executor that runs attempts elsewhere (not ``inline``: the caller checks).
         None: ``_dispatch`` takes it."""
         unit = self._ready[0]
-        key = unit.key
         if (
             getattr(self._local, "following", False)
             or unit.attempts
             or unit._inputs is DEFERRED
             or unit._loop is not None
-            or not (
-                key is None
-                or self.store is None
-                or self.refresh
-                or key in self._dispatcher.absent
-                or not unit.node.task.cache
-            )
+            or self._dispatcher.looks_up(unit)
         ):
             return None
         self._ready.clear()
