@@ -25,5 +25,6 @@ def pool(name: str, workers: int) -> ThreadPoolExecutor:
 
 def hashing() -> ThreadPoolExecutor:
     """Threads that hash large values while their bytes are written or arrive (hashlib
-    lets go of the interpreter): a value file's checksum, a remote entry's signature."""
+    and xxhash let go of the interpreter): a value file's checksum, a remote entry's
+    signature."""
     return pool("hash", 4)

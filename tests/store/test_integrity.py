@@ -104,6 +104,45 @@ def test_a_file_entry_written_before_checksums_is_a_quiet_miss(_private_store):
     assert store.get("old") == BIG_BYTES
 
 
+def _checksum_row(store: FileStore, key: str) -> bytes:
+    with sqlite3.connect(store.path / "cache" / "cache.db") as db:
+        (value,) = db.execute("SELECT value FROM Cache WHERE key = ?", (key,)).fetchone()
+    return bytes(value)
+
+
+def test_a_value_file_carries_its_length_and_xxh3_digest(_private_store):
+    import xxhash
+
+    store = FileStore(_private_store)
+    assert store.set("k", {"numbers": BIG_LIST}, task="produce")
+    (path,) = _value_files(store)
+    data = path.read_bytes()
+    want = b"nbf2" + len(data).to_bytes(8, "little") + xxhash.xxh3_128(data).digest()
+    assert _checksum_row(store, "k") == want
+
+
+@pytest.mark.parametrize("value", [BIG_BYTES, BIG_TEXT, {"numbers": BIG_LIST}])
+def test_an_entry_checked_with_sha1_by_an_earlier_version_still_reads_and_still_checks(
+    _private_store, value
+):
+    import hashlib
+
+    store = FileStore(_private_store)
+    assert store.set("old", value, task="produce")
+    (path,) = _value_files(store)
+    data = path.read_bytes()
+    sha1 = b"nbf1" + len(data).to_bytes(8, "little") + hashlib.sha1(data).digest()
+    with sqlite3.connect(store.path / "cache" / "cache.db") as db:  # as the earlier one wrote it
+        db.execute("UPDATE Cache SET value = ? WHERE key = 'old'", (sha1,))
+
+    got, caught = _get(FileStore(_private_store), "old", "MISS")
+    assert (got, caught) == (value, [])
+    _overwrite(path)
+    got, caught = _get(FileStore(_private_store), "old", "MISS")
+    assert got == "MISS"
+    assert len(caught) == 1 and "'produce'" in caught[0], caught
+
+
 def test_small_and_large_values_of_every_kind_read_back_equal(_private_store):
     store = FileStore(_private_store)
     values = {
