@@ -458,6 +458,7 @@ class Flow:
         # Prefect 1's terminal state handler: may change the run's final state.
         self.terminal_state_handler = terminal_state_handler
         self._reference: tuple[Node, ...] | None = None
+        self._parameters: tuple[int, dict[str, Any]] | None = None  # by version
         self._calls: dict[Node, Call] = {}
         self._by_name: dict[str, Node] = {}
         self._names: dict[Node, str] = {}
@@ -503,7 +504,11 @@ class Flow:
 
     def parameters(self) -> dict[str, Any]:
         """The flow's ``Parameter`` tasks by name."""
-        return {n.task.name: n.task for n in self._calls if hasattr(n.task, "required")}
+        found = self._parameters
+        if found is None or found[0] != self.version:  # asked by every run: kept
+            declared = {n.task.name: n.task for n in self._calls if _is_parameter(n.task)}
+            found = self._parameters = (self.version, declared)
+        return dict(found[1])
 
     @property
     def terminal_tasks(self) -> tuple[Node, ...]:

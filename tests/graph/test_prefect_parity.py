@@ -313,6 +313,18 @@ def test_create_parameter_twice_in_one_flow_is_refused():
     assert list(flow.parameters()) == ["x"]
 
 
+def test_a_flows_parameters_follow_tasks_added_after_they_were_asked_for():
+    with Flow("grows") as flow:
+        inc(Parameter("x", default=1))
+    assert list(flow.parameters()) == ["x"]
+    flow.parameters().clear()  # a copy: what the flow keeps is not changed
+    with flow:
+        inc(Parameter("y", default=2))
+    assert list(flow.parameters()) == ["x", "y"]
+    flow.add_task(Parameter("z", default=3))
+    assert list(flow.parameters()) == ["x", "y", "z"]
+
+
 def test_copying_a_flow_with_a_parameter_keeps_it():
     with Flow("copy") as flow:
         inc(Parameter("x", default=1))
