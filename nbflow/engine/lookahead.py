@@ -173,11 +173,8 @@ class Lookahead:
         mapped task then expands without reading them)."""
         if self._lengths is None:
             return set()
-        mapped_over = [
-            node
-            for node, plan in settled.items()
-            if any(c.mapped and node in c.sources for c in plan.consumers)
-        ]
+        over = {up for plan in self._plans if plan.mapped for up in plan.sources}
+        mapped_over = [node for node in settled if node in over] if over else []
         if not mapped_over:
             return set()
         known = self._lengths.prefetch([presumed[n].key for n in mapped_over])
