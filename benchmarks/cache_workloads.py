@@ -1,4 +1,5 @@
-"""W4 and W5: the result cache. A fully cached re-run, and a large DataFrame result."""
+"""W4, W5 and W7: the result cache (a fully cached re-run, a large DataFrame result) and a
+large DataFrame handed between tasks."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import tempfile
 import time
 from typing import Any
 
+import baselines as bl
 from harness import Config, Row, check, limit_row, measure, median, ratio_row, timed
 
 from nbflow import Flow, task
@@ -277,7 +279,8 @@ def bench_w5(cfg: Config) -> Result:
 
 
 def bench_w7(cfg: Config) -> Result:
-    """A large DataFrame handed from one task to the next on threads, with no store."""
+    """A large DataFrame handed from one task to the next, with no store: on threads, and
+    between worker processes."""
     import numpy as np  # noqa: F401 - imported here so the timing below excludes it
     import pandas as pd  # noqa: F401
 
@@ -295,8 +298,30 @@ def bench_w7(cfg: Config) -> Result:
         check(len(means) == 8, "W7 plain")
         return dt
 
-    samples = measure({"nbflow": c_nbflow, "plain": c_plain}, max(3, cfg.repeats // 2))
+    def c_processes() -> float:
+        dt, run = timed(lambda: flow.run(executor="processes", max_workers=2, store=False))
+        check(run.ok and len(run.result(out)) == 8, "W7 nbflow processes")
+        return dt
+
+    def c_loky() -> float:
+        # The same by hand: each step submitted to the warm loky pool nbflow uses, the
+        # frame coming back to this process and going out again.
+        pool = bl.loky_pool(2)
+        dt, means = timed(
+            lambda: pool.submit(
+                column_means.fn, pool.submit(make_frame.fn, rows_n).result()
+            ).result()
+        )
+        check(len(means) == 8, "W7 loky")
+        return dt
+
+    repeats = max(3, cfg.repeats // 2)
+    samples = measure({"nbflow": c_nbflow, "plain": c_plain}, repeats)
+    # Apart: frames going through worker processes leave memory behind (the workers'
+    # and the shared-memory files') that the threads' figures must not pay for.
+    samples.update(measure({"processes": c_processes, "loky": c_loky}, repeats))
     nb, plain = median(samples["nbflow"]), median(samples["plain"])
+    procs, loky = median(samples["processes"]), median(samples["loky"])
     size = "50 MB" if cfg.quick else "300 MB"
     return [
         ratio_row(
@@ -307,5 +332,14 @@ def bench_w7(cfg: Config) -> Result:
             "plain calls",
             plain,
             1.2,
-        )
+        ),
+        Row(
+            "W7",
+            f"{size} DataFrame between two tasks, processes, store=False / raw loky submits",
+            "s",
+            procs,
+            {"raw loky submits": loky, "plain calls": plain},
+            procs / loky,
+            note="large buffers cross through shared-memory files, not loky's pipe",
+        ),
     ], {"samples_s": samples}

@@ -1,8 +1,12 @@
 """Attempts in worker processes: joblib's reusable loky executor (cloudpickle).
 
-Functions defined in a notebook or ``__main__`` travel by value. The pool stays warm
-across runs. A worker that dies fails only the attempt it was running; attempts that
-died with it through no fault of their own run again.
+Functions defined in a notebook or ``__main__`` travel by value. Large buffers (the
+arrays of a DataFrame, of NumPy, bytes) travel out of band through files of the run's
+folder in shared memory (``/dev/shm``), mapped copy-on-write by the side that reads
+them, so a large value crosses between processes at the speed of memory, not through
+loky's pipe as a pickle copied three times. The pool stays warm across runs. A worker
+that dies fails only the attempt it was running; attempts that died with it through no
+fault of their own run again.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import mmap
 import os
 import pickle
 import re
@@ -22,7 +27,7 @@ import weakref
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from nbflow.errors import RemoteError, TaskTimeoutError, WorkerDiedError
 from nbflow.executor.local import check_max_workers
@@ -88,16 +93,78 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, name="nbflow-parent-watch", daemon=True).start()
 
 
-def _run_in_worker(payload: bytes, marker: str, label: str, parent: int) -> Outcome:
+SPILL_AT = 1 << 20  # bytes: a buffer this large travels through a file of its own
+
+
+class _Spilled(NamedTuple):
+    """A pickle (protocol 5) whose large buffers wait in files, in order."""
+
+    data: bytes
+    paths: list[str]
+
+
+def _spill(obj: Any, stem: str) -> _Spilled:
+    """``obj`` pickled with cloudpickle, each buffer of ``SPILL_AT`` bytes or more written
+    to a file of its own (``stem.0``, ``stem.1``...) instead of into the pickle."""
+    import cloudpickle
+
+    paths: list[str] = []
+
+    def out_of_band(buffer: pickle.PickleBuffer) -> bool:
+        try:
+            raw = buffer.raw()
+        except BufferError:  # not contiguous: in the pickle
+            return True
+        if raw.nbytes < SPILL_AT:
+            return True
+        path = f"{stem}.{len(paths)}"
+        paths.append(path)  # before it is written: a failed write is removed too
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
+            fh.write(raw)
+        return False
+
+    try:
+        data = cloudpickle.dumps(obj, protocol=5, buffer_callback=out_of_band)
+    except BaseException:
+        _remove(paths)
+        raise
+    return _Spilled(bytes(data), paths)
+
+
+def _unspill(spilled: _Spilled) -> Any:
+    """The object ``_spill`` pickled; its files are mapped copy-on-write (the value may
+    be changed in place; the file is not) and removed (a mapping outlives its file)."""
+    buffers = []
+    try:
+        for path in spilled.paths:
+            with open(path, "rb") as fh:
+                buffers.append(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY))
+    finally:
+        _remove(spilled.paths)
+    return pickle.loads(spilled.data, buffers=buffers)
+
+
+def _remove(paths: list[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _run_in_worker(
+    payload: bytes, spilled: list[str], marker: str, label: str, parent: int
+) -> Outcome | _Spilled:
     """The function the worker process runs: rebuild the attempt, mark the start, run,
     unmark. A worker whose parent (``parent``, the submitting process) died starts
     nothing more: it ends at once, before a queued attempt repeats side effects that
     the attempt's retry in a new run will have again.
 
-    The attempt arrives pickled by ``_portable``, as bytes: loky itself only unpickles
-    bytes, which cannot fail. An attempt that cannot be rebuilt here (a task or value
-    pickled by reference to a module the worker cannot import, such as a script's
-    ``__main__``) fails this attempt with the reason, instead of breaking the pool.
+    The attempt arrives pickled by ``_portable``, as bytes and the names of the files
+    its large buffers wait in: loky itself only unpickles those, which cannot fail. An
+    attempt that cannot be rebuilt here (a task or value pickled by reference to a
+    module the worker cannot import, such as a script's ``__main__``) fails this
+    attempt with the reason, instead of breaking the pool. The outcome goes back the
+    same way (its large buffers in files next to ``marker``), or as it is when it
+    cannot be pickled so: then loky tries, and says why it cannot.
     """
     if _orphaned(parent):
         os._exit(1)
@@ -108,7 +175,7 @@ def _run_in_worker(payload: bytes, marker: str, label: str, parent: int) -> Outc
     os.close(fd)
     try:
         try:
-            attempt: Attempt = pickle.loads(payload)
+            attempt: Attempt = _unspill(_Spilled(payload, spilled))
         except Exception as exc:
             return failure(RemoteError(_unrebuildable(label, exc)), time.time())
         outcome = execute(attempt)
@@ -117,7 +184,10 @@ def _run_in_worker(payload: bytes, marker: str, label: str, parent: int) -> Outc
                 pickle.dumps(outcome.error)
             except Exception:
                 outcome.error = RemoteError(f"{type(outcome.error).__name__}: {outcome.error}")
-        return outcome
+        try:
+            return _spill(outcome, f"{marker}.out{os.getpid()}")  # a resend: another worker
+        except Exception:
+            return outcome
     finally:
         os.unlink(marker)
 
@@ -131,12 +201,11 @@ def _unrebuildable(label: str, exc: Exception) -> str:
     )
 
 
-def _portable(attempt: Attempt) -> bytes:
+def _portable(attempt: Attempt, stem: str) -> _Spilled:
     """The attempt as it is sent: pickled here (cloudpickle, so notebook functions travel
-    by value), its function keeping its file names and cell lines."""
-    import cloudpickle
-
-    return bytes(cloudpickle.dumps(attempt._replace(fn=traveling(attempt.fn)), protocol=5))
+    by value), its function keeping its file names and cell lines, its large buffers in
+    files ``stem.N``."""
+    return _spill(attempt._replace(fn=traveling(attempt.fn)), stem)
 
 
 def _ignore_sigint() -> None:
@@ -150,9 +219,23 @@ def _ignore_sigint() -> None:
 
 
 def _submit(pool: Any, job: _Job) -> Any:
-    """Send ``job``'s attempt to a worker of ``pool``; returns loky's future."""
+    """Send ``job``'s attempt to a worker of ``pool``; returns loky's future. The files
+    of its buffers are the job's until it finishes (each send writes its own)."""
     attempt = job.attempt
-    return pool.submit(_run_in_worker, _portable(attempt), job.marker, attempt.label, os.getpid())
+    job.sends += 1
+    payload = _portable(attempt, f"{job.marker}.in{job.sends}")
+    job.spilled.extend(payload.paths)
+    return pool.submit(
+        _run_in_worker, payload.data, payload.paths, job.marker, attempt.label, os.getpid()
+    )
+
+
+def _received(result: Outcome | _Spilled) -> Outcome:
+    """What a worker sent back, as an outcome."""
+    if type(result) is _Spilled:
+        outcome: Outcome = _unspill(result)
+        return outcome
+    return result  # type: ignore[return-value]
 
 
 def _read_marker(path: str) -> tuple[int, float] | None:
@@ -186,6 +269,8 @@ class _Job:
     pool: Any = None
     submitted: float = field(default_factory=time.time)
     waiting: float | None = None  # since when it waits for a pool to be replaced
+    sends: int = 0
+    spilled: list[str] = field(default_factory=list)  # files of its buffers, removed at its end
 
 
 class ProcessExecutor:
@@ -277,6 +362,7 @@ class ProcessExecutor:
     def _finish(self, number: int, job: _Job, outcome: Outcome) -> bool:
         with self._lock:
             self._jobs.pop(number, None)
+        _remove(job.spilled)
         return job.outer.set_result(outcome)
 
     def _on_done(self, number: int, job: _Job, inner: Future[Any]) -> None:
@@ -291,8 +377,13 @@ class ProcessExecutor:
             return
         exc = inner.exception()
         if exc is None:
-            self._finish(number, job, inner.result())
-            return
+            try:
+                outcome = _received(inner.result())
+            except Exception as unpickling:  # e.g. a class this process cannot import
+                exc = unpickling
+            else:
+                self._finish(number, job, outcome)
+                return
         if not isinstance(exc, BrokenProcessPool):
             self._finish(
                 number,
@@ -358,7 +449,7 @@ class ProcessExecutor:
         try:
             inner = _submit(pool, job)
             try:
-                outcome = inner.result(timeout=job.attempt.timeout)
+                outcome = _received(inner.result(timeout=job.attempt.timeout))
             except TimeoutError:
                 pool.shutdown(wait=False, kill_workers=True)
                 outcome = failure(

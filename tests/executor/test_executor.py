@@ -464,6 +464,102 @@ def test_an_attempt_a_worker_cannot_rebuild_fails_that_task_with_the_reason():
     assert "Can't get attribute 'gone'" in message
 
 
+# -- large values between processes ----------------------------------------------------
+
+
+@task(cache=False)
+def big_array(n, seed):
+    import numpy as np
+
+    return np.random.default_rng(seed).random(n)
+
+
+@task(cache=False)
+def frame_of(values):
+    import pandas as pd
+
+    return pd.DataFrame({"a": values, "b": values * 2})
+
+
+@task(cache=False)
+def doubled_in_place(frame):
+    frame["a"] *= 2  # an input changed in place: the worker's copy only
+    frame.loc[0, "b"] = -1.0
+    return frame
+
+
+@task(cache=False)
+def files_in(folder, *after):
+    return sorted(os.listdir(folder))
+
+
+def _mapped(array) -> bool:
+    """Whether ``array``'s memory is a file mapped into this process."""
+    import mmap
+
+    base = array
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = base.obj if isinstance(base, memoryview) else getattr(base, "base", None)
+    return base is not None
+
+
+def test_large_values_cross_between_processes_intact_and_leave_no_files(tmp_path):
+    np = pytest.importorskip("numpy")
+    n = 2_000_000  # 16 MB arrays: their buffers travel through files, not the pipe
+    executor = ProcessExecutor(max_workers=2)
+    folder = executor._dir
+    with Flow("large values") as flow:
+        values = big_array(n, 7)
+        frame = frame_of(values)
+        changed = doubled_in_place(frame)
+        seen = files_in(folder, changed)
+    run = flow.run(executor=executor)
+    assert run.ok, run.counts()
+    want = np.random.default_rng(7).random(n)
+    assert np.array_equal(run.result(values), want)
+    assert _mapped(run.result(values))  # it came through shared memory, not the pipe
+    original = run.result(frame)
+    assert np.array_equal(original["a"].to_numpy(), want)  # not changed by its consumer
+    assert np.array_equal(original["b"].to_numpy(), want * 2)
+    result = run.result(changed)
+    assert np.array_equal(result["a"].to_numpy(), want * 2)
+    assert result.loc[0, "b"] == -1.0 and result.loc[1, "b"] == want[1] * 2
+    result["a"] += 1  # what came back is the caller's to change
+    assert result.loc[0, "a"] == want[0] * 2 + 1
+    # When the last task ran, the files of the finished ones were gone: only its own
+    # start marker was left (its small inputs travel in the pickle).
+    assert len(run.result(seen)) == 1 and run.result(seen)[0].isdigit(), run.result(seen)
+    assert not os.path.exists(folder)  # the run's folder went with the run
+
+
+def _rebuilt_only_in(pid):
+    if os.getpid() != pid:
+        raise RuntimeError("this value cannot be rebuilt outside the process that made it")
+    return "rebuilt"
+
+
+class _OnlyWhereMade:
+    def __reduce__(self):
+        return _rebuilt_only_in, (os.getpid(),)
+
+
+@task(cache=False)
+def only_where_made():
+    return _OnlyWhereMade()
+
+
+def test_a_result_the_runs_process_cannot_rebuild_fails_that_task_with_the_reason():
+    with Flow("unreceivable") as flow:
+        bad = only_where_made()
+        good = inc(1)
+    run = run_on(flow, "processes")
+    assert run.result(good) == 2
+    assert run[bad].state is State.FAILED
+    message = str(run[bad].error)
+    assert "Task 'only_where_made'" in message and "send back its result" in message
+    assert "cannot be rebuilt outside the process that made it" in message
+
+
 @task(cache=False)
 def raises_base(kind):
     import asyncio
