@@ -125,6 +125,10 @@ def _spill(obj: Any, stem: str) -> _Spilled:
 
     try:
         data = cloudpickle.dumps(obj, protocol=5, buffer_callback=out_of_band)
+    except OSError as exc:  # no room for them (a container's small /dev/shm): in the pickle
+        _remove(paths)
+        log.debug("nbflow: large buffers travel in the pickle: %s", exc)
+        return _Spilled(bytes(cloudpickle.dumps(obj, protocol=5)), [])
     except BaseException:
         _remove(paths)
         raise

@@ -532,6 +532,39 @@ def test_large_values_cross_between_processes_intact_and_leave_no_files(tmp_path
     assert not os.path.exists(folder)  # the run's folder went with the run
 
 
+def test_large_values_travel_in_the_pickle_when_shared_memory_is_full(monkeypatch):
+    """A container's /dev/shm is often 64 MB: a buffer that does not fit goes in the
+    pickle, as it did before, and nothing is left behind."""
+    import errno
+
+    np = pytest.importorskip("numpy")
+    from nbflow.executor import processes
+
+    class FullDisk:
+        def __getattr__(self, name):
+            return getattr(os, name)
+
+        @staticmethod
+        def open(path, flags, mode=0o777):
+            fd = os.open(path, flags, mode)
+            if ".in" in os.path.basename(path):  # a buffer of an attempt: the disk is full
+                os.close(fd)
+                raise OSError(errno.ENOSPC, "No space left on device", path)
+            return fd
+
+    monkeypatch.setattr(processes, "os", FullDisk())
+    executor = ProcessExecutor(max_workers=2)
+    folder = executor._dir
+    with Flow("full shared memory") as flow:
+        frame = frame_of(np.arange(300_000, dtype=float))  # 2.4 MB: spilled if it fits
+        changed = doubled_in_place(frame)
+        seen = files_in(folder, changed)
+    run = flow.run(executor=executor)
+    assert run.ok, run.counts()
+    assert run.result(changed)["a"].sum() == np.arange(300_000).sum() * 2
+    assert len(run.result(seen)) == 1, run.result(seen)
+
+
 def _rebuilt_only_in(pid):
     if os.getpid() != pid:
         raise RuntimeError("this value cannot be rebuilt outside the process that made it")
