@@ -373,8 +373,12 @@ class ProcessExecutor:
         from joblib.externals.loky.process_executor import BrokenProcessPool
 
         if job.outer.done():
-            if not inner.cancelled() and isinstance(inner.exception(), BrokenProcessPool):
-                self._on_broken(job.pool, inner.exception())  # type: ignore[arg-type]
+            if not inner.cancelled():
+                late = inner.exception()
+                if isinstance(late, BrokenProcessPool):
+                    self._on_broken(job.pool, late)
+                elif late is None and type(inner.result()) is _Spilled:
+                    _remove(inner.result().paths)  # ended meanwhile (a timeout): not read
             return
         if inner.cancelled():
             self._finish(number, job, failure(RemoteError("cancelled"), job.submitted))
