@@ -83,10 +83,15 @@ _TAGS = (_CHECK_TAG, _SHA1_TAG)
 _OVERLAP = 4 << 20  # bytes: a buffer this large is hashed while it is written
 
 
-def _new_hash(tag: bytes = _CHECK_TAG) -> Any:
+def _new_hash(tag: bytes = _CHECK_TAG, data: bytes = b"") -> Any:
     if tag == _SHA1_TAG:
-        return hashlib.sha1(usedforsecurity=False)
-    return xxhash.xxh3_128()
+        return hashlib.sha1(data, usedforsecurity=False)
+    return xxhash.xxh3_128(data)
+
+
+def _tag(checksum: Any) -> bytes:
+    """The tag a row's checksum starts with: which hash made it."""
+    return bytes(checksum[: len(_CHECK_TAG)])
 
 
 def _checksum(length: int, digest: bytes, tag: bytes = _CHECK_TAG) -> Any:
@@ -154,7 +159,7 @@ class _HashingReader:
 
 def _verify(expected: Any, length: int, digest: bytes, filename: str) -> None:
     recorded = bytes(expected)
-    if recorded != bytes(_checksum(length, digest, recorded[:4])):
+    if recorded != bytes(_checksum(length, digest, _tag(recorded))):
         want = int.from_bytes(recorded[4:12], "little") if len(recorded) >= 12 else -1
         raise DamagedEntryError(
             f"its value file '{filename}' has {length} bytes"
@@ -181,7 +186,7 @@ def _check_owner(cache_dir: str, path: str, fh: Any) -> None:
 
 
 def _is_checked(value: Any) -> bool:
-    return value is not None and bytes(value[: len(_CHECK_TAG)]) in _TAGS
+    return value is not None and _tag(value) in _TAGS
 
 
 def _make_disk() -> Any:
@@ -236,7 +241,7 @@ def _make_disk() -> Any:
             if mode == diskcache.core.MODE_PICKLE:
                 with open(path, "rb", buffering=1 << 20) as fh:
                     _check_owner(self._directory, path, fh)
-                    reader = _HashingReader(fh, bytes(value[:4]))
+                    reader = _HashingReader(fh, _tag(value))
                     try:
                         result = pickle.load(reader)
                     except Exception as exc:
@@ -247,9 +252,7 @@ def _make_disk() -> Any:
             with open(path, "rb") as fh:
                 _check_owner(self._directory, path, fh)
                 data = fh.read()
-            digest = _new_hash(bytes(value[:4]))
-            digest.update(data)
-            _verify(value, len(data), digest.digest(), filename)
+            _verify(value, len(data), _new_hash(_tag(value), data).digest(), filename)
             return data if mode == diskcache.core.MODE_BINARY else data.decode("utf-8")
 
     return ResultDisk
