@@ -236,10 +236,10 @@ def _submit(pool: Any, job: _Job) -> Any:
 
 def _received(result: Outcome | _Spilled) -> Outcome:
     """What a worker sent back, as an outcome."""
-    if type(result) is _Spilled:
+    if isinstance(result, _Spilled):
         outcome: Outcome = _unspill(result)
         return outcome
-    return result  # type: ignore[return-value]
+    return result
 
 
 def _read_marker(path: str) -> tuple[int, float] | None:
@@ -377,8 +377,8 @@ class ProcessExecutor:
                 late = inner.exception()
                 if isinstance(late, BrokenProcessPool):
                     self._on_broken(job.pool, late)
-                elif late is None and type(inner.result()) is _Spilled:
-                    _remove(inner.result().paths)  # ended meanwhile (a timeout): not read
+                elif late is None and isinstance(result := inner.result(), _Spilled):
+                    _remove(result.paths)  # ended meanwhile (a timeout): not read
             return
         if inner.cancelled():
             self._finish(number, job, failure(RemoteError("cancelled"), job.submitted))
@@ -418,9 +418,7 @@ class ProcessExecutor:
         killed_by_us = _was_killed(pool)
         started = [(n, j) for n, j in jobs if os.path.exists(j.marker) and not j.outer.done()]
         waiting = [(n, j) for n, j in jobs if (n, j) not in started and not j.outer.done()]
-        for _, j in started:
-            with contextlib.suppress(OSError):
-                os.unlink(j.marker)
+        _remove([j.marker for _, j in started])
         if killed_by_us:
             # nbflow killed a worker (to stop a timed-out attempt, in this run or another
             # sharing the pool, or to cancel a run): everything else is innocent.
