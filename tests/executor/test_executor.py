@@ -503,7 +503,7 @@ def _mapped(array) -> bool:
     return base is not None
 
 
-def test_large_values_cross_between_processes_intact_and_leave_no_files(tmp_path):
+def test_large_values_cross_between_processes_intact_and_leave_no_files():
     np = pytest.importorskip("numpy")
     n = 2_000_000  # 16 MB arrays: their buffers travel through files, not the pipe
     executor = ProcessExecutor(max_workers=2)
